@@ -1,0 +1,100 @@
+"""Checkpoints that describe themselves: one safetensors file holding weights, EMA, optimizer and RNG
+state, with the genome and the training state as JSON in its metadata. No pickled objects anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .genome import Genome, GenomeError
+from .io import temp_path_for
+from .networks import Generator
+
+CHECKPOINT_FORMAT = "dggan-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated, or inconsistent with its genome; the message names the file."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    genome: Genome
+    state: dict[str, Any]  # training state: iteration, total_iterations, fade_in, alpha, config, ...
+    tensors: dict[str, torch.Tensor]
+
+    def group(self, prefix: str) -> dict[str, torch.Tensor]:
+        """Tensors under ``prefix.`` with the prefix stripped (e.g. ``G`` -> the generator's state)."""
+        p = prefix + "."
+        return {k[len(p):]: v for k, v in self.tensors.items() if k.startswith(p)}
+
+
+def save_checkpoint(path: str | Path, genome: Genome, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
+    """Write atomically: a reader sees the previous checkpoint or this one, never a partial file."""
+    path = Path(path)
+    tmp = temp_path_for(path)
+    try:
+        metadata = {"format": CHECKPOINT_FORMAT, "genome": genome.to_json(indent=None), "state": json.dumps(state)}
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {exc});"
+                              " use an earlier checkpoint or retrain") from None
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a dggan checkpoint (format {metadata.get('format')!r},"
+                              f" expected {CHECKPOINT_FORMAT!r})")
+    try:
+        genome = Genome.from_json(metadata["genome"], source=f"{path} [genome]")
+        state = json.loads(metadata["state"])
+    except (KeyError, json.JSONDecodeError, GenomeError) as exc:
+        raise CheckpointError(f"{path}: bad checkpoint metadata ({exc})") from None
+    return Checkpoint(path=path, genome=genome, state=state, tensors=tensors)
+
+
+def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    """Strict name and shape check of a state against the network its genome builds."""
+    expected = {k: v.shape for k, v in module.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path}: {what} weights do not match the checkpoint's genome"
+                              f" (missing {missing[:3]}, unexpected {extra[:3]})")
+    for name, shape in expected.items():
+        if state[name].shape != shape:
+            raise CheckpointError(f"{path}: {what} tensor {name} has shape {tuple(state[name].shape)}"
+                                  f" but the genome needs {tuple(shape)}")
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> tuple[Genome, Generator]:
+    """The (EMA) generator of a checkpoint, in eval mode, ready to sample."""
+    ckpt = load_checkpoint(path)
+    fade_in = bool(ckpt.state.get("fade_in", False))
+    net = Generator(ckpt.genome, fade_in=fade_in)
+    if fade_in:
+        net.set_alpha(float(ckpt.state.get("alpha", 1.0)))
+    group = "G_ema" if ema and any(k.startswith("G_ema.") for k in ckpt.tensors) else "G"
+    state = ckpt.group(group)
+    check_state(net, state, group, ckpt.path)
+    net.load_state_dict(state)
+    return ckpt.genome, net.to(device).eval()

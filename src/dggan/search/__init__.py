@@ -1,0 +1,1 @@
+"""The DGGAN search: Algorithm 1, its ledger, executors and presets."""

@@ -1,0 +1,201 @@
+"""Search settings, their validation, and the presets (paper settings and a CPU demo)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits, InvalidActionError
+from ..genome import Genome, is_power_of_two, proggan_channels
+from ..metrics.normalize import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM
+from ..metrics.registry import MetricError, parse_metric
+from ..train import ConfigError, TrainConfig
+
+# The paper's ProgGAN FIDs per resolution (CIFAR-10 in the text, LSUN bedroom in Table 2).
+PAPER_BASELINES: dict[str, Mapping[int, float]] = {
+    "paper-cifar10": PROGGAN_FID_CIFAR10,
+    "paper-lsun-bedroom": PROGGAN_FID_LSUN_BEDROOM,
+}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Every knob of Algorithm 1 and of the candidates' training. See ``PRESETS`` for the paper's values."""
+
+    data: str = "synthetic"
+    metric: str = "swd1k"
+    baseline: Any = "auto"  # "auto" | "none" | a PAPER_BASELINES name | path of a baseline run | {res: value}
+    initial_channels: tuple[int, ...] = (512,)
+    latent_size: int = 128
+    base_resolution: int = 8
+    target_resolution: int = 32
+    top_k: int = 20
+    p: float = 0.4
+    kernels: tuple[int, ...] = PAPER_KERNELS
+    filters: tuple[int, ...] = PAPER_FILTERS
+    grow_g: bool = True
+    grow_d: bool = True
+    grow_res: bool = True
+    max_g_layers: int | None = None
+    max_d_layers: int | None = None
+    max_steps: int | None = 12
+    iterations: int = 100_000
+    initial_iterations: int | None = None  # default: iterations
+    final_iterations: int = 100_000
+    batch_size: int = 16
+    lr: float = 1e-3
+    fade_fraction: float = 0.5
+    ema_beta: float = 0.999
+    inherit_policy: str = "adapt"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = False
+    checkpoint_every: int = 0  # iterations between in-candidate checkpoints (0: a quarter of the budget)
+    sample_grid: int = 36  # images in each candidate's samples.png (0: none)
+    eval_batch_size: int = 64
+    inception_weights: str | None = None
+    cache_dir: str | None = None  # reference statistics cache (default: ~/.cache/dggan or $DGGAN_CACHE)
+    executor: str = "inprocess"
+    workers: int = 1
+    gpus_per_candidate: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"search config: {message}")
+
+        need(isinstance(self.top_k, int) and self.top_k >= 1, f"top_k (K) must be an int >= 1, got {self.top_k!r}")
+        need(0 < self.p <= 1, f"p must be in (0, 1], got {self.p!r}")
+        need(is_power_of_two(self.base_resolution) and self.base_resolution >= 4,
+             f"base_resolution (d0) must be a power of two >= 4, got {self.base_resolution!r}")
+        need(is_power_of_two(self.target_resolution), f"target_resolution must be a power of two, got"
+             f" {self.target_resolution!r}")
+        need(self.target_resolution >= self.base_resolution,
+             f"target_resolution {self.target_resolution} is below base_resolution {self.base_resolution}")
+        need(len(self.initial_channels) >= 1 and all(isinstance(c, int) and c >= 8 for c in self.initial_channels),
+             f"initial_channels must list widths >= 8, got {self.initial_channels!r}")
+        need(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1 or null")
+        need(self.initial_iterations is None or self.initial_iterations >= 1, "initial_iterations must be >= 1")
+        need(self.final_iterations >= 0, "final_iterations must be >= 0")
+        need(self.inherit_policy in ("adapt", "fresh"), "inherit_policy must be 'adapt' or 'fresh'")
+        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device must be auto, cpu or cuda")
+        need(self.executor in ("inprocess", "local", "ray"), f"executor must be inprocess, local or ray, got"
+             f" {self.executor!r}")
+        need(self.workers >= 1, "workers must be >= 1")
+        need(0 < self.gpus_per_candidate <= 8, "gpus_per_candidate must be in (0, 8]")
+        need(self.eval_batch_size >= 1 and self.sample_grid >= 0, "eval_batch_size >= 1 and sample_grid >= 0")
+        try:
+            self.action_space().actions()
+        except InvalidActionError as exc:
+            raise ConfigError(f"search config: {exc}") from None
+        self.train_config(self.iterations)  # validates the training settings
+        try:
+            spec = parse_metric(self.metric)
+        except MetricError as exc:
+            raise ConfigError(f"search config: {exc}") from None
+        need(spec.lower_is_better, f"metric {self.metric!r} is higher-is-better; the search ranks candidates by"
+             " a lower-is-better metric (fid... or swd...)")
+        if isinstance(self.baseline, dict):
+            need(all(v > 0 for v in self.baseline.values()), "baseline values must be > 0")
+
+    # ------------------------------------------------------------------ derived objects
+    def action_space(self) -> ActionSpace:
+        return ActionSpace(kernels=tuple(self.kernels), filters=tuple(self.filters), grow_g=self.grow_g,
+                           grow_d=self.grow_d, grow_res=self.grow_res)
+
+    def limits(self) -> GrowthLimits:
+        return GrowthLimits(self.target_resolution, self.max_g_layers, self.max_d_layers)
+
+    def initial_genomes(self) -> list[Genome]:
+        """One base genome per initial width, on ProgGAN's schedule scaled to that width."""
+        return [Genome.base(latent_size=self.latent_size, base_resolution=self.base_resolution,
+                            channels=proggan_channels(self.target_resolution, fmap_base=16 * c, fmap_max=c))
+                for c in self.initial_channels]
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def train_config(self, iterations: int, seed: int = 0, device: str = "cpu") -> TrainConfig:
+        return TrainConfig(iterations=iterations, batch_size=self.batch_size, lr=self.lr,
+                           fade_fraction=self.fade_fraction, ema_beta=self.ema_beta, seed=seed, device=device,
+                           bf16=self.bf16, log_every=max(1, min(100, iterations)))
+
+    def baseline_values(self) -> dict[int, float] | None:
+        """Per-resolution baseline from the config (None for 'auto'/'none'/a run path, resolved elsewhere)."""
+        if isinstance(self.baseline, dict):
+            return {int(k): float(v) for k, v in self.baseline.items()}
+        if isinstance(self.baseline, str) and self.baseline in PAPER_BASELINES:
+            return dict(PAPER_BASELINES[self.baseline])
+        return None
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if isinstance(self.baseline, dict):
+            out["baseline"] = {str(k): v for k, v in self.baseline.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> SearchConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {unknown}; known settings: {sorted(known)}")
+        data = dict(data)
+        for key in ("initial_channels", "kernels", "filters"):
+            if key in data and isinstance(data[key], list):
+                data[key] = tuple(data[key])
+        if isinstance(data.get("baseline"), dict):
+            try:
+                data["baseline"] = {int(k): float(v) for k, v in data["baseline"].items()}
+            except (TypeError, ValueError):
+                raise ConfigError(f"{source}: baseline must map resolutions to numbers") from None
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> SearchConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Paper, CIFAR-10: K=20, p=0.4, 8 -> 32, latent 128, 100k iterations per candidate, FID.
+    "cifar10": {"data": "cifar10", "metric": "fid10k", "baseline": "paper-cifar10", "initial_channels": (512,),
+                "latent_size": 128, "target_resolution": 32, "top_k": 20, "p": 0.4, "iterations": 100_000,
+                "final_iterations": 400_000, "max_steps": 12},
+    # Paper, LSUN bedroom: 8 -> 256, latent 512 (K and p not given for LSUN; the CIFAR-10 values are kept).
+    "lsun-bedroom": {"data": "lsun", "metric": "fid10k", "baseline": "paper-lsun-bedroom", "initial_channels": (512,),
+                     "latent_size": 512, "target_resolution": 256, "top_k": 20, "p": 0.4, "iterations": 100_000,
+                     "final_iterations": 400_000, "max_steps": 18},
+    # About five minutes on a 2-core CPU, on the built-in synthetic data, scored with SWD.
+    "demo": {"data": "synthetic:n=2048,res=16", "metric": "swd512", "baseline": "auto", "initial_channels": (32,),
+             "latent_size": 64, "target_resolution": 16, "top_k": 2, "p": 0.12, "iterations": 300,
+             "final_iterations": 1200, "max_steps": 4, "max_g_layers": 3, "max_d_layers": 3,
+             "filters": (16, 32, 64, 128), "checkpoint_every": 150, "sample_grid": 36},
+}
+
+
+def preset(name: str, **overrides: Any) -> SearchConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return SearchConfig.from_dict({**PRESETS[name], **overrides}, source=f"preset {name}")

@@ -1,0 +1,372 @@
+"""Algorithm 1 (top-K greedy pruning with random action sampling) as a thin loop over the ledger.
+
+The driver keeps no state of its own: at every point it reads what is done from the ledger and does
+the next thing (train pending candidates, select the top-K, sample the next step's children, run the
+final training). A killed search therefore resumes by simply running the loop again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..actions import Action, apply_action, valid_actions
+from ..checkpoint import load_checkpoint
+from ..io import atomic_write_json
+from .config import SearchConfig
+from .executors import Executor, make_executor
+from .ledger import CandidateRow, Ledger, LedgerError
+from .worker import CandidateResult, CandidateTask
+
+LEDGER_NAME = "ledger.sqlite"
+OPTIONS_NAME = "options.json"
+
+
+class SearchError(RuntimeError):
+    """The search cannot start or continue; the message names the problem and the fix."""
+
+
+@dataclass
+class SearchSummary:
+    run_dir: Path
+    steps: int
+    candidates: int
+    best_id: int | None
+    best_normalized: float | None
+    final_metric: float | None
+    final_status: str | None
+    wall_seconds: float
+    train_seconds: float
+    eval_seconds: float
+
+    @property
+    def overhead_seconds(self) -> float:
+        return self.wall_seconds - self.train_seconds - self.eval_seconds
+
+
+# ---------------------------------------------------------------------- run folders
+def create_run(run_dir: str | Path, config: SearchConfig) -> Path:
+    """Make a new run folder with its resolved options and an empty ledger; never reuses a folder."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
+                          " or choose a new --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / OPTIONS_NAME, config.to_dict())
+    Ledger.create(run_dir / LEDGER_NAME, config.to_dict()).close()
+    return run_dir
+
+
+def load_run_config(run_dir: str | Path) -> SearchConfig:
+    run_dir = Path(run_dir)
+    if not (run_dir / LEDGER_NAME).is_file() or not (run_dir / OPTIONS_NAME).is_file():
+        raise SearchError(f"{run_dir} is not a dggan search run (no {LEDGER_NAME} / {OPTIONS_NAME});"
+                          " start a new search with --run-dir instead of --resume")
+    return SearchConfig.from_file(run_dir / OPTIONS_NAME)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder: two searches on one folder would corrupt each other."""
+    with open(run_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise SearchError(f"{run_dir} is in use by another search (pid {handle.read().strip() or '?'});"
+                              " wait for it to finish or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------- baseline
+def baseline_config(config: SearchConfig) -> SearchConfig:
+    """ProgGAN through the same code: only grow_res, K = 1, p = 1, same budgets, from the first width."""
+    return replace(config, grow_g=False, grow_d=False, top_k=1, p=1.0, baseline="none",
+                   initial_channels=config.initial_channels[:1], final_iterations=0, max_steps=None,
+                   max_g_layers=None, max_d_layers=None)
+
+
+def baseline_from_run(run_dir: str | Path) -> dict[int, float]:
+    """Per-resolution metric of a baseline run (best finished candidate at each resolution)."""
+    run_dir = Path(run_dir)
+    try:
+        with Ledger.open(run_dir / LEDGER_NAME, readonly=True) as ledger:
+            rows = ledger.candidates(status="done")
+    except LedgerError as exc:
+        raise SearchError(f"baseline {run_dir}: {exc}") from None
+    values: dict[int, float] = {}
+    for row in rows:
+        if row.metric is not None and (row.resolution not in values or row.metric < values[row.resolution]):
+            values[row.resolution] = row.metric
+    return values
+
+
+def resolutions(config: SearchConfig) -> list[int]:
+    out, res = [], config.base_resolution
+    while res <= config.target_resolution:
+        out.append(res)
+        res *= 2
+    return out
+
+
+def check_baseline(values: dict[int, float], config: SearchConfig, where: str) -> dict[int, float]:
+    missing = [r for r in resolutions(config) if r not in values]
+    if missing:
+        raise SearchError(f"baseline ({where}) has no value for resolution(s) {missing}; give one per resolution"
+                          f" from {config.base_resolution} to {config.target_resolution}")
+    bad = [r for r in resolutions(config) if not values[r] > 0]
+    if bad:
+        raise SearchError(f"baseline ({where}) must be > 0 at every resolution; check {bad}")
+    return {r: values[r] for r in resolutions(config)}
+
+
+def static_baseline(config: SearchConfig) -> dict[int, float] | None:
+    """Baseline values known before any training; raises on a bad baseline setting. None for 'auto'."""
+    if config.baseline == "auto":
+        return None
+    if config.baseline == "none":
+        return {r: 1.0 for r in resolutions(config)}
+    values = config.baseline_values()
+    if values is not None:
+        return check_baseline(values, config, "config")
+    if isinstance(config.baseline, str) and Path(config.baseline).is_dir():
+        return check_baseline(baseline_from_run(config.baseline), config, config.baseline)
+    raise SearchError(f"baseline {config.baseline!r} is neither 'auto', 'none', a paper baseline name nor a"
+                      " baseline run folder")
+
+
+# ---------------------------------------------------------------------- the search
+class Search:
+    def __init__(self, run_dir: str | Path, config: SearchConfig, executor: Executor, progress: bool = True,
+                 log: Callable[[str], None] | None = None):
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.executor = executor
+        self.progress = progress
+        self.log = log or (lambda message: tqdm.write(message) if progress else None)
+        self.ledger = Ledger.open(self.run_dir / LEDGER_NAME)
+        self.device = "worker" if executor.name != "inprocess" else config.resolved_device()
+
+    # ---------------------------------------------------------------- helpers
+    def _path(self, rel: str | None) -> str | None:
+        if rel is None:
+            return None
+        p = Path(rel)
+        return str(p if p.is_absolute() else self.run_dir / p)
+
+    def _rel(self, path: str | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            return str(Path(path).resolve().relative_to(self.run_dir.resolve()))
+        except ValueError:
+            return path
+
+    def _eval_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"batch_size": self.config.eval_batch_size, "seed": self.config.seed}
+        if self.config.inception_weights:
+            opts["inception_weights"] = self.config.inception_weights
+        cache = self.config.cache_dir or os.environ.get("DGGAN_CACHE")
+        opts["cache_dir"] = cache if cache else str(Path.home() / ".cache" / "dggan")
+        return opts
+
+    def _task(self, row: CandidateRow, baseline: dict[int, float], iterations: int,
+              parent_checkpoint: str | None, out_dir: Path, continue_from: str | None = None) -> CandidateTask:
+        train = self.config.train_config(iterations, seed=row.seed, device="cpu").to_dict()
+        train["device"] = self.device
+        return CandidateTask(
+            candidate_id=row.id, genome_json=row.genome.to_json(indent=None), parent_checkpoint=parent_checkpoint,
+            out_dir=str(out_dir), train=train, data=self.config.data, metric=self.config.metric,
+            baseline=baseline[row.resolution], inherit_policy=self.config.inherit_policy,
+            checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
+            eval_options=self._eval_options(), progress=False, continue_from=continue_from)
+
+    def _record(self, result: CandidateResult) -> None:
+        self.ledger.update(result.candidate_id, status=result.status, metric=result.metric,
+                           normalized_metric=result.normalized_metric, extra=result.extra,
+                           train_seconds=result.train_seconds, eval_seconds=result.eval_seconds,
+                           checkpoint=self._rel(result.checkpoint), error=result.error)
+
+    # ---------------------------------------------------------------- phases
+    def baseline(self) -> dict[int, float]:
+        stored = self.ledger.get_meta("baseline")
+        if stored:
+            return {int(k): v for k, v in json.loads(stored).items()}
+        values = static_baseline(self.config)
+        if values is None:  # 'auto': run the ProgGAN route through the same code, inside this run folder
+            sub = self.run_dir / "baseline"
+            sub_config = baseline_config(self.config)
+            if not (sub / LEDGER_NAME).exists():
+                create_run(sub, sub_config)
+            self.log(f"baseline: training the ProgGAN route in {sub}")
+            Search(sub, sub_config, self.executor, self.progress, self.log).run()
+            values = check_baseline(baseline_from_run(sub), self.config, str(sub))
+        self.ledger.set_meta("baseline", json.dumps({str(k): v for k, v in values.items()}))
+        return values
+
+    def train_step(self, step: int, baseline: dict[int, float]) -> None:
+        rows = [r for r in self.ledger.candidates(step=step) if r.status in ("pending", "running")]
+        if not rows:
+            return
+        tasks = []
+        for row in rows:
+            parent_ckpt = None
+            iterations = self.config.initial_iterations or self.config.iterations
+            if row.parent is not None:
+                parent_ckpt = self._path(self.ledger.get(row.parent).checkpoint)
+                iterations = self.config.iterations
+            tasks.append(self._task(row, baseline, iterations, parent_ckpt,
+                                    self.run_dir / "candidates" / f"c{row.id:05d}"))
+        self.ledger.update_many([r.id for r in rows], status="running")
+        total = len(self.ledger.candidates(step=step))
+        bar = tqdm(total=total, initial=total - len(rows), desc=f"step {step}", unit="cand", disable=not self.progress)
+        try:
+            for result in self.executor.run(tasks):
+                self._record(result)
+                best = self.ledger.best_normalized()
+                bar.set_postfix(best=f"{best:.3f}" if best is not None else "-")
+                bar.update(1)
+                if result.status != "done":
+                    self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
+        finally:
+            bar.close()
+
+    def select(self, step: int) -> list[int]:
+        kept = self.ledger.kept(step)
+        if kept is None:
+            done = [r for r in self.ledger.candidates(step=step, status="done") if r.normalized_metric is not None]
+            done.sort(key=lambda r: (r.normalized_metric, r.id))
+            kept = [r.id for r in done[: self.config.top_k]]
+            self.ledger.set_kept(step, kept)
+        return kept
+
+    def should_stop(self, step: int, parents: list[CandidateRow]) -> tuple[bool, bool]:
+        """(stop now, only grow_res from here). The target must be reached before the step cap stops it."""
+        at_target = any(p.resolution == self.config.target_resolution for p in parents)
+        space, limits = self.config.action_space(), self.config.limits()
+        if not any(valid_actions(p.genome, space, limits) for p in parents):
+            return True, False
+        if self.config.max_steps is not None and step >= self.config.max_steps:
+            if at_target:
+                return True, False
+            return False, True
+        return False, False
+
+    def sample_children(self, step: int, parents: list[CandidateRow], only_grow_res: bool) -> int:
+        """Algorithm 1: take every (parent, action) pair with probability p (seeded by seed and step)."""
+        rng = random.Random(f"{self.config.seed}:{step}")
+        space, limits = self.config.action_space(), self.config.limits()
+        pairs: list[tuple[CandidateRow, Action]] = []
+        for parent in parents:
+            for action in valid_actions(parent.genome, space, limits):
+                if only_grow_res and action.kind != "grow_res":
+                    continue
+                pairs.append((parent, action))
+        chosen = [pair for pair in pairs if rng.random() < self.config.p]
+        if not chosen and pairs:
+            chosen = [rng.choice(pairs)]  # p so small that nothing was drawn: keep the search alive
+        rows = [{"step": step, "parent": parent.id, "action": action.to_dict(),
+                 "genome": apply_action(parent.genome, action, limits, space)} for parent, action in chosen]
+        first_id = self.ledger.max_id() + 1
+        for offset, row in enumerate(rows):
+            row["seed"] = self.config.seed * 100_003 + first_id + offset
+        self.ledger.add_candidates(rows)
+        return len(rows)
+
+    def final(self, baseline: dict[int, float]) -> None:
+        existing = self.ledger.final()
+        if existing is not None and existing.status == "done":
+            return
+        done = [r for r in self.ledger.candidates(status="done")
+                if r.resolution == self.config.target_resolution and r.normalized_metric is not None]
+        if not done:
+            self.log("no finished candidate reached the target resolution; skipping final training")
+            return
+        best = min(done, key=lambda r: (r.normalized_metric, r.id))
+        source = self._path(best.checkpoint)
+        iterations = int(load_checkpoint(source).state["iteration"]) + self.config.final_iterations
+        out = self.run_dir / "best"
+        task = self._task(best, baseline, iterations, None, out, continue_from=source)
+        self.log(f"final training of candidate {best.id} for {self.config.final_iterations} more iterations")
+        (result,) = list(self.executor.run([task]))
+        self.ledger.set_final(candidate=best.id, status=result.status, metric=result.metric,
+                              normalized_metric=result.normalized_metric, extra=result.extra,
+                              iterations=iterations, train_seconds=result.train_seconds,
+                              checkpoint=self._rel(result.checkpoint), error=result.error)
+        atomic_write_json(out / "metrics.json", {"candidate": best.id, **result.to_dict(),
+                                                 "genome_summary": best.genome.summary()})
+
+    def run(self) -> SearchSummary:
+        start = time.perf_counter()
+        with run_lock(self.run_dir):
+            baseline = self.baseline()
+            if not self.ledger.candidates(step=0):
+                self.ledger.add_candidates([{"step": 0, "parent": None, "action": None, "genome": g,
+                                             "seed": self.config.seed * 100_003 + i + 1}
+                                            for i, g in enumerate(self.config.initial_genomes())])
+            step = 0
+            while True:
+                self.train_step(step, baseline)
+                kept = self.select(step)
+                if not kept:
+                    self.log(f"step {step}: no candidate finished, so the search cannot grow further")
+                    break
+                parents = [self.ledger.get(cid) for cid in kept]
+                stop, only_res = self.should_stop(step, parents)
+                if stop:
+                    break
+                if not self.ledger.candidates(step=step + 1):
+                    self.sample_children(step + 1, parents, only_res)
+                step += 1
+            if self.config.final_iterations > 0 or self.config.baseline != "none":
+                self.final(baseline)
+        rows = self.ledger.candidates()
+        final = self.ledger.final()
+        done = [r for r in rows if r.normalized_metric is not None]
+        best = min(done, key=lambda r: (r.normalized_metric, r.id)) if done else None
+        summary = SearchSummary(
+            run_dir=self.run_dir, steps=step + 1, candidates=len(rows), best_id=best.id if best else None,
+            best_normalized=best.normalized_metric if best else None,
+            final_metric=final.metric if final else None, final_status=final.status if final else None,
+            wall_seconds=time.perf_counter() - start,
+            train_seconds=sum(r.train_seconds or 0 for r in rows) + ((final.train_seconds or 0) if final else 0),
+            eval_seconds=sum(r.eval_seconds or 0 for r in rows))
+        return summary
+
+
+def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resume: bool = False,
+               executor: Executor | None = None, progress: bool = True) -> SearchSummary:
+    """Start (``config``) or resume (``resume=True``) a search in ``run_dir`` and run it to the end."""
+    run_dir = Path(run_dir)
+    if resume:
+        config = load_run_config(run_dir)
+    elif config is None:
+        raise SearchError("run_search needs a config for a new run (or resume=True)")
+    else:
+        static_baseline(config)  # bad baseline settings fail before any folder or work is made
+        create_run(run_dir, config)
+    own = executor is None
+    executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),
+                                         config.gpus_per_candidate)
+    try:
+        return Search(run_dir, config, executor, progress).run()
+    finally:
+        if own:
+            executor.close()

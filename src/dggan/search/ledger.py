@@ -1,0 +1,314 @@
+"""The search ledger: every candidate and every selection, in one SQLite file (stdlib sqlite3).
+
+The driver is the only writer. Each write is its own transaction, so a crash (even ``kill -9``) leaves
+the ledger as it was after the last completed write; resume reads everything back from here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..genome import Genome
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "diverged", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER REFERENCES candidates(id),
+    step INTEGER NOT NULL,
+    action TEXT,
+    genome TEXT NOT NULL,
+    genome_key TEXT NOT NULL,
+    resolution INTEGER NOT NULL,
+    g_params INTEGER NOT NULL,
+    d_params INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'diverged', 'failed')),
+    metric REAL,
+    normalized_metric REAL,
+    extra TEXT,
+    train_seconds REAL,
+    eval_seconds REAL,
+    checkpoint TEXT,
+    error TEXT,
+    seed INTEGER NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS candidates_step ON candidates(step);
+CREATE TABLE IF NOT EXISTS kept (
+    step INTEGER NOT NULL,
+    candidate INTEGER NOT NULL REFERENCES candidates(id),
+    rank INTEGER NOT NULL,
+    PRIMARY KEY (step, candidate)
+);
+CREATE TABLE IF NOT EXISTS final (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    candidate INTEGER NOT NULL REFERENCES candidates(id),
+    status TEXT NOT NULL,
+    metric REAL,
+    normalized_metric REAL,
+    extra TEXT,
+    iterations INTEGER,
+    train_seconds REAL,
+    checkpoint TEXT,
+    error TEXT,
+    updated REAL NOT NULL
+);
+"""
+
+
+_SELECT = ("SELECT c.id, c.parent, c.step, c.action, c.genome, c.resolution, c.g_params, c.d_params, c.status,"
+           " c.metric, c.normalized_metric, c.extra, c.train_seconds, c.eval_seconds, c.checkpoint, c.error,"
+           " c.seed, EXISTS (SELECT 1 FROM kept k WHERE k.candidate = c.id) FROM candidates c")
+
+
+class LedgerError(RuntimeError):
+    """The ledger file is missing, from another schema, or not a ledger at all."""
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    id: int
+    parent: int | None
+    step: int
+    action: dict[str, Any] | None
+    genome: Genome
+    resolution: int
+    g_params: int
+    d_params: int
+    status: str
+    metric: float | None
+    normalized_metric: float | None
+    extra: dict[str, Any]
+    train_seconds: float | None
+    eval_seconds: float | None
+    checkpoint: str | None
+    error: str | None
+    seed: int
+    kept: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``dggan ls --json``."""
+        return {
+            "id": self.id, "parent": self.parent, "step": self.step, "action": self.action,
+            "resolution": self.resolution, "g_params": self.g_params, "d_params": self.d_params,
+            "status": self.status, "metric": self.metric, "normalized_metric": self.normalized_metric,
+            "kept": self.kept, "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+            "checkpoint": self.checkpoint, "error": self.error, "genome_key": self.genome.key(),
+            "summary": self.genome.summary(),
+        }
+
+
+@dataclass(frozen=True)
+class FinalRow:
+    candidate: int
+    status: str
+    metric: float | None
+    normalized_metric: float | None
+    extra: dict[str, Any]
+    iterations: int | None
+    train_seconds: float | None
+    checkpoint: str | None
+    error: str | None
+
+
+class Ledger:
+    def __init__(self, path: str | Path, conn: sqlite3.Connection):
+        self.path = Path(path)
+        self._conn = conn
+
+    # ------------------------------------------------------------------ open / create
+    @classmethod
+    def create(cls, path: str | Path, settings: dict[str, Any]) -> Ledger:
+        path = Path(path)
+        if path.exists():
+            raise LedgerError(f"{path}: a ledger already exists here; resume it instead of creating a new one")
+        conn = cls._connect(path)
+        with conn:
+            conn.executescript(_SCHEMA)
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("settings", json.dumps(settings, sort_keys=True)),
+                ("created", str(time.time())),
+            ])
+        return cls(path, conn)
+
+    @classmethod
+    def open(cls, path: str | Path, readonly: bool = False) -> Ledger:
+        path = Path(path)
+        if not path.is_file():
+            raise LedgerError(f"{path}: no ledger here (is this a dggan run folder?)")
+        conn = cls._connect(path, readonly=readonly)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise LedgerError(f"{path}: not a dggan ledger ({exc})") from None
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            conn.close()
+            found = None if row is None else row[0]
+            raise LedgerError(f"{path}: ledger schema version {found} is not supported (this dggan reads"
+                              f" version {SCHEMA_VERSION}); use the dggan release that wrote it")
+        return cls(path, conn)
+
+    @staticmethod
+    def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        else:
+            conn = sqlite3.connect(str(path), timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")  # readers (ls, report) never block the driver
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ meta
+    def settings(self) -> dict[str, Any]:
+        return json.loads(self._meta("settings") or "{}")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta(key)
+
+    # ------------------------------------------------------------------ candidates
+    def add_candidate(self, *, step: int, genome: Genome, parent: int | None, action: dict[str, Any] | None,
+                      seed: int) -> int:
+        return self.add_candidates([{"step": step, "genome": genome, "parent": parent, "action": action,
+                                     "seed": seed}])[0]
+
+    def add_candidates(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert several candidates in one transaction (a step's children appear all at once or not at all)."""
+        now = time.time()
+        ids = []
+        with self._conn:
+            for row in rows:
+                genome: Genome = row["genome"]
+                action = row.get("action")
+                cur = self._conn.execute(
+                    "INSERT INTO candidates (parent, step, action, genome, genome_key, resolution, g_params,"
+                    " d_params, status, seed, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    (row.get("parent"), row["step"], None if action is None else json.dumps(action, sort_keys=True),
+                     genome.to_json(indent=None), genome.key(), genome.resolution, genome.g_params(),
+                     genome.d_params(), row.get("seed", 0), now, now))
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def update(self, candidate: int, **fields: Any) -> None:
+        self.update_many([candidate], **fields)
+
+    def update_many(self, candidates: list[int], **fields: Any) -> None:
+        """Set the same fields on several candidates, in one transaction."""
+        allowed = {"status", "metric", "normalized_metric", "extra", "train_seconds", "eval_seconds", "checkpoint",
+                   "error"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot update ledger field(s) {sorted(bad)}")
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"unknown status {fields['status']!r}")
+        if "extra" in fields:
+            fields["extra"] = json.dumps(fields["extra"], sort_keys=True)
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        now = time.time()
+        with self._conn:
+            self._conn.executemany(f"UPDATE candidates SET {cols}, updated = ? WHERE id = ?",
+                                   [(*fields.values(), now, cid) for cid in candidates])
+
+    def candidates(self, step: int | None = None, status: str | None = None) -> list[CandidateRow]:
+        query = _SELECT
+        clauses, args = [], []
+        if step is not None:
+            clauses.append("c.step = ?")
+            args.append(step)
+        if status is not None:
+            clauses.append("c.status = ?")
+            args.append(status)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        rows = self._conn.execute(query + " ORDER BY c.id", args).fetchall()
+        return [_row(r, self.path) for r in rows]
+
+    def get(self, candidate: int) -> CandidateRow:
+        row = self._conn.execute(_SELECT + " WHERE c.id = ?", (candidate,)).fetchone()
+        if row is None:
+            raise LedgerError(f"{self.path}: no candidate {candidate}")
+        return _row(row, self.path)
+
+    def max_id(self) -> int:
+        return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM candidates").fetchone()[0])
+
+    def best_normalized(self) -> float | None:
+        row = self._conn.execute("SELECT MIN(normalized_metric) FROM candidates WHERE status = 'done'").fetchone()
+        return row[0]
+
+    def max_step(self) -> int | None:
+        row = self._conn.execute("SELECT MAX(step) FROM candidates").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    # ------------------------------------------------------------------ selection
+    def set_kept(self, step: int, ranked: Iterable[int]) -> None:
+        """Record a step's top-K (best first) and that the selection was made, in one transaction."""
+        with self._conn:
+            self._conn.execute("DELETE FROM kept WHERE step = ?", (step,))
+            self._conn.executemany("INSERT INTO kept (step, candidate, rank) VALUES (?, ?, ?)",
+                                   [(step, cid, rank) for rank, cid in enumerate(ranked)])
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (f"selected:{step}",))
+
+    def kept(self, step: int) -> list[int] | None:
+        """The ranked ids kept at ``step``, or None when that selection has not been made yet."""
+        rows = self._conn.execute("SELECT candidate FROM kept WHERE step = ? ORDER BY rank", (step,)).fetchall()
+        if rows:
+            return [int(r[0]) for r in rows]
+        made = self._meta(f"selected:{step}")
+        return [] if made else None
+
+    # ------------------------------------------------------------------ final training
+    def set_final(self, *, candidate: int, status: str, metric: float | None = None,
+                  normalized_metric: float | None = None, extra: dict[str, Any] | None = None,
+                  iterations: int | None = None, train_seconds: float | None = None,
+                  checkpoint: str | None = None, error: str | None = None) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO final (id, candidate, status, metric, normalized_metric, extra, iterations,"
+                " train_seconds, checkpoint, error, updated) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (candidate, status, metric, normalized_metric, json.dumps(extra or {}), iterations, train_seconds,
+                 checkpoint, error, time.time()))
+
+    def final(self) -> FinalRow | None:
+        row = self._conn.execute("SELECT candidate, status, metric, normalized_metric, extra, iterations,"
+                                 " train_seconds, checkpoint, error FROM final WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return FinalRow(row[0], row[1], row[2], row[3], json.loads(row[4] or "{}"), row[5], row[6], row[7], row[8])
+
+
+def _row(r: tuple[Any, ...], path: Path) -> CandidateRow:
+    return CandidateRow(
+        id=r[0], parent=r[1], step=r[2], action=None if r[3] is None else json.loads(r[3]),
+        genome=Genome.from_json(r[4], source=f"{path} candidate {r[0]}"), resolution=r[5], g_params=r[6],
+        d_params=r[7], status=r[8], metric=r[9], normalized_metric=r[10], extra=json.loads(r[11] or "{}"),
+        train_seconds=r[12], eval_seconds=r[13], checkpoint=r[14], error=r[15], seed=r[16], kept=bool(r[17]))

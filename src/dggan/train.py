@@ -1,0 +1,357 @@
+"""The inner loop of every candidate: WGAN-GP with ProgGAN's drift term, EMA of G, fade-in.
+
+One iteration = one D step and one G step on the same latent batch: G runs forward once, D is updated
+on the detached images, then the G loss reuses that forward with the updated D (the paper's setting of
+one D step per G step, without a second G forward).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import Checkpoint, CheckpointError, check_state, load_checkpoint, save_checkpoint
+from .data.base import BatchSampler, ImageSource
+from .genome import Genome
+from .inherit import InheritanceReport, InheritPolicy, inherit_weights
+from .networks import Discriminator, Generator
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names it and the allowed values."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    beta1: float = 0.0
+    beta2: float = 0.99
+    gp_lambda: float = 10.0
+    drift: float = 0.001
+    ema_beta: float = 0.999
+    fade_fraction: float = 0.5  # share of a grow_res child's iterations spent fading in
+    mbstd_group: int = 4
+    flip: bool = False
+    device: str = "cpu"
+    bf16: bool = False  # bf16 autocast for forward passes (CUDA only)
+    seed: int = 0
+    log_every: int = 100
+    divergence_threshold: float = 1e5  # |D loss| beyond this counts as an exploding critic
+    check_every: int = 10  # how often (iterations) losses are pulled to the host and checked
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.iterations >= 1, "iterations must be >= 1"),
+            (self.batch_size >= 2, "batch_size must be >= 2 (minibatch stddev needs a batch)"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)"),
+            (self.gp_lambda >= 0 and self.drift >= 0, "gp_lambda and drift must be >= 0"),
+            (0 <= self.ema_beta < 1, "ema_beta must be in [0, 1)"),
+            (0 < self.fade_fraction <= 1, "fade_fraction must be in (0, 1]"),
+            (self.mbstd_group >= 1, "mbstd_group must be >= 1"),
+            (self.log_every >= 1 and self.check_every >= 1, "log_every and check_every must be >= 1"),
+            (self.device == "cpu" or self.device.startswith("cuda"),
+             f"device must be cpu or cuda[:N], got {self.device!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"train config: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"train config: unknown setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "done" or "diverged"
+    iterations: int
+    seconds: float
+    stats: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def pick_device(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+_STAT_NAMES = ("loss_d", "loss_g", "gp", "d_real", "d_fake")
+
+
+class Trainer:
+    """Owns one candidate's networks, optimizers, EMA, data sampler and RNG; resumable exactly."""
+
+    def __init__(self, genome: Genome, config: TrainConfig, data: ImageSource, *, fade_in: bool = False):
+        if data.resolution < genome.resolution:
+            raise ConfigError(f"dataset {data.name} is stored at {data.resolution}px, below the genome's"
+                              f" {genome.resolution}px; use larger images or a lower target resolution")
+        if data.channels != genome.image_channels:
+            raise ConfigError(f"dataset {data.name} has {data.channels} channels but the genome expects"
+                              f" {genome.image_channels}")
+        self.genome, self.config, self.data = genome, config, data
+        self.device = pick_device(config.device)
+        torch.manual_seed(config.seed)  # fresh layers' init is a function of the seed
+        self.G = Generator(genome, fade_in=fade_in).to(self.device)
+        self.D = Discriminator(genome, fade_in=fade_in, mbstd_group=config.mbstd_group).to(self.device)
+        self.G_ema = Generator(genome, fade_in=fade_in).to(self.device).requires_grad_(False)
+        self.G_ema.load_state_dict(self.G.state_dict())
+        self.opt_g = self._adam(self.G)
+        self.opt_d = self._adam(self.D)
+        self.sampler = BatchSampler(data, genome.resolution, config.batch_size, seed=config.seed + 1,
+                                    flip=config.flip, device=self.device)
+        self.rng = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        self.iteration = 0
+        self.train_seconds = 0.0  # wall time spent in train(), across resumes
+        self.inheritance: dict[str, InheritanceReport] = {}
+        self._concat_real_fake = config.batch_size % min(config.mbstd_group, config.batch_size) == 0
+        self._refresh_param_lists()
+        if fade_in:
+            self._set_alpha(0.0)
+
+    # ------------------------------------------------------------------ construction helpers
+    def _adam(self, net: torch.nn.Module) -> torch.optim.Adam:
+        return torch.optim.Adam(net.parameters(), lr=self.config.lr, betas=(self.config.beta1, self.config.beta2),
+                                foreach=True)
+
+    def _refresh_param_lists(self) -> None:
+        self._g_params = list(self.G.parameters())
+        self._ema_params = list(self.G_ema.parameters())
+
+    @classmethod
+    def child_of(cls, parent: Checkpoint, genome: Genome, config: TrainConfig, data: ImageSource,
+                 policy: InheritPolicy = "adapt") -> Trainer:
+        """A child initialised from its parent's trained weights (fade-in when the resolution doubled)."""
+        if parent.state.get("fade_in"):
+            raise CheckpointError(f"{parent.path}: the parent is still fading in; finish its training first")
+        if genome.resolution not in (parent.genome.resolution, parent.genome.resolution * 2):
+            raise ConfigError(f"child at {genome.resolution}px cannot inherit from a parent at"
+                              f" {parent.genome.resolution}px")
+        trainer = cls(genome, config, data, fade_in=genome.resolution > parent.genome.resolution)
+        trainer.inheritance = {
+            "G": inherit_weights(trainer.G, parent.group("G"), policy),
+            "D": inherit_weights(trainer.D, parent.group("D"), policy),
+        }
+        # The EMA copy starts as the child's G, then takes the parent's averaged weights where they fit.
+        trainer.G_ema.load_state_dict(trainer.G.state_dict())
+        trainer.inheritance["G_ema"] = inherit_weights(trainer.G_ema, parent.group("G_ema"), policy)
+        return trainer
+
+    @classmethod
+    def resume(cls, ckpt: Checkpoint, data: ImageSource, device: str | None = None) -> Trainer:
+        """Continue exactly where a checkpoint stopped (same alpha, same batches, same noise)."""
+        config_dict = dict(ckpt.state["config"])
+        if device is not None:
+            config_dict["device"] = device
+        config = TrainConfig.from_dict(config_dict)
+        trainer = cls(ckpt.genome, config, data, fade_in=bool(ckpt.state.get("fade_in")))
+        for name, net in (("G", trainer.G), ("D", trainer.D), ("G_ema", trainer.G_ema)):
+            state = ckpt.group(name)
+            check_state(net, state, name, ckpt.path)
+            net.load_state_dict(state)
+        for name, opt, net in (("opt_g", trainer.opt_g, trainer.G), ("opt_d", trainer.opt_d, trainer.D)):
+            _load_adam(opt, net, ckpt.group(name), ckpt.path)
+        trainer.iteration = int(ckpt.state["iteration"])
+        trainer.train_seconds = float(ckpt.state.get("train_seconds", 0.0))
+        trainer.sampler.load_state_dict(ckpt.group("sampler"))
+        trainer.rng.set_state(ckpt.tensors["rng.noise"].cpu())
+        if trainer.G.fade_in:
+            trainer._set_alpha(trainer.alpha_at(trainer.iteration))
+        return trainer
+
+    # ------------------------------------------------------------------ fade-in
+    def alpha_at(self, iteration: int) -> float:
+        fade_iters = max(1, math.ceil(self.config.fade_fraction * self.config.iterations))
+        return min(1.0, iteration / fade_iters)
+
+    def _set_alpha(self, alpha: float) -> None:
+        for net in (self.G, self.D, self.G_ema):
+            net.set_alpha(alpha)
+
+    def _finish_fade_in(self) -> None:
+        for net, opt in ((self.G, self.opt_g), (self.D, self.opt_d), (self.G_ema, None)):
+            dropped = {id(p) for p in net.drop_fade_in()}
+            if opt is not None:
+                for group in opt.param_groups:
+                    kept = [p for p in group["params"] if id(p) not in dropped]
+                    for p in group["params"]:
+                        if id(p) in dropped:
+                            opt.state.pop(p, None)
+                    group["params"] = kept
+        self._refresh_param_lists()
+
+    @property
+    def fading(self) -> bool:
+        return self.G.fade_in
+
+    # ------------------------------------------------------------------ one iteration
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.bf16 and self.device.type == "cuda")
+
+    def step(self) -> torch.Tensor:
+        """One D step and one G step; returns the stats vector (on device, no host sync)."""
+        cfg = self.config
+        if self.fading:
+            alpha = self.alpha_at(self.iteration)
+            if alpha >= 1.0:
+                self._finish_fade_in()
+            else:
+                self._set_alpha(alpha)
+        real = self.sampler.next()
+        if self.fading:
+            # ProgGAN also fades the real images, so D sees the same blend of scales as G produces.
+            low = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2.0, mode="nearest")
+            real = torch.lerp(low, real, self.G.alpha)
+        z = torch.randn(cfg.batch_size, self.genome.latent_size, device=self.device, generator=self.rng)
+        eps = torch.rand(cfg.batch_size, 1, 1, 1, device=self.device, generator=self.rng)
+
+        with self._autocast():
+            fake = self.G(z)
+            detached = fake.detach()
+            if self._concat_real_fake:
+                d_real, d_fake = self.D(torch.cat([real, detached])).float().chunk(2)
+            else:
+                d_real, d_fake = self.D(real).float(), self.D(detached).float()
+            mixed = torch.lerp(detached.float(), real, eps).requires_grad_(True)
+            d_mixed = self.D(mixed).float()
+        (grad,) = torch.autograd.grad(d_mixed.sum(), mixed, create_graph=True)
+        gp = (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
+        loss_d = d_fake.mean() - d_real.mean() + cfg.gp_lambda * gp + cfg.drift * d_real.square().mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        with self._autocast():
+            loss_g = -self.D(fake).float().mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward(inputs=self._g_params)  # D's weights get no gradient from the G step
+        self.opt_g.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - cfg.ema_beta)
+        self.iteration += 1
+        return torch.stack([loss_d, loss_g, gp, d_real.mean(), d_fake.mean()]).detach()
+
+    # ------------------------------------------------------------------ loop
+    def train(self, iterations: int | None = None, *, progress: bool = True,
+              on_log: Callable[[dict[str, float]], None] | None = None,
+              checkpoint_path: str | Path | None = None, checkpoint_every: int = 0,
+              should_stop: Callable[[], bool] | None = None) -> TrainResult:
+        """Train until ``iterations`` (default: the config's total) and return how it ended.
+
+        A NaN/Inf loss or an exploding critic ends training early with status ``diverged``; the caller
+        decides what to do with it (the search records it and never picks the candidate).
+        """
+        cfg = self.config
+        end = min(cfg.iterations, iterations if iterations is not None else cfg.iterations)
+        start_time, start_iter = time.perf_counter(), self.iteration
+        acc = torch.zeros(len(_STAT_NAMES), device=self.device)
+        acc_n = 0
+        last: dict[str, float] = {}
+        bar = tqdm(total=end, initial=self.iteration, disable=not progress, desc=f"train {self.genome.resolution}px",
+                   unit="it", leave=False)
+        try:
+            while self.iteration < end:
+                acc += self.step()
+                acc_n += 1
+                bar.update(1)
+                done = self.iteration >= end
+                if self.iteration % cfg.check_every == 0 or self.iteration % cfg.log_every == 0 or done:
+                    values = (acc / acc_n).tolist()
+                    if not all(math.isfinite(v) for v in values) or abs(values[0]) > cfg.divergence_threshold:
+                        why = ("non-finite loss" if not all(math.isfinite(v) for v in values)
+                               else f"exploding critic (|loss_d| = {abs(values[0]):.3g}"
+                                    f" > {cfg.divergence_threshold:g})")
+                        return TrainResult("diverged", self.iteration, time.perf_counter() - start_time,
+                                           dict(zip(_STAT_NAMES, values, strict=True)), reason=why)
+                    if self.iteration % cfg.log_every == 0 or done:
+                        elapsed = time.perf_counter() - start_time
+                        last = {"iteration": self.iteration, "alpha": self.G.alpha if self.fading else 1.0,
+                                **dict(zip(_STAT_NAMES, values, strict=True)),
+                                "images_per_s": (self.iteration - start_iter) * cfg.batch_size / max(elapsed, 1e-9)}
+                        acc.zero_()
+                        acc_n = 0
+                        bar.set_postfix(loss_d=f"{values[0]:.3f}", loss_g=f"{values[1]:.3f}")
+                        if on_log is not None:
+                            on_log(last)
+                if checkpoint_path and checkpoint_every and self.iteration % checkpoint_every == 0 and not done:
+                    self.save(checkpoint_path)
+                if should_stop is not None and should_stop():
+                    break
+        finally:
+            bar.close()
+            self.train_seconds += time.perf_counter() - start_time
+        if self.iteration >= cfg.iterations and self.fading:
+            self._finish_fade_in()  # fade_fraction == 1: the last step ran at alpha < 1
+        return TrainResult("done", self.iteration, time.perf_counter() - start_time, last)
+
+    # ------------------------------------------------------------------ checkpoints
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            out.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
+        for name, opt, net in (("opt_g", self.opt_g, self.G), ("opt_d", self.opt_d, self.D)):
+            for pname, p in net.named_parameters():
+                for key, value in opt.state.get(p, {}).items():
+                    out[f"{name}.{pname}.{key}"] = torch.as_tensor(value)
+        out.update({f"sampler.{k}": v for k, v in self.sampler.state_dict().items()})
+        out["rng.noise"] = self.rng.get_state()
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "total_iterations": self.config.iterations,
+                "fade_in": self.fading, "alpha": self.alpha_at(self.iteration) if self.fading else 1.0,
+                "train_seconds": self.train_seconds, "config": self.config.to_dict()}
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(path, self.genome, self.state(), self.tensors())
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+        """``n`` images from the EMA generator (fixed latents for a given seed), on the CPU."""
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.genome.latent_size, generator=gen)
+        return torch.cat([self.G_ema(zb.to(self.device)).float().cpu() for zb in z.split(batch_size)])
+
+
+def _load_adam(opt: torch.optim.Adam, net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    for pname, p in net.named_parameters():
+        keys = ("step", "exp_avg", "exp_avg_sq")
+        entries = {key: state[f"{pname}.{key}"] for key in keys if f"{pname}.{key}" in state}
+        if not entries:
+            continue
+        if len(entries) != 3 or entries["exp_avg"].shape != p.shape:
+            raise CheckpointError(f"{path}: optimizer state for {pname} is incomplete or has the wrong shape")
+        opt.state[p] = {k: v.to(p.device) if k != "step" else v.cpu() for k, v in entries.items()}
+
+
+def train_genome(genome: Genome, config: TrainConfig, data: ImageSource, **kwargs: Any) -> tuple[Trainer, TrainResult]:
+    """Convenience: build a trainer for ``genome`` from scratch and train it."""
+    trainer = Trainer(genome, config, data)
+    return trainer, trainer.train(**kwargs)
+
+
+def resume_from(path: str | Path, data: ImageSource, device: str | None = None) -> Trainer:
+    return Trainer.resume(load_checkpoint(path), data, device=device)
