@@ -137,17 +137,18 @@ def register(app: typer.Typer) -> None:
         table = Table(title=str(run))
         for col in ("id", "parent", "step", "action", "res", "G params", "D params", "status", "metric", "norm",
                     "kept"):
-            table.add_column(col, justify="right" if col not in ("action", "status") else "left")
+            table.add_column(col, justify="right" if col not in ("action", "status") else "left", no_wrap=True)
         for r in rows:
             action = r["action"]
-            label = "-" if action is None else (action["kind"] if action["kind"] == "grow_res" else
-                                                f"{action['kind']} k{action['kernel']} f{action['filters']}")
+            label = "-" if action is None else ("res x2" if action["kind"] == "grow_res" else
+                                                f"{action['kind'][-1].upper()} k{action['kernel']} f{action['filters']}")
             table.add_row(str(r["id"]), str(r["parent"] or "-"), str(r["step"]), label, str(r["resolution"]),
                           f"{r['g_params'] / 1e6:.2f}M", f"{r['d_params'] / 1e6:.2f}M", r["status"],
                           "-" if r["metric"] is None else f"{r['metric']:.4g}",
                           "-" if r["normalized_metric"] is None else f"{r['normalized_metric']:.3f}",
                           "*" if r["kept"] else "")
-        Console().print(table)
+        console = Console()
+        Console(width=max(console.width, 120)).print(table)  # never squeeze the table into a narrow pipe
 
 
 __all__ = ["register"]

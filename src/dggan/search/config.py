@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ class SearchConfig:
     executor: str = "inprocess"
     workers: int = 1
     gpus_per_candidate: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # torch CPU threads per candidate (default: the executor's choice)
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -88,6 +88,7 @@ class SearchConfig:
              f" {self.executor!r}")
         need(self.workers >= 1, "workers must be >= 1")
         need(0 < self.gpus_per_candidate <= 8, "gpus_per_candidate must be in (0, 8]")
+        need(self.threads is None or self.threads >= 1, "threads must be >= 1 or null")
         need(self.eval_batch_size >= 1 and self.sample_grid >= 0, "eval_batch_size >= 1 and sample_grid >= 0")
         try:
             self.action_space().actions()

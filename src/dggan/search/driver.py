@@ -196,7 +196,8 @@ class Search:
             out_dir=str(out_dir), train=train, data=self.config.data, metric=self.config.metric,
             baseline=baseline[row.resolution], inherit_policy=self.config.inherit_policy,
             checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
-            eval_options=self._eval_options(), progress=False, continue_from=continue_from)
+            eval_options=self._eval_options(), progress=False, continue_from=continue_from,
+            threads=self.config.threads)
 
     def _record(self, result: CandidateResult) -> None:
         self.ledger.update(result.candidate_id, status=result.status, metric=result.metric,

@@ -52,6 +52,7 @@ class CandidateTask:
     eval_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
     continue_from: str | None = None  # final training: continue this checkpoint up to train["iterations"]
+    threads: int | None = None  # torch CPU threads (the same count everywhere keeps CPU results identical)
 
 
 @dataclass
@@ -91,6 +92,8 @@ def run_candidate(task: CandidateTask) -> CandidateResult:
 def _run(task: CandidateTask) -> CandidateResult:
     out = Path(task.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if task.threads:
+        torch.set_num_threads(task.threads)
     genome = Genome.from_json(task.genome_json, source=f"candidate {task.candidate_id}")
     train_dict = dict(task.train)
     if train_dict.get("device") in (None, "worker"):
@@ -122,6 +125,9 @@ def _run(task: CandidateTask) -> CandidateResult:
         trainer.save(ckpt_path)  # e.g. a final training of 0 extra iterations: the result still lives here
 
     start = time.perf_counter()
+    if not torch.isfinite(trainer.sample(8, seed=1)).all():
+        return CandidateResult(task.candidate_id, "diverged", train_seconds=trainer.train_seconds,
+                               error="the EMA generator's output is not finite")
     scores = evaluate_trainer(trainer, data, task)
     if task.sample_grid:
         save_grid(trainer.sample(task.sample_grid, seed=0), out / "samples.png")

@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dggan.cli import app
+from dggan.search import worker as worker_module
+from dggan.search.config import SearchConfig, preset
+from dggan.search.driver import SearchError, run_search
+from dggan.search.executors import InProcessExecutor, LocalExecutor
+from dggan.search.ledger import Ledger
+from dggan.train import ConfigError
+
+runner = CliRunner()
+
+TINY: dict[str, Any] = {
+    "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": {8: 100.0, 16: 100.0},
+    "initial_channels": [8], "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5,
+    "kernels": [3], "filters": [8, 16], "iterations": 4, "final_iterations": 2, "max_steps": 2,
+    "batch_size": 8, "sample_grid": 4, "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu",
+    "threads": 1, "cache_dir": None,
+}
+
+
+def tiny(**overrides: Any) -> SearchConfig:
+    return SearchConfig.from_dict({**TINY, **overrides})
+
+
+def ledger_rows(run: Path) -> list[dict[str, Any]]:
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        return [r.to_dict() for r in ledger.candidates()]
+
+
+def comparable(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(r["id"], r["parent"], r["step"], json.dumps(r["action"]), r["status"], r["genome_key"],
+             None if r["metric"] is None else round(r["metric"], 6), r["kept"]) for r in rows]
+
+
+def test_search_runs_algorithm_1(tmp_path: Path) -> None:
+    summary = run_search(tmp_path / "run", tiny(), progress=False)
+    rows = ledger_rows(tmp_path / "run")
+    assert rows[0]["step"] == 0 and rows[0]["action"] is None and rows[0]["parent"] is None
+    steps = {r["step"] for r in rows}
+    assert steps == {0, 1, 2} and summary.steps == 3
+    with Ledger.open(tmp_path / "run" / "ledger.sqlite", readonly=True) as ledger:
+        for step in steps:
+            kept = ledger.kept(step)
+            done = sorted((r for r in rows if r["step"] == step and r["status"] == "done"),
+                          key=lambda r: (r["normalized_metric"], r["id"]))
+            assert kept == [r["id"] for r in done[:2]]  # top-K by normalised metric
+            children = [r for r in rows if r["step"] == step + 1]
+            assert all(c["parent"] in kept for c in children)  # only kept parents have children
+        final = ledger.final()
+    assert all(r["resolution"] <= 16 for r in rows)
+    assert all(r["normalized_metric"] == pytest.approx(r["metric"] / 100.0) for r in rows if r["status"] == "done")
+    assert final is not None and final.status == "done" and final.iterations == 6
+    best = tmp_path / "run" / "best"
+    assert (best / "checkpoint.safetensors").exists() and (best / "samples.png").exists()
+    assert json.loads((best / "metrics.json").read_text())["status"] == "done"
+    for r in rows:
+        folder = tmp_path / "run" / "candidates" / f"c{r['id']:05d}"
+        assert (folder / "checkpoint.safetensors").exists() and (folder / "genome.json").exists()
+
+
+def test_sampling_is_reproducible_from_the_seed(tmp_path: Path) -> None:
+    run_search(tmp_path / "a", tiny(final_iterations=0), progress=False)
+    run_search(tmp_path / "b", tiny(final_iterations=0), progress=False)
+    run_search(tmp_path / "c", tiny(final_iterations=0, seed=1), progress=False)
+    a, b, c = (comparable(ledger_rows(tmp_path / x)) for x in "abc")
+    assert a == b
+    assert [x[:4] for x in a] != [x[:4] for x in c] or [x[6] for x in a] != [x[6] for x in c]
+
+
+def test_failed_and_diverged_children_are_recorded_and_never_kept(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    real_run = worker_module._run
+
+    def flaky(task: worker_module.CandidateTask) -> worker_module.CandidateResult:
+        if task.candidate_id == 2:
+            raise RuntimeError("simulated crash")
+        if task.candidate_id == 3:
+            return worker_module.CandidateResult(3, "diverged", error="non-finite loss")
+        return real_run(task)
+
+    monkeypatch.setattr(worker_module, "_run", flaky)
+    run_search(tmp_path / "run", tiny(p=1.0, max_steps=1, final_iterations=0), progress=False)
+    rows = {r["id"]: r for r in ledger_rows(tmp_path / "run")}
+    assert rows[2]["status"] == "failed" and "simulated crash" in rows[2]["error"]
+    assert rows[3]["status"] == "diverged" and rows[3]["error"] == "non-finite loss"
+    assert not rows[2]["kept"] and not rows[3]["kept"]
+    assert any(r["status"] == "done" and r["kept"] for r in rows.values() if r["step"] == 1)
+    assert "simulated crash" in (tmp_path / "run" / "candidates" / "c00002" / "error.txt").read_text()
+
+
+def test_auto_baseline_runs_the_proggan_route(tmp_path: Path) -> None:
+    run_search(tmp_path / "run", tiny(baseline="auto", max_steps=1, final_iterations=0), progress=False)
+    base_rows = ledger_rows(tmp_path / "run" / "baseline")
+    assert [r["action"] for r in base_rows] == [None, {"kind": "grow_res"}]
+    with Ledger.open(tmp_path / "run" / "ledger.sqlite", readonly=True) as ledger:
+        values = json.loads(ledger.get_meta("baseline") or "{}")
+    assert values == {"8": pytest.approx(base_rows[0]["metric"]), "16": pytest.approx(base_rows[1]["metric"])}
+    # The search's initial candidate is the baseline's first one: same genome, seed and budget.
+    assert ledger_rows(tmp_path / "run")[0]["normalized_metric"] == pytest.approx(1.0)
+
+
+def test_ls_json_and_table(tmp_path: Path) -> None:
+    run_search(tmp_path / "run", tiny(max_steps=1, final_iterations=0), progress=False)
+    result = runner.invoke(app, ["ls", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    required = {"id", "parent", "step", "action", "resolution", "g_params", "d_params", "status", "metric",
+                "normalized_metric", "kept"}
+    assert all(required <= set(r) for r in rows)
+    assert rows[0]["action"] is None
+    for r in rows[1:]:
+        assert r["action"]["kind"] in ("grow_g", "grow_d", "grow_res")
+        if r["action"]["kind"] == "grow_res":
+            assert set(r["action"]) == {"kind"}
+        else:
+            assert set(r["action"]) == {"kind", "kernel", "filters"}
+        assert r["status"] in ("pending", "running", "done", "diverged", "failed")
+    table = runner.invoke(app, ["ls", str(tmp_path / "run")])
+    assert table.exit_code == 0 and "status" in table.output
+
+
+def test_resume_after_kill_9(tmp_path: Path) -> None:
+    config = tiny(iterations=30, checkpoint_every=5, p=0.6, max_steps=1, final_iterations=4)
+    reference = tmp_path / "reference"
+    run_search(reference, config, progress=False)
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(json.dumps(config.to_dict()))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dggan", "search", "--config", str(cfg_file), "--run-dir", str(run), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    done_before: dict[int, float] = {}
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if not (run / "ledger.sqlite").exists():
+                continue
+            rows = ledger_rows(run)
+            done = [r for r in rows if r["status"] == "done"]
+            if len(done) >= 2 and any(r["status"] == "running" for r in rows):
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                done_before = {r["id"]: (run / r["checkpoint"]).stat().st_mtime_ns for r in done}
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert done_before, "the search finished before it could be killed; make it longer"
+    with pytest.raises(SearchError, match="already exists"):
+        run_search(run, config, progress=False)  # a run folder is never overwritten
+    result = runner.invoke(app, ["search", "--resume", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = ledger_rows(run)
+    for cid, mtime in done_before.items():  # finished candidates were not retrained
+        row = next(r for r in rows if r["id"] == cid)
+        assert (run / row["checkpoint"]).stat().st_mtime_ns == mtime
+    assert comparable(rows) == comparable(ledger_rows(reference))
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as a, Ledger.open(reference / "ledger.sqlite") as b:
+        assert a.final() is not None and a.final().metric == pytest.approx(b.final().metric)  # type: ignore[union-attr]
+
+
+def test_local_executor_gives_the_same_ledger(tmp_path: Path) -> None:
+    config = tiny(max_steps=1, final_iterations=0)
+    run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)
+    local = LocalExecutor(workers=2, device="cpu")
+    try:
+        run_search(tmp_path / "local", config, executor=local, progress=False)
+    finally:
+        local.close()
+    assert comparable(ledger_rows(tmp_path / "local")) == comparable(ledger_rows(tmp_path / "inprocess"))
+
+
+def test_ray_executor_gives_the_same_ledger(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from dggan.search.executors import RayExecutor
+
+    config = tiny(max_steps=1, final_iterations=0)
+    run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)
+    ray_exec = RayExecutor(workers=2, device="cpu")
+    try:
+        run_search(tmp_path / "ray", config, executor=ray_exec, progress=False)
+    finally:
+        ray_exec.close()
+    assert comparable(ledger_rows(tmp_path / "ray")) == comparable(ledger_rows(tmp_path / "inprocess"))
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"top_k": 0}, "top_k"),
+    ({"p": 0.0}, "p must be in"),
+    ({"p": 1.5}, "p must be in"),
+    ({"grow_g": False, "grow_d": False, "grow_res": False}, "action space is empty"),
+    ({"target_resolution": 24}, "power of two"),
+    ({"target_resolution": 4}, "below base_resolution"),
+    ({"metric": "is1k"}, "higher-is-better"),
+    ({"metric": "lpips"}, "unknown metric"),
+    ({"colour": 1}, "unknown setting"),
+])
+def test_bad_settings_fail_before_any_work(tmp_path: Path, overrides: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        tiny(**overrides)
+    result = runner.invoke(app, ["search", "--preset", "demo", "--run-dir", str(tmp_path / "r"), "--no-progress",
+                                 *[f"--set={k}={json.dumps(v)}" for k, v in overrides.items()]])
+    assert result.exit_code == 2 and needle.split()[0] in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_baseline_missing_a_resolution(tmp_path: Path) -> None:
+    with pytest.raises(SearchError, match=r"no value for resolution\(s\) \[16\]"):
+        run_search(tmp_path / "r", tiny(baseline={8: 1.0}), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "--resume", str(tmp_path)])
+    assert result.exit_code == 2 and "is not a dggan search run" in result.output
+
+
+def test_two_searches_on_one_run_folder(tmp_path: Path) -> None:
+    import fcntl
+
+    run = tmp_path / "run"
+    run_search(run, tiny(max_steps=1, final_iterations=0), progress=False)
+    with open(run / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another search holds the run
+        with pytest.raises(SearchError, match="in use by another search"):
+            run_search(run, resume=True, progress=False)
+
+
+def test_presets_are_valid() -> None:
+    assert preset("cifar10").top_k == 20 and preset("cifar10").p == 0.4 and preset("cifar10").latent_size == 128
+    assert preset("lsun-bedroom").target_resolution == 256 and preset("lsun-bedroom").latent_size == 512
+    assert preset("demo").data.startswith("synthetic")
