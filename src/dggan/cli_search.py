@@ -140,8 +140,12 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, justify="right" if col not in ("action", "status") else "left", no_wrap=True)
         for r in rows:
             action = r["action"]
-            label = "-" if action is None else ("res x2" if action["kind"] == "grow_res" else
-                                                f"{action['kind'][-1].upper()} k{action['kernel']} f{action['filters']}")
+            if action is None:
+                label = "-"
+            elif action["kind"] == "grow_res":
+                label = "res x2"
+            else:
+                label = f"{action['kind'][-1].upper()} k{action['kernel']} f{action['filters']}"
             table.add_row(str(r["id"]), str(r["parent"] or "-"), str(r["step"]), label, str(r["resolution"]),
                           f"{r['g_params'] / 1e6:.2f}M", f"{r['d_params'] / 1e6:.2f}M", r["status"],
                           "-" if r["metric"] is None else f"{r['metric']:.4g}",
