@@ -302,14 +302,18 @@ class Search:
             return
         best = min(done, key=lambda r: (r.normalized_metric, r.id))
         source = self._path(best.checkpoint)
-        iterations = int(load_checkpoint(source).state["iteration"]) + self.config.final_iterations
+        source_state = load_checkpoint(source).state
+        iterations = int(source_state["iteration"]) + self.config.final_iterations
         out = self.run_dir / "best"
         task = self._task(best, baseline, iterations, None, out, continue_from=source)
         self.log(f"final training of candidate {best.id} for {self.config.final_iterations} more iterations")
         (result,) = list(self.executor.run([task]))
+        # The checkpoint's clock includes the candidate's own training; count only the extra part here.
+        extra_seconds = (result.train_seconds or 0.0) - float(source_state.get("train_seconds", 0.0))
         self.ledger.set_final(candidate=best.id, status=result.status, metric=result.metric,
-                              normalized_metric=result.normalized_metric, extra=result.extra,
-                              iterations=iterations, train_seconds=result.train_seconds,
+                              normalized_metric=result.normalized_metric,
+                              extra={**result.extra, "eval_seconds": result.eval_seconds},
+                              iterations=iterations, train_seconds=max(extra_seconds, 0.0),
                               checkpoint=self._rel(result.checkpoint), error=result.error)
         atomic_write_json(out / "metrics.json", {"candidate": best.id, **result.to_dict(),
                                                  "genome_summary": best.genome.summary()})
@@ -342,14 +346,29 @@ class Search:
         final = self.ledger.final()
         done = [r for r in rows if r.normalized_metric is not None]
         best = min(done, key=lambda r: (r.normalized_metric, r.id)) if done else None
+        train_s, eval_s = _work_seconds(self.ledger)
+        if (self.run_dir / "baseline" / LEDGER_NAME).exists():  # the auto baseline's work is part of this run
+            with Ledger.open(self.run_dir / "baseline" / LEDGER_NAME, readonly=True) as sub:
+                sub_train, sub_eval = _work_seconds(sub)
+            train_s, eval_s = train_s + sub_train, eval_s + sub_eval
         summary = SearchSummary(
             run_dir=self.run_dir, steps=step + 1, candidates=len(rows), best_id=best.id if best else None,
             best_normalized=best.normalized_metric if best else None,
             final_metric=final.metric if final else None, final_status=final.status if final else None,
-            wall_seconds=time.perf_counter() - start,
-            train_seconds=sum(r.train_seconds or 0 for r in rows) + ((final.train_seconds or 0) if final else 0),
-            eval_seconds=sum(r.eval_seconds or 0 for r in rows))
+            wall_seconds=time.perf_counter() - start, train_seconds=train_s, eval_seconds=eval_s)
+        self.ledger.set_meta("last_summary", json.dumps({
+            "wall_seconds": summary.wall_seconds, "train_seconds": train_s, "eval_seconds": eval_s,
+            "candidates": summary.candidates, "executor": self.executor.name}))
         return summary
+
+
+def _work_seconds(ledger: Ledger) -> tuple[float, float]:
+    """Training and scoring seconds recorded in a ledger (the final training counts as training)."""
+    rows = ledger.candidates()
+    final = ledger.final()
+    train = sum(r.train_seconds or 0 for r in rows) + ((final.train_seconds or 0) if final else 0)
+    evals = sum(r.eval_seconds or 0 for r in rows) + ((final.extra.get("eval_seconds", 0) or 0) if final else 0)
+    return train, evals
 
 
 def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resume: bool = False,

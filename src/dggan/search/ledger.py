@@ -7,6 +7,7 @@ the ledger as it was after the last completed write; resume reads everything bac
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -129,10 +130,13 @@ class Ledger:
     # ------------------------------------------------------------------ open / create
     @classmethod
     def create(cls, path: str | Path, settings: dict[str, Any]) -> Ledger:
+        """A new ledger, built under a temp name and renamed into place: readers never see it half made."""
         path = Path(path)
         if path.exists():
             raise LedgerError(f"{path}: a ledger already exists here; resume it instead of creating a new one")
-        conn = cls._connect(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(str(tmp))
         with conn:
             conn.executescript(_SCHEMA)
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
@@ -140,7 +144,9 @@ class Ledger:
                 ("settings", json.dumps(settings, sort_keys=True)),
                 ("created", str(time.time())),
             ])
-        return cls(path, conn)
+        conn.close()
+        os.replace(tmp, path)
+        return cls.open(path)
 
     @classmethod
     def open(cls, path: str | Path, readonly: bool = False) -> Ledger:
