@@ -195,10 +195,11 @@ def _emit_genome(genome: Genome, out: Path | None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import cli_eval, cli_search
+    from . import cli_eval, cli_report, cli_search
 
     cli_search.register(app)
     cli_eval.register(app)
+    cli_report.register(app)
 
 
 _register_extensions()

@@ -177,6 +177,10 @@ class Ledger:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
+    def set_durable(self, durable: bool) -> None:
+        """fsync every write (the default) or not (for throwaway ledgers such as synthetic test data)."""
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+
     def close(self) -> None:
         self._conn.close()
 

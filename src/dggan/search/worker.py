@@ -127,6 +127,7 @@ def _run(task: CandidateTask) -> CandidateResult:
     start = time.perf_counter()
     if not torch.isfinite(trainer.sample(8, seed=1)).all():
         return CandidateResult(task.candidate_id, "diverged", train_seconds=trainer.train_seconds,
+                               eval_seconds=time.perf_counter() - start,
                                error="the EMA generator's output is not finite")
     scores = evaluate_trainer(trainer, data, task)
     if task.sample_grid:

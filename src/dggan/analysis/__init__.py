@@ -1,0 +1,46 @@
+"""Analyses of a search run (the paper's Fig. 3) and its HTML report."""
+
+from .analyses import (
+    ActionEffect,
+    Capacity,
+    CapacityPoint,
+    PruningRisk,
+    ReplayCell,
+    ReplayIndex,
+    ReplayRun,
+    action_effects,
+    action_label,
+    best_candidate,
+    capacity,
+    pruning_risk,
+    replay_grid,
+    route,
+    score_key,
+    search_hyperparameters,
+)
+from .report import ReportError, ReportResult, build_report, generate_report
+from .synthetic import write_synthetic_run
+
+__all__ = [
+    "ActionEffect",
+    "Capacity",
+    "CapacityPoint",
+    "PruningRisk",
+    "ReplayCell",
+    "ReplayIndex",
+    "ReplayRun",
+    "ReportError",
+    "ReportResult",
+    "action_effects",
+    "action_label",
+    "best_candidate",
+    "build_report",
+    "capacity",
+    "generate_report",
+    "pruning_risk",
+    "replay_grid",
+    "route",
+    "score_key",
+    "search_hyperparameters",
+    "write_synthetic_run",
+]

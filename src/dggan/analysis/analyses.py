@@ -1,0 +1,466 @@
+"""The paper's analyses of a search (Sec. "Analysis", Fig. 3), as pure functions over ledger rows.
+
+Conventions used throughout (lower metric is better, as for FID and SWD):
+
+* The *score* of a candidate is its ``normalized_metric`` (metric over the ProgGAN baseline at its
+  resolution; < 1 means better than ProgGAN). Runs without a baseline fall back to the raw ``metric``
+  (``score_key``), which is only comparable within one resolution.
+* A candidate is *finished* when its status is ``done`` and its score is a finite number.
+* ``diverged`` children count as an outcome (not improved, not good); ``failed`` (crashed) and
+  ``pending``/``running`` children say nothing about the architecture and are left out.
+* A candidate is *good* for a threshold ``t`` when its score is < ``t`` (better than ``t`` times the
+  baseline); the paper's wording swaps "above"/"below" but its Fig. 3 plots this reading.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..search.ledger import CandidateRow
+
+ScoreKey = str  # "normalized_metric" or "metric"
+
+_KIND_PREFIX = {"grow_g": "G", "grow_d": "D"}
+_KIND_ORDER = {"grow_g": 0, "grow_d": 1, "grow_res": 2}
+
+
+# ---------------------------------------------------------------------- basics
+def action_key(action: dict[str, Any] | None) -> tuple[str, int, int] | None:
+    """Hashable identity of an action: (kind, kernel, filters); 0 where not applicable."""
+    if action is None:
+        return None
+    return (str(action.get("kind")), int(action.get("kernel") or 0), int(action.get("filters") or 0))
+
+
+def action_label(action: dict[str, Any] | None) -> str:
+    """``G k3 f256``, ``D k7 f32``, ``res``; ``init`` for initial candidates."""
+    if action is None:
+        return "init"
+    kind = action.get("kind")
+    if kind == "grow_res":
+        return "res"
+    return f"{_KIND_PREFIX.get(str(kind), kind)} k{action.get('kernel')} f{action.get('filters')}"
+
+
+def _action_sort_key(key: tuple[str, int, int]) -> tuple[int, str, int, int]:
+    return (_KIND_ORDER.get(key[0], 3), key[0], key[1], key[2])
+
+
+def score_key(rows: Sequence[CandidateRow]) -> ScoreKey:
+    """``normalized_metric`` when any finished candidate has one, else the raw ``metric``."""
+    if any(r.status == "done" and _finite(r.normalized_metric) for r in rows):
+        return "normalized_metric"
+    return "metric"
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def score(row: CandidateRow, key: ScoreKey = "normalized_metric") -> float | None:
+    """The row's score when it is finished, else None."""
+    value = getattr(row, key)
+    return float(value) if row.status == "done" and _finite(value) else None
+
+
+def finished(rows: Iterable[CandidateRow], key: ScoreKey = "normalized_metric") -> list[CandidateRow]:
+    return [r for r in rows if score(r, key) is not None]
+
+
+def best_candidate(
+    rows: Sequence[CandidateRow], key: ScoreKey = "normalized_metric", final_id: int | None = None
+) -> CandidateRow | None:
+    """The search's best candidate.
+
+    ``final_id`` (the candidate the search picked for final training) wins when it is in ``rows``.
+    Otherwise: the lowest score among finished candidates at the highest resolution any finished
+    candidate reached (a lower-resolution model is not a result), ties to the lower id.
+    """
+    if final_id is not None:
+        for r in rows:
+            if r.id == final_id:
+                return r
+    done = finished(rows, key)
+    if not done:
+        return None
+    top = max(r.resolution for r in done)
+    return min((r for r in done if r.resolution == top), key=lambda r: (score(r, key), r.id))
+
+
+def route(rows: Sequence[CandidateRow], candidate: int) -> list[CandidateRow]:
+    """The ancestor chain of ``candidate`` via ``parent``, root first (the growing route)."""
+    by_id = {r.id: r for r in rows}
+    chain: list[CandidateRow] = []
+    seen: set[int] = set()
+    cur: int | None = candidate
+    while cur is not None and cur in by_id and cur not in seen:  # `seen` guards a corrupt cyclic ledger
+        seen.add(cur)
+        chain.append(by_id[cur])
+        cur = by_id[cur].parent
+    return chain[::-1]
+
+
+# ---------------------------------------------------------------------- 1. G-to-D capacity
+@dataclass(frozen=True)
+class CapacityPoint:
+    id: int
+    step: int
+    status: str
+    resolution: int
+    g_params: int
+    d_params: int
+    g2d_ratio: float
+    score: float
+    on_route: bool
+
+
+@dataclass(frozen=True)
+class Capacity:
+    points: list[CapacityPoint]
+    route: list[int]  # ids of the best candidate's growing route that have a point, root first
+    zoom_threshold: float
+    # G2D ratio range of candidates that beat the baseline (score < 1): the paper's [1/64, 64] claim.
+    ratio_range_better_than_baseline: tuple[float, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def capacity(
+    rows: Sequence[CandidateRow],
+    key: ScoreKey = "normalized_metric",
+    zoom_threshold: float = 1.2,
+    best_id: int | None = None,
+) -> Capacity:
+    """Every candidate with a finite score (done, and diverged ones that were still evaluated)."""
+    on_route = {r.id for r in route(rows, best_id)} if best_id is not None else set()
+    points = []
+    for r in rows:
+        value = getattr(r, key)
+        if r.status not in ("done", "diverged") or not _finite(value) or r.d_params <= 0:
+            continue
+        points.append(
+            CapacityPoint(
+                r.id,
+                r.step,
+                r.status,
+                r.resolution,
+                r.g_params,
+                r.d_params,
+                r.g_params / r.d_params,
+                float(value),
+                r.id in on_route,
+            )
+        )
+    ids = {p.id for p in points}
+    route_ids = [r.id for r in route(rows, best_id)] if best_id is not None else []
+    better = [p.g2d_ratio for p in points if p.status == "done" and p.score < 1.0]
+    span = (min(better), max(better)) if better else None
+    return Capacity(points, [i for i in route_ids if i in ids], zoom_threshold, span)
+
+
+# ---------------------------------------------------------------------- 2. effect of each action
+@dataclass(frozen=True)
+class ActionEffect:
+    label: str
+    kind: str
+    kernel: int
+    filters: int
+    n_children: int  # children with an outcome: finished or diverged
+    n_improved: int  # child score < parent score
+    improved_share: float | None
+    n_diverged: int
+    mean_ratio: float | None  # mean of child/parent score over finished children (diverged left out)
+    std_ratio: float | None  # population std (ddof=0) of the same ratios
+
+
+def action_effects(rows: Sequence[CandidateRow], key: ScoreKey = "normalized_metric") -> list[ActionEffect]:
+    """For every action taken: share of children better than their parent, and child/parent ratio stats."""
+    by_id = {r.id: r for r in rows}
+    ratios: dict[tuple[str, int, int], list[float]] = defaultdict(list)
+    diverged: dict[tuple[str, int, int], int] = defaultdict(int)
+    for child in rows:
+        akey = action_key(child.action)
+        parent = by_id.get(child.parent) if child.parent is not None else None
+        if akey is None or parent is None or score(parent, key) is None:
+            continue
+        if child.status == "diverged" or (child.status == "done" and score(child, key) is None):
+            diverged[akey] += 1
+        elif child.status == "done":
+            ratios[akey].append(score(child, key) / score(parent, key))  # type: ignore[operator]
+    out = []
+    for akey in sorted(set(ratios) | set(diverged), key=_action_sort_key):
+        rs = np.asarray(ratios.get(akey, []), dtype=float)
+        n = len(rs) + diverged[akey]
+        improved = int((rs < 1.0).sum())
+        action = {"kind": akey[0], "kernel": akey[1], "filters": akey[2]}
+        out.append(
+            ActionEffect(
+                label=action_label(action),
+                kind=akey[0],
+                kernel=akey[1],
+                filters=akey[2],
+                n_children=n,
+                n_improved=improved,
+                improved_share=improved / n if n else None,
+                n_diverged=diverged[akey],
+                mean_ratio=float(rs.mean()) if len(rs) else None,
+                std_ratio=float(rs.std()) if len(rs) else None,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- 3. pruning risk
+@dataclass(frozen=True)
+class PruningRisk:
+    threshold: float
+    good_parents: int  # parents with score < threshold that have children with an outcome
+    good_parent_children: int
+    good_parent_good_children: int
+    p_good_given_good_parent: float | None
+    suboptimal_parents: int
+    suboptimal_parent_children: int
+    suboptimal_parent_good_children: int
+    p_good_given_suboptimal_parent: float | None
+
+
+PAPER_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(11))
+
+
+def pruning_thresholds(rows: Sequence[CandidateRow], key: ScoreKey = "normalized_metric") -> tuple[list[float], bool]:
+    """(thresholds, is the paper's range): the paper's 0.5 .. 1.0, unless no parent scores below 1.0
+    there (a short or a raw-metric run), then 11 steps from the parents' 10th to 90th score percentile."""
+    parents = {r.parent for r in rows if r.parent is not None}
+    scores = [s for r in rows if r.id in parents and (s := score(r, key)) is not None]
+    if not scores or (key == "normalized_metric" and min(scores) < 1.0):
+        return list(PAPER_THRESHOLDS), True
+    lo, hi = (float(q) for q in np.quantile(scores, [0.1, 0.9]))
+    if hi <= lo:
+        lo, hi = lo * 0.9, lo * 1.1 + 1e-12
+    return [float(f"{t:.4g}") for t in np.linspace(lo, hi, 11)], False
+
+
+def pruning_risk(
+    rows: Sequence[CandidateRow],
+    key: ScoreKey = "normalized_metric",
+    thresholds: Sequence[float] | None = None,
+) -> list[PruningRisk]:
+    """How likely good vs sub-optimal parents are to have good children, per threshold.
+
+    Good means score < threshold, for parents and children alike. Pooled over all children of
+    the group (a share of children, not an average of per-parent shares). Diverged children are
+    not good; failed or unfinished children are left out.
+    """
+    if thresholds is None:
+        thresholds = PAPER_THRESHOLDS
+    by_id = {r.id: r for r in rows}
+    # (parent score, child score or inf for diverged) for each child with an outcome
+    pairs: list[tuple[int, float, float]] = []
+    for child in rows:
+        parent = by_id.get(child.parent) if child.parent is not None else None
+        if parent is None or score(parent, key) is None:
+            continue
+        if child.status == "diverged" or (child.status == "done" and score(child, key) is None):
+            pairs.append((parent.id, score(parent, key), math.inf))  # type: ignore[arg-type]
+        elif child.status == "done":
+            pairs.append((parent.id, score(parent, key), score(child, key)))  # type: ignore[arg-type]
+    out = []
+    for t in thresholds:
+        groups: dict[bool, list[tuple[int, float, float]]] = {True: [], False: []}
+        for pid, ps, cs in pairs:
+            groups[ps < t].append((pid, ps, cs))
+
+        def stats(group: list[tuple[int, float, float]], t: float = t) -> tuple[int, int, int, float | None]:
+            n = len(group)
+            good = sum(1 for _, _, cs in group if cs < t)
+            return len({pid for pid, _, _ in group}), n, good, (good / n if n else None)
+
+        g, s = stats(groups[True]), stats(groups[False])
+        out.append(PruningRisk(float(t), *g, *s))
+    return out
+
+
+# ---------------------------------------------------------------------- 4. K and p replay
+@dataclass(frozen=True)
+class ReplayRun:
+    k: int | None  # None: keep every child (no pruning)
+    p: float
+    seed: int
+    best_score: float | None  # best finished candidate at the target resolution it visited
+    best_id: int | None
+    cost: int  # candidates it trained (including diverged and failed ones)
+
+
+class ReplayIndex:
+    """The recorded search, indexed for replays: children by (parent id, action), initial candidates."""
+
+    def __init__(
+        self,
+        rows: Sequence[CandidateRow],
+        key: ScoreKey = "normalized_metric",
+        target_resolution: int | None = None,
+    ):
+        self.key = key
+        self.rows = {r.id: r for r in rows}
+        self.children: dict[tuple[int, tuple[str, int, int]], CandidateRow] = {}
+        for r in sorted(rows, key=lambda r: r.id):
+            akey = action_key(r.action)
+            if r.parent is not None and akey is not None and _trained(r):
+                self.children.setdefault((r.parent, akey), r)  # a re-tried pair: the first one counts
+        # Drawing for an action nobody ever took only burns random numbers, so the recorded ones suffice.
+        self.actions = sorted({k[1] for k in self.children}, key=_action_sort_key)
+        self.initial = [r for r in sorted(rows, key=lambda r: r.id) if r.parent is None and _trained(r)]
+        done = finished(rows, key)
+        self.target_resolution = target_resolution or (max(r.resolution for r in done) if done else None)
+
+    def run(self, k: int | None, p: float, seed: int = 0) -> ReplayRun:
+        """Algorithm 1 over the recorded candidates; a (parent, action) pair never trained is skipped."""
+        rng = np.random.default_rng(seed)
+        visited = list(self.initial)
+        parents = [r for r in self.initial if score(r, self.key) is not None]  # Algorithm 1 keeps them all
+        while parents and self.actions:
+            draws = rng.random((len(parents), len(self.actions))) < p
+            kids = []
+            for i, parent in enumerate(parents):
+                for j in np.flatnonzero(draws[i]):
+                    child = self.children.get((parent.id, self.actions[j]))
+                    if child is not None:
+                        kids.append(child)
+            visited += kids
+            ranked = sorted(
+                (c for c in kids if score(c, self.key) is not None), key=lambda c: (score(c, self.key), c.id)
+            )
+            parents = ranked if k is None else ranked[:k]
+        best = self.best(visited)
+        return ReplayRun(
+            k,
+            float(p),
+            seed,
+            None if best is None else score(best, self.key),
+            None if best is None else best.id,
+            len(visited),
+        )
+
+    def best(self, visited: Iterable[CandidateRow]) -> CandidateRow | None:
+        cands = [r for r in visited if r.resolution == self.target_resolution and score(r, self.key) is not None]
+        return min(cands, key=lambda r: (score(r, self.key), r.id)) if cands else None
+
+    def actual(self) -> ReplayRun:
+        """The real search as a replay row: its best at the target resolution and every trained candidate."""
+        trained = [r for r in self.rows.values() if _trained(r)]
+        best = self.best(trained)
+        return ReplayRun(
+            None,
+            1.0,
+            -1,
+            None if best is None else score(best, self.key),
+            None if best is None else best.id,
+            len(trained),
+        )
+
+
+def _trained(r: CandidateRow) -> bool:
+    return r.status in ("done", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class ReplayCell:
+    k: int | None
+    p: float
+    seeds: int
+    reached: int  # seeds whose replay reached a finished candidate at the target resolution
+    best_mean: float | None
+    best_std: float | None
+    best_min: float | None
+    cost_mean: float
+    cost_std: float
+    runs: list[ReplayRun] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("runs")
+        return d
+
+
+def replay_grid(
+    rows: Sequence[CandidateRow],
+    ks: Sequence[int | None],
+    ps: Sequence[float],
+    seeds: int = 5,
+    key: ScoreKey = "normalized_metric",
+    index: ReplayIndex | None = None,
+) -> list[ReplayCell]:
+    """Every (K, p) pair, each averaged over ``seeds`` replays (seeds 0..seeds-1)."""
+    index = index or ReplayIndex(rows, key)
+    out = []
+    for k in ks:
+        for p in ps:
+            runs = [index.run(k, p, s) for s in range(seeds)]
+            bests = np.asarray([r.best_score for r in runs if r.best_score is not None], dtype=float)
+            costs = np.asarray([r.cost for r in runs], dtype=float)
+            out.append(
+                ReplayCell(
+                    k,
+                    float(p),
+                    seeds,
+                    len(bests),
+                    float(bests.mean()) if len(bests) else None,
+                    float(bests.std()) if len(bests) else None,
+                    float(bests.min()) if len(bests) else None,
+                    float(costs.mean()),
+                    float(costs.std()),
+                    runs,
+                )
+            )
+    return out
+
+
+def search_hyperparameters(rows: Sequence[CandidateRow], settings: dict[str, Any]) -> tuple[int, float]:
+    """The run's (K, p): from its settings when they name them, else estimated from the ledger."""
+    k = _find_setting(settings, ("top_k", "topk", "K", "k", "keep"))
+    p = _find_setting(settings, ("p", "sample_prob", "sampling_prob", "action_prob", "prob", "probability"))
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        per_step: dict[int, int] = defaultdict(int)
+        for r in rows:
+            if r.kept:
+                per_step[r.step] += 1
+        k = max(per_step.values(), default=0) or max(1, len(finished(rows, score_key(rows))))
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
+        parents = {r.parent for r in rows if r.parent is not None}
+        n_actions = len({action_key(r.action) for r in rows if r.action is not None}) or 1
+        children = sum(1 for r in rows if r.parent is not None)
+        p = min(1.0, children / (len(parents) * n_actions)) if parents else 1.0
+    return int(k), float(p)
+
+
+def _find_setting(obj: Any, names: tuple[str, ...], depth: int = 0) -> Any:
+    """First value under any of ``names`` in nested settings (the search's own section first)."""
+    if not isinstance(obj, dict) or depth > 4:
+        return None
+    for section in ("search", "selection"):
+        if isinstance(obj.get(section), dict):
+            found = _find_setting(obj[section], names, depth + 1)
+            if found is not None:
+                return found
+    for name in names:
+        if name in obj and not isinstance(obj[name], dict):
+            return obj[name]
+    for value in obj.values():
+        found = _find_setting(value, names, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def default_grid(k_real: int, p_real: float) -> tuple[list[int | None], list[float]]:
+    """Ks: powers of two below the run's K, then K itself; ps: 0.1..1 plus the run's p."""
+    ks: list[int | None] = [k for k in (1, 2, 4, 8, 16, 32, 64) if k < k_real] + [k_real]
+    ps = sorted({0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, round(p_real, 3)})
+    return ks, ps

@@ -1,0 +1,961 @@
+"""One self-contained HTML page for a search run: settings, best architecture and route, the paper's
+analyses (Fig. 3), architecture views, sample grids and every candidate.
+
+``build_report(RUN)`` writes RUN/report/index.html (plots embedded as data URIs, so the page needs
+no network and no other file) and, beside it, the plots as PNG and the tables as CSV/JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..genome import GenomeError
+from ..io import atomic_write_bytes
+from ..search.ledger import CandidateRow, FinalRow, Ledger, LedgerError
+from . import analyses as A
+from . import plots as P
+
+LEDGER_NAME = "ledger.sqlite"
+PAGE_SIZE = 50
+
+
+# ---------------------------------------------------------------------- atomic writes, world-readable
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Atomic write (temp file + rename), then rw-r--r--: the temp file is private (0600), a report is not."""
+    atomic_write_bytes(path, data)
+    os.chmod(path, 0o644)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+class ReportError(RuntimeError):
+    """The report cannot be built (no run folder, no ledger, unreadable ledger); the message says the fix."""
+
+
+@dataclass
+class ReportResult:
+    path: Path  # index.html
+    notes: list[str] = field(default_factory=list)  # what the page could not show, and why
+    n_candidates: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Page:
+    """What the HTML is assembled from; sections append to it."""
+
+    out: Path
+    notes: list[str] = field(default_factory=list)
+    images: dict[str, bytes] = field(default_factory=dict)
+
+    def image(self, name: str, png: bytes) -> str:
+        """Save ``name``.png beside the page and return an <img> with the same PNG inlined."""
+        _write_bytes(self.out / f"{name}.png", png)
+        self.images[name] = png
+        data = base64.b64encode(png).decode("ascii")
+        return f'<img class="plot" id="img-{name}" alt="{name}" src="data:image/png;base64,{data}">'
+
+
+# ---------------------------------------------------------------------- entry points
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None, **options: Any) -> Path:
+    """Write the report of the run in ``run_dir``; returns the path of index.html. See ``generate_report``."""
+    return generate_report(run_dir, out_dir, **options).path
+
+
+def generate_report(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    zoom_threshold: float = 1.2,
+    replay_seeds: int = 10,
+    n_samples: int = 16,
+    sample_seed: int = 0,
+    device: str = "cpu",
+    top_n: int = PAGE_SIZE,
+) -> ReportResult:
+    """Build the report; ``notes`` in the result list what it could not show.
+
+    Raises ``ReportError`` when there is nothing to report on (no folder, no ledger, an unreadable or
+    other-schema ledger). A run without finished candidates still gets a page: settings, statuses and
+    errors of its candidates, and a note saying what is missing.
+    """
+    t0 = time.perf_counter()
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ReportError(
+            f"{run}: no such run folder; pass the folder a `dggan search` run wrote (it holds {LEDGER_NAME})"
+        )
+    ledger_path = run / LEDGER_NAME
+    if not ledger_path.is_file():
+        hint = ""
+        nested = sorted(p.parent.name for p in run.glob(f"*/{LEDGER_NAME}"))
+        if nested:
+            hint = f"; did you mean one of the runs inside it: {', '.join(nested[:5])}?"
+        raise ReportError(
+            f"{run}: no {LEDGER_NAME} here, so this is not a search run folder (or the search"
+            f" crashed before it started){hint}"
+        )
+    rows, settings, final = _read_ledger(ledger_path)
+    if not settings:
+        settings = _read_json(run / "options.json") or {}
+    out = Path(out_dir) if out_dir is not None else run / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    page = _Page(out)
+
+    key = A.score_key(rows)
+    done = A.finished(rows, key)
+    statuses = Counter(r.status for r in rows)
+    if not rows:
+        page.notes.append(
+            "The ledger holds no candidates yet: start or resume the search, then build the report again."
+        )
+    elif not done:
+        page.notes.append(
+            f"No finished candidate yet (statuses: {_fmt_counts(statuses)}), so the analyses and the"
+            " best architecture are left out. Let the search finish some candidates (or see the"
+            " errors in the candidate table), then build the report again."
+        )
+    elif key == "metric":
+        page.notes.append(
+            "No candidate has a normalized metric (the run had no ProgGAN baseline): the analyses use"
+            " the raw metric, which is not comparable across resolutions."
+        )
+
+    best = A.best_candidate(rows, key, final.candidate if final is not None else None) if done else None
+    route_rows = A.route(rows, best.id) if best is not None else []
+    k_real, p_real = A.search_hyperparameters(rows, settings) if rows else (0, 0.0)
+    analyses: dict[str, Any] = {
+        "score_key": key,
+        "K": k_real,
+        "p": p_real,
+        "best": None if best is None else best.id,
+        "route": [r.id for r in route_rows],
+    }
+
+    sections: list[tuple[str, str, str]] = []  # (id, title, html)
+
+    def section(sid: str, title: str, build: Callable[[], str], needs_done: bool = True) -> None:
+        if needs_done and not done:
+            sections.append((sid, title, '<p class="muted">Needs finished candidates.</p>'))
+            return
+        try:
+            sections.append((sid, title, build()))
+        except Exception as exc:  # one broken section must not cost the whole report
+            page.notes.append(f"Section '{title}' failed: {type(exc).__name__}: {exc}")
+            sections.append((sid, title, f'<p class="error">Could not build this section: {_e(exc)}</p>'))
+
+    section(
+        "overview",
+        "Overview",
+        lambda: _overview(run, rows, statuses, settings, k_real, p_real, key, final),
+        needs_done=False,
+    )
+    section("settings", "Settings", lambda: _settings_html(settings, run), needs_done=False)
+    section("best", "Best architecture", lambda: _best_html(page, run, best, key, final))
+    section("route", "Growing route of the best candidate", lambda: _route_html(page, route_rows))
+    section(
+        "capacity",
+        "1. G-to-D capacity",
+        lambda: _capacity_html(page, rows, key, zoom_threshold, best, analyses),
+    )
+    section("actions", "2. Effect of each action", lambda: _actions_html(page, rows, key, analyses))
+    section("pruning", "3. Pruning risk", lambda: _pruning_html(page, rows, key, analyses))
+    section(
+        "replay",
+        "4. K and p replay",
+        lambda: _replay_html(page, rows, key, k_real, p_real, replay_seeds, analyses),
+    )
+    section("tree", "5. Search tree", lambda: _tree_html(page, rows, key, route_rows), needs_done=False)
+    section(
+        "samples",
+        "6. Samples",
+        lambda: _samples_html(page, run, route_rows, final, n_samples, sample_seed, device),
+    )
+    section("candidates", "All candidates", lambda: _candidates_html(page, rows, key, top_n), needs_done=False)
+
+    _write_json(out / "analyses.json", _jsonable(analyses))
+    summary = {
+        "run": str(run.resolve()),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "candidates": len(rows),
+        "statuses": dict(statuses),
+        "best": analyses["best"],
+        "notes": page.notes,
+    }
+    _write_json(out / "summary.json", summary)
+    index = out / "index.html"
+    _write_text(index, _page_html(run, sections, page.notes))
+    return ReportResult(index, page.notes, len(rows), time.perf_counter() - t0)
+
+
+def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None]:
+    fix = "; rebuild the report with the dggan release that wrote this run, or check that the file is the run's ledger"
+    try:
+        ledger = Ledger.open(path, readonly=True)
+    except LedgerError as exc:
+        raise ReportError(f"cannot read the run's ledger: {exc}") from None
+    except sqlite3.Error as exc:
+        raise ReportError(f"{path}: cannot open the ledger ({exc}){fix}") from None
+    try:
+        baseline = ledger.get_meta("baseline")  # the per-resolution values the search resolved and used
+        settings = ledger.settings()
+        if baseline:
+            settings = {**settings, "resolved_baseline": json.loads(baseline)}
+        return ledger.candidates(), settings, ledger.final()
+    except (sqlite3.Error, GenomeError, json.JSONDecodeError, LedgerError) as exc:
+        raise ReportError(f"{path}: the ledger is unreadable ({exc}){fix}") from None
+    finally:
+        ledger.close()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# ---------------------------------------------------------------------- small helpers
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(x: float | int | None, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else ""
+    if isinstance(x, int):
+        return f"{x:,}"
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.{digits}g}"
+
+
+def _params(n: int) -> str:
+    return P.params_text(n)
+
+
+def _fmt_counts(c: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    thead = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""  # key-value tables need no header
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _e(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f'<table class="{cls}">{thead}<tbody>{body}</tbody></table>'
+
+
+class _Raw(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def _write_csv(path: Path, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(headers)
+    w.writerows(["" if v is None else v for v in row] for row in rows)
+    _write_text(path, buf.getvalue())
+
+
+def _jsonable(obj: Any) -> Any:
+    """Dataclasses to dicts and non-finite floats to None (strict JSON)."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return _jsonable(obj.to_dict() if hasattr(obj, "to_dict") else asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _links(*names: str) -> str:
+    return '<p class="files">Tables: ' + ", ".join(f'<a href="{_e(n)}">{_e(n)}</a>' for n in names) + "</p>"
+
+
+# ---------------------------------------------------------------------- sections
+def _overview(
+    run: Path,
+    rows: list[CandidateRow],
+    statuses: Counter[str],
+    settings: dict[str, Any],
+    k: int,
+    p: float,
+    key: str,
+    final: FinalRow | None,
+) -> str:
+    steps = max((r.step for r in rows), default=-1) + 1
+    hours = sum(r.train_seconds or 0.0 for r in rows) / 3600
+    res = Counter(r.resolution for r in rows)
+    items = [
+        ("Run folder", str(run.resolve())),
+        ("Candidates", f"{len(rows):,} ({_fmt_counts(statuses)})"),
+        ("Steps", steps),
+        ("Candidates per resolution", ", ".join(f"{r}px: {n}" for r, n in sorted(res.items())) or "–"),
+        ("K (top-K kept) / p (sampling probability)", f"{k} / {p:g}"),
+        ("Metric", f"{settings.get('metric', '?')} (lower is better); analyses use {key}"),
+        ("ProgGAN baseline (metric per resolution)", _baseline_text(settings)),
+        ("Total candidate training time", f"{hours:.2f} h"),
+        (
+            "Final training",
+            "not recorded" if final is None else f"candidate {final.candidate}: {final.status}",
+        ),
+    ]
+    return _table(["", ""], items, "kv")
+
+
+def _baseline_text(settings: dict[str, Any]) -> str:
+    base = settings.get("resolved_baseline", settings.get("baseline"))
+    if isinstance(base, dict) and base:
+        try:
+            return ", ".join(f"{int(r)}px: {float(v):.4g}" for r, v in sorted(base.items(), key=lambda i: int(i[0])))
+        except (TypeError, ValueError):
+            pass
+    return "–" if base is None else str(base)
+
+
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(d, dict) and d:
+        out = []
+        for k in sorted(d, key=str):
+            out += _flatten(d[k], f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [(prefix, json.dumps(d) if not isinstance(d, str) else d)]
+
+
+def _settings_html(settings: dict[str, Any], run: Path) -> str:
+    if not settings:
+        return '<p class="muted">The ledger records no settings and there is no options.json.</p>'
+    rows = _flatten(settings)
+    note = (
+        f" (from the ledger; {run / 'options.json'} holds the same as written)"
+        if (run / "options.json").is_file()
+        else " (from the ledger)"
+    )
+    return (
+        f"<details open><summary>{len(rows)} settings{_e(note)}</summary>"
+        + _table(["setting", "value"], rows, "kv")
+        + "</details>"
+    )
+
+
+def _best_html(page: _Page, run: Path, best: CandidateRow | None, key: str, final: FinalRow | None) -> str:
+    if best is None:
+        return '<p class="muted">No best candidate.</p>'
+    g = best.genome
+    how = (
+        "picked by the search for final training"
+        if final is not None and final.candidate == best.id
+        else "lowest score at the highest resolution reached"
+    )
+    items = [
+        ("Candidate", f"{best.id} (step {best.step}, {how})"),
+        ("Genome", g.summary()),
+        ("Genome key", g.key()),
+        ("Resolution", f"{best.resolution}px"),
+        (
+            "G / D parameters",
+            f"{_params(best.g_params)} / {_params(best.d_params)}"
+            f" (G-to-D ratio {best.g_params / max(1, best.d_params):.3g})",
+        ),
+        ("Grown layers", f"G {len(g.g_layers)}, D {len(g.d_layers)}"),
+        ("Metric / normalized", f"{_num(best.metric)} / {_num(best.normalized_metric)}"),
+    ]
+    html_parts = [_table(["", ""], items, "kv")]
+    if final is not None:
+        html_parts.append(
+            "<h3>Final training</h3>"
+            + _table(
+                ["candidate", "status", "metric", "normalized", "iterations", "train time", "error"],
+                [
+                    [
+                        final.candidate,
+                        final.status,
+                        _num(final.metric),
+                        _num(final.normalized_metric),
+                        _num(final.iterations),
+                        f"{(final.train_seconds or 0) / 3600:.2f} h",
+                        final.error or "",
+                    ]
+                ],
+            )
+        )
+    metrics = _read_json(run / "best" / "metrics.json")
+    if isinstance(metrics, dict):
+        html_parts.append("<h3>best/metrics.json</h3>" + _table(["", ""], _flatten(metrics), "kv"))
+    html_parts.append(
+        "<h3>G and D layers, by resolution</h3>"
+        '<p class="muted">Grown layers in orange; G runs 4px → top, D runs top → 4px.</p>'
+        + page.image("architecture", P.plot_architecture(g, f"candidate {best.id}"))
+    )
+    _write_text(page.out / "best_genome.json", g.to_json() + "\n")
+    return "".join(html_parts)
+
+
+def _route_html(page: _Page, route: list[CandidateRow]) -> str:
+    headers = [
+        "step",
+        "id",
+        "action",
+        "resolution",
+        "G params",
+        "D params",
+        "G/D",
+        "metric",
+        "normalized",
+        "status",
+        "kept",
+        "genome",
+    ]
+    rows = [
+        [
+            r.step,
+            r.id,
+            A.action_label(r.action),
+            r.resolution,
+            r.g_params,
+            r.d_params,
+            round(r.g_params / max(1, r.d_params), 4),
+            r.metric,
+            r.normalized_metric,
+            r.status,
+            r.kept,
+            r.genome.summary(),
+        ]
+        for r in route
+    ]
+    _write_csv(page.out / "route.csv", headers, rows)
+    shown = [
+        [
+            *r[:4],
+            _params(r[4]),
+            _params(r[5]),
+            _num(r[6]),
+            _num(r[7]),
+            _num(r[8]),
+            r[9],
+            "✓" if r[10] else "",
+            r[11],
+        ]
+        for r in rows
+    ]
+    return _table(headers, shown, "route") + _links("route.csv")
+
+
+def _capacity_html(
+    page: _Page,
+    rows: list[CandidateRow],
+    key: str,
+    threshold: float,
+    best: CandidateRow | None,
+    analyses: dict[str, Any],
+) -> str:
+    cap = A.capacity(rows, key, threshold, best.id if best is not None else None)
+    analyses["capacity"] = cap
+    _write_csv(
+        page.out / "capacity.csv",
+        ["id", "step", "status", "resolution", "g_params", "d_params", "g2d_ratio", "score", "on_route"],
+        [
+            [p.id, p.step, p.status, p.resolution, p.g_params, p.d_params, p.g2d_ratio, p.score, p.on_route]
+            for p in cap.points
+        ],
+    )
+    span = cap.ratio_range_better_than_baseline
+    text = (
+        "<p>G-to-D capacity is the number of parameters of G over that of D (log scale); the score is "
+        f"{_e(key)} (lower is better, &lt; 1 beats ProgGAN). Top: every candidate with a score; "
+        "bottom: those "
+        f"below {threshold:g}. Red arrows: the best candidate's growing route.</p>"
+    )
+    if span is not None:
+        text += (
+            f"<p>Candidates better than the baseline (score &lt; 1) span G-to-D ratios "
+            f"<b>{span[0]:.3g} … {span[1]:.3g}</b> (the paper found 1/64 … 64).</p>"
+        )
+    zoomed = sum(1 for p in cap.points if p.score < threshold)
+    text += f"<p>{len(cap.points)} candidates plotted, {zoomed} in the zoomed view.</p>"
+    return text + page.image("capacity", P.plot_capacity(cap, key)) + _links("capacity.csv")
+
+
+def _actions_html(page: _Page, rows: list[CandidateRow], key: str, analyses: dict[str, Any]) -> str:
+    effects = A.action_effects(rows, key)
+    analyses["action_effects"] = effects
+    headers = [
+        "action",
+        "children",
+        "improved",
+        "improved share",
+        "diverged",
+        "mean child/parent",
+        "std child/parent",
+    ]
+    table = [
+        [e.label, e.n_children, e.n_improved, e.improved_share, e.n_diverged, e.mean_ratio, e.std_ratio]
+        for e in effects
+    ]
+    _write_csv(page.out / "action_effects.csv", headers, table)
+    if not effects:
+        return '<p class="muted">No child has both an outcome and a finished parent yet.</p>'
+    text = (
+        "<p>For each action, its children whose parent finished: the share that <i>improved</i> (child "
+        "score &lt; parent score) and the mean ± std (population) of child score / parent score over "
+        "finished "
+        "children. Diverged children count as not improved and are left out of the ratio statistics; failed "
+        "(crashed) children are left out.</p>"
+    )
+    shown = [
+        [r[0], r[1], r[2], "–" if r[3] is None else f"{100 * r[3]:.1f}%", r[4], _num(r[5]), _num(r[6])] for r in table
+    ]
+    return (
+        text
+        + page.image("action_effects", P.plot_action_effects(effects))
+        + _table(headers, shown)
+        + _links("action_effects.csv")
+    )
+
+
+def _pruning_html(page: _Page, rows: list[CandidateRow], key: str, analyses: dict[str, Any]) -> str:
+    thresholds, paper = A.pruning_thresholds(rows, key)
+    risks = A.pruning_risk(rows, key, thresholds)
+    analyses["pruning_risk"] = risks
+    headers = [
+        "threshold",
+        "good parents",
+        "their children",
+        "good ones",
+        "P(good | good parent)",
+        "sub-optimal parents",
+        "their children",
+        "good ones",
+        "P(good | sub-optimal parent)",
+    ]
+    table = [
+        [
+            r.threshold,
+            r.good_parents,
+            r.good_parent_children,
+            r.good_parent_good_children,
+            r.p_good_given_good_parent,
+            r.suboptimal_parents,
+            r.suboptimal_parent_children,
+            r.suboptimal_parent_good_children,
+            r.p_good_given_suboptimal_parent,
+        ]
+        for r in risks
+    ]
+    _write_csv(page.out / "pruning_risk.csv", headers, table)
+    text = (
+        "<p>A candidate is <b>good</b> for a threshold t when its score is <b>below</b> t (lower is better; "
+        'the paper\'s text says "above" but means better than t). The same t classifies parents and '
+        "children. Shares are pooled over all children of each group; diverged children are not good, "
+        "failed ones are left out. If good parents are much more likely to have good children, pruning "
+        "the sub-optimal ones costs little.</p>"
+    )
+    if not paper:
+        text += (
+            "<p><b>No parent scores below 1.0</b>, so the paper's thresholds 0.5 … 1.0 would classify every "
+            "parent as sub-optimal; the thresholds here span the parents' 10th to 90th score percentile.</p>"
+        )
+    shown = [[f"{r[0]:.4g}", r[1], r[2], r[3], _pct(r[4]), r[5], r[6], r[7], _pct(r[8])] for r in table]
+    return (
+        text
+        + page.image("pruning_risk", P.plot_pruning_risk(risks))
+        + _table(headers, shown)
+        + _links("pruning_risk.csv")
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _replay_html(
+    page: _Page,
+    rows: list[CandidateRow],
+    key: str,
+    k_real: int,
+    p_real: float,
+    seeds: int,
+    analyses: dict[str, Any],
+) -> str:
+    index = A.ReplayIndex(rows, key)
+    ks, ps = A.default_grid(k_real, p_real)
+    cells = A.replay_grid(rows, ks, ps, seeds, key, index)
+    actual = index.actual()
+    analyses["replay"] = {
+        "target_resolution": index.target_resolution,
+        "seeds": seeds,
+        "actual": actual,
+        "cells": cells,
+    }
+    headers = [
+        "K",
+        "p",
+        "seeds",
+        "reached target",
+        "best mean",
+        "best std",
+        "best min",
+        "cost mean",
+        "cost std",
+    ]
+    table = [
+        [c.k, c.p, c.seeds, c.reached, c.best_mean, c.best_std, c.best_min, c.cost_mean, c.cost_std] for c in cells
+    ]
+    _write_csv(page.out / "replay.csv", headers, table)
+    text = (
+        f"<p>Algorithm 1 replayed over the recorded candidates: start from the initial candidates, include "
+        f"each (parent, action) pair with probability p, keep the top K children by score, repeat. "
+        "A pair the "
+        f"real search never trained is skipped (as in the paper), so a replay explores no more than the real "
+        f"run did and its cost is a lower bound. Best = lowest score at {index.target_resolution}px; cost = "
+        f"candidates trained (diverged and failed included). Averages over {seeds} seeds. The real search "
+        f"(K={k_real}, p={p_real:g}) reached <b>{_num(actual.best_score)}</b> (candidate {actual.best_id}) "
+        f"for {actual.cost:,} candidates.</p>"
+    )
+    good = [
+        c
+        for c in cells
+        if c.best_mean is not None
+        and actual.best_score is not None
+        and c.reached == c.seeds
+        and c.best_mean <= actual.best_score * 1.0001
+    ]
+    if good:
+        cheapest = min(good, key=lambda c: c.cost_mean)
+        text += (
+            f"<p>The cheapest setting that matched the real best on every seed: K={cheapest.k}, "
+            f"p={cheapest.p:g}, {cheapest.cost_mean:.0f} candidates on average.</p>"
+        )
+    shown = [
+        [r[0], f"{r[1]:g}", r[2], r[3], _num(r[4]), _num(r[5]), _num(r[6]), f"{r[7]:.1f}", f"{r[8]:.1f}"] for r in table
+    ]
+    return (
+        text
+        + page.image("replay", P.plot_replay(cells, actual, k_real, p_real))
+        + f"<details><summary>Replay table ({len(cells)} settings)</summary>"
+        + f"{_table(headers, shown)}</details>"
+        + _links("replay.csv")
+    )
+
+
+def _tree_html(page: _Page, rows: list[CandidateRow], key: str, route: list[CandidateRow]) -> str:
+    if not rows:
+        return '<p class="muted">No candidates.</p>'
+    text = (
+        "<p>Every candidate is a point at its step (x) and its rank by score within that step (y, best on "
+        "top); grey lines join parents to children, black rings mark the kept (top-K) candidates, the red "
+        "line is the best candidate's route. Unfinished, diverged and failed candidates sit below the "
+        "finished ones.</p>"
+    )
+    return text + page.image("search_tree", P.plot_search_tree(rows, key, [r.id for r in route]))
+
+
+# ---------------------------------------------------------------------- samples
+def _checkpoint_path(run: Path, row: CandidateRow) -> Path:
+    if row.checkpoint:
+        p = Path(row.checkpoint)
+        return p if p.is_absolute() else run / p
+    return run / "candidates" / f"c{row.id:05d}" / "checkpoint.safetensors"
+
+
+def _sample_png(path: Path, n: int, seed: int, device: str) -> bytes:
+    import torch  # only when there is a checkpoint to sample: torch is slow to import
+
+    from ..checkpoint import load_generator
+    from ..images import grid_image
+
+    genome, G = load_generator(path, device)
+    z = torch.randn(n, genome.latent_size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        images = G(z.to(device)).float().cpu()
+    buf = io.BytesIO()
+    grid_image(images).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _samples_html(
+    page: _Page, run: Path, route: list[CandidateRow], final: FinalRow | None, n: int, seed: int, device: str
+) -> str:
+    # The last candidate of the route at each resolution: the model the search had at that scale.
+    last_at: dict[int, CandidateRow] = {}
+    for r in route:
+        last_at[r.resolution] = r
+    jobs = [
+        (
+            f"{res}px — candidate {r.id}",
+            f"samples_{res}px",
+            _checkpoint_path(run, r),
+            run / "candidates" / f"c{r.id:05d}" / "samples.png",
+        )
+        for res, r in sorted(last_at.items())
+    ]
+    final_ckpt = run / "best" / "checkpoint.safetensors"
+    if final is not None and final.checkpoint and not final_ckpt.is_file():
+        final_ckpt = Path(final.checkpoint) if Path(final.checkpoint).is_absolute() else run / final.checkpoint
+    jobs.append(("final model (RUN/best)", "samples_final", final_ckpt, run / "best" / "samples.png"))
+    cells, missing = [], []
+    for label, name, ckpt, saved in jobs:
+        try:
+            if ckpt.is_file():
+                img, how = page.image(name, _sample_png(ckpt, n, seed, device)), f"{n} samples, seed {seed}"
+            elif saved.is_file():
+                img, how = (
+                    page.image(name, saved.read_bytes()),
+                    "checkpoint missing; samples.png saved by the search",
+                )
+            else:
+                missing.append(f"{label}: no checkpoint at {ckpt}")
+                continue
+        except Exception as exc:  # a corrupt checkpoint costs this grid only
+            missing.append(f"{label}: {type(exc).__name__}: {exc}")
+            continue
+        cells.append(
+            f'<figure class="sample">{img}<figcaption>{_e(label)}<br><span class="muted">{_e(how)}'
+            "</span></figcaption></figure>"
+        )
+    if missing:
+        page.notes.append(f"{len(missing)} sample grid(s) skipped (missing or unreadable checkpoints); see Samples.")
+    text = (
+        f"<p>Samples of the best candidate's ancestors, one per resolution it passed through, and of the "
+        f"final model, from the same latent vectors (seed {seed}).</p>"
+    )
+    if missing:
+        text += "<ul class='missing'>" + "".join(f"<li>Skipped {_e(m)}</li>" for m in missing) + "</ul>"
+    return text + ('<div class="samples">' + "".join(cells) + "</div>" if cells else "")
+
+
+# ---------------------------------------------------------------------- candidate table
+_CAND_COLS = [
+    ("id", "int"),
+    ("step", "int"),
+    ("parent", "int"),
+    ("action", "str"),
+    ("res", "int"),
+    ("status", "str"),
+    ("metric", "float"),
+    ("normalized", "float"),
+    ("G params", "int"),
+    ("D params", "int"),
+    ("G/D", "float"),
+    ("kept", "bool"),
+    ("train s", "float"),
+    ("genome", "str"),
+    ("error", "str"),
+]
+
+
+def _cand_row(r: CandidateRow) -> list[Any]:
+    def clean(x: float | None) -> float | None:
+        return x if x is not None and math.isfinite(x) else None
+
+    return [
+        r.id,
+        r.step,
+        r.parent,
+        A.action_label(r.action),
+        r.resolution,
+        r.status,
+        clean(r.metric),
+        clean(r.normalized_metric),
+        r.g_params,
+        r.d_params,
+        round(r.g_params / max(1, r.d_params), 4),
+        r.kept,
+        None if r.train_seconds is None else round(r.train_seconds, 1),
+        r.genome.summary(),
+        r.error or "",
+    ]
+
+
+def _fmt_cell(v: Any, kind: str) -> str:
+    if v is None:
+        return ""
+    if kind == "bool":
+        return "✓" if v else ""
+    if kind == "float":
+        return _num(v)
+    if kind == "str" and len(v) > 200:
+        return v[:200] + "…"
+    return str(v)
+
+
+def _candidates_html(page: _Page, rows: list[CandidateRow], key: str, top_n: int) -> str:
+    data = [_cand_row(r) for r in rows]
+    _write_csv(page.out / "candidates.csv", [c for c, _ in _CAND_COLS], data)
+    sort_col = 7 if key == "normalized_metric" else 6
+    # Without JavaScript the page shows the best top_n; the script below pages, sorts and filters all of them.
+    first = sorted(data, key=lambda d: (d[sort_col] is None, d[sort_col] or 0.0, d[0]))[:top_n]
+    head = "".join(f'<th data-col="{i}" title="click to sort">{_e(c)}</th>' for i, (c, _) in enumerate(_CAND_COLS))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(_fmt_cell(v, k))}</td>" for v, (_, k) in zip(d, _CAND_COLS, strict=True)) + "</tr>"
+        for d in first
+    )
+    statuses = sorted({r.status for r in rows})
+    options = "".join(f'<option value="{_e(s)}">{_e(s)}</option>' for s in statuses)
+    payload = json.dumps(
+        {
+            "columns": [c for c, _ in _CAND_COLS],
+            "types": [k for _, k in _CAND_COLS],
+            "rows": data,
+            "sort_col": sort_col,
+            "page_size": top_n,
+        },
+        separators=(",", ":"),
+    )
+    payload = payload.replace("</", "<\\/")  # the JSON sits inside <script>
+    return f"""<p>{len(rows):,} candidates. Click a column header to sort, type to filter (any column), pick a
+status. <a href="candidates.csv">candidates.csv</a> holds them all.</p>
+<div class="controls"><input id="cand-filter" type="search" placeholder="filter, e.g. D k7 or diverged">
+<select id="cand-status"><option value="">all statuses</option>{options}</select>
+<button id="cand-prev" type="button">◀ prev</button><span id="cand-info">best {len(first)} of {len(rows)} by
+score</span><button id="cand-next" type="button">next ▶</button></div>
+<div class="scroll"><table id="cand-table" class="cands"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>
+</table></div>
+<noscript><p class="muted">JavaScript is off: showing the best {len(first)}; see candidates.csv for all.</p>
+</noscript>
+<script id="cand-data" type="application/json">{payload}</script>"""
+
+
+_JS = """
+(function () {
+  var el = document.getElementById('cand-data');
+  if (!el) return;
+  var data = JSON.parse(el.textContent), rows = data.rows, types = data.types, size = data.page_size;
+  var text = rows.map(function (r) { return r.join(' ').toLowerCase(); });
+  var order = rows.map(function (_, i) { return i; });
+  var tbody = document.querySelector('#cand-table tbody'), info = document.getElementById('cand-info');
+  var filt = document.getElementById('cand-filter'), stat = document.getElementById('cand-status');
+  var sortCol = data.sort_col, asc = true, page = 0, view = order, statusCol = data.columns.indexOf('status');
+  function fmt(v, t) {
+    if (v === null || v === undefined) return '';
+    if (t === 'bool') return v ? '\\u2713' : '';
+    if (t === 'float') return String(Number(Number(v).toPrecision(4)));
+    v = String(v);
+    return v.length > 200 ? v.slice(0, 200) + '\\u2026' : v;
+  }
+  function cmp(a, b) {
+    var x = rows[a][sortCol], y = rows[b][sortCol];
+    if (x === y) return a - b;
+    if (x === null) return 1;
+    if (y === null) return -1;  /* missing values last in both directions */
+    return (x < y ? -1 : 1) * (asc ? 1 : -1);
+  }
+  function update() {
+    var q = filt.value.toLowerCase().trim(), s = stat.value;
+    view = order.filter(function (i) {
+      return (!s || rows[i][statusCol] === s) && (!q || text[i].indexOf(q) >= 0);
+    });
+    view.sort(cmp);
+    page = Math.max(0, Math.min(page, Math.ceil(view.length / size) - 1));
+    render();
+  }
+  function render() {
+    var frag = document.createDocumentFragment(), start = page * size;
+    view.slice(start, start + size).forEach(function (i) {
+      var tr = document.createElement('tr');
+      rows[i].forEach(function (v, c) {
+        var td = document.createElement('td');
+        td.textContent = fmt(v, types[c]);
+        tr.appendChild(td);
+      });
+      frag.appendChild(tr);
+    });
+    tbody.replaceChildren(frag);
+    info.textContent = view.length ? (start + 1) + '\\u2013' + Math.min(start + size, view.length) + ' of ' +
+      view.length + (view.length < rows.length ? ' (filtered from ' + rows.length + ')' : '') : 'no match';
+    document.querySelectorAll('#cand-table th').forEach(function (th) {
+      th.className = Number(th.dataset.col) === sortCol ? (asc ? 'asc' : 'desc') : '';
+    });
+  }
+  document.querySelectorAll('#cand-table th').forEach(function (th) {
+    th.addEventListener('click', function () {
+      var c = Number(th.dataset.col);
+      asc = c === sortCol ? !asc : true;
+      sortCol = c;
+      update();
+    });
+  });
+  filt.addEventListener('input', function () { page = 0; update(); });
+  stat.addEventListener('change', function () { page = 0; update(); });
+  document.getElementById('cand-prev').addEventListener('click', function () { page -= 1; update(); });
+  document.getElementById('cand-next').addEventListener('click', function () { page += 1; update(); });
+  /* A link can preset the table: index.html#q=D k7&status=done&sort=normalized&desc=1&page=2 */
+  var hash = new URLSearchParams(location.hash.slice(1));
+  if (hash.has('q')) filt.value = hash.get('q');
+  if (hash.has('status')) stat.value = hash.get('status');
+  if (data.columns.indexOf(hash.get('sort')) >= 0) sortCol = data.columns.indexOf(hash.get('sort'));
+  if (hash.get('desc') === '1') asc = false;
+  if (hash.has('page')) page = Math.max(0, (parseInt(hash.get('page'), 10) || 1) - 1);
+  update();
+})();
+"""
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0; color: #222; }
+header { background: #263238; color: #fff; padding: 14px 24px; }
+header h1 { margin: 0; font-size: 20px; } header p { margin: 4px 0 0; color: #cfd8dc; }
+nav { background: #eceff1; padding: 8px 24px; position: sticky; top: 0; z-index: 2; }
+nav a { margin-right: 14px; color: #37474f; text-decoration: none; }
+nav a:hover { text-decoration: underline; }
+main { padding: 8px 24px 40px; max-width: 1500px; }
+section { margin-top: 22px; } h2 { border-bottom: 2px solid #cfd8dc; padding-bottom: 4px; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 12.5px; }
+th, td { border: 1px solid #dde3e6; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #f3f6f7; } table.kv td:first-child { font-weight: 600; white-space: nowrap; }
+img.plot { max-width: 100%; border: 1px solid #e0e0e0; margin: 6px 0; }
+.notes { background: #fff8e1; border: 1px solid #ffca28; padding: 8px 14px; margin-top: 14px; }
+.muted { color: #78909c; } .error { color: #c62828; } .files { font-size: 12px; }
+.samples { display: flex; flex-wrap: wrap; gap: 14px; } figure.sample { margin: 0; }
+figure.sample img.plot { width: 280px; image-rendering: pixelated; } figcaption { font-size: 12px; }
+.controls { display: flex; gap: 8px; align-items: center; margin: 8px 0; }
+.controls input { width: 280px; padding: 3px 6px; }
+.scroll { overflow-x: auto; } table.cands td:nth-child(14) { font-family: monospace; font-size: 11px; }
+table.cands td:nth-child(4), table.route td:nth-child(3) { white-space: nowrap; }
+table.cands th { cursor: pointer; user-select: none; white-space: nowrap; }
+th.asc::after { content: " \\25B2"; } th.desc::after { content: " \\25BC"; }
+"""
+
+
+def _page_html(run: Path, sections: list[tuple[str, str, str]], notes: list[str]) -> str:
+    nav = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title, _ in sections)
+    note_html = ""
+    if notes:
+        note_html = (
+            '<div class="notes" id="notes"><b>Notes</b><ul>'
+            + "".join(f"<li>{_e(n)}</li>" for n in notes)
+            + "</ul></div>"
+        )
+    body = "".join(f'<section id="{sid}"><h2>{_e(title)}</h2>{content}</section>' for sid, title, content in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>DGGAN search report — {_e(run.name)}</title><style>{_CSS}</style></head>
+<body><header><h1>DGGAN search report — {_e(run.name)}</h1>
+<p>{_e(run.resolve())} · generated {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}</p></header>
+<nav>{nav}</nav><main>{note_html}{body}</main><script>{_JS}</script></body></html>
+"""
