@@ -1,0 +1,101 @@
+"""``open_dataset(spec)``: one string names any dataset, for the CLI and for configs.
+
+Spec syntax: ``KIND[:LOCATION][?KEY=VALUE[,KEY=VALUE...]]`` (``&`` also separates options).
+
+    synthetic                                   4096 32x32 shapes, seed 0
+    synthetic:n=2048,res=32,seed=1              options may follow the colon directly for synthetic
+    cifar10:/data/cifar-10-batches-py           training split (50k); the .tar.gz works too
+    cifar10:/data/cifar-10-python.tar.gz?split=test
+    lsun:/data/bedroom_train_lmdb?res=256,max=100000
+    folder:/data/faces?res=64                   res defaults to the smallest side, floored to 2^k
+    npz:/data/bedroom256.npy                    .npy (memory-mapped) or .npz; NCHW or NHWC
+
+Keyword arguments to ``open_dataset`` override options given in the string.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .base import DatasetError, ImageSource
+
+DATASET_KINDS = ("synthetic", "cifar10", "lsun", "folder", "npz", "npy")
+
+# Short option names accepted in specs -> constructor keyword.
+_ALIASES = {"n": "num_images", "res": "resolution", "max": "max_images"}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
+    """(kind, location or None, options) for a dataset spec string."""
+    kind, _, rest = spec.strip().partition(":")
+    kind = kind.strip().lower()
+    location, query = rest, ""
+    if "?" in rest:
+        location, _, query = rest.rpartition("?")
+    elif kind == "synthetic" and "=" in rest:
+        location, query = "", rest
+    if "?" in kind:  # e.g. "synthetic?n=64"
+        kind, _, query = kind.partition("?")
+    options: dict[str, Any] = {}
+    for item in query.replace("&", ",").split(","):
+        if not item.strip():
+            continue
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise DatasetError(f"dataset spec {spec!r}: option {item!r} is not KEY=VALUE")
+        key = key.strip()
+        options[_ALIASES.get(key, key)] = _parse_value(value.strip())
+    return kind, (location or None), options
+
+
+def _source_class(kind: str) -> type[ImageSource]:
+    # Imported on demand so that e.g. a missing optional package only matters for its own kind.
+    if kind == "synthetic":
+        from .synthetic import SyntheticShapes
+
+        return SyntheticShapes
+    if kind == "cifar10":
+        from .cifar import CIFAR10
+
+        return CIFAR10
+    if kind == "lsun":
+        from .lsun import LSUNSource
+
+        return LSUNSource
+    if kind == "folder":
+        from .folder import FolderSource
+
+        return FolderSource
+    from .npz import NpySource
+
+    return NpySource
+
+
+def open_dataset(spec: str, **kw: Any) -> ImageSource:
+    """Open the dataset a spec names (see the module docstring); ``kw`` overrides the spec's options."""
+    kind, location, options = parse_spec(spec)
+    if kind not in DATASET_KINDS:
+        raise DatasetError(f"unknown dataset kind {kind!r} in {spec!r};"
+                           f" valid kinds: {', '.join(DATASET_KINDS)}")
+    options.update({_ALIASES.get(k, k): v for k, v in kw.items()})
+    cls = _source_class(kind)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "path")]
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise DatasetError(f"dataset spec {spec!r}: unknown option(s) {unknown} for {kind}; valid: {params}")
+    if kind == "synthetic":
+        if location:
+            raise DatasetError(f"dataset spec {spec!r}: synthetic takes options only, e.g."
+                               " 'synthetic:n=2048,res=32,seed=1'")
+        return cls(**options)
+    if not location:
+        raise DatasetError(f"dataset spec {spec!r}: {kind} needs a path, e.g. '{kind}:/path/to/data'")
+    return cls(location, **options)

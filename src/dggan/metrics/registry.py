@@ -1,0 +1,51 @@
+"""Metric names carry their sample budget: ``fid10k``, ``fid50k``, ``is50k``, ``swd16k``, and generally
+``fid<N>``, ``fid<N>k``, ``is<N>``, ``is<N>k``, ``swd<N>``, ``swd<N>k`` (small budgets for demos and tests).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+MetricKind = Literal["fid", "is", "swd"]
+METRIC_KINDS: tuple[MetricKind, ...] = ("fid", "is", "swd")
+STANDARD_METRICS = ("fid10k", "fid50k", "is50k", "swd16k")
+
+# Fewest samples each statistic is defined for: a covariance needs 2, IS splits into 10 chunks.
+_MIN_SAMPLES = {"fid": 2, "is": 10, "swd": 1}
+_PATTERN = re.compile(r"^(fid|is|swd)(\d+)(k?)$")
+
+
+class MetricError(ValueError):
+    """A metric cannot be computed as asked; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a metric name means.
+
+    ``num_real`` is the number of real images the metric compares against: as many as generated
+    (ProgGAN and StyleGAN use equal counts), or all of a smaller dataset; 0 for IS, which sees no real data.
+    """
+
+    name: str
+    kind: MetricKind
+    num_fake: int
+    num_real: int
+    lower_is_better: bool
+
+
+def parse_metric(name: str) -> MetricSpec:
+    """``"fid10k"`` -> MetricSpec(kind="fid", num_fake=10000, num_real=10000, lower_is_better=True)."""
+    canonical = name.strip().lower()
+    match = _PATTERN.match(canonical)
+    if match is None:
+        raise MetricError(f"unknown metric {name!r}; use one of {', '.join(STANDARD_METRICS)}, or"
+                          " fid<N>[k], is<N>[k], swd<N>[k] for another sample count (e.g. swd1k, fid2k)")
+    kind, number, k = match.groups()
+    count = int(number) * (1000 if k else 1)
+    if count < _MIN_SAMPLES[kind]:
+        raise MetricError(f"metric {name!r}: {kind} needs at least {_MIN_SAMPLES[kind]} samples")
+    return MetricSpec(name=canonical, kind=kind, num_fake=count, num_real=0 if kind == "is" else count,
+                      lower_is_better=kind != "is")
