@@ -108,8 +108,18 @@ def test_auto_baseline_runs_the_proggan_route(tmp_path: Path) -> None:
     with Ledger.open(tmp_path / "run" / "ledger.sqlite", readonly=True) as ledger:
         values = json.loads(ledger.get_meta("baseline") or "{}")
     assert values == {"8": pytest.approx(base_rows[0]["metric"]), "16": pytest.approx(base_rows[1]["metric"])}
-    # The search's initial candidate is the baseline's first one: same genome, seed and budget.
-    assert ledger_rows(tmp_path / "run")[0]["normalized_metric"] == pytest.approx(1.0)
+    # The search's initial candidate is the baseline's first one (same genome, seed and budget): reused.
+    first = ledger_rows(tmp_path / "run")[0]
+    assert first["normalized_metric"] == pytest.approx(1.0) and first["train_seconds"] == 0.0
+    assert first["checkpoint"] == "baseline/candidates/c00001/checkpoint.safetensors"
+
+
+def test_data_is_checked_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(SearchError, match="needs a path"):
+        run_search(tmp_path / "r", tiny(data="cifar10"), progress=False)
+    with pytest.raises(SearchError, match="below the target resolution 16px"):
+        run_search(tmp_path / "r", tiny(data="synthetic:n=64,res=8"), progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 def test_ls_json_and_table(tmp_path: Path) -> None:

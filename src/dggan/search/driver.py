@@ -222,6 +222,23 @@ class Search:
         self.ledger.set_meta("baseline", json.dumps({str(k): v for k, v in values.items()}))
         return values
 
+    def _reuse_baseline_start(self, candidate: int, baseline: dict[int, float]) -> None:
+        """With the auto baseline, the first initial candidate is exactly the baseline's first one (same
+        genome, seed and budget): take its result instead of training it twice."""
+        sub_ledger = self.run_dir / "baseline" / LEDGER_NAME
+        if self.config.baseline != "auto" or not sub_ledger.exists():
+            return
+        row = self.ledger.get(candidate)
+        with Ledger.open(sub_ledger, readonly=True) as sub:
+            twin = next((r for r in sub.candidates(step=0, status="done")
+                         if r.genome == row.genome and r.seed == row.seed), None)
+        if twin is None or twin.metric is None or twin.checkpoint is None:
+            return
+        self.ledger.update(candidate, status="done", metric=twin.metric,
+                           normalized_metric=twin.metric / baseline[row.resolution],
+                           extra={**twin.extra, "reused": f"baseline candidate {twin.id}"},
+                           train_seconds=0.0, eval_seconds=0.0, checkpoint=f"baseline/{twin.checkpoint}")
+
     def train_step(self, step: int, baseline: dict[int, float]) -> None:
         rows = [r for r in self.ledger.candidates(step=step) if r.status in ("pending", "running")]
         if not rows:
@@ -323,9 +340,10 @@ class Search:
         with run_lock(self.run_dir):
             baseline = self.baseline()
             if not self.ledger.candidates(step=0):
-                self.ledger.add_candidates([{"step": 0, "parent": None, "action": None, "genome": g,
-                                             "seed": self.config.seed * 100_003 + i + 1}
-                                            for i, g in enumerate(self.config.initial_genomes())])
+                ids = self.ledger.add_candidates([{"step": 0, "parent": None, "action": None, "genome": g,
+                                                   "seed": self.config.seed * 100_003 + i + 1}
+                                                  for i, g in enumerate(self.config.initial_genomes())])
+                self._reuse_baseline_start(ids[0], baseline)
             step = 0
             while True:
                 self.train_step(step, baseline)
@@ -362,6 +380,21 @@ class Search:
         return summary
 
 
+def check_data(config: SearchConfig) -> None:
+    """The dataset opens and is large enough for the target resolution."""
+    from ..data.base import DatasetError
+    from .worker import open_data_cached
+
+    try:
+        source = open_data_cached(config.data)
+    except DatasetError as exc:
+        raise SearchError(f"data {config.data!r}: {exc} (set it with --set data=KIND:PATH,"
+                          " e.g. data=cifar10:/data/cifar-10-batches-py)") from None
+    if source.resolution < config.target_resolution:
+        raise SearchError(f"data {config.data!r} is stored at {source.resolution}px, below the target resolution"
+                          f" {config.target_resolution}px; use larger images or a lower target_resolution")
+
+
 def _work_seconds(ledger: Ledger) -> tuple[float, float]:
     """Training and scoring seconds recorded in a ledger (the final training counts as training)."""
     rows = ledger.candidates()
@@ -380,7 +413,8 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
     elif config is None:
         raise SearchError("run_search needs a config for a new run (or resume=True)")
     else:
-        static_baseline(config)  # bad baseline settings fail before any folder or work is made
+        static_baseline(config)  # bad baseline or data settings fail before any folder or work is made
+        check_data(config)
         create_run(run_dir, config)
     own = executor is None
     executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),
