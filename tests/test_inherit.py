@@ -91,3 +91,25 @@ def test_drop_fade_in_removes_old_path(tiny_genome: Genome) -> None:
 def test_unknown_policy_rejected(tiny_genome: Genome) -> None:
     with pytest.raises(ValueError, match="policy"):
         inherit_weights(Generator(tiny_genome), {}, policy="magic")  # type: ignore[arg-type]
+
+
+def test_identity_init_keeps_the_child_close_to_its_parent(tiny_genome: Genome) -> None:
+    from dggan.inherit import identity_init
+
+    parent = trained_like(Generator(tiny_genome), 3).eval()
+    z = torch.randn(16, tiny_genome.latent_size)
+    child_genome = apply_action(tiny_genome, Action("grow_g", 3, 32))
+    errors = {}
+    for mode in ("random", "identity"):
+        torch.manual_seed(0)
+        child = Generator(child_genome).eval()
+        report = inherit_weights(child, parent.state_dict())
+        if mode == "identity":
+            assert identity_init(child, report) == ["grow0"]
+            weight = child.layers["grow0"].weight * child.layers["grow0"].scale
+            assert torch.allclose(weight[:16, :16, 1, 1], torch.eye(16)) and weight[16:].abs().sum() == 0
+            assert ("layers.grow0.weight", "new layer, identity init") in report.fresh
+        with torch.no_grad():
+            errors[mode] = (child(z) - parent(z)).abs().mean().item()
+    # Not exact (LeakyReLU shrinks negative inputs again), but far closer than a random layer.
+    assert errors["identity"] < 0.5 * errors["random"]

@@ -50,6 +50,7 @@ def train(
     from_checkpoint: Annotated[Path | None, typer.Option("--from", help="Continue a checkpoint's training")] = None,
     parent: Annotated[Path | None, typer.Option(help="Grow a child from this checkpoint (needs --action)")] = None,
     action: Annotated[str | None, typer.Option(help="With --parent: grow_res, grow_g:k3:f256 or grow_d:k7:f64")] = None,
+    new_layers: Annotated[str, typer.Option(help="With --parent: grown convs start 'random' or 'identity'")] = "random",
     data: Annotated[str, typer.Option(help="Dataset spec, e.g. synthetic, cifar10:/path, folder:/path")] = "synthetic",
     iterations: Annotated[int, typer.Option(help="Total training iterations")] = 300,
     batch_size: Annotated[int, typer.Option()] = 16,
@@ -84,7 +85,7 @@ def train(
                 parent_ckpt = load_checkpoint(parent)
                 child = apply_action(parent_ckpt.genome, Action.parse(action),
                                      GrowthLimits(target_resolution=max(parent_ckpt.genome.channel_map)))
-                trainer = Trainer.child_of(parent_ckpt, child, config, source)
+                trainer = Trainer.child_of(parent_ckpt, child, config, source, new_layers=new_layers)  # type: ignore[arg-type]
             else:
                 genome = (read_genome(genome_file) if genome_file else
                           Genome.base(latent_size=latent_size, channels=constant_channels(max_resolution, channels)))

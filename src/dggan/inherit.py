@@ -8,6 +8,10 @@ Policy (documented in the README):
   policy ``fresh`` such tensors are re-initialised instead;
 - a tensor whose kernel size differs, or that the parent does not have (a new layer), starts **fresh**;
 - parent tensors the child does not use (e.g. the old toRGB after a finished fade-in) are **dropped**.
+
+New grown convs start random, as in the paper, or (``identity_init``, beyond the paper) as an identity
+on the channels they share with their input, so the child starts out computing (almost) what its
+parent did instead of passing noise to the next layer.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 InheritPolicy = Literal["adapt", "fresh"]
+NewLayerInit = Literal["random", "identity"]
 
 
 @dataclass
@@ -78,3 +83,25 @@ def inherit_weights(child: nn.Module, parent_state: Mapping[str, torch.Tensor],
         report.adapted.append((name, f"{tuple(source.shape)} -> {tuple(target.shape)}, overlap copied"))
     report.dropped = sorted(set(parent_state) - set(child_state))
     return report
+
+
+@torch.no_grad()
+def identity_init(net: nn.Module, report: InheritanceReport) -> list[str]:
+    """Re-initialise the freshly grown convs (``grow{i}``) of ``net`` as identities; returns their names.
+
+    The centre tap maps input channel c to output channel c for c < min(in, out) (scaled so the
+    *effective* equalized-lr weight is 1), everything else is zero. Followed by LeakyReLU (and pixel
+    norm in G) on inputs that already went through them, the layer nearly passes its input through.
+    """
+    grown = sorted({name.split(".")[1] for name, why in report.fresh
+                    if why == "new layer" and name.split(".")[1].startswith("grow")})
+    for name in grown:
+        layer = net.layers[name]  # type: ignore[index]
+        weight = layer.weight
+        weight.zero_()
+        layer.bias.zero_()
+        shared = torch.arange(min(weight.shape[0], weight.shape[1]))
+        centre = weight.shape[-1] // 2
+        weight[shared, shared, centre, centre] = 1.0 / layer.scale
+    report.fresh = [(n, f"{why}, identity init" if n.split(".")[1] in grown else why) for n, why in report.fresh]
+    return grown

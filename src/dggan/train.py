@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpoint, CheckpointError, check_state, load_checkpoint, save_checkpoint
 from .data.base import BatchSampler, ImageSource
 from .genome import Genome
-from .inherit import InheritanceReport, InheritPolicy, inherit_weights
+from .inherit import InheritanceReport, InheritPolicy, NewLayerInit, identity_init, inherit_weights
 from .networks import Discriminator, Generator
 
 
@@ -142,18 +142,26 @@ class Trainer:
 
     @classmethod
     def child_of(cls, parent: Checkpoint, genome: Genome, config: TrainConfig, data: ImageSource,
-                 policy: InheritPolicy = "adapt") -> Trainer:
-        """A child initialised from its parent's trained weights (fade-in when the resolution doubled)."""
+                 policy: InheritPolicy = "adapt", new_layers: NewLayerInit = "random") -> Trainer:
+        """A child initialised from its parent's trained weights (fade-in when the resolution doubled).
+
+        ``new_layers="identity"`` starts grown convs as identities instead of random (see ``identity_init``).
+        """
         if parent.state.get("fade_in"):
             raise CheckpointError(f"{parent.path}: the parent is still fading in; finish its training first")
         if genome.resolution not in (parent.genome.resolution, parent.genome.resolution * 2):
             raise ConfigError(f"child at {genome.resolution}px cannot inherit from a parent at"
                               f" {parent.genome.resolution}px")
         trainer = cls(genome, config, data, fade_in=genome.resolution > parent.genome.resolution)
+        if new_layers not in ("random", "identity"):
+            raise ConfigError(f"new_layers must be 'random' or 'identity', got {new_layers!r}")
         trainer.inheritance = {
             "G": inherit_weights(trainer.G, parent.group("G"), policy),
             "D": inherit_weights(trainer.D, parent.group("D"), policy),
         }
+        if new_layers == "identity":
+            identity_init(trainer.G, trainer.inheritance["G"])
+            identity_init(trainer.D, trainer.inheritance["D"])
         # The EMA copy starts as the child's G, then takes the parent's averaged weights where they fit.
         trainer.G_ema.load_state_dict(trainer.G.state_dict())
         trainer.inheritance["G_ema"] = inherit_weights(trainer.G_ema, parent.group("G_ema"), policy)

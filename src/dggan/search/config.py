@@ -51,6 +51,7 @@ class SearchConfig:
     fade_fraction: float = 0.5
     ema_beta: float = 0.999
     inherit_policy: str = "adapt"
+    new_layer_init: str = "random"  # "identity": grown convs start as identities (beyond the paper)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False
@@ -83,6 +84,7 @@ class SearchConfig:
         need(self.initial_iterations is None or self.initial_iterations >= 1, "initial_iterations must be >= 1")
         need(self.final_iterations >= 0, "final_iterations must be >= 0")
         need(self.inherit_policy in ("adapt", "fresh"), "inherit_policy must be 'adapt' or 'fresh'")
+        need(self.new_layer_init in ("random", "identity"), "new_layer_init must be 'random' or 'identity'")
         need(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device must be auto, cpu or cuda")
         need(self.executor in ("inprocess", "local", "ray"), f"executor must be inprocess, local or ray, got"
              f" {self.executor!r}")
@@ -192,7 +194,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"data": "synthetic:n=2048,res=16", "metric": "swd512", "baseline": "auto", "initial_channels": (32,),
              "latent_size": 64, "target_resolution": 16, "top_k": 2, "p": 0.12, "iterations": 300,
              "final_iterations": 1200, "max_steps": 4, "max_g_layers": 3, "max_d_layers": 3,
-             "filters": (16, 32, 64, 128), "checkpoint_every": 150, "sample_grid": 36},
+             "filters": (8, 16, 32, 64), "checkpoint_every": 150, "sample_grid": 36, "new_layer_init": "identity"},
 }
 
 

@@ -195,6 +195,7 @@ class Search:
             candidate_id=row.id, genome_json=row.genome.to_json(indent=None), parent_checkpoint=parent_checkpoint,
             out_dir=str(out_dir), train=train, data=self.config.data, metric=self.config.metric,
             baseline=baseline[row.resolution], inherit_policy=self.config.inherit_policy,
+            new_layer_init=self.config.new_layer_init,
             checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
             eval_options=self._eval_options(), progress=False, continue_from=continue_from,
             threads=self.config.threads)

@@ -47,6 +47,7 @@ class CandidateTask:
     metric: str
     baseline: float | None
     inherit_policy: str = "adapt"
+    new_layer_init: str = "random"
     checkpoint_every: int = 0
     sample_grid: int = 36
     eval_options: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +113,8 @@ def _run(task: CandidateTask) -> CandidateResult:
             trainer = Trainer(genome, config, data)
         else:
             parent = load_checkpoint(task.parent_checkpoint)
-            trainer = Trainer.child_of(parent, genome, config, data, policy=task.inherit_policy)  # type: ignore[arg-type]
+            trainer = Trainer.child_of(parent, genome, config, data, policy=task.inherit_policy,  # type: ignore[arg-type]
+                                       new_layers=task.new_layer_init)  # type: ignore[arg-type]
             atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
     every = task.checkpoint_every or max(1, config.iterations // 4)
     if trainer.iteration < config.iterations or trainer.fading:
