@@ -62,12 +62,17 @@ def train(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (CUDA only)")] = False,
     seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 is faster on a busy machine)")] = None,
     run_dir: Annotated[Path, typer.Option(help="Folder that holds numbered run folders")] = Path("runs"),
     checkpoint_every: Annotated[int, typer.Option(help="Iterations between checkpoints (0: only at the end)")] = 0,
     log_every: Annotated[int, typer.Option()] = 50,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Train one genome (from scratch, from a checkpoint, or as a child of a checkpoint) into a new run folder."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
     try:
         source = open_data(data)
         if from_checkpoint is not None:

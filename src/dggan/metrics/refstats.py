@@ -9,10 +9,10 @@ re-reading it. SWD's real side is not cached: see ``swd.py``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..data.base import ImageSource, to_float
+from ..io import atomic_write_bytes
 from .fid import FID_LAYER, extract_features, fid_statistics, to_uint8
 
 CACHE_ENV = "DGGAN_CACHE"
@@ -90,18 +91,10 @@ def cache_path(cache_dir: Path, source: ImageSource, resolution: int, num_used: 
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """Write an .npz via a temp file in the same folder and os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write an .npz atomically (temp file + rename), so readers never see half a file."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_cached(path: Path, key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
