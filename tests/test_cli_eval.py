@@ -91,3 +91,20 @@ def test_ref_command(app, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     (path,) = (tmp_path / "refstats").iterdir()
     assert "8px-32" in path.name and str(path) in result.output
+
+
+def test_eval_of_a_real_checkpoint(tmp_path):
+    from dggan.cli import app as main_app
+    from dggan.data import SyntheticShapes
+    from dggan.genome import Genome, constant_channels
+    from dggan.train import TrainConfig, Trainer
+
+    genome = Genome.base(latent_size=8, channels=constant_channels(16, 8))
+    trainer = Trainer(genome, TrainConfig(iterations=2, batch_size=8), SyntheticShapes(32, 16))
+    trainer.train(progress=False)
+    ckpt = trainer.save(tmp_path / "checkpoint.safetensors")
+    result = CliRunner().invoke(main_app, ["eval", str(ckpt), "--metric", "swd16", "--data", "synthetic:n=32,res=16",
+                                           "--no-progress", "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert record["resolution"] == 8 and record["genome_key"] == genome.key() and record["value"] > 0

@@ -253,3 +253,16 @@ def test_presets_are_valid() -> None:
     assert preset("cifar10").top_k == 20 and preset("cifar10").p == 0.4 and preset("cifar10").latent_size == 128
     assert preset("lsun-bedroom").target_resolution == 256 and preset("lsun-bedroom").latent_size == 512
     assert preset("demo").data.startswith("synthetic")
+
+
+def test_baseline_command_and_using_its_run(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(json.dumps(tiny().to_dict()))
+    base = tmp_path / "base"
+    result = runner.invoke(app, ["baseline", "--config", str(cfg_file), "--run-dir", str(base), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = ledger_rows(base)
+    assert [r["action"] for r in rows] == [None, {"kind": "grow_res"}] and all(r["status"] == "done" for r in rows)
+    run_search(tmp_path / "run", tiny(baseline=str(base), max_steps=1, final_iterations=0), progress=False)
+    first = ledger_rows(tmp_path / "run")[0]
+    assert first["normalized_metric"] == pytest.approx(first["metric"] / rows[0]["metric"])

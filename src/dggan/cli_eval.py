@@ -68,10 +68,8 @@ def eval_command(
                           progress=progress)
     except (ValueError, OSError) as exc:  # dataset, metric, checkpoint and genome errors are ValueErrors
         raise _fail(str(exc)) from None
-    record = {**result, "checkpoint": str(checkpoint), "data": data, "seed": seed, "time": time.time()}
-    genome_key = getattr(genome, "key", None)
-    if callable(genome_key):
-        record["genome_key"] = genome_key()
+    record = {**result, "checkpoint": str(checkpoint), "data": data, "seed": seed, "time": time.time(),
+              "genome_key": genome.key()}
     path = _metrics_path(checkpoint)
     append_jsonl(path, record)
     typer.echo(f"{spec.name} @{genome.resolution}px = {result['value']:.4f}  ({result['time_s']:.1f}s,"
