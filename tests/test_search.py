@@ -69,6 +69,7 @@ def test_search_runs_algorithm_1(tmp_path: Path) -> None:
     for r in rows:
         folder = tmp_path / "run" / "candidates" / f"c{r['id']:05d}"
         assert (folder / "checkpoint.safetensors").exists() and (folder / "genome.json").exists()
+        assert json.loads((folder / "stats.jsonl").read_text().splitlines()[-1])["iteration"] == 4
 
 
 def test_sampling_is_reproducible_from_the_seed(tmp_path: Path) -> None:

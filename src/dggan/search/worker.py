@@ -22,7 +22,7 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from ..data.base import ImageSource
 from ..genome import Genome
 from ..images import save_grid
-from ..io import atomic_write_json, atomic_write_text
+from ..io import append_jsonl, atomic_write_json, atomic_write_text
 from ..train import TrainConfig, Trainer
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -118,7 +118,8 @@ def _run(task: CandidateTask) -> CandidateResult:
             atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
     every = task.checkpoint_every or max(1, config.iterations // 4)
     if trainer.iteration < config.iterations or trainer.fading:
-        result = trainer.train(progress=task.progress, checkpoint_path=ckpt_path, checkpoint_every=every)
+        result = trainer.train(progress=task.progress, checkpoint_path=ckpt_path, checkpoint_every=every,
+                               on_log=lambda row: append_jsonl(out / "stats.jsonl", row))
         if result.status != "done":
             return CandidateResult(task.candidate_id, result.status, train_seconds=trainer.train_seconds,
                                    error=result.reason, extra={"stats": result.stats})
