@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..actions import Action, apply_action, valid_actions
 from ..checkpoint import load_checkpoint
 from ..io import atomic_write_json
+from ..metrics.refstats import default_cache_dir
 from .config import SearchConfig
 from .executors import Executor, make_executor
 from .ledger import CandidateRow, Ledger, LedgerError
@@ -183,8 +184,7 @@ class Search:
         opts: dict[str, Any] = {"batch_size": self.config.eval_batch_size, "seed": self.config.seed}
         if self.config.inception_weights:
             opts["inception_weights"] = self.config.inception_weights
-        cache = self.config.cache_dir or os.environ.get("DGGAN_CACHE")
-        opts["cache_dir"] = cache if cache else str(Path.home() / ".cache" / "dggan")
+        opts["cache_dir"] = self.config.cache_dir or str(default_cache_dir())
         return opts
 
     def _task(self, row: CandidateRow, baseline: dict[int, float], iterations: int,
