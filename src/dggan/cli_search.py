@@ -52,7 +52,9 @@ def _build_config(preset_name: str | None, config_file: Path | None, overrides: 
 def _print_summary(summary: Any) -> None:
     typer.echo(f"run folder: {summary.run_dir}")
     typer.echo(f"{summary.candidates} candidates over {summary.steps} steps;"
-               f" best candidate {summary.best_id} (normalised metric {summary.best_normalized})")
+               + (f" best at the target resolution: candidate {summary.best_id} (normalised metric"
+                  f" {summary.best_normalized:.3f})" if summary.best_id is not None else
+                  " no candidate finished at the target resolution"))
     if summary.final_status:
         typer.echo(f"final training: {summary.final_status}, metric {summary.final_metric}")
     wall = max(summary.wall_seconds, 1e-9)

@@ -42,7 +42,7 @@ class SearchSummary:
     run_dir: Path
     steps: int
     candidates: int
-    best_id: int | None
+    best_id: int | None  # best finished candidate at the target resolution
     best_normalized: float | None
     final_metric: float | None
     final_status: str | None
@@ -309,16 +309,20 @@ class Search:
         self.ledger.add_candidates(rows)
         return len(rows)
 
+    def best_at_target(self) -> CandidateRow | None:
+        """The finished candidate at the target resolution with the lowest normalised metric."""
+        done = [r for r in self.ledger.candidates(status="done")
+                if r.resolution == self.config.target_resolution and r.normalized_metric is not None]
+        return min(done, key=lambda r: (r.normalized_metric, r.id)) if done else None
+
     def final(self, baseline: dict[int, float]) -> None:
         existing = self.ledger.final()
         if existing is not None and existing.status == "done":
             return
-        done = [r for r in self.ledger.candidates(status="done")
-                if r.resolution == self.config.target_resolution and r.normalized_metric is not None]
-        if not done:
+        best = self.best_at_target()
+        if best is None:
             self.log("no finished candidate reached the target resolution; skipping final training")
             return
-        best = min(done, key=lambda r: (r.normalized_metric, r.id))
         source = self._path(best.checkpoint)
         source_state = load_checkpoint(source).state
         iterations = int(source_state["iteration"]) + self.config.final_iterations
@@ -363,8 +367,7 @@ class Search:
                 self.final(baseline)
         rows = self.ledger.candidates()
         final = self.ledger.final()
-        done = [r for r in rows if r.normalized_metric is not None]
-        best = min(done, key=lambda r: (r.normalized_metric, r.id)) if done else None
+        best = self.best_at_target()
         train_s, eval_s = _work_seconds(self.ledger)
         if (self.run_dir / "baseline" / LEDGER_NAME).exists():  # the auto baseline's work is part of this run
             with Ledger.open(self.run_dir / "baseline" / LEDGER_NAME, readonly=True) as sub:
