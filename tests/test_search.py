@@ -16,7 +16,7 @@ from dggan.cli import app
 from dggan.search import worker as worker_module
 from dggan.search.config import SearchConfig, preset
 from dggan.search.driver import SearchError, run_search
-from dggan.search.executors import InProcessExecutor, LocalExecutor
+from dggan.search.executors import InProcessExecutor, make_executor
 from dggan.search.ledger import Ledger
 from dggan.train import ConfigError
 
@@ -183,29 +183,18 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
         assert a.final() is not None and a.final().metric == pytest.approx(b.final().metric)  # type: ignore[union-attr]
 
 
-def test_local_executor_gives_the_same_ledger(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_executors_give_the_same_ledger(tmp_path: Path, name: str) -> None:
+    if name == "ray":
+        pytest.importorskip("ray")
     config = tiny(max_steps=1, final_iterations=0)
     run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)
-    local = LocalExecutor(workers=2, device="cpu")
+    executor = make_executor(name, workers=2, device="cpu")  # Ray: a local instance with num_cpus=2
     try:
-        run_search(tmp_path / "local", config, executor=local, progress=False)
+        run_search(tmp_path / name, config, executor=executor, progress=False)
     finally:
-        local.close()
-    assert comparable(ledger_rows(tmp_path / "local")) == comparable(ledger_rows(tmp_path / "inprocess"))
-
-
-def test_ray_executor_gives_the_same_ledger(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
-    from dggan.search.executors import RayExecutor
-
-    config = tiny(max_steps=1, final_iterations=0)
-    run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)
-    ray_exec = RayExecutor(workers=2, device="cpu")
-    try:
-        run_search(tmp_path / "ray", config, executor=ray_exec, progress=False)
-    finally:
-        ray_exec.close()
-    assert comparable(ledger_rows(tmp_path / "ray")) == comparable(ledger_rows(tmp_path / "inprocess"))
+        executor.close()
+    assert comparable(ledger_rows(tmp_path / name)) == comparable(ledger_rows(tmp_path / "inprocess"))
 
 
 @pytest.mark.parametrize("overrides,needle", [
