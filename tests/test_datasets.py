@@ -342,3 +342,17 @@ def test_sampler_over_memmap_at_lower_resolution(tmp_path):
     # The batch is a permutation of all 8 images: match each row to one expected image.
     dists = torch.cdist(batch.flatten(1), expected.flatten(1))
     assert torch.allclose(dists.min(dim=1).values, torch.zeros(8), atol=1e-5)
+
+
+def test_export_lsun_command(lsun_lmdb, tmp_path):
+    from typer.testing import CliRunner
+
+    from dggan.cli import app
+
+    out = tmp_path / "b.npy"
+    result = CliRunner().invoke(app, ["export-lsun", str(lsun_lmdb), str(out), "--max-images", "1",
+                                      "--resolution", "32", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"data=npz:{out}" in result.output and np.load(out).shape == (1, 3, 32, 32)
+    result = CliRunner().invoke(app, ["export-lsun", str(tmp_path / "missing"), str(out)])
+    assert result.exit_code == 2 and "missing" in result.output

@@ -111,7 +111,25 @@ def ref_command(
                f" {ref.source}, {ref.path}")
 
 
+def export_lsun_command(
+    lmdb_path: Annotated[Path, typer.Argument(help="LSUN LMDB folder, e.g. bedroom_train_lmdb")],
+    out: Annotated[Path, typer.Argument(help="Output .npy (use it as data=npz:OUT)")],
+    max_images: Annotated[int | None, typer.Option(help="Export only the first N entries")] = None,
+    resolution: Annotated[int, typer.Option(help="Side of the exported images")] = 256,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Decode an LSUN LMDB once into a memory-mapped .npy, which trains far faster than decoding JPEGs."""
+    from .data import export_lsun
+
+    try:
+        path = export_lsun(lmdb_path, out, max_images=max_images, resolution=resolution, progress=progress)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {path}; use it with data=npz:{path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``eval`` and ``ref`` to ``app``."""
+    """Add ``eval``, ``ref`` and ``export-lsun`` to ``app``."""
     app.command("eval")(eval_command)
     app.command("ref")(ref_command)
+    app.command("export-lsun")(export_lsun_command)
