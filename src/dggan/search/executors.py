@@ -70,10 +70,13 @@ class LocalExecutor:
         self.devices = devices
         self.threads = max(1, (os.cpu_count() or 1) // workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._manager: Any = None
 
     def _make_pool(self) -> ProcessPoolExecutor:
         ctx = mp.get_context("spawn")  # CUDA cannot be forked; spawn also gives clean RNG state
-        queue = ctx.Manager().Queue()
+        if self._manager is None:
+            self._manager = ctx.Manager()
+        queue = self._manager.Queue()
         for device in self.devices:
             queue.put(device)
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_local_worker,
@@ -104,6 +107,9 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._manager is not None:
+            self._manager.shutdown()
+            self._manager = None
 
 
 class RayExecutor:
