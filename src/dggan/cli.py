@@ -11,6 +11,7 @@ import typer
 
 from .actions import Action, GrowthLimits, InvalidActionError, apply_action
 from .checkpoint import CheckpointError, load_checkpoint, load_generator
+from .cli_common import fail
 from .data.base import DatasetError
 from .genome import Genome, GenomeError, constant_channels
 from .images import save_grid
@@ -24,10 +25,6 @@ app.add_typer(genome_app, name="genome")
 
 USER_ERRORS = (GenomeError, CheckpointError, DatasetError, ConfigError, InvalidActionError, FileNotFoundError)
 
-
-def fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def read_genome(path: Path) -> Genome:

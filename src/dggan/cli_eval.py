@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import torch
 import typer
 
+from .cli_common import fail
 from .io import append_jsonl
 
 METRICS_FILE = "metrics.jsonl"
@@ -24,10 +25,6 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
 
     return load(path, device=device)
 
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _metrics_path(checkpoint: Path) -> Path:
@@ -53,7 +50,7 @@ def eval_command(
     try:
         spec = parse_metric(metric)
         if data is None and spec.kind != "is":
-            raise _fail(f"{spec.name} compares against real images: pass --data SPEC (e.g. cifar10:/path)")
+            raise fail(f"{spec.name} compares against real images: pass --data SPEC (e.g. cifar10:/path)")
         genome, generator = load_generator(checkpoint, device=device)
         real = open_dataset(data) if data is not None else None
         latents = torch.Generator().manual_seed(seed)
@@ -67,7 +64,7 @@ def eval_command(
                           inception_weights=inception_weights, batch_size=batch_size, seed=seed,
                           progress=progress)
     except (ValueError, OSError) as exc:  # dataset, metric, checkpoint and genome errors are ValueErrors
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     record = {**result, "checkpoint": str(checkpoint), "data": data, "seed": seed, "time": time.time(),
               "genome_key": genome.key()}
     path = _metrics_path(checkpoint)
@@ -106,7 +103,7 @@ def ref_command(
                             cache_dir=cache_dir or default_cache_dir(), batch_size=batch_size,
                             progress=progress)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"reference for {spec.name} on {real.name} @{resolution}px ({ref.num_real} images):"
                f" {ref.source}, {ref.path}")
 
@@ -124,7 +121,7 @@ def export_lsun_command(
     try:
         path = export_lsun(lmdb_path, out, max_images=max_images, resolution=resolution, progress=progress)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"wrote {path}; use it with data=npz:{path}")
 
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from .cli_common import fail
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``report`` command to ``app``."""
@@ -33,8 +35,7 @@ def report(
             run, out, zoom_threshold=zoom_threshold, replay_seeds=replay_seeds, n_samples=samples, device=device
         )
     except ReportError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(str(exc)) from None
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(str(result.path))

@@ -8,16 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_common import fail
 from .io import new_run_dir
 from .search.config import PRESETS, SearchConfig, preset
 from .search.driver import LEDGER_NAME, SearchError, baseline_config, load_run_config, run_search
 from .search.ledger import Ledger, LedgerError
 from .train import ConfigError
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -92,7 +88,7 @@ def register(app: typer.Typer) -> None:
                 target = run_dir or new_run_dir("runs", f"search-{preset_name or 'custom'}")
                 summary = run_search(target, config, progress=progress)
         except (ConfigError, SearchError, LedgerError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         _print_summary(summary)
 
     @app.command()
@@ -113,7 +109,7 @@ def register(app: typer.Typer) -> None:
             target = run_dir or new_run_dir("runs", f"baseline-{preset_name or 'custom'}")
             summary = run_search(target, baseline_config(config), progress=progress)
         except (ConfigError, SearchError, LedgerError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         _print_summary(summary)
         with Ledger.open(Path(target) / LEDGER_NAME, readonly=True) as ledger:
             for row in ledger.candidates():
@@ -129,7 +125,7 @@ def register(app: typer.Typer) -> None:
             with Ledger.open(run / LEDGER_NAME, readonly=True) as ledger:
                 rows = [r.to_dict() for r in ledger.candidates()]
         except LedgerError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         if as_json:
             typer.echo(json.dumps(rows, indent=1))
             return
