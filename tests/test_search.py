@@ -206,6 +206,7 @@ def test_executors_give_the_same_ledger(tmp_path: Path, name: str) -> None:
     ({"target_resolution": 4}, "below base_resolution"),
     ({"metric": "is1k"}, "higher-is-better"),
     ({"metric": "lpips"}, "unknown metric"),
+    ({"base_resolution": 4}, "SWD uses 7x7"),
     ({"colour": 1}, "unknown setting"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path: Path, overrides: dict[str, Any], needle: str) -> None:

@@ -103,6 +103,8 @@ class SearchConfig:
             raise ConfigError(f"search config: {exc}") from None
         need(spec.lower_is_better, f"metric {self.metric!r} is higher-is-better; the search ranks candidates by"
              " a lower-is-better metric (fid... or swd...)")
+        need(spec.kind != "swd" or self.base_resolution >= 8,
+             "SWD uses 7x7 neighbourhoods, so it needs images of at least 8x8: use base_resolution >= 8 or FID")
         if isinstance(self.baseline, dict):
             need(all(v > 0 for v in self.baseline.values()), "baseline values must be > 0")
 
