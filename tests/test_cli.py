@@ -45,6 +45,14 @@ def test_child_training_and_sampling(tmp_path: Path) -> None:
     assert "16px" in result.output and Image.open(out).size == (3 * 64 + 8, 3 * 64 + 8)
 
 
+def test_periodic_checkpoints_write_sample_grids(tmp_path: Path) -> None:
+    result = runner.invoke(app, [*TRAIN, "--run-dir", str(tmp_path), "--checkpoint-every", "2"])
+    assert result.exit_code == 0, result.output
+    run = next(tmp_path.iterdir())
+    assert sorted(p.name for p in run.glob("samples*.png")) == ["samples-000002.png", "samples-000004.png",
+                                                                 "samples.png"]
+
+
 def test_resume_from_checkpoint_continues(tmp_path: Path) -> None:
     assert runner.invoke(app, [*TRAIN, "--run-dir", str(tmp_path)]).exit_code == 0
     ckpt = next(tmp_path.iterdir()) / "checkpoint.safetensors"

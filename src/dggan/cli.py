@@ -106,8 +106,12 @@ def train(
         atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
     typer.echo(f"run folder: {out}\n{trainer.genome.summary()}")
     ckpt_path = out / "checkpoint.safetensors"
+
+    def grid_at(iteration: int) -> None:
+        save_grid(trainer.sample(64, seed=0), out / f"samples-{iteration:06d}.png")
+
     result = trainer.train(progress=progress, on_log=lambda row: append_jsonl(out / "stats.jsonl", row),
-                           checkpoint_path=ckpt_path, checkpoint_every=checkpoint_every)
+                           checkpoint_path=ckpt_path, checkpoint_every=checkpoint_every, on_checkpoint=grid_at)
     trainer.save(ckpt_path)
     save_grid(trainer.sample(64, seed=0), out / "samples.png")
     atomic_write_json(out / "result.json", result.to_dict())

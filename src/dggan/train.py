@@ -266,7 +266,7 @@ class Trainer:
     def train(self, iterations: int | None = None, *, progress: bool = True,
               on_log: Callable[[dict[str, float]], None] | None = None,
               checkpoint_path: str | Path | None = None, checkpoint_every: int = 0,
-              should_stop: Callable[[], bool] | None = None) -> TrainResult:
+              on_checkpoint: Callable[[int], None] | None = None) -> TrainResult:
         """Train until ``iterations`` (default: the config's total) and return how it ended.
 
         A NaN/Inf loss or an exploding critic ends training early with status ``diverged``; the caller
@@ -306,8 +306,8 @@ class Trainer:
                             on_log(last)
                 if checkpoint_path and checkpoint_every and self.iteration % checkpoint_every == 0 and not done:
                     self.save(checkpoint_path)
-                if should_stop is not None and should_stop():
-                    break
+                    if on_checkpoint is not None:
+                        on_checkpoint(self.iteration)
         finally:
             bar.close()
             self.train_seconds += time.perf_counter() - start_time
