@@ -257,3 +257,39 @@ def test_baseline_command_and_using_its_run(tmp_path: Path) -> None:
     run_search(tmp_path / "run", tiny(baseline=str(base), max_steps=1, final_iterations=0), progress=False)
     first = ledger_rows(tmp_path / "run")[0]
     assert first["normalized_metric"] == pytest.approx(first["metric"] / rows[0]["metric"])
+
+
+def test_local_executor_survives_a_killed_worker(tmp_path: Path) -> None:
+    import threading
+
+    from dggan.search.executors import LocalExecutor
+
+    config = tiny(max_steps=1, final_iterations=0, iterations=40, p=1.0)
+    executor = LocalExecutor(workers=2, device="cpu")
+    killed: list[int] = []
+    finished = threading.Event()
+
+    def kill_a_worker() -> None:
+        while not finished.is_set():
+            pool = executor._pool
+            pids = list(pool._processes) if pool is not None and pool._processes else []  # type: ignore[attr-defined]
+            rows = ledger_rows(tmp_path / "run") if (tmp_path / "run" / "ledger.sqlite").exists() else []
+            if pids and any(r["status"] == "running" for r in rows):
+                time.sleep(1.0)
+                if not finished.is_set():  # only a kill while the search runs counts
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    try:
+        run_search(tmp_path / "run", config, executor=executor, progress=False)
+    finally:
+        finished.set()
+        killer.join()
+        executor.close()
+    assert killed, "no worker was killed while the search ran; make the candidates longer"
+    rows = ledger_rows(tmp_path / "run")
+    assert rows and all(r["status"] == "done" for r in rows)  # the lost work was resubmitted
