@@ -113,10 +113,12 @@ class Trainer:
                               f" {genome.image_channels}")
         self.genome, self.config, self.data = genome, config, data
         self.device = pick_device(config.device)
-        torch.manual_seed(config.seed)  # fresh layers' init is a function of the seed
-        self.G = Generator(genome, fade_in=fade_in).to(self.device)
-        self.D = Discriminator(genome, fade_in=fade_in, mbstd_group=config.mbstd_group).to(self.device)
-        self.G_ema = Generator(genome, fade_in=fade_in).to(self.device).requires_grad_(False)
+        # Fresh layers' init is a function of the seed; the caller's global RNG state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.G = Generator(genome, fade_in=fade_in).to(self.device)
+            self.D = Discriminator(genome, fade_in=fade_in, mbstd_group=config.mbstd_group).to(self.device)
+            self.G_ema = Generator(genome, fade_in=fade_in).to(self.device).requires_grad_(False)
         self.G_ema.load_state_dict(self.G.state_dict())
         self.opt_g = self._adam(self.G)
         self.opt_d = self._adam(self.D)
