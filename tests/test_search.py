@@ -115,6 +115,16 @@ def test_auto_baseline_runs_the_proggan_route(tmp_path: Path) -> None:
     assert first["checkpoint"] == "baseline/candidates/c00001/checkpoint.safetensors"
 
 
+def test_missing_inception_weights_fail_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DGGAN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr("torch.hub.get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(SearchError, match="weights-inception-2015-12-05.*inception_weights=PATH"):
+        run_search(tmp_path / "r", tiny(metric="fid16"), progress=False)
+    with pytest.raises(SearchError, match="does not exist"):
+        run_search(tmp_path / "r", tiny(metric="fid16", inception_weights=str(tmp_path / "nope.pth")), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
 def test_data_is_checked_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(SearchError, match="needs a path"):
         run_search(tmp_path / "r", tiny(data="cifar10"), progress=False)

@@ -399,6 +399,18 @@ def check_data(config: SearchConfig) -> None:
                           f" {config.target_resolution}px; use larger images or a lower target_resolution")
 
 
+def check_metric(config: SearchConfig) -> None:
+    """FID and IS need the Inception weights file: find it now, not after the first candidate's training."""
+    from ..metrics.fid import resolve_inception_weights
+    from ..metrics.registry import MetricError, parse_metric
+
+    if parse_metric(config.metric).kind in ("fid", "is"):
+        try:
+            resolve_inception_weights(config.inception_weights)
+        except MetricError as exc:
+            raise SearchError(f"metric {config.metric}: {exc} (for a search: --set inception_weights=PATH)") from None
+
+
 def _work_seconds(ledger: Ledger) -> tuple[float, float]:
     """Training and scoring seconds recorded in a ledger (the final training counts as training)."""
     rows = ledger.candidates()
@@ -414,11 +426,14 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
     run_dir = Path(run_dir)
     if resume:
         config = load_run_config(run_dir)
+        check_data(config)  # the files may have moved since the run started
+        check_metric(config)
     elif config is None:
         raise SearchError("run_search needs a config for a new run (or resume=True)")
     else:
-        static_baseline(config)  # bad baseline or data settings fail before any folder or work is made
+        static_baseline(config)  # bad baseline, data or metric settings fail before any folder or work is made
         check_data(config)
+        check_metric(config)
         create_run(run_dir, config)
     own = executor is None
     executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),
