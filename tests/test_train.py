@@ -97,6 +97,8 @@ def test_checkpoint_is_self_describing(tiny_genome: Genome, tiny_data: Synthetic
     assert ckpt.state["iteration"] == 3 and ckpt.state["config"]["seed"] == 7
     assert {k.split(".")[0] for k in ckpt.tensors} == {"G", "D", "G_ema", "opt_g", "opt_d", "sampler", "rng"}
     assert not list(tmp_path.glob(".*.tmp"))  # the temp file was renamed into place
+    header = load_checkpoint(path, tensors=False)  # metadata only, for callers that need no weights
+    assert header.genome == tiny_genome and header.state["iteration"] == 3 and header.tensors == {}
 
 
 def test_bad_checkpoints_get_clear_errors(tiny_genome: Genome, tiny_data: SyntheticShapes, tmp_path: Path) -> None:

@@ -50,14 +50,15 @@ def save_checkpoint(path: str | Path, genome: Genome, state: dict[str, Any], ten
     return path
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", tensors: bool = True) -> Checkpoint:
+    """The checkpoint at ``path``; ``tensors=False`` reads only the genome and training state."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            weights = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}  # noqa: SIM118 (no __iter__)
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {exc});"
                               " use an earlier checkpoint or retrain") from None
@@ -69,7 +70,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         state = json.loads(metadata["state"])
     except (KeyError, json.JSONDecodeError, GenomeError) as exc:
         raise CheckpointError(f"{path}: bad checkpoint metadata ({exc})") from None
-    return Checkpoint(path=path, genome=genome, state=state, tensors=tensors)
+    return Checkpoint(path=path, genome=genome, state=state, tensors=weights)
 
 
 def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:

@@ -154,9 +154,9 @@ class Trainer:
         if genome.resolution not in (parent.genome.resolution, parent.genome.resolution * 2):
             raise ConfigError(f"child at {genome.resolution}px cannot inherit from a parent at"
                               f" {parent.genome.resolution}px")
-        trainer = cls(genome, config, data, fade_in=genome.resolution > parent.genome.resolution)
         if new_layers not in ("random", "identity"):
             raise ConfigError(f"new_layers must be 'random' or 'identity', got {new_layers!r}")
+        trainer = cls(genome, config, data, fade_in=genome.resolution > parent.genome.resolution)
         trainer.inheritance = {
             "G": inherit_weights(trainer.G, parent.group("G"), policy),
             "D": inherit_weights(trainer.D, parent.group("D"), policy),

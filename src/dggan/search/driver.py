@@ -26,7 +26,7 @@ from ..io import atomic_write_json
 from ..metrics.refstats import default_cache_dir
 from .config import SearchConfig
 from .executors import Executor, make_executor
-from .ledger import CandidateRow, Ledger, LedgerError
+from .ledger import CandidateRow, FinalRow, Ledger, LedgerError
 from .worker import CandidateResult, CandidateTask
 
 LEDGER_NAME = "ledger.sqlite"
@@ -324,7 +324,7 @@ class Search:
             self.log("no finished candidate reached the target resolution; skipping final training")
             return
         source = self._path(best.checkpoint)
-        source_state = load_checkpoint(source).state
+        source_state = load_checkpoint(source, tensors=False).state  # only its clock and iteration
         iterations = int(source_state["iteration"]) + self.config.final_iterations
         out = self.run_dir / "best"
         task = self._task(best, baseline, iterations, None, out, continue_from=source)
@@ -368,10 +368,10 @@ class Search:
         rows = self.ledger.candidates()
         final = self.ledger.final()
         best = self.best_at_target()
-        train_s, eval_s = _work_seconds(self.ledger)
+        train_s, eval_s = _work_seconds(rows, final)
         if (self.run_dir / "baseline" / LEDGER_NAME).exists():  # the auto baseline's work is part of this run
             with Ledger.open(self.run_dir / "baseline" / LEDGER_NAME, readonly=True) as sub:
-                sub_train, sub_eval = _work_seconds(sub)
+                sub_train, sub_eval = _work_seconds(sub.candidates(), sub.final())
             train_s, eval_s = train_s + sub_train, eval_s + sub_eval
         summary = SearchSummary(
             run_dir=self.run_dir, steps=step + 1, candidates=len(rows), best_id=best.id if best else None,
@@ -411,10 +411,8 @@ def check_metric(config: SearchConfig) -> None:
             raise SearchError(f"metric {config.metric}: {exc} (for a search: --set inception_weights=PATH)") from None
 
 
-def _work_seconds(ledger: Ledger) -> tuple[float, float]:
+def _work_seconds(rows: list[CandidateRow], final: FinalRow | None) -> tuple[float, float]:
     """Training and scoring seconds recorded in a ledger (the final training counts as training)."""
-    rows = ledger.candidates()
-    final = ledger.final()
     train = sum(r.train_seconds or 0 for r in rows) + ((final.train_seconds or 0) if final else 0)
     evals = sum(r.eval_seconds or 0 for r in rows) + ((final.extra.get("eval_seconds", 0) or 0) if final else 0)
     return train, evals

@@ -23,6 +23,7 @@ from ..data.base import ImageSource
 from ..genome import Genome
 from ..images import save_grid
 from ..io import append_jsonl, atomic_write_json, atomic_write_text
+from ..metrics.normalize import normalize
 from ..train import TrainConfig, Trainer
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -137,7 +138,8 @@ def _run(task: CandidateTask) -> CandidateResult:
         save_grid(trainer.sample(task.sample_grid, seed=0), out / "samples.png")
     eval_seconds = time.perf_counter() - start
     value = float(scores["value"])
-    normalized = value / task.baseline if task.baseline else None  # metrics.normalize, with one value
+    res = trainer.genome.resolution
+    normalized = normalize(value, res, {res: task.baseline}) if task.baseline else None
     extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}
     return CandidateResult(task.candidate_id, "done", metric=value, normalized_metric=normalized, extra=extra,
                            train_seconds=trainer.train_seconds, eval_seconds=eval_seconds, checkpoint=str(ckpt_path))
