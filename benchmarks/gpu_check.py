@@ -68,7 +68,7 @@ def train_resume() -> dict[str, Any]:
         out[f"bf16={bf16}"] = result.stats
     cfg = TrainConfig(iterations=20, device="cuda", seed=2)
     trainer = Trainer(GENOME, cfg, DATA)
-    trainer.train(iterations=10, progress=False)
+    trainer.train(until=10, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         trainer.save(Path(tmp) / "c.safetensors")
         torch.backends.cudnn.deterministic = True

@@ -51,7 +51,7 @@ def write_hand_ledger(path: Path, settings: dict | None = None) -> Path:
             genome = BASE if parent is None else apply_action(genomes[parent], act, LIMITS)
             genomes[cid] = genome
             got = ledger.add_candidate(step=STEP[cid], genome=genome, parent=parent,
-                                       action=None if act is None else act.to_dict(), seed=cid)
+                                       action=act, seed=cid)
             assert got == cid
             fields = {"status": status, "train_seconds": 10.0}
             if norm is not None:
@@ -72,9 +72,10 @@ def hand(tmp_path: Path) -> list[CandidateRow]:
 
 def test_labels() -> None:
     assert A.action_label(None) == "init"
-    assert A.action_label({"kind": "grow_res"}) == "res"
-    assert A.action_label({"kind": "grow_g", "kernel": 3, "filters": 256}) == "G k3 f256"
-    assert A.action_label({"kind": "grow_d", "kernel": 7, "filters": 32}) == "D k7 f32"
+    assert A.action_label(Action("grow_res")) == "res"
+    assert A.action_label(Action("grow_g", 3, 256)) == "G k3 f256"
+    assert A.action_label(Action("grow_d", 7, 32)) == "D k7 f32"
+    assert Action.parse("G k3 f256") == Action("grow_g", 3, 256) and Action.parse("res") == Action("grow_res")
 
 
 def test_best_is_lowest_at_the_highest_resolution_and_its_route(hand: list[CandidateRow]) -> None:
@@ -161,9 +162,10 @@ def test_replay_by_hand(hand: list[CandidateRow]) -> None:
     full = index.run(None, 1.0)
     assert (full.best_id, full.cost) == (9, 11)  # every trained candidate, failed 8 included
     assert index.actual() == A.ReplayRun(None, 1.0, -1, 0.6, 9, 11)
-    # K=1: both initial candidates are expanded (Algorithm 1 keeps them all), then only 7: 11 is never reached.
+    # K=1: the search keeps only the best initial candidate (2), as the driver does, then only 7: 3 and 11
+    # are never reached. (Before Algorithm 1 had one home the replay kept every initial candidate: cost 10.)
     k1 = index.run(1, 1.0)
-    assert (k1.best_id, k1.cost) == (9, 10)
+    assert (k1.best_id, k1.cost) == (9, 7)
     # p=0: only the initial candidates; 16px is never reached.
     none = index.run(2, 0.0)
     assert (none.best_score, none.best_id, none.cost) == (None, None, 2)
@@ -174,13 +176,12 @@ def test_replay_by_hand(hand: list[CandidateRow]) -> None:
     cells = A.replay_grid(hand, [1, 2], [0.0, 1.0], seeds=3)
     cell = {(c.k, c.p): c for c in cells}
     assert cell[(2, 1.0)].best_mean == pytest.approx(0.6) and cell[(2, 1.0)].reached == 3
-    assert cell[(2, 1.0)].cost_mean == 11 and cell[(1, 1.0)].cost_mean == 10
+    assert cell[(2, 1.0)].cost_mean == 11 and cell[(1, 1.0)].cost_mean == 7
     assert cell[(1, 0.0)].reached == 0 and cell[(1, 0.0)].best_mean is None
 
 
 def test_search_hyperparameters(hand: list[CandidateRow]) -> None:
     assert A.search_hyperparameters(hand, {"top_k": 20, "p": 0.4}) == (20, 0.4)
-    assert A.search_hyperparameters(hand, {"search": {"top_k": 8, "p": 0.2}}) == (8, 0.2)
     k, p = A.search_hyperparameters(hand, {})  # estimated: K from kept sets, p from children per parent-action
     assert k == 2
     assert p == pytest.approx(9 / (4 * 4))  # 9 children, parents {1, 2, 3, 7}, 4 distinct actions
@@ -215,7 +216,7 @@ def test_synthetic_ledger_is_realistic(tmp_path: Path) -> None:
         if r.parent is not None:  # the child's genome is its parent's plus the action
             parent = by_id[r.parent]
             assert r.step == parent.step + 1 and parent.kept
-            assert r.genome == apply_action(parent.genome, Action.from_dict(r.action), LIMITS)
+            assert r.genome == apply_action(parent.genome, r.action, LIMITS)
     for step, ids in kept.items():  # kept = the step's top-K by normalized metric
         done = sorted((r for r in rows if r.step == step and A.score(r) is not None),
                       key=lambda r: (r.normalized_metric, r.id))

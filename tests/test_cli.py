@@ -59,7 +59,10 @@ def test_resume_from_checkpoint_continues(tmp_path: Path) -> None:
     result = runner.invoke(app, [*TRAIN[:5], "--run-dir", str(tmp_path), "--from", str(ckpt), "--iterations", "8",
                                  "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "after 8 iterations" in result.output
+    # It says what this run trained (2 iterations, 6 -> 8), not just where it ended (was: "after 8 iterations").
+    assert "trained 2 iterations (6 -> 8)" in result.output
+    resumed = next(p for p in tmp_path.iterdir() if p.name.endswith("-resumed"))
+    assert json.loads((resumed / "options.json").read_text())["data"] == "synthetic:n=64,res=16"
 
 
 def test_genome_commands(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-import dggan.cli_eval as cli_eval
+import dggan.cli.eval as cli_eval
+from dggan.cli import app as dggan_app
 
 
 class _TinyGenerator(torch.nn.Module):
@@ -34,10 +35,9 @@ def app(monkeypatch) -> typer.Typer:
         return genome, _TinyGenerator(8, 16).eval()
 
     monkeypatch.setattr(cli_eval, "load_generator", fake_load)
-    application = typer.Typer()
-    cli_eval.register(application)
-    application.loaded = loaded  # type: ignore[attr-defined]
-    return application
+    monkeypatch.setattr(cli_eval, "recorded_data", lambda path: None)
+    dggan_app.loaded = loaded  # type: ignore[attr-defined]
+    return dggan_app
 
 
 def test_eval_prints_and_appends_metrics_jsonl(app, tmp_path):

@@ -131,5 +131,5 @@ def test_invalid_actions(tiny_genome: Genome) -> None:
 def test_action_dict_round_trip() -> None:
     for action in ActionSpace().actions():
         assert Action.from_dict(action.to_dict()) == action
-        assert Action.parse(action.label()) == action
+        assert Action.parse(action.label()) == action and Action.parse(action.spec()) == action
     assert Action("grow_res").to_dict() == {"kind": "grow_res"}

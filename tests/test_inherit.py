@@ -21,7 +21,7 @@ def trained_like(net: torch.nn.Module, seed: int) -> torch.nn.Module:
     return net
 
 
-@pytest.mark.parametrize("action", [a.label() for a in ActionSpace(filters=(8, 16, 64)).actions()])
+@pytest.mark.parametrize("action", [a.spec() for a in ActionSpace(filters=(8, 16, 64)).actions()])
 def test_untouched_parameters_are_copied_bit_for_bit(tiny_genome: Genome, action: str) -> None:
     parent_genome = apply_action(tiny_genome, Action("grow_g", 3, 24), space=SPACE)
     parent_genome = apply_action(parent_genome, Action("grow_d", 7, 24), space=SPACE)

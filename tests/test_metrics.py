@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from dggan.data import ArraySource, SyntheticShapes, to_float
 from dggan.metrics import (
-    BASELINES,
     INCEPTION_WEIGHTS_FILE,
     INCEPTION_WEIGHTS_URL,
     PROGGAN_FID_CIFAR10,
@@ -429,8 +428,7 @@ def test_normalize_and_paper_baselines():
     assert dict(PROGGAN_FID_CIFAR10) == {8: 4.02, 16: 11.68, 32: 18.33}
     assert dict(PROGGAN_FID_LSUN_BEDROOM) == {8: 29.07, 16: 23.75, 32: 27.9, 64: 19.67, 128: 29.35,
                                               256: 10.76}
-    assert BASELINES["cifar10"] is PROGGAN_FID_CIFAR10
     assert normalize(12.10, 32, PROGGAN_FID_CIFAR10) == pytest.approx(12.10 / 18.33)
-    assert normalize(10.76, 256, BASELINES["lsun_bedroom"]) == pytest.approx(1.0)
+    assert normalize(10.76, 256, PROGGAN_FID_LSUN_BEDROOM) == pytest.approx(1.0)
     with pytest.raises(MetricError, match=r"no value at 64px.*\[8, 16, 32\]"):
         normalize(1.0, 64, PROGGAN_FID_CIFAR10)

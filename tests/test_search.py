@@ -153,6 +153,7 @@ def test_ls_json_and_table(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "status" in table.output
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(tmp_path: Path) -> None:
     config = tiny(iterations=30, checkpoint_every=5, p=0.6, max_steps=1, final_iterations=4)
     reference = tmp_path / "reference"
@@ -193,6 +194,7 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
         assert a.final() is not None and a.final().metric == pytest.approx(b.final().metric)  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["local", "ray"])
 def test_executors_give_the_same_ledger(tmp_path: Path, name: str) -> None:
     if name == "ray":
@@ -269,6 +271,7 @@ def test_baseline_command_and_using_its_run(tmp_path: Path) -> None:
     assert first["normalized_metric"] == pytest.approx(first["metric"] / rows[0]["metric"])
 
 
+@pytest.mark.slow
 def test_local_executor_survives_a_killed_worker(tmp_path: Path) -> None:
     import threading
 

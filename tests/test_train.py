@@ -51,7 +51,7 @@ def make_fading_child(tiny_genome: Genome, tiny_data: SyntheticShapes, tmp_path:
 
 def test_resume_mid_fade_in_continues_exactly(tiny_genome: Genome, tiny_data: SyntheticShapes, tmp_path: Path) -> None:
     child = make_fading_child(tiny_genome, tiny_data, tmp_path)
-    child.train(iterations=5, progress=False)
+    child.train(until=5, progress=False)
     assert child.fading and child.G.alpha == pytest.approx(0.4)
     child.save(tmp_path / "mid.safetensors")
     expected = [child.step().tolist() for _ in range(8)]  # crosses the end of the fade-in (iteration 10)
@@ -90,7 +90,7 @@ def test_divergence_is_reported_not_raised(tiny_genome: Genome, tiny_data: Synth
 
 def test_checkpoint_is_self_describing(tiny_genome: Genome, tiny_data: SyntheticShapes, tmp_path: Path) -> None:
     trainer = Trainer(tiny_genome, CFG, tiny_data)
-    trainer.train(iterations=3, progress=False)
+    trainer.train(until=3, progress=False)
     path = trainer.save(tmp_path / "c.safetensors")
     ckpt = load_checkpoint(path)
     assert ckpt.genome == tiny_genome
@@ -150,3 +150,30 @@ def test_cuda_request_without_cuda_is_a_clear_error(tiny_genome: Genome, tiny_da
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="CUDA is not available"):
         Trainer(tiny_genome, dataclasses.replace(CFG, device="cuda"), tiny_data)
+
+
+def test_extending_a_run_mid_fade_in_keeps_alpha(tiny_genome: Genome, tiny_data: SyntheticShapes,
+                                                 tmp_path: Path) -> None:
+    # Resume at iteration 5 of 20 (fade over 10: alpha 0.5), extend to 40: alpha must stay 0.5, not drop to 0.25.
+    child = make_fading_child(tiny_genome, tiny_data, tmp_path)
+    child.train(until=5, progress=False)
+    child.save(tmp_path / "mid.safetensors")
+    resumed = Trainer.resume(load_checkpoint(tmp_path / "mid.safetensors"), tiny_data)
+    resumed.extend(40)
+    assert resumed.fade_iterations == 10 and resumed.G.alpha == pytest.approx(0.5)
+    assert resumed.alpha_at(resumed.iteration) == pytest.approx(0.5)
+    assert resumed.alpha_at(10) == 1.0  # the fade still ends at iteration 10
+    resumed.train(until=11, progress=False)
+    assert not resumed.fading
+    result = resumed.train(progress=False)
+    assert result.iterations == 40 and result.trained == 29
+    with pytest.raises(ConfigError, match="already at 40"):
+        resumed.extend(20)
+
+
+def test_wrong_types_name_the_setting() -> None:
+    with pytest.raises(ConfigError, match="lr must be a number"):
+        TrainConfig(lr="abc")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="lr must be a number, got Infinity"):
+        TrainConfig(lr=float("inf"))
+    assert TrainConfig.from_dict({"lr": "0.002", "iterations": 5.0}).lr == 0.002

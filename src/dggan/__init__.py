@@ -1,21 +1,55 @@
 """dggan: Dynamically Grown GANs (Liu, Zhang, Deng, Soatto, AAAI 2021).
 
-The small public API: genomes and growth actions, networks, inheritance, training, checkpoints,
-datasets, metrics and the search.
+The small public API, one hop from here (imported on first use, so ``import dggan`` and the CLI start fast):
+
+- the architecture: ``Genome`` (the single source of truth), growth ``Action``s and ``apply_action``,
+  the ``Generator``/``Discriminator`` built from a genome, ``inherit_weights``;
+- training: ``TrainConfig``, ``Trainer`` (WGAN-GP, fade-in, EMA), ``WGANGP``, checkpoints;
+- the search: ``SearchConfig``/``preset``, Algorithm 1's ``Rules``, ``run_search``, the ``Ledger`` and
+  candidate ``Status``;
+- metrics: ``evaluate`` (FID/IS through torch-fidelity, SWD); data: ``open_dataset``;
+- errors: every user-fixable error is a ``DgganError``.
 """
 
-from .actions import Action, ActionSpace, GrowthLimits, InvalidActionError, apply_action, valid_actions
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_generator
-from .genome import ConvLayer, Genome, GenomeError, constant_channels, proggan_channels
-from .inherit import InheritanceReport, inherit_weights
-from .networks import Discriminator, Generator
-from .train import ConfigError, TrainConfig, Trainer, TrainResult
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import Any
 
-__all__ = [
-    "Action", "ActionSpace", "Checkpoint", "CheckpointError", "ConfigError", "ConvLayer", "Discriminator",
-    "Generator", "Genome", "GenomeError", "GrowthLimits", "InheritanceReport", "InvalidActionError",
-    "TrainConfig", "TrainResult", "Trainer", "apply_action", "constant_channels", "inherit_weights",
-    "load_checkpoint", "load_generator", "proggan_channels", "valid_actions",
-]
+__version__ = "0.2.0"
+
+_EXPORTS: dict[str, str] = {
+    "Action": "actions", "ActionSpace": "actions", "GrowthLimits": "actions", "apply_action": "actions",
+    "valid_actions": "actions",
+    "ConvLayer": "genome", "Genome": "genome", "constant_channels": "genome", "proggan_channels": "genome",
+    "Generator": "networks", "Discriminator": "networks",
+    "InheritanceReport": "inherit", "inherit_weights": "inherit",
+    "TrainConfig": "train", "TrainResult": "train", "Trainer": "train",
+    "WGANGP": "loss",
+    "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "load_generator": "checkpoint",
+    "sample_images": "sampling",
+    "RunLayout": "runs",
+    "SearchConfig": "search.config", "preset": "search.config",
+    "Rules": "search.algorithm",
+    "run_search": "search.driver",
+    "Ledger": "search.ledger", "Status": "search.ledger",
+    "evaluate": "metrics", "open_dataset": "data",
+    "DgganError": "errors", "ConfigError": "errors", "GenomeError": "errors", "InvalidActionError": "errors",
+    "CheckpointError": "errors", "DatasetError": "errors", "MetricError": "errors", "SearchError": "errors",
+    "LedgerError": "errors", "ReportError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dggan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

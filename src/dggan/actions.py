@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .errors import InvalidActionError
 from .genome import ConvLayer, Genome
 
 ActionKind = Literal["grow_g", "grow_d", "grow_res"]
@@ -14,8 +15,6 @@ PAPER_KERNELS: tuple[int, ...] = (3, 7)
 PAPER_FILTERS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
 
 
-class InvalidActionError(ValueError):
-    """An action cannot be applied to a genome (or is malformed); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -53,21 +52,36 @@ class Action:
 
     @classmethod
     def parse(cls, text: str) -> Action:
-        """``grow_res``, ``grow_g:k3:f256`` or ``grow_d:3:256``."""
-        parts = text.strip().split(":")
+        """``grow_res``, ``grow_g:k3:f256``, ``grow_d:3:256``, or the label form ``G k3 f256`` / ``res``."""
+        raw = text.strip()
+        parts = raw.split(":") if ":" in raw else raw.split()
+        kinds = {"g": "grow_g", "d": "grow_d", "grow_g": "grow_g", "grow_d": "grow_d"}
         try:
-            if parts[0] == "grow_res" and len(parts) == 1:
+            if len(parts) == 1 and parts[0].lower() in ("grow_res", "res"):
                 return cls("grow_res")
-            if len(parts) == 3:
-                return cls(parts[0], int(parts[1].lstrip("k")), int(parts[2].lstrip("f")))  # type: ignore[arg-type]
+            if len(parts) == 3 and parts[0].lower() in kinds:
+                return cls(kinds[parts[0].lower()], int(parts[1].lower().lstrip("k")),  # type: ignore[arg-type]
+                           int(parts[2].lower().lstrip("f")))
         except ValueError:
             pass
         raise InvalidActionError(f"cannot parse action {text!r}; use grow_res, grow_g:k3:f256 or grow_d:k7:f64")
 
-    def label(self) -> str:
+    def spec(self) -> str:
+        """The command-line form: ``grow_res``, ``grow_g:k3:f256``."""
         if self.kind == "grow_res":
             return "grow_res"
         return f"{self.kind}:k{self.kernel}:f{self.filters}"
+
+    def label(self) -> str:
+        """The display form used in tables and plots: ``G k3 f256``, ``D k7 f32``, ``res``."""
+        if self.kind == "grow_res":
+            return "res"
+        return f"{'G' if self.kind == 'grow_g' else 'D'} k{self.kernel} f{self.filters}"
+
+
+def action_label(action: Action | None) -> str:
+    """``Action.label()``, and ``init`` for an initial candidate (no action)."""
+    return "init" if action is None else action.label()
 
 
 @dataclass(frozen=True)
@@ -92,14 +106,14 @@ class ActionSpace:
         """Raise unless ``action`` belongs to this space."""
         enabled = {"grow_g": self.grow_g, "grow_d": self.grow_d, "grow_res": self.grow_res}[action.kind]
         if not enabled:
-            raise InvalidActionError(f"{action.label()}: {action.kind} is disabled in this action space")
+            raise InvalidActionError(f"{action.spec()}: {action.kind} is disabled in this action space")
         if action.kind == "grow_res":
             return
         if action.kernel not in self.kernels:
-            raise InvalidActionError(f"{action.label()}: unknown kernel size {action.kernel};"
+            raise InvalidActionError(f"{action.spec()}: unknown kernel size {action.kernel};"
                                      f" this action space allows {list(self.kernels)}")
         if action.filters not in self.filters:
-            raise InvalidActionError(f"{action.label()}: {action.filters} filters is not in this action space's"
+            raise InvalidActionError(f"{action.spec()}: {action.filters} filters is not in this action space's"
                                      f" {list(self.filters)}")
 
     def actions(self) -> list[Action]:

@@ -13,15 +13,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .genome import Genome, GenomeError
+from .errors import CheckpointError, GenomeError
+from .genome import Genome
 from .io import temp_path_for
 from .networks import Generator
 
 CHECKPOINT_FORMAT = "dggan-checkpoint/1"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, truncated, or inconsistent with its genome; the message names the file."""
 
 
 @dataclass
@@ -85,6 +84,33 @@ def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: s
         if state[name].shape != shape:
             raise CheckpointError(f"{path}: {what} tensor {name} has shape {tuple(state[name].shape)}"
                                   f" but the genome needs {tuple(shape)}")
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, net: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state keyed by parameter *name* (``opt_g.b8_conv0.weight.exp_avg``),
+    so it survives the network being rebuilt from the genome."""
+    out: dict[str, torch.Tensor] = {}
+    for pname, p in net.named_parameters():
+        for key, value in opt.state.get(p, {}).items():
+            out[f"{prefix}.{pname}.{key}"] = torch.as_tensor(value)
+    return out
+
+
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, net: torch.nn.Module, state: dict[str, torch.Tensor],
+                         path: Path) -> None:
+    """Put Adam state saved by ``optimizer_tensors`` (prefix stripped) back, by parameter name, shape-checked."""
+    for pname, p in net.named_parameters():
+        entries = {key: state[f"{pname}.{key}"] for key in ADAM_STATE if f"{pname}.{key}" in state}
+        if not entries:
+            continue
+        if len(entries) != len(ADAM_STATE) or entries["exp_avg"].shape != p.shape:
+            raise CheckpointError(f"{path}: optimizer state for {pname} is incomplete or has the wrong shape")
+        # A capturable/fused Adam keeps ``step`` on the parameter's device; the default keeps it on the CPU.
+        on_device = bool(opt.defaults.get("capturable") or opt.defaults.get("fused"))
+        opt.state[p] = {k: v.to(p.device) if k != "step" or on_device else v.cpu() for k, v in entries.items()}
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> tuple[Genome, Generator]:

@@ -11,13 +11,14 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
+
+from .errors import GenomeError
 
 GENOME_FORMAT = 1
 
 
-class GenomeError(ValueError):
-    """A genome (or its JSON) is malformed; the message names the field and the fix."""
 
 
 def is_power_of_two(n: int) -> bool:
@@ -227,6 +228,14 @@ class Genome:
             )
         except GenomeError as exc:
             raise GenomeError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Genome:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise GenomeError(f"{path}: cannot read genome file ({exc.strerror})") from None
+        return cls.from_json(text, source=str(path))
 
     @classmethod
     def from_json(cls, text: str, source: str = "genome") -> Genome:

@@ -1,13 +1,23 @@
-"""Atomic file writes and run folders that are never overwritten."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _readable(fd: int) -> None:
+    """mkstemp makes 0600 files; give the result the mode a plain open() would (0666 less the umask)."""
+    os.fchmod(fd, 0o666 & ~_umask())
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -16,6 +26,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        _readable(fd)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -39,6 +50,7 @@ def temp_path_for(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _readable(fd)
     os.close(fd)
     return Path(tmp)
 
@@ -49,18 +61,3 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
         f.write(json.dumps(obj, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-def new_run_dir(root: str | Path, desc: str) -> Path:
-    """``root/NNNNN-desc``, numbered after the highest existing run; never reuses an existing folder."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", desc).strip("-") or "run"
-    while True:
-        ids = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
-        run_dir = root / f"{max(ids, default=-1) + 1:05d}-{safe}"
-        try:
-            run_dir.mkdir()
-            return run_dir
-        except FileExistsError:  # another process took this number first
-            continue

@@ -1,8 +1,11 @@
-"""The inner loop of every candidate: WGAN-GP with ProgGAN's drift term, EMA of G, fade-in.
+"""Training one candidate: the loop around the WGAN-GP objective, with ProgGAN's fade-in and an EMA of G.
 
 One iteration = one D step and one G step on the same latent batch: G runs forward once, D is updated
 on the detached images, then the G loss reuses that forward with the updated D (the paper's setting of
 one D step per G step, without a second G forward).
+
+The fade-in schedule is fixed when a trainer is built (``fade_iterations``) and saved in every
+checkpoint, so continuing a run for longer (``extend``) never moves alpha.
 """
 
 from __future__ import annotations
@@ -19,15 +22,22 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import Checkpoint, CheckpointError, check_state, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_state,
+    load_optimizer_state,
+    optimizer_tensors,
+    save_checkpoint,
+)
 from .data.base import BatchSampler, ImageSource
+from .errors import ConfigError
 from .genome import Genome
 from .inherit import InheritanceReport, InheritPolicy, NewLayerInit, identity_init, inherit_weights
+from .loss import WGANGP
 from .networks import Discriminator, Generator
-
-
-class ConfigError(ValueError):
-    """A setting is out of range; the message names it and the allowed values."""
+from .sampling import sample_images
+from .settings import coerce, normalize_fields
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class TrainConfig:
     check_every: int = 10  # how often (iterations) losses are pulled to the host and checked
 
     def __post_init__(self) -> None:
+        normalize_fields(self, "train config")
         checks = [
             (self.iterations >= 1, "iterations must be >= 1"),
             (self.batch_size >= 2, "batch_size must be >= 2 (minibatch stddev needs a batch)"),
@@ -61,6 +72,7 @@ class TrainConfig:
             (0 < self.fade_fraction <= 1, "fade_fraction must be in (0, 1]"),
             (self.mbstd_group >= 1, "mbstd_group must be >= 1"),
             (self.log_every >= 1 and self.check_every >= 1, "log_every and check_every must be >= 1"),
+            (self.divergence_threshold > 0, "divergence_threshold must be > 0"),
             (self.device == "cpu" or self.device.startswith("cuda"),
              f"device must be cpu or cuda[:N], got {self.device!r}"),
         ]
@@ -73,28 +85,33 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"train config: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return cls(**coerce(cls, data, "train config"))
+
+    def loss(self) -> WGANGP:
+        return WGANGP(gp_lambda=self.gp_lambda, drift=self.drift)
 
 
 @dataclass
 class TrainResult:
     status: str  # "done" or "diverged"
-    iterations: int
+    iterations: int  # the trainer's iteration count when training stopped
     seconds: float
     stats: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    trained: int = 0  # iterations run by this call (a continued run starts above 0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def pick_device(device: str) -> torch.device:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA"
+                              " device(s) exist")
     return torch.device(device)
 
 
@@ -104,7 +121,8 @@ _STAT_NAMES = ("loss_d", "loss_g", "gp", "d_real", "d_fake")
 class Trainer:
     """Owns one candidate's networks, optimizers, EMA, data sampler and RNG; resumable exactly."""
 
-    def __init__(self, genome: Genome, config: TrainConfig, data: ImageSource, *, fade_in: bool = False):
+    def __init__(self, genome: Genome, config: TrainConfig, data: ImageSource, *, fade_in: bool = False,
+                 fade_iterations: int | None = None):
         if data.resolution < genome.resolution:
             raise ConfigError(f"dataset {data.name} is stored at {data.resolution}px, below the genome's"
                               f" {genome.resolution}px; use larger images or a lower target resolution")
@@ -113,6 +131,10 @@ class Trainer:
                               f" {genome.image_channels}")
         self.genome, self.config, self.data = genome, config, data
         self.device = pick_device(config.device)
+        self.loss = config.loss()
+        # The fade-in length is fixed now; extending the run later never moves alpha.
+        self.fade_iterations = (fade_iterations if fade_iterations is not None
+                                else max(1, math.ceil(config.fade_fraction * config.iterations)))
         # Fresh layers' init is a function of the seed; the caller's global RNG state is left as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -128,7 +150,7 @@ class Trainer:
         self.iteration = 0
         self.train_seconds = 0.0  # wall time spent in train(), across resumes
         self.inheritance: dict[str, InheritanceReport] = {}
-        self._concat_real_fake = config.batch_size % min(config.mbstd_group, config.batch_size) == 0
+        self._one_pass = config.batch_size % min(config.mbstd_group, config.batch_size) == 0
         self._refresh_param_lists()
         if fade_in:
             self._set_alpha(0.0)
@@ -175,26 +197,40 @@ class Trainer:
         config_dict = dict(ckpt.state["config"])
         if device is not None:
             config_dict["device"] = device
-        config = TrainConfig.from_dict(config_dict)
-        trainer = cls(ckpt.genome, config, data, fade_in=bool(ckpt.state.get("fade_in")))
+        try:
+            config = TrainConfig.from_dict(config_dict)
+            iteration = int(ckpt.state["iteration"])
+            train_seconds = float(ckpt.state.get("train_seconds", 0.0))
+            fade_iterations = ckpt.state.get("fade_iterations")
+            fade_iterations = None if fade_iterations is None else int(fade_iterations)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{ckpt.path}: bad training state in the checkpoint's metadata ({exc})") from None
+        trainer = cls(ckpt.genome, config, data, fade_in=bool(ckpt.state.get("fade_in")),
+                      fade_iterations=fade_iterations)
         for name, net in (("G", trainer.G), ("D", trainer.D), ("G_ema", trainer.G_ema)):
             state = ckpt.group(name)
             check_state(net, state, name, ckpt.path)
             net.load_state_dict(state)
-        for name, opt, net in (("opt_g", trainer.opt_g, trainer.G), ("opt_d", trainer.opt_d, trainer.D)):
-            _load_adam(opt, net, ckpt.group(name), ckpt.path)
-        trainer.iteration = int(ckpt.state["iteration"])
-        trainer.train_seconds = float(ckpt.state.get("train_seconds", 0.0))
+        load_optimizer_state(trainer.opt_g, trainer.G, ckpt.group("opt_g"), ckpt.path)
+        load_optimizer_state(trainer.opt_d, trainer.D, ckpt.group("opt_d"), ckpt.path)
+        trainer.iteration = iteration
+        trainer.train_seconds = train_seconds
         trainer.sampler.load_state_dict(ckpt.group("sampler"))
         trainer.rng.set_state(ckpt.tensors["rng.noise"].cpu())
         if trainer.G.fade_in:
             trainer._set_alpha(trainer.alpha_at(trainer.iteration))
         return trainer
 
+    def extend(self, total_iterations: int) -> None:
+        """Train up to ``total_iterations`` instead of the config's count; the fade-in schedule stays."""
+        if total_iterations < self.iteration:
+            raise ConfigError(f"cannot extend to {total_iterations} iterations: the run is already at"
+                              f" {self.iteration}")
+        self.config = dataclasses.replace(self.config, iterations=total_iterations)
+
     # ------------------------------------------------------------------ fade-in
     def alpha_at(self, iteration: int) -> float:
-        fade_iters = max(1, math.ceil(self.config.fade_fraction * self.config.iterations))
-        return min(1.0, iteration / fade_iters)
+        return min(1.0, iteration / self.fade_iterations)
 
     def _set_alpha(self, alpha: float) -> None:
         for net in (self.G, self.D, self.G_ema):
@@ -240,48 +276,39 @@ class Trainer:
 
         with self._autocast():
             fake = self.G(z)
-            detached = fake.detach()
-            if self._concat_real_fake:
-                d_real, d_fake = self.D(torch.cat([real, detached])).float().chunk(2)
-            else:
-                d_real, d_fake = self.D(real).float(), self.D(detached).float()
-            mixed = torch.lerp(detached.float(), real, eps).requires_grad_(True)
-            d_mixed = self.D(mixed).float()
-        (grad,) = torch.autograd.grad(d_mixed.sum(), mixed, create_graph=True)
-        gp = (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
-        loss_d = d_fake.mean() - d_real.mean() + cfg.gp_lambda * gp + cfg.drift * d_real.square().mean()
+        critic = self.loss.critic(self.D, real, fake.detach(), eps, self._autocast, self._one_pass)
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
+        critic.loss.backward()
         self.opt_d.step()
 
-        with self._autocast():
-            loss_g = -self.D(fake).float().mean()
+        loss_g = self.loss.generator(self.D, fake, self._autocast)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward(inputs=self._g_params)  # D's weights get no gradient from the G step
         self.opt_g.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - cfg.ema_beta)
         self.iteration += 1
-        return torch.stack([loss_d, loss_g, gp, d_real.mean(), d_fake.mean()]).detach()
+        return torch.stack([critic.loss, loss_g, critic.gp, critic.d_real, critic.d_fake]).detach()
 
     # ------------------------------------------------------------------ loop
-    def train(self, iterations: int | None = None, *, progress: bool = True,
+    def train(self, until: int | None = None, *, progress: bool = True, desc: str | None = None,
               on_log: Callable[[dict[str, float]], None] | None = None,
               checkpoint_path: str | Path | None = None, checkpoint_every: int = 0,
               on_checkpoint: Callable[[int], None] | None = None) -> TrainResult:
-        """Train until ``iterations`` (default: the config's total) and return how it ended.
+        """Train up to iteration ``until`` (default: the config's ``iterations``, see ``extend``) and return
+        how it ended.
 
         A NaN/Inf loss or an exploding critic ends training early with status ``diverged``; the caller
         decides what to do with it (the search records it and never picks the candidate).
         """
         cfg = self.config
-        end = min(cfg.iterations, iterations if iterations is not None else cfg.iterations)
+        end = cfg.iterations if until is None else min(cfg.iterations, until)
         start_time, start_iter = time.perf_counter(), self.iteration
         acc = torch.zeros(len(_STAT_NAMES), device=self.device)
         acc_n = 0
         last: dict[str, float] = {}
-        bar = tqdm(total=end, initial=self.iteration, disable=not progress, desc=f"train {self.genome.resolution}px",
-                   unit="it", leave=False)
+        bar = tqdm(total=end, initial=self.iteration, disable=not progress,
+                   desc=desc or f"train {self.genome.resolution}px", unit="it", leave=False)
         try:
             while self.iteration < end:
                 acc += self.step()
@@ -295,7 +322,8 @@ class Trainer:
                                else f"exploding critic (|loss_d| = {abs(values[0]):.3g}"
                                     f" > {cfg.divergence_threshold:g})")
                         return TrainResult("diverged", self.iteration, time.perf_counter() - start_time,
-                                           dict(zip(_STAT_NAMES, values, strict=True)), reason=why)
+                                           dict(zip(_STAT_NAMES, values, strict=True)), reason=why,
+                                           trained=self.iteration - start_iter)
                     if self.iteration % cfg.log_every == 0 or done:
                         elapsed = time.perf_counter() - start_time
                         last = {"iteration": self.iteration, "alpha": self.G.alpha if self.fading else 1.0,
@@ -313,19 +341,18 @@ class Trainer:
         finally:
             bar.close()
             self.train_seconds += time.perf_counter() - start_time
-        if self.iteration >= cfg.iterations and self.fading:
+        if self.fading and self.alpha_at(self.iteration) >= 1.0 and self.iteration >= cfg.iterations:
             self._finish_fade_in()  # fade_fraction == 1: the last step ran at alpha < 1
-        return TrainResult("done", self.iteration, time.perf_counter() - start_time, last)
+        return TrainResult("done", self.iteration, time.perf_counter() - start_time, last,
+                           trained=self.iteration - start_iter)
 
     # ------------------------------------------------------------------ checkpoints
     def tensors(self) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
             out.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
-        for name, opt, net in (("opt_g", self.opt_g, self.G), ("opt_d", self.opt_d, self.D)):
-            for pname, p in net.named_parameters():
-                for key, value in opt.state.get(p, {}).items():
-                    out[f"{name}.{pname}.{key}"] = torch.as_tensor(value)
+        out.update(optimizer_tensors(self.opt_g, self.G, "opt_g"))
+        out.update(optimizer_tensors(self.opt_d, self.D, "opt_d"))
         out.update({f"sampler.{k}": v for k, v in self.sampler.state_dict().items()})
         out["rng.noise"] = self.rng.get_state()
         return out
@@ -333,35 +360,12 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "total_iterations": self.config.iterations,
                 "fade_in": self.fading, "alpha": self.alpha_at(self.iteration) if self.fading else 1.0,
+                "fade_iterations": self.fade_iterations, "data": self.data.spec,
                 "train_seconds": self.train_seconds, "config": self.config.to_dict()}
 
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(path, self.genome, self.state(), self.tensors())
 
-    @torch.no_grad()
     def sample(self, n: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
         """``n`` images from the EMA generator (fixed latents for a given seed), on the CPU."""
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.genome.latent_size, generator=gen)
-        return torch.cat([self.G_ema(zb.to(self.device)).float().cpu() for zb in z.split(batch_size)])
-
-
-def _load_adam(opt: torch.optim.Adam, net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    for pname, p in net.named_parameters():
-        keys = ("step", "exp_avg", "exp_avg_sq")
-        entries = {key: state[f"{pname}.{key}"] for key in keys if f"{pname}.{key}" in state}
-        if not entries:
-            continue
-        if len(entries) != 3 or entries["exp_avg"].shape != p.shape:
-            raise CheckpointError(f"{path}: optimizer state for {pname} is incomplete or has the wrong shape")
-        opt.state[p] = {k: v.to(p.device) if k != "step" else v.cpu() for k, v in entries.items()}
-
-
-def train_genome(genome: Genome, config: TrainConfig, data: ImageSource, **kwargs: Any) -> tuple[Trainer, TrainResult]:
-    """Convenience: build a trainer for ``genome`` from scratch and train it."""
-    trainer = Trainer(genome, config, data)
-    return trainer, trainer.train(**kwargs)
-
-
-def resume_from(path: str | Path, data: ImageSource, device: str | None = None) -> Trainer:
-    return Trainer.resume(load_checkpoint(path), data, device=device)
+        return sample_images(self.G_ema, n, seed, batch_size)

@@ -6,6 +6,7 @@ Conventions used throughout (lower metric is better, as for FID and SWD):
   resolution; < 1 means better than ProgGAN). Runs without a baseline fall back to the raw ``metric``
   (``score_key``), which is only comparable within one resolution.
 * A candidate is *finished* when its status is ``done`` and its score is a finite number.
+* The best candidate and the K/p replay follow Algorithm 1's own rules (``dggan.search.algorithm``).
 * ``diverged`` children count as an outcome (not improved, not good); ``failed`` (crashed) and
   ``pending``/``running`` children say nothing about the architecture and are left out.
 * A candidate is *good* for a threshold ``t`` when its score is < ``t`` (better than ``t`` times the
@@ -22,30 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from ..search.ledger import CandidateRow
+from ..actions import Action, action_label
+from ..search import algorithm
+from ..search.algorithm import Rules
+from ..search.ledger import CandidateRow, Status
 
 ScoreKey = str  # "normalized_metric" or "metric"
 
-_KIND_PREFIX = {"grow_g": "G", "grow_d": "D"}
 _KIND_ORDER = {"grow_g": 0, "grow_d": 1, "grow_res": 2}
+
+__all__ = ["action_label"]  # re-exported for the report; the rest is listed in dggan.analysis
 
 
 # ---------------------------------------------------------------------- basics
-def action_key(action: dict[str, Any] | None) -> tuple[str, int, int] | None:
+def action_key(action: Action | None) -> tuple[str, int, int] | None:
     """Hashable identity of an action: (kind, kernel, filters); 0 where not applicable."""
     if action is None:
         return None
-    return (str(action.get("kind")), int(action.get("kernel") or 0), int(action.get("filters") or 0))
-
-
-def action_label(action: dict[str, Any] | None) -> str:
-    """``G k3 f256``, ``D k7 f32``, ``res``; ``init`` for initial candidates."""
-    if action is None:
-        return "init"
-    kind = action.get("kind")
-    if kind == "grow_res":
-        return "res"
-    return f"{_KIND_PREFIX.get(str(kind), kind)} k{action.get('kernel')} f{action.get('filters')}"
+    return (action.kind, action.kernel or 0, action.filters or 0)
 
 
 def _action_sort_key(key: tuple[str, int, int]) -> tuple[int, str, int, int]:
@@ -54,7 +49,7 @@ def _action_sort_key(key: tuple[str, int, int]) -> tuple[int, str, int, int]:
 
 def score_key(rows: Sequence[CandidateRow]) -> ScoreKey:
     """``normalized_metric`` when any finished candidate has one, else the raw ``metric``."""
-    if any(r.status == "done" and _finite(r.normalized_metric) for r in rows):
+    if any(r.status == Status.DONE and _finite(r.normalized_metric) for r in rows):
         return "normalized_metric"
     return "metric"
 
@@ -65,8 +60,7 @@ def _finite(x: float | None) -> bool:
 
 def score(row: CandidateRow, key: ScoreKey = "normalized_metric") -> float | None:
     """The row's score when it is finished, else None."""
-    value = getattr(row, key)
-    return float(value) if row.status == "done" and _finite(value) else None
+    return algorithm.score_of(row, key)
 
 
 def finished(rows: Iterable[CandidateRow], key: ScoreKey = "normalized_metric") -> list[CandidateRow]:
@@ -74,23 +68,18 @@ def finished(rows: Iterable[CandidateRow], key: ScoreKey = "normalized_metric") 
 
 
 def best_candidate(
-    rows: Sequence[CandidateRow], key: ScoreKey = "normalized_metric", final_id: int | None = None
+    rows: Sequence[CandidateRow],
+    key: ScoreKey = "normalized_metric",
+    final_id: int | None = None,
+    target_resolution: int | None = None,
 ) -> CandidateRow | None:
-    """The search's best candidate.
-
-    ``final_id`` (the candidate the search picked for final training) wins when it is in ``rows``.
-    Otherwise: the lowest score among finished candidates at the highest resolution any finished
-    candidate reached (a lower-resolution model is not a result), ties to the lower id.
-    """
+    """The search's best candidate: ``final_id`` (the candidate the search trained further) when it is in
+    ``rows``, else Algorithm 1's rule (``dggan.search.algorithm.best_candidate``)."""
     if final_id is not None:
         for r in rows:
             if r.id == final_id:
                 return r
-    done = finished(rows, key)
-    if not done:
-        return None
-    top = max(r.resolution for r in done)
-    return min((r for r in done if r.resolution == top), key=lambda r: (score(r, key), r.id))
+    return algorithm.best_candidate(rows, target_resolution, key)
 
 
 def route(rows: Sequence[CandidateRow], candidate: int) -> list[CandidateRow]:
@@ -143,7 +132,7 @@ def capacity(
     points = []
     for r in rows:
         value = getattr(r, key)
-        if r.status not in ("done", "diverged") or not _finite(value) or r.d_params <= 0:
+        if r.status not in (Status.DONE, Status.DIVERGED) or not _finite(value) or r.d_params <= 0:
             continue
         points.append(
             CapacityPoint(
@@ -160,7 +149,7 @@ def capacity(
         )
     ids = {p.id for p in points}
     route_ids = [r.id for r in route(rows, best_id)] if best_id is not None else []
-    better = [p.g2d_ratio for p in points if p.status == "done" and p.score < 1.0]
+    better = [p.g2d_ratio for p in points if p.status == Status.DONE and p.score < 1.0]
     span = (min(better), max(better)) if better else None
     return Capacity(points, [i for i in route_ids if i in ids], zoom_threshold, span)
 
@@ -190,19 +179,19 @@ def action_effects(rows: Sequence[CandidateRow], key: ScoreKey = "normalized_met
         parent = by_id.get(child.parent) if child.parent is not None else None
         if akey is None or parent is None or score(parent, key) is None:
             continue
-        if child.status == "diverged" or (child.status == "done" and score(child, key) is None):
+        if child.status == Status.DIVERGED or (child.status == Status.DONE and score(child, key) is None):
             diverged[akey] += 1
-        elif child.status == "done":
+        elif child.status == Status.DONE:
             ratios[akey].append(score(child, key) / score(parent, key))  # type: ignore[operator]
     out = []
     for akey in sorted(set(ratios) | set(diverged), key=_action_sort_key):
         rs = np.asarray(ratios.get(akey, []), dtype=float)
         n = len(rs) + diverged[akey]
         improved = int((rs < 1.0).sum())
-        action = {"kind": akey[0], "kernel": akey[1], "filters": akey[2]}
+        action = Action(akey[0]) if akey[0] == "grow_res" else Action(akey[0], akey[1], akey[2])  # type: ignore[arg-type]
         out.append(
             ActionEffect(
-                label=action_label(action),
+                label=action.label(),
                 kind=akey[0],
                 kernel=akey[1],
                 filters=akey[2],
@@ -267,9 +256,9 @@ def pruning_risk(
         parent = by_id.get(child.parent) if child.parent is not None else None
         if parent is None or score(parent, key) is None:
             continue
-        if child.status == "diverged" or (child.status == "done" and score(child, key) is None):
+        if child.status == Status.DIVERGED or (child.status == Status.DONE and score(child, key) is None):
             pairs.append((parent.id, score(parent, key), math.inf))  # type: ignore[arg-type]
-        elif child.status == "done":
+        elif child.status == Status.DONE:
             pairs.append((parent.id, score(parent, key), score(child, key)))  # type: ignore[arg-type]
     out = []
     for t in thresholds:
@@ -299,13 +288,19 @@ class ReplayRun:
 
 
 class ReplayIndex:
-    """The recorded search, indexed for replays: children by (parent id, action), initial candidates."""
+    """The recorded search, indexed for replays of Algorithm 1 with other K, p and seeds.
+
+    A replay runs the search's own rules (``dggan.search.algorithm.Rules``) over the recorded candidates:
+    a (parent, action) pair the real search never trained is skipped, so a replay explores no more than
+    the real run did. With the run's own K, p and seed it retraces the real search exactly.
+    """
 
     def __init__(
         self,
         rows: Sequence[CandidateRow],
         key: ScoreKey = "normalized_metric",
         target_resolution: int | None = None,
+        settings: dict[str, Any] | None = None,
     ):
         self.key = key
         self.rows = {r.id: r for r in rows}
@@ -314,30 +309,28 @@ class ReplayIndex:
             akey = action_key(r.action)
             if r.parent is not None and akey is not None and _trained(r):
                 self.children.setdefault((r.parent, akey), r)  # a re-tried pair: the first one counts
-        # Drawing for an action nobody ever took only burns random numbers, so the recorded ones suffice.
-        self.actions = sorted({k[1] for k in self.children}, key=_action_sort_key)
         self.initial = [r for r in sorted(rows, key=lambda r: r.id) if r.parent is None and _trained(r)]
+        settings = dict(settings or {})
         done = finished(rows, key)
-        self.target_resolution = target_resolution or (max(r.resolution for r in done) if done else None)
+        reached = max((r.resolution for r in rows), default=8)
+        self.target_resolution = (target_resolution or settings.get("target_resolution")
+                                  or (max(r.resolution for r in done) if done else None))
+        settings["target_resolution"] = max(self.target_resolution or reached, reached)
+        self.rules = Rules.from_settings(settings, key=key)
 
     def run(self, k: int | None, p: float, seed: int = 0) -> ReplayRun:
-        """Algorithm 1 over the recorded candidates; a (parent, action) pair never trained is skipped."""
-        rng = np.random.default_rng(seed)
+        """Algorithm 1 over the recorded candidates with top-K ``k`` (None: keep all), ``p`` and ``seed``."""
+        rules = Rules(top_k=k, p=p, seed=seed, space=self.rules.space, limits=self.rules.limits,
+                      max_steps=self.rules.max_steps, key=self.key)
         visited = list(self.initial)
-        parents = [r for r in self.initial if score(r, self.key) is not None]  # Algorithm 1 keeps them all
-        while parents and self.actions:
-            draws = rng.random((len(parents), len(self.actions))) < p
-            kids = []
-            for i, parent in enumerate(parents):
-                for j in np.flatnonzero(draws[i]):
-                    child = self.children.get((parent.id, self.actions[j]))
-                    if child is not None:
-                        kids.append(child)
+        parents = rules.select(self.initial)
+        step = 0
+        while parents and not rules.should_stop(step, parents):
+            step += 1
+            kids = [child for parent, action in rules.children(step, parents)
+                    if (child := self.children.get((parent.id, action_key(action)))) is not None]  # type: ignore[arg-type]
             visited += kids
-            ranked = sorted(
-                (c for c in kids if score(c, self.key) is not None), key=lambda c: (score(c, self.key), c.id)
-            )
-            parents = ranked if k is None else ranked[:k]
+            parents = rules.select(kids)
         best = self.best(visited)
         return ReplayRun(
             k,
@@ -367,7 +360,7 @@ class ReplayIndex:
 
 
 def _trained(r: CandidateRow) -> bool:
-    return r.status in ("done", "diverged", "failed")
+    return r.status.finished
 
 
 @dataclass(frozen=True)
@@ -423,9 +416,8 @@ def replay_grid(
 
 
 def search_hyperparameters(rows: Sequence[CandidateRow], settings: dict[str, Any]) -> tuple[int, float]:
-    """The run's (K, p): from its settings when they name them, else estimated from the ledger."""
-    k = _find_setting(settings, ("top_k", "topk", "K", "k", "keep"))
-    p = _find_setting(settings, ("p", "sample_prob", "sampling_prob", "action_prob", "prob", "probability"))
+    """The run's (K, p): from its settings, else (a ledger without settings) estimated from the ledger."""
+    k, p = settings.get("top_k"), settings.get("p")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         per_step: dict[int, int] = defaultdict(int)
         for r in rows:
@@ -438,25 +430,6 @@ def search_hyperparameters(rows: Sequence[CandidateRow], settings: dict[str, Any
         children = sum(1 for r in rows if r.parent is not None)
         p = min(1.0, children / (len(parents) * n_actions)) if parents else 1.0
     return int(k), float(p)
-
-
-def _find_setting(obj: Any, names: tuple[str, ...], depth: int = 0) -> Any:
-    """First value under any of ``names`` in nested settings (the search's own section first)."""
-    if not isinstance(obj, dict) or depth > 4:
-        return None
-    for section in ("search", "selection"):
-        if isinstance(obj.get(section), dict):
-            found = _find_setting(obj[section], names, depth + 1)
-            if found is not None:
-                return found
-    for name in names:
-        if name in obj and not isinstance(obj[name], dict):
-            return obj[name]
-    for value in obj.values():
-        found = _find_setting(value, names, depth + 1)
-        if found is not None:
-            return found
-    return None
 
 
 def default_grid(k_real: int, p_real: float) -> tuple[list[int | None], list[float]]:

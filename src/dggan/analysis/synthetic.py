@@ -13,23 +13,32 @@ from typing import Any
 
 import numpy as np
 
-from ..actions import Action, ActionSpace, GrowthLimits, apply_action, valid_actions
+from ..actions import Action, ActionSpace, GrowthLimits, apply_action
 from ..genome import Genome
 from ..io import atomic_write_json
 from ..metrics.normalize import PROGGAN_FID_CIFAR10
-from ..search.ledger import Ledger
+from ..runs import RunLayout
+from ..search.algorithm import Rules, best_candidate
+from ..search.ledger import Ledger, Status
 
 
 def _drift(action: Action) -> float:
     """Mean change of log(normalized metric) that an action causes in the synthetic model."""
     if action.kind == "grow_res":
-        return 0.0
+        return -0.08  # a grown resolution tends to beat its parent's (normalised) score, as real runs show
     drift = -0.03
     if action.kind == "grow_d" and (action.kernel or 0) >= 7:
         drift += 0.08  # the paper: large kernels in D do much worse
     if action.filters == 1024:
         drift += 0.06 if action.kind == "grow_g" else 0.03  # G is more sensitive to over-complicated layers
     return drift
+
+
+class _Row:
+    """The little of a candidate that Algorithm 1's rules read."""
+
+    def __init__(self, cid: int, genome: Genome):
+        self.id, self.genome, self.resolution, self.status = cid, genome, genome.resolution, Status.DONE
 
 
 def write_synthetic_run(
@@ -49,8 +58,8 @@ def write_synthetic_run(
     """Write RUN/options.json and RUN/ledger.sqlite holding ``n_candidates`` candidates; returns RUN.
 
     Step 0 holds ``n_initial`` initial candidates (the base genome and variants of it, no parent);
-    each later step adds every (kept parent, valid action) pair with probability ``p`` and keeps the
-    top ``top_k`` by normalized metric. The last ``pending_tail`` candidates are left pending (a
+    later steps follow Algorithm 1's own rules (``dggan.search.algorithm.Rules``) with ``top_k``, ``p``
+    and ``seed``; only the scores come from the made-up model. The last ``pending_tail`` candidates are left pending (a
     search still running). No checkpoints are written; ``checkpoint`` paths point where they would be.
     """
     run = Path(run_dir)
@@ -82,7 +91,9 @@ def write_synthetic_run(
         "seed": seed,
         "extra": {"synthetic_ledger": True, "initial_candidates": n_initial},
     }
-    atomic_write_json(run / "options.json", settings)
+    layout = RunLayout(run)
+    atomic_write_json(layout.options, settings)
+    rules = Rules.from_settings(settings)
 
     base = Genome.base(channels=chans, max_resolution=target_resolution)
     conv_actions = [a for a in space.actions() if a.kind != "grow_res"]
@@ -92,7 +103,7 @@ def write_synthetic_run(
     ]
     initial = initial[: max(1, min(n_initial, n_candidates))]
 
-    ledger = Ledger.create(run / "ledger.sqlite", settings)
+    ledger = Ledger.create(layout.ledger, settings)
     ledger.set_durable(False)  # made-up data needs no fsync per write; without this 2,000 candidates take ~15 s
     total = 0
     try:
@@ -103,15 +114,15 @@ def write_synthetic_run(
             total += 1
             risk = 0.015 + (0.04 if action is not None and action.filters == 1024 else 0.0)
             seconds = float(genome.g_params() + genome.d_params()) / 2e4 * rng.uniform(0.8, 1.2)
-            ckpt = f"candidates/c{cid:05d}/checkpoint.safetensors"
+            ckpt = layout.relative(layout.checkpoint(cid))
             if total > n_candidates - pending_tail:
-                ledger.update(cid, status="pending" if total < n_candidates else "running")
+                ledger.update(cid, status=Status.PENDING if total < n_candidates else Status.RUNNING)
                 return None
             roll = rng.random()
             if roll < 0.01:
                 ledger.update(
                     cid,
-                    status="failed",
+                    status=Status.FAILED,
                     error="RuntimeError: CUDA out of memory (synthetic)",
                     train_seconds=seconds * 0.1,
                 )
@@ -122,7 +133,7 @@ def write_synthetic_run(
                     norm = float(rng.uniform(8, 20))
                     ledger.update(
                         cid,
-                        status="diverged",
+                        status=Status.DIVERGED,
                         metric=norm * baseline[genome.resolution],
                         normalized_metric=norm,
                         train_seconds=seconds,
@@ -132,7 +143,7 @@ def write_synthetic_run(
                 else:
                     ledger.update(
                         cid,
-                        status="diverged",
+                        status=Status.DIVERGED,
                         train_seconds=seconds * 0.5,
                         error="loss became NaN (synthetic)",
                     )
@@ -141,7 +152,7 @@ def write_synthetic_run(
             metric = norm * baseline[genome.resolution]
             ledger.update(
                 cid,
-                status="done",
+                status=Status.DONE,
                 metric=metric,
                 normalized_metric=norm,
                 train_seconds=seconds,
@@ -159,48 +170,47 @@ def write_synthetic_run(
             genomes[cid] = genome
             if value is not None:
                 scores[cid] = value
-        parents = sorted(scores, key=lambda c: (scores[c], c))
-        ledger.set_kept(0, parents[:top_k])
+
+        def ranked(ids: list[int]) -> list[int]:
+            return sorted(ids, key=lambda c: (scores[c], c))
+
+        parents = ranked(list(scores))[:top_k]
+        ledger.set_kept(0, parents)
         step = 0
         while total < n_candidates and parents:
             step += 1
             children: list[int] = []
-            for pid in parents:
-                for action in valid_actions(genomes[pid], space, limits):
-                    if total >= n_candidates or rng.random() >= p:
-                        continue
-                    child = apply_action(genomes[pid], action, limits, space)
-                    cid = ledger.add_candidate(
-                        step=step,
-                        genome=child,
-                        parent=pid,
-                        action=action.to_dict(),
-                        seed=int(rng.integers(2**31)),
-                    )
-                    genomes[cid] = child
-                    imbalance = abs(math.log2(child.g_params() / child.d_params()))
-                    log_norm = (
-                        0.85 * scores[pid]
-                        + 0.15 * math.log(0.7)
-                        + _drift(action)
-                        + 0.03 * max(0.0, imbalance - 3.0)
-                        + float(rng.normal(0, 0.15 if action.kind == "grow_res" else 0.07))
-                    )
-                    value = evaluate(cid, child, log_norm, action)
-                    if value is not None:
-                        scores[cid] = value
-                        children.append(cid)
+            for pid, action in rules.children(step, [_Row(c, genomes[c]) for c in parents]):
+                if total >= n_candidates:
+                    break
+                child = apply_action(genomes[pid.id], action, limits, space)
+                cid = ledger.add_candidate(step=step, genome=child, parent=pid.id, action=action,
+                                           seed=int(rng.integers(2**31)))
+                genomes[cid] = child
+                imbalance = abs(math.log2(child.g_params() / child.d_params()))
+                log_norm = (
+                    0.85 * scores[pid.id]
+                    + 0.15 * math.log(0.7)
+                    + _drift(action)
+                    + 0.03 * max(0.0, imbalance - 3.0)
+                    + float(rng.normal(0, 0.15 if action.kind == "grow_res" else 0.07))
+                )
+                value = evaluate(cid, child, log_norm, action)
+                if value is not None:
+                    scores[cid] = value
+                    children.append(cid)
             if not children and total < n_candidates:
                 break  # nothing left to grow (every parent hit its limits)
-            parents = sorted(children, key=lambda c: (scores[c], c))[:top_k]
+            parents = ranked(children)[:top_k]
             ledger.set_kept(step, parents)
         if final and scores:
-            top = max(genomes[c].resolution for c in scores)
-            best = min((c for c in scores if genomes[c].resolution == top), key=lambda c: (scores[c], c))
-            norm = math.exp(scores[best]) * 0.9  # longer final training helps a little
+            best = best_candidate(ledger.candidates(status=Status.DONE), target_resolution)
+            assert best is not None
+            top = best.resolution
+            norm = math.exp(scores[best.id]) * 0.9  # longer final training helps a little
             ledger.set_final(
-                candidate=best,
-                status="done",
+                candidate=best.id,
+                status=Status.DONE,
                 metric=norm * baseline[top],
                 normalized_metric=norm,
                 iterations=500_000,
@@ -208,15 +218,15 @@ def write_synthetic_run(
                 checkpoint="best/checkpoint.safetensors",
             )
             atomic_write_json(
-                run / "best" / "metrics.json",
+                layout.best / "metrics.json",
                 {
-                    "candidate": best,
+                    "candidate": best.id,
                     "fid": norm * baseline[top],
                     "normalized_metric": norm,
                     "synthetic": True,
                 },
             )
-            atomic_write_json(run / "best" / "genome.json", genomes[best].to_dict())
+            atomic_write_json(layout.best / "genome.json", genomes[best.id].to_dict())
     finally:
         ledger.close()
     return run

@@ -15,17 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import DatasetError
 from ..genome import is_power_of_two
-
-
-class DatasetError(ValueError):
-    """A dataset could not be read or cannot serve the request; the message names the file and the fix."""
 
 
 class ImageSource:
     """Images as uint8 ``[N, C, H, W]`` at a stored square resolution."""
 
     name: str = "images"
+    spec: str | None = None  # the dataset spec it was opened from (``open_dataset`` sets it)
 
     @property
     def resolution(self) -> int:

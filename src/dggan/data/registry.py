@@ -95,7 +95,10 @@ def open_dataset(spec: str, **kw: Any) -> ImageSource:
         if location:
             raise DatasetError(f"dataset spec {spec!r}: synthetic takes options only, e.g."
                                " 'synthetic:n=2048,res=32,seed=1'")
-        return cls(**options)
-    if not location:
+        source = cls(**options)
+    elif not location:
         raise DatasetError(f"dataset spec {spec!r}: {kind} needs a path, e.g. '{kind}:/path/to/data'")
-    return cls(location, **options)
+    else:
+        source = cls(location, **options)
+    source.spec = spec.strip()  # recorded in checkpoints, so a continued run trains on the same data
+    return source

@@ -16,12 +16,12 @@ from .fid import (
     resolve_inception_weights,
     to_uint8,
 )
-from .normalize import BASELINES, PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM, normalize
+from .normalize import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM, normalize
 from .refstats import CACHE_ENV, CacheWarning, default_cache_dir, fid_reference
 from .registry import METRIC_KINDS, STANDARD_METRICS, MetricError, MetricSpec, parse_metric
 from .swd import compute_swd, laplacian_pyramid, sample_patches, sliced_wasserstein, swd_resolutions
 
-__all__ = ["BASELINES", "CACHE_ENV", "INCEPTION_WEIGHTS_FILE", "INCEPTION_WEIGHTS_URL", "METRIC_KINDS",
+__all__ = ["CACHE_ENV", "INCEPTION_WEIGHTS_FILE", "INCEPTION_WEIGHTS_URL", "METRIC_KINDS",
            "PROGGAN_FID_CIFAR10", "PROGGAN_FID_LSUN_BEDROOM", "STANDARD_METRICS", "WEIGHTS_ENV",
            "CacheWarning", "InceptionFeatures", "MetricError", "MetricSpec", "MetricWarning", "compute_swd",
            "default_cache_dir", "evaluate", "fid_reference", "frechet_distance", "generated_batches",

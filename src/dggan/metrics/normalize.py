@@ -16,8 +16,6 @@ PROGGAN_FID_CIFAR10: Mapping[int, float] = MappingProxyType({8: 4.02, 16: 11.68,
 # Paper, Table 2 (LSUN bedroom).
 PROGGAN_FID_LSUN_BEDROOM: Mapping[int, float] = MappingProxyType(
     {8: 29.07, 16: 23.75, 32: 27.9, 64: 19.67, 128: 29.35, 256: 10.76})
-BASELINES: Mapping[str, Mapping[int, float]] = MappingProxyType(
-    {"cifar10": PROGGAN_FID_CIFAR10, "lsun_bedroom": PROGGAN_FID_LSUN_BEDROOM})
 
 
 def normalize(value: float, resolution: int, baseline: Mapping[int, float]) -> float:

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import MetricError
+
 MetricKind = Literal["fid", "is", "swd"]
 METRIC_KINDS: tuple[MetricKind, ...] = ("fid", "is", "swd")
 STANDARD_METRICS = ("fid10k", "fid50k", "is50k", "swd16k")
@@ -17,8 +19,6 @@ _MIN_SAMPLES = {"fid": 2, "is": 10, "swd": 1}
 _PATTERN = re.compile(r"^(fid|is|swd)(\d+)(k?)$")
 
 
-class MetricError(ValueError):
-    """A metric cannot be computed as asked; the message says why and what to change."""
 
 
 @dataclass(frozen=True)

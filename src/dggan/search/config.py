@@ -9,11 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits, InvalidActionError
+from ..actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
+from ..errors import ConfigError, InvalidActionError, MetricError
 from ..genome import Genome, is_power_of_two, proggan_channels
 from ..metrics.normalize import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM
-from ..metrics.registry import MetricError, parse_metric
-from ..train import ConfigError, TrainConfig
+from ..metrics.registry import parse_metric
+from ..settings import coerce, normalize_fields
+from ..train import TrainConfig
+from .algorithm import Rules
+
+_TRAIN = TrainConfig()  # the training knobs' defaults, so the search's defaults cannot drift from them
+# TrainConfig fields the search sets per candidate rather than from a setting of the same name.
+SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
 
 # The paper's ProgGAN FIDs per resolution (CIFAR-10 in the text, LSUN bedroom in Table 2).
 PAPER_BASELINES: dict[str, Mapping[int, float]] = {
@@ -46,10 +53,19 @@ class SearchConfig:
     iterations: int = 100_000
     initial_iterations: int | None = None  # default: iterations
     final_iterations: int = 100_000
-    batch_size: int = 16
-    lr: float = 1e-3
-    fade_fraction: float = 0.5
-    ema_beta: float = 0.999
+    # Training: every TrainConfig knob (see dggan.train), with its defaults.
+    batch_size: int = _TRAIN.batch_size
+    lr: float = _TRAIN.lr
+    beta1: float = _TRAIN.beta1
+    beta2: float = _TRAIN.beta2
+    gp_lambda: float = _TRAIN.gp_lambda
+    drift: float = _TRAIN.drift
+    ema_beta: float = _TRAIN.ema_beta
+    fade_fraction: float = _TRAIN.fade_fraction
+    mbstd_group: int = _TRAIN.mbstd_group
+    flip: bool = _TRAIN.flip
+    divergence_threshold: float = _TRAIN.divergence_threshold
+    check_every: int = _TRAIN.check_every
     inherit_policy: str = "adapt"
     new_layer_init: str = "random"  # "identity": grown convs start as identities (beyond the paper)
     seed: int = 0
@@ -66,6 +82,8 @@ class SearchConfig:
     threads: int | None = None  # torch CPU threads per candidate (default: the executor's choice)
 
     def __post_init__(self) -> None:
+        normalize_fields(self, "search config")
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(f"search config: {message}")
@@ -78,8 +96,13 @@ class SearchConfig:
              f" {self.target_resolution!r}")
         need(self.target_resolution >= self.base_resolution,
              f"target_resolution {self.target_resolution} is below base_resolution {self.base_resolution}")
-        need(len(self.initial_channels) >= 1 and all(isinstance(c, int) and c >= 8 for c in self.initial_channels),
-             f"initial_channels must list widths >= 8, got {self.initial_channels!r}")
+        need(len(self.initial_channels) >= 1 and all(c >= 8 for c in self.initial_channels),
+             f"initial_channels must list widths >= 8, got {list(self.initial_channels)}")
+        need(self.latent_size >= 1, f"latent_size must be >= 1, got {self.latent_size}")
+        need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0 (0: a quarter of the budget), got"
+             f" {self.checkpoint_every}")
+        need(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
         need(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1 or null")
         need(self.initial_iterations is None or self.initial_iterations >= 1, "initial_iterations must be >= 1")
         need(self.final_iterations >= 0, "final_iterations must be >= 0")
@@ -96,6 +119,9 @@ class SearchConfig:
             self.action_space().actions()
         except InvalidActionError as exc:
             raise ConfigError(f"search config: {exc}") from None
+        need(self.grow_res or self.target_resolution == self.base_resolution,
+             "grow_res is disabled, so the search can never reach target_resolution; enable it or set"
+             " target_resolution = base_resolution")
         self.train_config(self.iterations)  # validates the training settings
         try:
             spec = parse_metric(self.metric)
@@ -116,6 +142,11 @@ class SearchConfig:
     def limits(self) -> GrowthLimits:
         return GrowthLimits(self.target_resolution, self.max_g_layers, self.max_d_layers)
 
+    def rules(self) -> Rules:
+        """Algorithm 1's rules for these settings (see ``dggan.search.algorithm``)."""
+        return Rules(top_k=self.top_k, p=self.p, seed=self.seed, space=self.action_space(), limits=self.limits(),
+                     max_steps=self.max_steps)
+
     def initial_genomes(self) -> list[Genome]:
         """One base genome per initial width, on ProgGAN's schedule scaled to that width."""
         return [Genome.base(latent_size=self.latent_size, base_resolution=self.base_resolution,
@@ -130,9 +161,11 @@ class SearchConfig:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def train_config(self, iterations: int, seed: int = 0, device: str = "cpu") -> TrainConfig:
-        return TrainConfig(iterations=iterations, batch_size=self.batch_size, lr=self.lr,
-                           fade_fraction=self.fade_fraction, ema_beta=self.ema_beta, seed=seed, device=device,
-                           bf16=self.bf16, log_every=max(1, min(100, iterations)))
+        """A candidate's training settings: every shared knob from here, budget and seed per candidate."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig)
+                  if f.name not in SEARCH_MANAGED}
+        return TrainConfig(**shared, iterations=iterations, seed=seed, device=device,
+                           log_every=max(1, min(100, iterations)))
 
     def baseline_values(self) -> dict[int, float] | None:
         """Per-resolution baseline from the config (None for 'auto'/'none'/a run path, resolved elsewhere)."""
@@ -153,14 +186,7 @@ class SearchConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> SearchConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {unknown}; known settings: {sorted(known)}")
-        data = dict(data)
-        for key in ("initial_channels", "kernels", "filters"):
-            if key in data and isinstance(data[key], list):
-                data[key] = tuple(data[key])
+        data = coerce(cls, data, source)
         if isinstance(data.get("baseline"), dict):
             try:
                 data["baseline"] = {int(k): float(v) for k, v in data["baseline"].items()}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,21 +19,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..actions import Action, apply_action, valid_actions
+from ..actions import apply_action
 from ..checkpoint import load_checkpoint
+from ..errors import DatasetError, DgganError, LedgerError, MetricError, SearchError
 from ..io import atomic_write_json
 from ..metrics.refstats import default_cache_dir
+from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout
+from .algorithm import best_candidate
 from .config import SearchConfig
 from .executors import Executor, make_executor
-from .ledger import CandidateRow, FinalRow, Ledger, LedgerError
+from .ledger import CandidateRow, FinalRow, Ledger, Status
 from .worker import CandidateResult, CandidateTask
 
-LEDGER_NAME = "ledger.sqlite"
-OPTIONS_NAME = "options.json"
-
-
-class SearchError(RuntimeError):
-    """The search cannot start or continue; the message names the problem and the fix."""
+__all__ = ["LEDGER_NAME", "OPTIONS_NAME", "Search", "SearchError", "SearchSummary", "run_search",
+           "validate_new_search"]
 
 
 @dataclass
@@ -59,27 +57,30 @@ class SearchSummary:
 def create_run(run_dir: str | Path, config: SearchConfig) -> Path:
     """Make a new run folder with its resolved options and an empty ledger; never reuses a folder."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SearchError(f"{run_dir} is a file, not a folder; choose a new --run-dir")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
                           " or choose a new --run-dir")
+    layout = RunLayout(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / OPTIONS_NAME, config.to_dict())
-    Ledger.create(run_dir / LEDGER_NAME, config.to_dict()).close()
+    atomic_write_json(layout.options, config.to_dict())
+    Ledger.create(layout.ledger, config.to_dict()).close()
     return run_dir
 
 
 def load_run_config(run_dir: str | Path) -> SearchConfig:
-    run_dir = Path(run_dir)
-    if not (run_dir / LEDGER_NAME).is_file() or not (run_dir / OPTIONS_NAME).is_file():
+    layout = RunLayout(run_dir)
+    if not layout.is_run():
         raise SearchError(f"{run_dir} is not a dggan search run (no {LEDGER_NAME} / {OPTIONS_NAME});"
                           " start a new search with --run-dir instead of --resume")
-    return SearchConfig.from_file(run_dir / OPTIONS_NAME)
+    return SearchConfig.from_file(layout.options)
 
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run folder: two searches on one folder would corrupt each other."""
-    with open(run_dir / ".lock", "a+") as handle:
+    with open(RunLayout(run_dir).lock, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -106,10 +107,9 @@ def baseline_config(config: SearchConfig) -> SearchConfig:
 
 def baseline_from_run(run_dir: str | Path) -> dict[int, float]:
     """Per-resolution metric of a baseline run (best finished candidate at each resolution)."""
-    run_dir = Path(run_dir)
     try:
-        with Ledger.open(run_dir / LEDGER_NAME, readonly=True) as ledger:
-            rows = ledger.candidates(status="done")
+        with Ledger.open(RunLayout(run_dir).ledger, readonly=True) as ledger:
+            rows = ledger.candidates(status=Status.DONE)
     except LedgerError as exc:
         raise SearchError(f"baseline {run_dir}: {exc}") from None
     values: dict[int, float] = {}
@@ -155,31 +155,21 @@ def static_baseline(config: SearchConfig) -> dict[int, float] | None:
 
 # ---------------------------------------------------------------------- the search
 class Search:
+    """One search run: reads the ledger, does the next thing, writes the result back (see module doc)."""
+
     def __init__(self, run_dir: str | Path, config: SearchConfig, executor: Executor, progress: bool = True,
                  log: Callable[[str], None] | None = None):
-        self.run_dir = Path(run_dir)
+        self.layout = RunLayout(run_dir)
+        self.run_dir = self.layout.root
         self.config = config
+        self.rules = config.rules()
         self.executor = executor
         self.progress = progress
         self.log = log or (lambda message: tqdm.write(message) if progress else None)
-        self.ledger = Ledger.open(self.run_dir / LEDGER_NAME)
+        self.ledger = Ledger.open(self.layout.ledger)
         self.device = "worker" if executor.name != "inprocess" else config.resolved_device()
 
     # ---------------------------------------------------------------- helpers
-    def _path(self, rel: str | None) -> str | None:
-        if rel is None:
-            return None
-        p = Path(rel)
-        return str(p if p.is_absolute() else self.run_dir / p)
-
-    def _rel(self, path: str | None) -> str | None:
-        if path is None:
-            return None
-        try:
-            return str(Path(path).resolve().relative_to(self.run_dir.resolve()))
-        except ValueError:
-            return path
-
     def _eval_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"batch_size": self.config.eval_batch_size, "seed": self.config.seed}
         if self.config.inception_weights:
@@ -204,7 +194,8 @@ class Search:
         self.ledger.update(result.candidate_id, status=result.status, metric=result.metric,
                            normalized_metric=result.normalized_metric, extra=result.extra,
                            train_seconds=result.train_seconds, eval_seconds=result.eval_seconds,
-                           checkpoint=self._rel(result.checkpoint), error=result.error)
+                           checkpoint=None if result.checkpoint is None else self.layout.relative(result.checkpoint),
+                           error=result.error)
 
     # ---------------------------------------------------------------- phases
     def baseline(self) -> dict[int, float]:
@@ -213,35 +204,36 @@ class Search:
             return {int(k): v for k, v in json.loads(stored).items()}
         values = static_baseline(self.config)
         if values is None:  # 'auto': run the ProgGAN route through the same code, inside this run folder
-            sub = self.run_dir / "baseline"
+            sub = self.layout.baseline
             sub_config = baseline_config(self.config)
-            if not (sub / LEDGER_NAME).exists():
-                create_run(sub, sub_config)
-            self.log(f"baseline: training the ProgGAN route in {sub}")
-            Search(sub, sub_config, self.executor, self.progress, self.log).run()
-            values = check_baseline(baseline_from_run(sub), self.config, str(sub))
+            if not sub.ledger.exists():
+                create_run(sub.root, sub_config)
+            self.log(f"baseline: training the ProgGAN route in {sub.root}")
+            Search(sub.root, sub_config, self.executor, self.progress, self.log).run()
+            values = check_baseline(baseline_from_run(sub.root), self.config, str(sub.root))
         self.ledger.set_meta("baseline", json.dumps({str(k): v for k, v in values.items()}))
         return values
 
     def _reuse_baseline_start(self, candidate: int, baseline: dict[int, float]) -> None:
         """With the auto baseline, the first initial candidate is exactly the baseline's first one (same
         genome, seed and budget): take its result instead of training it twice."""
-        sub_ledger = self.run_dir / "baseline" / LEDGER_NAME
-        if self.config.baseline != "auto" or not sub_ledger.exists():
+        sub = self.layout.baseline
+        if self.config.baseline != "auto" or not sub.ledger.exists():
             return
         row = self.ledger.get(candidate)
-        with Ledger.open(sub_ledger, readonly=True) as sub:
-            twin = next((r for r in sub.candidates(step=0, status="done")
+        with Ledger.open(sub.ledger, readonly=True) as ledger:
+            twin = next((r for r in ledger.candidates(step=0, status=Status.DONE)
                          if r.genome == row.genome and r.seed == row.seed), None)
         if twin is None or twin.metric is None or twin.checkpoint is None:
             return
-        self.ledger.update(candidate, status="done", metric=twin.metric,
+        self.ledger.update(candidate, status=Status.DONE, metric=twin.metric,
                            normalized_metric=twin.metric / baseline[row.resolution],
                            extra={**twin.extra, "reused": f"baseline candidate {twin.id}"},
-                           train_seconds=0.0, eval_seconds=0.0, checkpoint=f"baseline/{twin.checkpoint}")
+                           train_seconds=0.0, eval_seconds=0.0,
+                           checkpoint=self.layout.relative(sub.resolve(twin.checkpoint)))
 
     def train_step(self, step: int, baseline: dict[int, float]) -> None:
-        rows = [r for r in self.ledger.candidates(step=step) if r.status in ("pending", "running")]
+        rows = [r for r in self.ledger.candidates(step=step) if r.status in (Status.PENDING, Status.RUNNING)]
         if not rows:
             return
         tasks = []
@@ -249,11 +241,11 @@ class Search:
             parent_ckpt = None
             iterations = self.config.initial_iterations or self.config.iterations
             if row.parent is not None:
-                parent_ckpt = self._path(self.ledger.get(row.parent).checkpoint)
+                parent_row = self.ledger.get(row.parent)
+                parent_ckpt = None if parent_row.checkpoint is None else str(self.layout.resolve(parent_row.checkpoint))
                 iterations = self.config.iterations
-            tasks.append(self._task(row, baseline, iterations, parent_ckpt,
-                                    self.run_dir / "candidates" / f"c{row.id:05d}"))
-        self.ledger.update_many([r.id for r in rows], status="running")
+            tasks.append(self._task(row, baseline, iterations, parent_ckpt, self.layout.candidate(row.id)))
+        self.ledger.update_many([r.id for r in rows], status=Status.RUNNING)
         total = len(self.ledger.candidates(step=step))
         bar = tqdm(total=total, initial=total - len(rows), desc=f"step {step}", unit="cand", disable=not self.progress)
         try:
@@ -262,7 +254,7 @@ class Search:
                 best = self.ledger.best_normalized()
                 bar.set_postfix(best=f"{best:.3f}" if best is not None else "-")
                 bar.update(1)
-                if result.status != "done":
+                if result.status != Status.DONE:
                     self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
         finally:
             bar.close()
@@ -270,64 +262,37 @@ class Search:
     def select(self, step: int) -> list[int]:
         kept = self.ledger.kept(step)
         if kept is None:
-            done = [r for r in self.ledger.candidates(step=step, status="done") if r.normalized_metric is not None]
-            done.sort(key=lambda r: (r.normalized_metric, r.id))
-            kept = [r.id for r in done[: self.config.top_k]]
+            kept = [r.id for r in self.rules.select(self.ledger.candidates(step=step))]
             self.ledger.set_kept(step, kept)
         return kept
 
-    def should_stop(self, step: int, parents: list[CandidateRow]) -> tuple[bool, bool]:
-        """(stop now, only grow_res from here). The target must be reached before the step cap stops it."""
-        at_target = any(p.resolution == self.config.target_resolution for p in parents)
-        space, limits = self.config.action_space(), self.config.limits()
-        if not any(valid_actions(p.genome, space, limits) for p in parents):
-            return True, False
-        if self.config.max_steps is not None and step >= self.config.max_steps:
-            if at_target:
-                return True, False
-            return False, True
-        return False, False
-
-    def sample_children(self, step: int, parents: list[CandidateRow], only_grow_res: bool) -> int:
-        """Algorithm 1: take every (parent, action) pair with probability p (seeded by seed and step)."""
-        rng = random.Random(f"{self.config.seed}:{step}")
-        space, limits = self.config.action_space(), self.config.limits()
-        pairs: list[tuple[CandidateRow, Action]] = []
-        for parent in parents:
-            for action in valid_actions(parent.genome, space, limits):
-                if only_grow_res and action.kind != "grow_res":
-                    continue
-                pairs.append((parent, action))
-        chosen = [pair for pair in pairs if rng.random() < self.config.p]
-        if not chosen and pairs:
-            chosen = [rng.choice(pairs)]  # p so small that nothing was drawn: keep the search alive
-        rows = [{"step": step, "parent": parent.id, "action": action.to_dict(),
-                 "genome": apply_action(parent.genome, action, limits, space)} for parent, action in chosen]
+    def sample_children(self, step: int, parents: list[CandidateRow]) -> int:
+        """Add the children of ``step`` that Algorithm 1 draws from ``parents`` (ranked best first)."""
+        pairs = self.rules.children(step, parents)
         first_id = self.ledger.max_id() + 1
-        for offset, row in enumerate(rows):
-            row["seed"] = self.config.seed * 100_003 + first_id + offset
-        self.ledger.add_candidates(rows)
-        return len(rows)
+        self.ledger.add_candidates([
+            {"step": step, "parent": parent.id, "action": action, "seed": self.config.seed * 100_003 + first_id + i,
+             "genome": apply_action(parent.genome, action, self.rules.limits, self.rules.space)}
+            for i, (parent, action) in enumerate(pairs)])
+        return len(pairs)
 
     def best_at_target(self) -> CandidateRow | None:
         """The finished candidate at the target resolution with the lowest normalised metric."""
-        done = [r for r in self.ledger.candidates(status="done")
-                if r.resolution == self.config.target_resolution and r.normalized_metric is not None]
-        return min(done, key=lambda r: (r.normalized_metric, r.id)) if done else None
+        best = best_candidate(self.ledger.candidates(status=Status.DONE), self.config.target_resolution)
+        return best if best is not None and best.resolution == self.config.target_resolution else None
 
     def final(self, baseline: dict[int, float]) -> None:
         existing = self.ledger.final()
-        if existing is not None and existing.status == "done":
+        if existing is not None and existing.status == Status.DONE:
             return
         best = self.best_at_target()
         if best is None:
             self.log("no finished candidate reached the target resolution; skipping final training")
             return
-        source = self._path(best.checkpoint)
+        source = str(self.layout.resolve(best.checkpoint or self.layout.checkpoint(best.id)))
         source_state = load_checkpoint(source, tensors=False).state  # only its clock and iteration
         iterations = int(source_state["iteration"]) + self.config.final_iterations
-        out = self.run_dir / "best"
-        task = self._task(best, baseline, iterations, None, out, continue_from=source)
+        task = self._task(best, baseline, iterations, None, self.layout.best, continue_from=source)
         self.log(f"final training of candidate {best.id} for {self.config.final_iterations} more iterations")
         (result,) = list(self.executor.run([task]))
         # The checkpoint's clock includes the candidate's own training; count only the extra part here.
@@ -336,9 +301,10 @@ class Search:
                               normalized_metric=result.normalized_metric,
                               extra={**result.extra, "eval_seconds": result.eval_seconds},
                               iterations=iterations, train_seconds=max(extra_seconds, 0.0),
-                              checkpoint=self._rel(result.checkpoint), error=result.error)
-        atomic_write_json(out / "metrics.json", {"candidate": best.id, **result.to_dict(),
-                                                 "genome_summary": best.genome.summary()})
+                              checkpoint=None if result.checkpoint is None else self.layout.relative(result.checkpoint),
+                              error=result.error)
+        atomic_write_json(self.layout.best / "metrics.json", {"candidate": best.id, **result.to_dict(),
+                                                              "genome_summary": best.genome.summary()})
 
     def run(self) -> SearchSummary:
         start = time.perf_counter()
@@ -357,11 +323,10 @@ class Search:
                     self.log(f"step {step}: no candidate finished, so the search cannot grow further")
                     break
                 parents = [self.ledger.get(cid) for cid in kept]
-                stop, only_res = self.should_stop(step, parents)
-                if stop:
+                if self.rules.should_stop(step, parents):
                     break
                 if not self.ledger.candidates(step=step + 1):
-                    self.sample_children(step + 1, parents, only_res)
+                    self.sample_children(step + 1, parents)
                 step += 1
             if self.config.final_iterations > 0 or self.config.baseline != "none":
                 self.final(baseline)
@@ -369,8 +334,8 @@ class Search:
         final = self.ledger.final()
         best = self.best_at_target()
         train_s, eval_s = _work_seconds(rows, final)
-        if (self.run_dir / "baseline" / LEDGER_NAME).exists():  # the auto baseline's work is part of this run
-            with Ledger.open(self.run_dir / "baseline" / LEDGER_NAME, readonly=True) as sub:
+        if self.layout.baseline.ledger.exists():  # the auto baseline's work is part of this run
+            with Ledger.open(self.layout.baseline.ledger, readonly=True) as sub:
                 sub_train, sub_eval = _work_seconds(sub.candidates(), sub.final())
             train_s, eval_s = train_s + sub_train, eval_s + sub_eval
         summary = SearchSummary(
@@ -385,8 +350,7 @@ class Search:
 
 
 def check_data(config: SearchConfig) -> None:
-    """The dataset opens and is large enough for the target resolution."""
-    from ..data.base import DatasetError
+    """The dataset opens, is large enough for the target resolution and holds at least one batch."""
     from .worker import open_data_cached
 
     try:
@@ -397,18 +361,47 @@ def check_data(config: SearchConfig) -> None:
     if source.resolution < config.target_resolution:
         raise SearchError(f"data {config.data!r} is stored at {source.resolution}px, below the target resolution"
                           f" {config.target_resolution}px; use larger images or a lower target_resolution")
+    if len(source) < config.batch_size:
+        raise SearchError(f"data {config.data!r} has {len(source)} images, fewer than one batch of"
+                          f" {config.batch_size}; use more images or --set batch_size={max(2, len(source))}")
 
 
 def check_metric(config: SearchConfig) -> None:
-    """FID and IS need the Inception weights file: find it now, not after the first candidate's training."""
-    from ..metrics.fid import resolve_inception_weights
-    from ..metrics.registry import MetricError, parse_metric
+    """FID and IS need the Inception weights: load them now, not after the first candidate's training."""
+    from ..metrics.fid import get_inception
+    from ..metrics.registry import parse_metric
 
     if parse_metric(config.metric).kind in ("fid", "is"):
         try:
-            resolve_inception_weights(config.inception_weights)
+            get_inception(config.inception_weights, "cpu")
         except MetricError as exc:
             raise SearchError(f"metric {config.metric}: {exc} (for a search: --set inception_weights=PATH)") from None
+
+
+def check_device(config: SearchConfig) -> None:
+    """A CUDA device that does not exist fails now, not inside every candidate."""
+    if config.device.startswith("cuda"):
+        from ..train import pick_device
+
+        try:
+            pick_device(config.device)
+        except DgganError as exc:
+            raise SearchError(f"{exc} (or --device auto)") from None
+
+
+def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None) -> None:
+    """Everything that can be checked before a run folder is made or any work is done."""
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise SearchError(f"--run-dir {run_dir} is a file, not a folder; choose a new --run-dir")
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
+                              " or choose a new --run-dir")
+    static_baseline(config)
+    check_device(config)
+    check_data(config)
+    check_metric(config)
 
 
 def _work_seconds(rows: list[CandidateRow], final: FinalRow | None) -> tuple[float, float]:
@@ -419,19 +412,25 @@ def _work_seconds(rows: list[CandidateRow], final: FinalRow | None) -> tuple[flo
 
 
 def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resume: bool = False,
-               executor: Executor | None = None, progress: bool = True) -> SearchSummary:
-    """Start (``config``) or resume (``resume=True``) a search in ``run_dir`` and run it to the end."""
+               executor: Executor | None = None, progress: bool = True,
+               runtime: dict[str, Any] | None = None) -> SearchSummary:
+    """Start (``config``) or resume (``resume=True``) a search in ``run_dir`` and run it to the end.
+
+    ``runtime`` changes, on resume, settings that say where the search runs (threads, executor, workers,
+    device) without touching what it computes.
+    """
     run_dir = Path(run_dir)
     if resume:
         config = load_run_config(run_dir)
+        if runtime:
+            config = SearchConfig.from_dict({**config.to_dict(), **runtime}, source="--resume settings")
+        check_device(config)
         check_data(config)  # the files may have moved since the run started
         check_metric(config)
     elif config is None:
         raise SearchError("run_search needs a config for a new run (or resume=True)")
     else:
-        static_baseline(config)  # bad baseline, data or metric settings fail before any folder or work is made
-        check_data(config)
-        check_metric(config)
+        validate_new_search(config, run_dir)  # before any folder is made or work is done
         create_run(run_dir, config)
     own = executor is None
     executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),

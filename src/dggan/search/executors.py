@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
+from .ledger import Status
 from .worker import CandidateResult, CandidateTask, run_candidate, set_worker_device
 
 
@@ -100,7 +101,7 @@ class LocalExecutor:
                 self._pool = None
                 if attempt == 1:
                     for task in pending.values():
-                        yield CandidateResult(task.candidate_id, "failed", error=f"worker process died: {exc}")
+                        yield CandidateResult(task.candidate_id, Status.FAILED, error=f"worker process died: {exc}")
                     return
 
     def close(self) -> None:
@@ -151,7 +152,7 @@ class RayExecutor:
                 try:
                     yield ray.get(ref)
                 except ray.exceptions.RayError as exc:  # worker lost more often than max_retries
-                    yield CandidateResult(task.candidate_id, "failed", error=f"ray task failed: {exc}")
+                    yield CandidateResult(task.candidate_id, Status.FAILED, error=f"ray task failed: {exc}")
 
     def close(self) -> None:
         if self._started:

@@ -12,13 +12,38 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ..actions import Action
+from ..errors import LedgerError
 from ..genome import Genome
 
 SCHEMA_VERSION = 1
-STATUSES = ("pending", "running", "done", "diverged", "failed")
+
+
+class Status(str, Enum):
+    """A candidate's state. ``done``, ``diverged`` and ``failed`` are final; only ``done`` can be kept."""
+
+    PENDING = "pending"  # sampled, not trained yet (or waiting to be retried)
+    RUNNING = "running"  # handed to an executor
+    DONE = "done"  # trained and scored
+    DIVERGED = "diverged"  # NaN/Inf losses or an exploding critic: an outcome of the architecture
+    FAILED = "failed"  # could not be trained (e.g. a shape that cannot be built)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def finished(self) -> bool:
+        return self in (Status.DONE, Status.DIVERGED, Status.FAILED)
+
+
+STATUSES = tuple(s.value for s in Status)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,7 +57,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     resolution INTEGER NOT NULL,
     g_params INTEGER NOT NULL,
     d_params INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'diverged', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ({statuses})),
     metric REAL,
     normalized_metric REAL,
     extra TEXT,
@@ -67,13 +92,8 @@ CREATE TABLE IF NOT EXISTS final (
 """
 
 
-_SELECT = ("SELECT c.id, c.parent, c.step, c.action, c.genome, c.resolution, c.g_params, c.d_params, c.status,"
-           " c.metric, c.normalized_metric, c.extra, c.train_seconds, c.eval_seconds, c.checkpoint, c.error,"
-           " c.seed, EXISTS (SELECT 1 FROM kept k WHERE k.candidate = c.id) FROM candidates c")
-
-
-class LedgerError(RuntimeError):
-    """The ledger file is missing, from another schema, or not a ledger at all."""
+_SCHEMA = _SCHEMA.replace("{statuses}", ", ".join(f"'{s}'" for s in STATUSES))
+_SELECT = "SELECT c.*, EXISTS (SELECT 1 FROM kept k WHERE k.candidate = c.id) AS kept FROM candidates c"
 
 
 @dataclass(frozen=True)
@@ -81,12 +101,12 @@ class CandidateRow:
     id: int
     parent: int | None
     step: int
-    action: dict[str, Any] | None
+    action: Action | None
     genome: Genome
     resolution: int
     g_params: int
     d_params: int
-    status: str
+    status: Status
     metric: float | None
     normalized_metric: float | None
     extra: dict[str, Any]
@@ -100,9 +120,10 @@ class CandidateRow:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``dggan ls --json``."""
         return {
-            "id": self.id, "parent": self.parent, "step": self.step, "action": self.action,
+            "id": self.id, "parent": self.parent, "step": self.step,
+            "action": None if self.action is None else self.action.to_dict(),
             "resolution": self.resolution, "g_params": self.g_params, "d_params": self.d_params,
-            "status": self.status, "metric": self.metric, "normalized_metric": self.normalized_metric,
+            "status": self.status.value, "metric": self.metric, "normalized_metric": self.normalized_metric,
             "kept": self.kept, "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
             "checkpoint": self.checkpoint, "error": self.error, "genome_key": self.genome.key(),
             "summary": self.genome.summary(),
@@ -112,7 +133,7 @@ class CandidateRow:
 @dataclass(frozen=True)
 class FinalRow:
     candidate: int
-    status: str
+    status: Status
     metric: float | None
     normalized_metric: float | None
     extra: dict[str, Any]
@@ -153,15 +174,18 @@ class Ledger:
         path = Path(path)
         if not path.is_file():
             raise LedgerError(f"{path}: no ledger here (is this a dggan run folder?)")
-        conn = cls._connect(path, readonly=readonly)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = cls._connect(path, readonly=readonly)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:  # random bytes, a truncated file, a read-only folder for the WAL
+            if conn is not None:
+                conn.close()
+            raise LedgerError(f"{path}: not a dggan ledger, or a damaged one ({exc}); if the file was damaged, restore"
+                              " it from a backup (the candidates' folders still hold their checkpoints)") from None
+        if row is None or int(row["value"]) != SCHEMA_VERSION:
             conn.close()
-            raise LedgerError(f"{path}: not a dggan ledger ({exc})") from None
-        if row is None or int(row[0]) != SCHEMA_VERSION:
-            conn.close()
-            found = None if row is None else row[0]
+            found = None if row is None else row["value"]
             raise LedgerError(f"{path}: ledger schema version {found} is not supported (this dggan reads"
                               f" version {SCHEMA_VERSION}); use the dggan release that wrote it")
         return cls(path, conn)
@@ -175,6 +199,7 @@ class Ledger:
             conn.execute("PRAGMA journal_mode=WAL")  # readers (ls, report) never block the driver
             conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.row_factory = sqlite3.Row
         return conn
 
     def set_durable(self, durable: bool) -> None:
@@ -196,7 +221,7 @@ class Ledger:
 
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
+        return None if row is None else row["value"]
 
     def set_meta(self, key: str, value: str) -> None:
         with self._conn:
@@ -206,7 +231,7 @@ class Ledger:
         return self._meta(key)
 
     # ------------------------------------------------------------------ candidates
-    def add_candidate(self, *, step: int, genome: Genome, parent: int | None, action: dict[str, Any] | None,
+    def add_candidate(self, *, step: int, genome: Genome, parent: int | None, action: Action | None,
                       seed: int) -> int:
         return self.add_candidates([{"step": step, "genome": genome, "parent": parent, "action": action,
                                      "seed": seed}])[0]
@@ -222,7 +247,8 @@ class Ledger:
                 cur = self._conn.execute(
                     "INSERT INTO candidates (parent, step, action, genome, genome_key, resolution, g_params,"
                     " d_params, status, seed, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    (row.get("parent"), row["step"], None if action is None else json.dumps(action, sort_keys=True),
+                    (row.get("parent"), row["step"],
+                     None if action is None else json.dumps(action.to_dict(), sort_keys=True),
                      genome.to_json(indent=None), genome.key(), genome.resolution, genome.g_params(),
                      genome.d_params(), row.get("seed", 0), now, now))
                 ids.append(int(cur.lastrowid))
@@ -238,8 +264,8 @@ class Ledger:
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"cannot update ledger field(s) {sorted(bad)}")
-        if "status" in fields and fields["status"] not in STATUSES:
-            raise ValueError(f"unknown status {fields['status']!r}")
+        if "status" in fields:
+            fields["status"] = Status(fields["status"]).value  # raises on an unknown status
         if "extra" in fields:
             fields["extra"] = json.dumps(fields["extra"], sort_keys=True)
         cols = ", ".join(f"{k} = ?" for k in fields)
@@ -248,7 +274,7 @@ class Ledger:
             self._conn.executemany(f"UPDATE candidates SET {cols}, updated = ? WHERE id = ?",
                                    [(*fields.values(), now, cid) for cid in candidates])
 
-    def candidates(self, step: int | None = None, status: str | None = None) -> list[CandidateRow]:
+    def candidates(self, step: int | None = None, status: Status | str | None = None) -> list[CandidateRow]:
         query = _SELECT
         clauses, args = [], []
         if step is not None:
@@ -256,7 +282,7 @@ class Ledger:
             args.append(step)
         if status is not None:
             clauses.append("c.status = ?")
-            args.append(status)
+            args.append(Status(status).value)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         rows = self._conn.execute(query + " ORDER BY c.id", args).fetchall()
@@ -292,12 +318,12 @@ class Ledger:
         """The ranked ids kept at ``step``, or None when that selection has not been made yet."""
         rows = self._conn.execute("SELECT candidate FROM kept WHERE step = ? ORDER BY rank", (step,)).fetchall()
         if rows:
-            return [int(r[0]) for r in rows]
+            return [int(r["candidate"]) for r in rows]
         made = self._meta(f"selected:{step}")
         return [] if made else None
 
     # ------------------------------------------------------------------ final training
-    def set_final(self, *, candidate: int, status: str, metric: float | None = None,
+    def set_final(self, *, candidate: int, status: Status | str, metric: float | None = None,
                   normalized_metric: float | None = None, extra: dict[str, Any] | None = None,
                   iterations: int | None = None, train_seconds: float | None = None,
                   checkpoint: str | None = None, error: str | None = None) -> None:
@@ -305,20 +331,26 @@ class Ledger:
             self._conn.execute(
                 "INSERT OR REPLACE INTO final (id, candidate, status, metric, normalized_metric, extra, iterations,"
                 " train_seconds, checkpoint, error, updated) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (candidate, status, metric, normalized_metric, json.dumps(extra or {}), iterations, train_seconds,
+                (candidate, Status(status).value, metric, normalized_metric, json.dumps(extra or {}), iterations,
+                 train_seconds,
                  checkpoint, error, time.time()))
 
     def final(self) -> FinalRow | None:
-        row = self._conn.execute("SELECT candidate, status, metric, normalized_metric, extra, iterations,"
-                                 " train_seconds, checkpoint, error FROM final WHERE id = 1").fetchone()
-        if row is None:
+        r = self._conn.execute("SELECT * FROM final WHERE id = 1").fetchone()
+        if r is None:
             return None
-        return FinalRow(row[0], row[1], row[2], row[3], json.loads(row[4] or "{}"), row[5], row[6], row[7], row[8])
+        return FinalRow(candidate=r["candidate"], status=Status(r["status"]), metric=r["metric"],
+                        normalized_metric=r["normalized_metric"], extra=json.loads(r["extra"] or "{}"),
+                        iterations=r["iterations"], train_seconds=r["train_seconds"], checkpoint=r["checkpoint"],
+                        error=r["error"])
 
 
-def _row(r: tuple[Any, ...], path: Path) -> CandidateRow:
+def _row(r: sqlite3.Row, path: Path) -> CandidateRow:
     return CandidateRow(
-        id=r[0], parent=r[1], step=r[2], action=None if r[3] is None else json.loads(r[3]),
-        genome=Genome.from_json(r[4], source=f"{path} candidate {r[0]}"), resolution=r[5], g_params=r[6],
-        d_params=r[7], status=r[8], metric=r[9], normalized_metric=r[10], extra=json.loads(r[11] or "{}"),
-        train_seconds=r[12], eval_seconds=r[13], checkpoint=r[14], error=r[15], seed=r[16], kept=bool(r[17]))
+        id=r["id"], parent=r["parent"], step=r["step"],
+        action=None if r["action"] is None else Action.from_dict(json.loads(r["action"])),
+        genome=Genome.from_json(r["genome"], source=f"{path} candidate {r['id']}"), resolution=r["resolution"],
+        g_params=r["g_params"], d_params=r["d_params"], status=Status(r["status"]), metric=r["metric"],
+        normalized_metric=r["normalized_metric"], extra=json.loads(r["extra"] or "{}"),
+        train_seconds=r["train_seconds"], eval_seconds=r["eval_seconds"], checkpoint=r["checkpoint"],
+        error=r["error"], seed=r["seed"], kept=bool(r["kept"]))

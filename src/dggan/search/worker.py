@@ -7,7 +7,6 @@ result with its error, a NaN/exploding run a ``diverged`` one, so executors and 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import os
 import time
@@ -24,9 +23,10 @@ from ..genome import Genome
 from ..images import save_grid
 from ..io import append_jsonl, atomic_write_json, atomic_write_text
 from ..metrics.normalize import normalize
+from ..runs import CHECKPOINT_NAME, SAMPLES_NAME
+from ..sampling import LatentStream, generate
 from ..train import TrainConfig, Trainer
-
-CHECKPOINT_NAME = "checkpoint.safetensors"
+from .ledger import Status
 
 # Set by executors that pin each worker process to one device.
 _WORKER_DEVICE: str | None = None
@@ -60,7 +60,7 @@ class CandidateTask:
 @dataclass
 class CandidateResult:
     candidate_id: int
-    status: str  # done | diverged | failed
+    status: Status  # done | diverged | failed
     metric: float | None = None
     normalized_metric: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +88,7 @@ def run_candidate(task: CandidateTask) -> CandidateResult:
         out = Path(task.out_dir)
         with contextlib.suppress(OSError):
             atomic_write_text(out / "error.txt", traceback.format_exc())
-        return CandidateResult(task.candidate_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        return CandidateResult(task.candidate_id, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
 
 
 def _run(task: CandidateTask) -> CandidateResult:
@@ -108,7 +108,7 @@ def _run(task: CandidateTask) -> CandidateResult:
     trainer = _resume_if_possible(ckpt_path, genome, data, config.device)
     if trainer is None and task.continue_from is not None:
         trainer = Trainer.resume(load_checkpoint(task.continue_from), data, device=config.device)
-        trainer.config = dataclasses.replace(trainer.config, iterations=config.iterations)
+        trainer.extend(config.iterations)
     if trainer is None:
         if task.parent_checkpoint is None:
             trainer = Trainer(genome, config, data)
@@ -121,8 +121,8 @@ def _run(task: CandidateTask) -> CandidateResult:
     if trainer.iteration < config.iterations or trainer.fading:
         result = trainer.train(progress=task.progress, checkpoint_path=ckpt_path, checkpoint_every=every,
                                on_log=lambda row: append_jsonl(out / "stats.jsonl", row))
-        if result.status != "done":
-            return CandidateResult(task.candidate_id, result.status, train_seconds=trainer.train_seconds,
+        if result.status != Status.DONE:
+            return CandidateResult(task.candidate_id, Status(result.status), train_seconds=trainer.train_seconds,
                                    error=result.reason, extra={"stats": result.stats})
         trainer.save(ckpt_path)
     elif not ckpt_path.exists():
@@ -130,18 +130,18 @@ def _run(task: CandidateTask) -> CandidateResult:
 
     start = time.perf_counter()
     if not torch.isfinite(trainer.sample(8, seed=1)).all():
-        return CandidateResult(task.candidate_id, "diverged", train_seconds=trainer.train_seconds,
+        return CandidateResult(task.candidate_id, Status.DIVERGED, train_seconds=trainer.train_seconds,
                                eval_seconds=time.perf_counter() - start,
                                error="the EMA generator's output is not finite")
     scores = evaluate_trainer(trainer, data, task)
     if task.sample_grid:
-        save_grid(trainer.sample(task.sample_grid, seed=0), out / "samples.png")
+        save_grid(trainer.sample(task.sample_grid, seed=0), out / SAMPLES_NAME)
     eval_seconds = time.perf_counter() - start
     value = float(scores["value"])
     res = trainer.genome.resolution
     normalized = normalize(value, res, {res: task.baseline}) if task.baseline else None
     extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}
-    return CandidateResult(task.candidate_id, "done", metric=value, normalized_metric=normalized, extra=extra,
+    return CandidateResult(task.candidate_id, Status.DONE, metric=value, normalized_metric=normalized, extra=extra,
                            train_seconds=trainer.train_seconds, eval_seconds=eval_seconds, checkpoint=str(ckpt_path))
 
 
@@ -166,13 +166,7 @@ def evaluate_trainer(trainer: Trainer, data: ImageSource, task: CandidateTask) -
     opts = dict(task.eval_options)
     batch = int(opts.pop("batch_size", 64))
     seed = int(opts.pop("seed", 0))
-    gen = torch.Generator().manual_seed(seed)
+    stream = LatentStream(trainer.genome.latent_size, seed)
     net = trainer.G_ema.eval()
-
-    @torch.no_grad()
-    def generate(n: int) -> torch.Tensor:
-        z = torch.randn(n, trainer.genome.latent_size, generator=gen)
-        return torch.cat([net(zb.to(trainer.device)).float().cpu() for zb in z.split(batch)])
-
-    return evaluate(task.metric, generate, data, trainer.genome.resolution, device=str(trainer.device),
-                    batch_size=batch, seed=seed, progress=task.progress, **opts)
+    return evaluate(task.metric, lambda n: generate(net, stream.take(n), batch), data, trainer.genome.resolution,
+                    device=str(trainer.device), batch_size=batch, seed=seed, progress=task.progress, **opts)

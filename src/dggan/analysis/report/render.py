@@ -1,9 +1,5 @@
-"""One self-contained HTML page for a search run: settings, best architecture and route, the paper's
-analyses (Fig. 3), architecture views, sample grids and every candidate.
-
-``build_report(RUN)`` writes RUN/report/index.html (plots embedded as data URIs, so the page needs
-no network and no other file) and, beside it, the plots as PNG and the tables as CSV/JSON.
-"""
+"""How the report looks: HTML for each section, from values computed in ``compute``. Plots go beside the
+page as PNG (and inline, so index.html needs no other file), tables as CSV."""
 
 from __future__ import annotations
 
@@ -13,225 +9,50 @@ import html
 import io
 import json
 import math
-import os
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..genome import GenomeError
-from ..io import atomic_write_bytes
-from ..search.ledger import CandidateRow, FinalRow, Ledger, LedgerError
-from . import analyses as A
-from . import plots as P
+from ...io import atomic_write_bytes
+from ...runs import CHECKPOINT_NAME, SAMPLES_NAME, RunLayout
+from ...search.ledger import CandidateRow, FinalRow
+from .. import analyses as A
+from .. import plots as P
+from .compute import Analyses, RunData, read_json
 
-LEDGER_NAME = "ledger.sqlite"
 PAGE_SIZE = 50
+Section = tuple[str, str, str]  # (id, title, html)
 
 
-# ---------------------------------------------------------------------- atomic writes, world-readable
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Atomic write (temp file + rename), then rw-r--r--: the temp file is private (0600), a report is not."""
-    atomic_write_bytes(path, data)
-    os.chmod(path, 0o644)
+def write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode("utf-8"))
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
-class ReportError(RuntimeError):
-    """The report cannot be built (no run folder, no ledger, unreadable ledger); the message says the fix."""
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 @dataclass
-class ReportResult:
-    path: Path  # index.html
-    notes: list[str] = field(default_factory=list)  # what the page could not show, and why
-    n_candidates: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class _Page:
-    """What the HTML is assembled from; sections append to it."""
+class Page:
+    """Where the report is written; sections add their images through it."""
 
     out: Path
     notes: list[str] = field(default_factory=list)
-    images: dict[str, bytes] = field(default_factory=dict)
 
     def image(self, name: str, png: bytes) -> str:
         """Save ``name``.png beside the page and return an <img> with the same PNG inlined."""
-        _write_bytes(self.out / f"{name}.png", png)
-        self.images[name] = png
+        atomic_write_bytes(self.out / f"{name}.png", png)
         data = base64.b64encode(png).decode("ascii")
         return f'<img class="plot" id="img-{name}" alt="{name}" src="data:image/png;base64,{data}">'
 
 
-# ---------------------------------------------------------------------- entry points
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None, **options: Any) -> Path:
-    """Write the report of the run in ``run_dir``; returns the path of index.html. See ``generate_report``."""
-    return generate_report(run_dir, out_dir, **options).path
-
-
-def generate_report(
-    run_dir: str | Path,
-    out_dir: str | Path | None = None,
-    *,
-    zoom_threshold: float = 1.2,
-    replay_seeds: int = 10,
-    n_samples: int = 16,
-    sample_seed: int = 0,
-    device: str = "cpu",
-    top_n: int = PAGE_SIZE,
-) -> ReportResult:
-    """Build the report; ``notes`` in the result list what it could not show.
-
-    Raises ``ReportError`` when there is nothing to report on (no folder, no ledger, an unreadable or
-    other-schema ledger). A run without finished candidates still gets a page: settings, statuses and
-    errors of its candidates, and a note saying what is missing.
-    """
-    t0 = time.perf_counter()
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ReportError(
-            f"{run}: no such run folder; pass the folder a `dggan search` run wrote (it holds {LEDGER_NAME})"
-        )
-    ledger_path = run / LEDGER_NAME
-    if not ledger_path.is_file():
-        hint = ""
-        nested = sorted(p.parent.name for p in run.glob(f"*/{LEDGER_NAME}"))
-        if nested:
-            hint = f"; did you mean one of the runs inside it: {', '.join(nested[:5])}?"
-        raise ReportError(
-            f"{run}: no {LEDGER_NAME} here, so this is not a search run folder (or the search"
-            f" crashed before it started){hint}"
-        )
-    rows, settings, final = _read_ledger(ledger_path)
-    if not settings:
-        settings = _read_json(run / "options.json") or {}
-    out = Path(out_dir) if out_dir is not None else run / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    page = _Page(out)
-
-    key = A.score_key(rows)
-    done = A.finished(rows, key)
-    statuses = Counter(r.status for r in rows)
-    if not rows:
-        page.notes.append(
-            "The ledger holds no candidates yet: start or resume the search, then build the report again."
-        )
-    elif not done:
-        page.notes.append(
-            f"No finished candidate yet (statuses: {_fmt_counts(statuses)}), so the analyses and the"
-            " best architecture are left out. Let the search finish some candidates (or see the"
-            " errors in the candidate table), then build the report again."
-        )
-    elif key == "metric":
-        page.notes.append(
-            "No candidate has a normalized metric (the run had no ProgGAN baseline): the analyses use"
-            " the raw metric, which is not comparable across resolutions."
-        )
-
-    best = A.best_candidate(rows, key, final.candidate if final is not None else None) if done else None
-    route_rows = A.route(rows, best.id) if best is not None else []
-    k_real, p_real = A.search_hyperparameters(rows, settings) if rows else (0, 0.0)
-    analyses: dict[str, Any] = {
-        "score_key": key,
-        "K": k_real,
-        "p": p_real,
-        "best": None if best is None else best.id,
-        "route": [r.id for r in route_rows],
-    }
-
-    sections: list[tuple[str, str, str]] = []  # (id, title, html)
-
-    def section(sid: str, title: str, build: Callable[[], str], needs_done: bool = True) -> None:
-        if needs_done and not done:
-            sections.append((sid, title, '<p class="muted">Needs finished candidates.</p>'))
-            return
-        try:
-            sections.append((sid, title, build()))
-        except Exception as exc:  # one broken section must not cost the whole report
-            page.notes.append(f"Section '{title}' failed: {type(exc).__name__}: {exc}")
-            sections.append((sid, title, f'<p class="error">Could not build this section: {_e(exc)}</p>'))
-
-    section(
-        "overview",
-        "Overview",
-        lambda: _overview(run, rows, statuses, settings, k_real, p_real, key, final),
-        needs_done=False,
-    )
-    section("settings", "Settings", lambda: _settings_html(settings, run), needs_done=False)
-    section("best", "Best architecture", lambda: _best_html(page, run, best, key, final))
-    section("route", "Growing route of the best candidate", lambda: _route_html(page, route_rows))
-    section(
-        "capacity",
-        "1. G-to-D capacity",
-        lambda: _capacity_html(page, rows, key, zoom_threshold, best, analyses),
-    )
-    section("actions", "2. Effect of each action", lambda: _actions_html(page, rows, key, analyses))
-    section("pruning", "3. Pruning risk", lambda: _pruning_html(page, rows, key, analyses))
-    section(
-        "replay",
-        "4. K and p replay",
-        lambda: _replay_html(page, rows, key, k_real, p_real, replay_seeds, analyses),
-    )
-    section("tree", "5. Search tree", lambda: _tree_html(page, rows, key, route_rows), needs_done=False)
-    section(
-        "samples",
-        "6. Samples",
-        lambda: _samples_html(page, run, route_rows, final, n_samples, sample_seed, device),
-    )
-    section("candidates", "All candidates", lambda: _candidates_html(page, rows, key, top_n), needs_done=False)
-
-    _write_json(out / "analyses.json", _jsonable(analyses))
-    summary = {
-        "run": str(run.resolve()),
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "candidates": len(rows),
-        "statuses": dict(statuses),
-        "best": analyses["best"],
-        "notes": page.notes,
-    }
-    _write_json(out / "summary.json", summary)
-    index = out / "index.html"
-    _write_text(index, _page_html(run, sections, page.notes))
-    return ReportResult(index, page.notes, len(rows), time.perf_counter() - t0)
-
-
-def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None]:
-    fix = "; rebuild the report with the dggan release that wrote this run, or check that the file is the run's ledger"
-    try:
-        ledger = Ledger.open(path, readonly=True)
-    except LedgerError as exc:
-        raise ReportError(f"cannot read the run's ledger: {exc}") from None
-    except sqlite3.Error as exc:
-        raise ReportError(f"{path}: cannot open the ledger ({exc}){fix}") from None
-    try:
-        baseline = ledger.get_meta("baseline")  # the per-resolution values the search resolved and used
-        settings = ledger.settings()
-        if baseline:
-            settings = {**settings, "resolved_baseline": json.loads(baseline)}
-        return ledger.candidates(), settings, ledger.final()
-    except (sqlite3.Error, GenomeError, json.JSONDecodeError, LedgerError) as exc:
-        raise ReportError(f"{path}: the ledger is unreadable ({exc}){fix}") from None
-    finally:
-        ledger.close()
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+def asset(name: str) -> str:
+    """A static file of the page (report.css, report.js), shipped as package data."""
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -277,17 +98,17 @@ def _write_csv(path: Path, headers: Sequence[str], rows: Sequence[Sequence[Any]]
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(headers)
     w.writerows(["" if v is None else v for v in row] for row in rows)
-    _write_text(path, buf.getvalue())
+    write_text(path, buf.getvalue())
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Dataclasses to dicts and non-finite floats to None (strict JSON)."""
     if hasattr(obj, "__dataclass_fields__"):
-        return _jsonable(obj.to_dict() if hasattr(obj, "to_dict") else asdict(obj))
+        return jsonable(obj.to_dict() if hasattr(obj, "to_dict") else asdict(obj))
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
@@ -298,16 +119,9 @@ def _links(*names: str) -> str:
 
 
 # ---------------------------------------------------------------------- sections
-def _overview(
-    run: Path,
-    rows: list[CandidateRow],
-    statuses: Counter[str],
-    settings: dict[str, Any],
-    k: int,
-    p: float,
-    key: str,
-    final: FinalRow | None,
-) -> str:
+def _overview(data: RunData) -> str:
+    run, rows, statuses, settings = data.run, data.rows, data.statuses, data.settings
+    k, p, key, final = data.k, data.p, data.key, data.final
     steps = max((r.step for r in rows), default=-1) + 1
     hours = sum(r.train_seconds or 0.0 for r in rows) / 3600
     res = Counter(r.resolution for r in rows)
@@ -363,14 +177,14 @@ def _settings_html(settings: dict[str, Any], run: Path) -> str:
     )
 
 
-def _best_html(page: _Page, run: Path, best: CandidateRow | None, key: str, final: FinalRow | None) -> str:
+def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow | None) -> str:
     if best is None:
         return '<p class="muted">No best candidate.</p>'
     g = best.genome
     how = (
         "picked by the search for final training"
         if final is not None and final.candidate == best.id
-        else "lowest score at the highest resolution reached"
+        else "lowest score at the target resolution (or the highest reached so far)"
     )
     items = [
         ("Candidate", f"{best.id} (step {best.step}, {how})"),
@@ -394,7 +208,7 @@ def _best_html(page: _Page, run: Path, best: CandidateRow | None, key: str, fina
                 [
                     [
                         final.candidate,
-                        final.status,
+                        final.status.value,
                         _num(final.metric),
                         _num(final.normalized_metric),
                         _num(final.iterations),
@@ -404,7 +218,7 @@ def _best_html(page: _Page, run: Path, best: CandidateRow | None, key: str, fina
                 ],
             )
         )
-    metrics = _read_json(run / "best" / "metrics.json")
+    metrics = read_json(run / "best" / "metrics.json")
     if isinstance(metrics, dict):
         html_parts.append("<h3>best/metrics.json</h3>" + _table(["", ""], _flatten(metrics), "kv"))
     html_parts.append(
@@ -412,11 +226,11 @@ def _best_html(page: _Page, run: Path, best: CandidateRow | None, key: str, fina
         '<p class="muted">Grown layers in orange; G runs 4px → top, D runs top → 4px.</p>'
         + page.image("architecture", P.plot_architecture(g, f"candidate {best.id}"))
     )
-    _write_text(page.out / "best_genome.json", g.to_json() + "\n")
+    write_text(page.out / "best_genome.json", g.to_json() + "\n")
     return "".join(html_parts)
 
 
-def _route_html(page: _Page, route: list[CandidateRow]) -> str:
+def _route_html(page: Page, route: list[CandidateRow]) -> str:
     headers = [
         "step",
         "id",
@@ -442,7 +256,7 @@ def _route_html(page: _Page, route: list[CandidateRow]) -> str:
             round(r.g_params / max(1, r.d_params), 4),
             r.metric,
             r.normalized_metric,
-            r.status,
+            r.status.value,
             r.kept,
             r.genome.summary(),
         ]
@@ -466,16 +280,8 @@ def _route_html(page: _Page, route: list[CandidateRow]) -> str:
     return _table(headers, shown, "route") + _links("route.csv")
 
 
-def _capacity_html(
-    page: _Page,
-    rows: list[CandidateRow],
-    key: str,
-    threshold: float,
-    best: CandidateRow | None,
-    analyses: dict[str, Any],
-) -> str:
-    cap = A.capacity(rows, key, threshold, best.id if best is not None else None)
-    analyses["capacity"] = cap
+def _capacity_html(page: Page, cap: A.Capacity, key: str) -> str:
+    threshold = cap.zoom_threshold
     _write_csv(
         page.out / "capacity.csv",
         ["id", "step", "status", "resolution", "g_params", "d_params", "g2d_ratio", "score", "on_route"],
@@ -501,9 +307,7 @@ def _capacity_html(
     return text + page.image("capacity", P.plot_capacity(cap, key)) + _links("capacity.csv")
 
 
-def _actions_html(page: _Page, rows: list[CandidateRow], key: str, analyses: dict[str, Any]) -> str:
-    effects = A.action_effects(rows, key)
-    analyses["action_effects"] = effects
+def _actions_html(page: Page, effects: list[A.ActionEffect]) -> str:
     headers = [
         "action",
         "children",
@@ -538,10 +342,7 @@ def _actions_html(page: _Page, rows: list[CandidateRow], key: str, analyses: dic
     )
 
 
-def _pruning_html(page: _Page, rows: list[CandidateRow], key: str, analyses: dict[str, Any]) -> str:
-    thresholds, paper = A.pruning_thresholds(rows, key)
-    risks = A.pruning_risk(rows, key, thresholds)
-    analyses["pruning_risk"] = risks
+def _pruning_html(page: Page, risks: list[A.PruningRisk], paper: bool) -> str:
     headers = [
         "threshold",
         "good parents",
@@ -593,25 +394,9 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def _replay_html(
-    page: _Page,
-    rows: list[CandidateRow],
-    key: str,
-    k_real: int,
-    p_real: float,
-    seeds: int,
-    analyses: dict[str, Any],
-) -> str:
-    index = A.ReplayIndex(rows, key)
-    ks, ps = A.default_grid(k_real, p_real)
-    cells = A.replay_grid(rows, ks, ps, seeds, key, index)
-    actual = index.actual()
-    analyses["replay"] = {
-        "target_resolution": index.target_resolution,
-        "seeds": seeds,
-        "actual": actual,
-        "cells": cells,
-    }
+def _replay_html(page: Page, replay: dict[str, Any], k_real: int, p_real: float) -> str:
+    cells, actual, seeds = replay["cells"], replay["actual"], replay["seeds"]
+    target = replay["target_resolution"]
     headers = [
         "K",
         "p",
@@ -628,11 +413,11 @@ def _replay_html(
     ]
     _write_csv(page.out / "replay.csv", headers, table)
     text = (
-        f"<p>Algorithm 1 replayed over the recorded candidates: start from the initial candidates, include "
-        f"each (parent, action) pair with probability p, keep the top K children by score, repeat. "
-        "A pair the "
+        f"<p>Algorithm 1 replayed over the recorded candidates with the search's own rules: draw each "
+        f"(parent, action) pair with probability p, keep the top K children by score, repeat. A pair the "
         f"real search never trained is skipped (as in the paper), so a replay explores no more than the real "
-        f"run did and its cost is a lower bound. Best = lowest score at {index.target_resolution}px; cost = "
+        f"run did and its cost is a lower bound; with the run's own K, p and seed it retraces the search. "
+        f"Best = lowest score at {target}px; cost = "
         f"candidates trained (diverged and failed included). Averages over {seeds} seeds. The real search "
         f"(K={k_real}, p={p_real:g}) reached <b>{_num(actual.best_score)}</b> (candidate {actual.best_id}) "
         f"for {actual.cost:,} candidates.</p>"
@@ -663,7 +448,7 @@ def _replay_html(
     )
 
 
-def _tree_html(page: _Page, rows: list[CandidateRow], key: str, route: list[CandidateRow]) -> str:
+def _tree_html(page: Page, rows: list[CandidateRow], key: str, route: list[CandidateRow]) -> str:
     if not rows:
         return '<p class="muted">No candidates.</p>'
     text = (
@@ -676,30 +461,25 @@ def _tree_html(page: _Page, rows: list[CandidateRow], key: str, route: list[Cand
 
 
 # ---------------------------------------------------------------------- samples
-def _checkpoint_path(run: Path, row: CandidateRow) -> Path:
-    if row.checkpoint:
-        p = Path(row.checkpoint)
-        return p if p.is_absolute() else run / p
-    return run / "candidates" / f"c{row.id:05d}" / "checkpoint.safetensors"
+def _checkpoint_path(layout: RunLayout, row: CandidateRow) -> Path:
+    return layout.resolve(row.checkpoint) if row.checkpoint else layout.checkpoint(row.id)
 
 
 def _sample_png(path: Path, n: int, seed: int, device: str) -> bytes:
-    import torch  # only when there is a checkpoint to sample: torch is slow to import
+    # torch loads only when there is a checkpoint to sample: it is slow to import
+    from ...checkpoint import load_generator
+    from ...images import grid_image
+    from ...sampling import sample_images
 
-    from ..checkpoint import load_generator
-    from ..images import grid_image
-
-    genome, G = load_generator(path, device)
-    z = torch.randn(n, genome.latent_size, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        images = G(z.to(device)).float().cpu()
+    _, G = load_generator(path, device)
+    images = sample_images(G, n, seed)
     buf = io.BytesIO()
     grid_image(images).save(buf, format="PNG")
     return buf.getvalue()
 
 
 def _samples_html(
-    page: _Page, run: Path, route: list[CandidateRow], final: FinalRow | None, n: int, seed: int, device: str
+    page: Page, layout: RunLayout, route: list[CandidateRow], final: FinalRow | None, n: int, seed: int, device: str
 ) -> str:
     # The last candidate of the route at each resolution: the model the search had at that scale.
     last_at: dict[int, CandidateRow] = {}
@@ -709,15 +489,15 @@ def _samples_html(
         (
             f"{res}px — candidate {r.id}",
             f"samples_{res}px",
-            _checkpoint_path(run, r),
-            run / "candidates" / f"c{r.id:05d}" / "samples.png",
+            _checkpoint_path(layout, r),
+            layout.candidate(r.id) / SAMPLES_NAME,
         )
         for res, r in sorted(last_at.items())
     ]
-    final_ckpt = run / "best" / "checkpoint.safetensors"
+    final_ckpt = layout.best / CHECKPOINT_NAME
     if final is not None and final.checkpoint and not final_ckpt.is_file():
-        final_ckpt = Path(final.checkpoint) if Path(final.checkpoint).is_absolute() else run / final.checkpoint
-    jobs.append(("final model (RUN/best)", "samples_final", final_ckpt, run / "best" / "samples.png"))
+        final_ckpt = layout.resolve(final.checkpoint)
+    jobs.append(("final model (RUN/best)", "samples_final", final_ckpt, layout.best / SAMPLES_NAME))
     cells, missing = [], []
     for label, name, ckpt, saved in jobs:
         try:
@@ -779,7 +559,7 @@ def _cand_row(r: CandidateRow) -> list[Any]:
         r.parent,
         A.action_label(r.action),
         r.resolution,
-        r.status,
+        r.status.value,
         clean(r.metric),
         clean(r.normalized_metric),
         r.g_params,
@@ -804,7 +584,7 @@ def _fmt_cell(v: Any, kind: str) -> str:
     return str(v)
 
 
-def _candidates_html(page: _Page, rows: list[CandidateRow], key: str, top_n: int) -> str:
+def _candidates_html(page: Page, rows: list[CandidateRow], key: str, top_n: int) -> str:
     data = [_cand_row(r) for r in rows]
     _write_csv(page.out / "candidates.csv", [c for c, _ in _CAND_COLS], data)
     sort_col = 7 if key == "normalized_metric" else 6
@@ -815,7 +595,7 @@ def _candidates_html(page: _Page, rows: list[CandidateRow], key: str, top_n: int
         "<tr>" + "".join(f"<td>{_e(_fmt_cell(v, k))}</td>" for v, (_, k) in zip(d, _CAND_COLS, strict=True)) + "</tr>"
         for d in first
     )
-    statuses = sorted({r.status for r in rows})
+    statuses = sorted({r.status.value for r in rows})
     options = "".join(f'<option value="{_e(s)}">{_e(s)}</option>' for s in statuses)
     payload = json.dumps(
         {
@@ -841,107 +621,52 @@ score</span><button id="cand-next" type="button">next ▶</button></div>
 <script id="cand-data" type="application/json">{payload}</script>"""
 
 
-_JS = """
-(function () {
-  var el = document.getElementById('cand-data');
-  if (!el) return;
-  var data = JSON.parse(el.textContent), rows = data.rows, types = data.types, size = data.page_size;
-  var text = rows.map(function (r) { return r.join(' ').toLowerCase(); });
-  var order = rows.map(function (_, i) { return i; });
-  var tbody = document.querySelector('#cand-table tbody'), info = document.getElementById('cand-info');
-  var filt = document.getElementById('cand-filter'), stat = document.getElementById('cand-status');
-  var sortCol = data.sort_col, asc = true, page = 0, view = order, statusCol = data.columns.indexOf('status');
-  function fmt(v, t) {
-    if (v === null || v === undefined) return '';
-    if (t === 'bool') return v ? '\\u2713' : '';
-    if (t === 'float') return String(Number(Number(v).toPrecision(4)));
-    v = String(v);
-    return v.length > 200 ? v.slice(0, 200) + '\\u2026' : v;
-  }
-  function cmp(a, b) {
-    var x = rows[a][sortCol], y = rows[b][sortCol];
-    if (x === y) return a - b;
-    if (x === null) return 1;
-    if (y === null) return -1;  /* missing values last in both directions */
-    return (x < y ? -1 : 1) * (asc ? 1 : -1);
-  }
-  function update() {
-    var q = filt.value.toLowerCase().trim(), s = stat.value;
-    view = order.filter(function (i) {
-      return (!s || rows[i][statusCol] === s) && (!q || text[i].indexOf(q) >= 0);
-    });
-    view.sort(cmp);
-    page = Math.max(0, Math.min(page, Math.ceil(view.length / size) - 1));
-    render();
-  }
-  function render() {
-    var frag = document.createDocumentFragment(), start = page * size;
-    view.slice(start, start + size).forEach(function (i) {
-      var tr = document.createElement('tr');
-      rows[i].forEach(function (v, c) {
-        var td = document.createElement('td');
-        td.textContent = fmt(v, types[c]);
-        tr.appendChild(td);
-      });
-      frag.appendChild(tr);
-    });
-    tbody.replaceChildren(frag);
-    info.textContent = view.length ? (start + 1) + '\\u2013' + Math.min(start + size, view.length) + ' of ' +
-      view.length + (view.length < rows.length ? ' (filtered from ' + rows.length + ')' : '') : 'no match';
-    document.querySelectorAll('#cand-table th').forEach(function (th) {
-      th.className = Number(th.dataset.col) === sortCol ? (asc ? 'asc' : 'desc') : '';
-    });
-  }
-  document.querySelectorAll('#cand-table th').forEach(function (th) {
-    th.addEventListener('click', function () {
-      var c = Number(th.dataset.col);
-      asc = c === sortCol ? !asc : true;
-      sortCol = c;
-      update();
-    });
-  });
-  filt.addEventListener('input', function () { page = 0; update(); });
-  stat.addEventListener('change', function () { page = 0; update(); });
-  document.getElementById('cand-prev').addEventListener('click', function () { page -= 1; update(); });
-  document.getElementById('cand-next').addEventListener('click', function () { page += 1; update(); });
-  /* A link can preset the table: index.html#q=D k7&status=done&sort=normalized&desc=1&page=2 */
-  var hash = new URLSearchParams(location.hash.slice(1));
-  if (hash.has('q')) filt.value = hash.get('q');
-  if (hash.has('status')) stat.value = hash.get('status');
-  if (data.columns.indexOf(hash.get('sort')) >= 0) sortCol = data.columns.indexOf(hash.get('sort'));
-  if (hash.get('desc') === '1') asc = false;
-  if (hash.has('page')) page = Math.max(0, (parseInt(hash.get('page'), 10) || 1) - 1);
-  update();
-})();
-"""
-
-_CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0; color: #222; }
-header { background: #263238; color: #fff; padding: 14px 24px; }
-header h1 { margin: 0; font-size: 20px; } header p { margin: 4px 0 0; color: #cfd8dc; }
-nav { background: #eceff1; padding: 8px 24px; position: sticky; top: 0; z-index: 2; }
-nav a { margin-right: 14px; color: #37474f; text-decoration: none; }
-nav a:hover { text-decoration: underline; }
-main { padding: 8px 24px 40px; max-width: 1500px; }
-section { margin-top: 22px; } h2 { border-bottom: 2px solid #cfd8dc; padding-bottom: 4px; }
-table { border-collapse: collapse; margin: 8px 0; font-size: 12.5px; }
-th, td { border: 1px solid #dde3e6; padding: 3px 7px; text-align: left; vertical-align: top; }
-th { background: #f3f6f7; } table.kv td:first-child { font-weight: 600; white-space: nowrap; }
-img.plot { max-width: 100%; border: 1px solid #e0e0e0; margin: 6px 0; }
-.notes { background: #fff8e1; border: 1px solid #ffca28; padding: 8px 14px; margin-top: 14px; }
-.muted { color: #78909c; } .error { color: #c62828; } .files { font-size: 12px; }
-.samples { display: flex; flex-wrap: wrap; gap: 14px; } figure.sample { margin: 0; }
-figure.sample img.plot { width: 280px; image-rendering: pixelated; } figcaption { font-size: 12px; }
-.controls { display: flex; gap: 8px; align-items: center; margin: 8px 0; }
-.controls input { width: 280px; padding: 3px 6px; }
-.scroll { overflow-x: auto; } table.cands td:nth-child(14) { font-family: monospace; font-size: 11px; }
-table.cands td:nth-child(4), table.route td:nth-child(3) { white-space: nowrap; }
-table.cands th { cursor: pointer; user-select: none; white-space: nowrap; }
-th.asc::after { content: " \\25B2"; } th.desc::after { content: " \\25BC"; }
-"""
 
 
-def _page_html(run: Path, sections: list[tuple[str, str, str]], notes: list[str]) -> str:
+# ---------------------------------------------------------------------- the page
+def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, sample_seed: int, device: str,
+             top_n: int = PAGE_SIZE) -> list[Section]:
+    """Every section's HTML, in page order; a section that fails shows its error and costs nothing else."""
+    out: list[Section] = []
+
+    def section(sid: str, title: str, build: Callable[[], str], needs_done: bool = True,
+                failed: str | None = None) -> None:
+        if needs_done and not data.done:
+            out.append((sid, title, '<p class="muted">Needs finished candidates.</p>'))
+            return
+        if failed is not None:
+            page.notes.append(f"Section '{title}' failed: {failed}")
+            out.append((sid, title, f'<p class="error">Could not compute this section: {_e(failed)}</p>'))
+            return
+        try:
+            out.append((sid, title, build()))
+        except Exception as exc:  # one broken section must not cost the whole report
+            page.notes.append(f"Section '{title}' failed: {type(exc).__name__}: {exc}")
+            out.append((sid, title, f'<p class="error">Could not build this section: {_e(exc)}</p>'))
+
+    errors = analyses.errors
+    section("overview", "Overview", lambda: _overview(data), needs_done=False)
+    section("settings", "Settings", lambda: _settings_html(data.settings, data.run), needs_done=False)
+    section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final))
+    section("route", "Growing route of the best candidate", lambda: _route_html(page, data.route))
+    section("capacity", "1. G-to-D capacity", lambda: _capacity_html(page, analyses.capacity, data.key),
+            failed=errors.get("capacity"))
+    section("actions", "2. Effect of each action", lambda: _actions_html(page, analyses.action_effects),
+            failed=errors.get("action_effects"))
+    section("pruning", "3. Pruning risk",
+            lambda: _pruning_html(page, analyses.pruning_risk, analyses.pruning_thresholds[1]),
+            failed=errors.get("pruning_risk"))
+    section("replay", "4. K and p replay", lambda: _replay_html(page, analyses.replay, data.k, data.p),
+            failed=errors.get("replay"))
+    section("tree", "5. Search tree", lambda: _tree_html(page, data.rows, data.key, data.route), needs_done=False)
+    section("samples", "6. Samples",
+            lambda: _samples_html(page, data.layout, data.route, data.final, n_samples, sample_seed, device))
+    section("candidates", "All candidates", lambda: _candidates_html(page, data.rows, data.key, top_n),
+            needs_done=False)
+    return out
+
+
+def page_html(run: Path, sections: list[Section], notes: list[str]) -> str:
     nav = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title, _ in sections)
     note_html = ""
     if notes:
@@ -954,8 +679,8 @@ def _page_html(run: Path, sections: list[tuple[str, str, str]], notes: list[str]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>DGGAN search report — {_e(run.name)}</title><style>{_CSS}</style></head>
+<title>DGGAN search report — {_e(run.name)}</title><style>{asset("report.css")}</style></head>
 <body><header><h1>DGGAN search report — {_e(run.name)}</h1>
 <p>{_e(run.resolve())} · generated {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}</p></header>
-<nav>{nav}</nav><main>{note_html}{body}</main><script>{_JS}</script></body></html>
+<nav>{nav}</nav><main>{note_html}{body}</main><script>{asset("report.js")}</script></body></html>
 """

@@ -1,4 +1,4 @@
-"""``dggan report RUN``: the HTML report of a search run (registered on the main CLI by ``register``)."""
+"""``dggan report RUN``: the HTML report of a search run."""
 
 from __future__ import annotations
 
@@ -7,14 +7,10 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import fail
+from .app import app
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``report`` command to ``app``."""
-    app.command("report")(report)
-
-
+@app.command("report")
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder written by `dggan search` (holds ledger.sqlite)")],
     out: Annotated[
@@ -27,15 +23,11 @@ def report(
     samples: Annotated[int, typer.Option(help="Images per sample grid", min=1)] = 16,
     device: Annotated[str, typer.Option(help="Device for sampling the checkpoints: cpu or cuda")] = "cpu",
 ) -> None:
-    """Build RUN/report/index.html: settings, best architecture and route, the paper's analyses, samples."""
-    from .analysis.report import ReportError, generate_report  # matplotlib loads only when this command runs
+    """Build RUN/report/index.html: the result, the best architecture and route, the paper's analyses, samples."""
+    from ..analysis.report import generate_report  # matplotlib loads only when this command runs
 
-    try:
-        result = generate_report(
-            run, out, zoom_threshold=zoom_threshold, replay_seeds=replay_seeds, n_samples=samples, device=device
-        )
-    except ReportError as exc:
-        raise fail(str(exc)) from None
+    result = generate_report(run, out, zoom_threshold=zoom_threshold, replay_seeds=replay_seeds, n_samples=samples,
+                             device=device)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(str(result.path))

@@ -1,0 +1,153 @@
+"""What the report shows, computed from a run folder without writing anything: the ledger's rows and
+settings, the best candidate and its route, and the paper's four analyses."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ...errors import GenomeError, LedgerError, ReportError
+from ...runs import LEDGER_NAME, RunLayout
+from ...search.ledger import CandidateRow, FinalRow, Ledger
+from .. import analyses as A
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunData:
+    """One run as the report sees it."""
+
+    layout: RunLayout
+    rows: list[CandidateRow]
+    settings: dict[str, Any]
+    final: FinalRow | None
+    key: str  # the score the analyses rank by: normalized_metric, or metric without a baseline
+    statuses: Counter[str]
+    done: list[CandidateRow]
+    best: CandidateRow | None
+    route: list[CandidateRow]
+    k: int
+    p: float
+
+    @property
+    def run(self) -> Path:
+        return self.layout.root
+
+    @property
+    def target_resolution(self) -> int | None:
+        target = self.settings.get("target_resolution")
+        return int(target) if isinstance(target, int) else None
+
+
+@dataclass
+class Analyses:
+    """The paper's analyses (Fig. 3) of one run; a missing one failed and says why in ``errors``."""
+
+    capacity: A.Capacity | None = None
+    action_effects: list[A.ActionEffect] | None = None
+    pruning_thresholds: tuple[list[float], bool] | None = None
+    pruning_risk: list[A.PruningRisk] | None = None
+    replay: dict[str, Any] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self, data: RunData) -> dict[str, Any]:
+        out: dict[str, Any] = {"score_key": data.key, "K": data.k, "p": data.p,
+                               "best": None if data.best is None else data.best.id,
+                               "route": [r.id for r in data.route]}
+        for name in ("capacity", "action_effects", "pruning_risk", "replay"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def read_run(run_dir: str | Path) -> RunData:
+    """Read a run folder; ``ReportError`` when there is nothing to report on."""
+    layout = RunLayout(run_dir)
+    run = layout.root
+    if not run.is_dir():
+        raise ReportError(
+            f"{run}: no such run folder; pass the folder a `dggan search` run wrote (it holds {LEDGER_NAME})"
+        )
+    if not layout.ledger.is_file():
+        hint = ""
+        nested = sorted(p.parent.name for p in run.glob(f"*/{LEDGER_NAME}"))
+        if nested:
+            hint = f"; did you mean one of the runs inside it: {', '.join(nested[:5])}?"
+        raise ReportError(
+            f"{run}: no {LEDGER_NAME} here, so this is not a search run folder (or the search"
+            f" crashed before it started){hint}"
+        )
+    rows, settings, final = _read_ledger(layout.ledger)
+    if not settings:
+        settings = read_json(layout.options) or {}
+    key = A.score_key(rows)
+    done = A.finished(rows, key)
+    target = settings.get("target_resolution")
+    best = (A.best_candidate(rows, key, final.candidate if final is not None else None,
+                             target if isinstance(target, int) else None) if done else None)
+    k, p = A.search_hyperparameters(rows, settings) if rows else (0, 0.0)
+    return RunData(layout, rows, settings, final, key, Counter(r.status.value for r in rows), done, best,
+                   A.route(rows, best.id) if best is not None else [], k, p)
+
+
+def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None]:
+    fix = "; rebuild the report with the dggan release that wrote this run, or check that the file is the run's ledger"
+    try:
+        ledger = Ledger.open(path, readonly=True)
+    except LedgerError as exc:
+        raise ReportError(f"cannot read the run's ledger: {exc}") from None
+    try:
+        baseline = ledger.get_meta("baseline")  # the per-resolution values the search resolved and used
+        settings = ledger.settings()
+        if baseline:
+            settings = {**settings, "resolved_baseline": json.loads(baseline)}
+        return ledger.candidates(), settings, ledger.final()
+    except (sqlite3.Error, GenomeError, json.JSONDecodeError, LedgerError, ValueError) as exc:
+        raise ReportError(f"{path}: the ledger is unreadable ({exc}){fix}") from None
+    finally:
+        ledger.close()
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def compute_analyses(data: RunData, zoom_threshold: float = 1.2, replay_seeds: int = 10) -> Analyses:
+    """Every analysis that the run's finished candidates allow; one that fails costs only itself."""
+    out = Analyses()
+    if not data.done:
+        return out
+    rows, key = data.rows, data.key
+
+    def attempt(name: str, compute: Callable[[], T]) -> T | None:
+        try:
+            return compute()
+        except Exception as exc:  # one broken analysis must not cost the whole report
+            out.errors[name] = f"{type(exc).__name__}: {exc}"
+            return None
+
+    out.capacity = attempt("capacity", lambda: A.capacity(rows, key, zoom_threshold,
+                                                          data.best.id if data.best is not None else None))
+    out.action_effects = attempt("action_effects", lambda: A.action_effects(rows, key))
+    out.pruning_thresholds = attempt("pruning_risk", lambda: A.pruning_thresholds(rows, key))
+    if out.pruning_thresholds is not None:
+        out.pruning_risk = attempt("pruning_risk", lambda: A.pruning_risk(rows, key, out.pruning_thresholds[0]))
+    out.replay = attempt("replay", lambda: _replay(data, replay_seeds))
+    return out
+
+
+def _replay(data: RunData, seeds: int) -> dict[str, Any]:
+    index = A.ReplayIndex(data.rows, data.key, settings=data.settings)
+    ks, ps = A.default_grid(data.k, data.p)
+    cells = A.replay_grid(data.rows, ks, ps, seeds, data.key, index)
+    return {"target_resolution": index.target_resolution, "seeds": seeds, "actual": index.actual(), "cells": cells}

@@ -1,0 +1,132 @@
+"""``dggan eval`` (score a checkpoint), ``dggan ref`` (precompute reference statistics) and
+``dggan export-lsun`` (LSUN's LMDB to a fast memory-mapped array)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import ConfigError, DatasetError
+from .app import app
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def load_generator(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
+    """(genome, EMA generator in eval mode) of a checkpoint; a module-level name so tests can replace it."""
+    from ..checkpoint import load_generator as load
+
+    return load(path, device=device)
+
+
+def recorded_data(path: Path) -> str | None:
+    """The dataset spec a checkpoint was trained on (None when it does not record one)."""
+    from ..checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(path, tensors=False).state.get("data")
+    except ValueError:
+        return None
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or a folder holding one (metrics.jsonl goes"
+                                                    " beside it)")],
+    metric: Annotated[str, typer.Option(help="swd1k, swd16k, fid10k, fid50k, is50k... (FID/IS need the"
+                                             " Inception weights)")] = "swd1k",
+    data: Annotated[str | None, typer.Option(help="Real data spec (default: the data the checkpoint was trained"
+                                                  " on), e.g. synthetic, digits, cifar10:/path")] = None,
+    inception_weights: Annotated[Path | None, typer.Option(help="Inception weights file (FID/IS)")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Reference-statistics cache (default $DGGAN_CACHE"
+                                                        " or ~/.cache/dggan)")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Images per generator/extractor batch")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the latents (and of SWD's sampling)")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Score a checkpoint's EMA generator at its resolution and append the result to metrics.jsonl."""
+    from ..data import open_dataset
+    from ..io import append_jsonl
+    from ..metrics import default_cache_dir, evaluate, parse_metric
+    from ..sampling import LatentStream, generate
+    from ..train import pick_device
+    from .train import resolve_checkpoint
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    spec = parse_metric(metric)
+    pick_device(device)
+    checkpoint = resolve_checkpoint(checkpoint)
+    if data is None and spec.kind != "is":
+        data = recorded_data(checkpoint)
+        if data is None:
+            raise ConfigError(f"{spec.name} compares against real images and {checkpoint} does not record its"
+                              " dataset: pass --data SPEC (e.g. --data synthetic, or the data it was trained on)")
+    genome, generator = load_generator(checkpoint, device=device)
+    real = open_dataset(data) if data is not None and spec.kind != "is" else None
+    stream = LatentStream(genome.latent_size, seed)
+    result = evaluate(spec.name, lambda n: generate(generator, stream.take(n), batch_size), real, genome.resolution,
+                      cache_dir=cache_dir or default_cache_dir(), device=device,
+                      inception_weights=inception_weights, batch_size=batch_size, seed=seed, progress=progress)
+    record = {**result, "checkpoint": str(checkpoint), "data": data, "seed": seed, "time": time.time(),
+              "genome_key": genome.key()}
+    path = checkpoint.parent / METRICS_FILE
+    append_jsonl(path, record)
+    typer.echo(f"{spec.name} @{genome.resolution}px = {result['value']:.4f}  ({result['time_s']:.1f}s,"
+               f" appended to {path})")
+    typer.echo(json.dumps(record, sort_keys=True))
+
+
+@app.command("ref")
+def ref_command(
+    data: Annotated[str, typer.Option(help="Real data spec, e.g. cifar10:/path")],
+    resolution: Annotated[int, typer.Option(help="Resolution the candidates are evaluated at")],
+    metric: Annotated[str, typer.Option(help="Metric whose reference to compute, e.g. fid10k")] = "fid10k",
+    inception_weights: Annotated[Path | None, typer.Option(help="Inception weights file")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default $DGGAN_CACHE or"
+                                                        " ~/.cache/dggan)")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Images per extractor batch")] = 64,
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Precompute (and cache) the real data's reference statistics for a metric at a resolution."""
+    from ..data import open_dataset
+    from ..metrics import default_cache_dir, fid_reference, get_inception, parse_metric
+    from ..train import pick_device
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    spec = parse_metric(metric)
+    if spec.kind != "fid":
+        why = "IS uses no real data" if spec.kind == "is" else "SWD draws fresh patches per evaluation"
+        typer.echo(f"{spec.name}: nothing to precompute ({why})")
+        return
+    pick_device(device)
+    real = open_dataset(data)
+    if real.resolution < resolution:
+        raise DatasetError(f"{real.name}: stored at {real.resolution}px, cannot serve {resolution}px")
+    extractor = get_inception(inception_weights, device)
+    ref = fid_reference(real, resolution, spec.num_real, extractor, extractor.key,
+                        cache_dir=cache_dir or default_cache_dir(), batch_size=batch_size, progress=progress)
+    typer.echo(f"reference for {spec.name} on {real.name} @{resolution}px ({ref.num_real} images):"
+               f" {ref.source}, {ref.path}")
+
+
+@app.command("export-lsun")
+def export_lsun_command(
+    lmdb_path: Annotated[Path, typer.Argument(help="LSUN LMDB folder, e.g. bedroom_train_lmdb")],
+    out: Annotated[Path, typer.Argument(help="Output .npy (use it as data=npz:OUT)")],
+    max_images: Annotated[int | None, typer.Option(help="Export only the first N entries")] = None,
+    resolution: Annotated[int, typer.Option(help="Side of the exported images")] = 256,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Decode an LSUN LMDB once into a memory-mapped .npy, which trains far faster than decoding JPEGs."""
+    from ..data import export_lsun
+
+    path = export_lsun(lmdb_path, out, max_images=max_images, resolution=resolution, progress=progress)
+    typer.echo(f"wrote {path}; use it with data=npz:{path}")

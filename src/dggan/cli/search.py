@@ -1,0 +1,159 @@
+"""``dggan search`` (Algorithm 1 and the final training), ``dggan baseline`` and ``dggan ls``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..errors import ConfigError
+from .app import app
+
+if TYPE_CHECKING:
+    from ..search.config import SearchConfig
+    from ..search.driver import SearchSummary
+
+PRESET_NAMES = ("cifar10", "demo", "digits", "lsun-bedroom")
+# Settings that say where and how fast a search runs, not what it computes: --resume may change them.
+RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device"})
+
+
+def build_config(preset_name: str | None, config_file: Path | None, overrides: list[str],
+                 options: dict[str, Any]) -> SearchConfig:
+    """Preset (default demo) or settings file, then ``--set KEY=VALUE`` overrides, then the shortcut options."""
+    from ..search.config import SearchConfig, preset
+    from ..settings import parse_assignment
+
+    if preset_name and config_file:
+        raise ConfigError("use either --preset or --config, not both")
+    base = SearchConfig.from_file(config_file).to_dict() if config_file else preset(preset_name or "demo").to_dict()
+    extra = dict(parse_assignment(item) for item in overrides)
+    extra.update({k: v for k, v in options.items() if v is not None})
+    return SearchConfig.from_dict({**base, **extra}, source="search settings")
+
+
+def print_summary(summary: SearchSummary) -> None:
+    typer.echo(f"run folder: {summary.run_dir}")
+    typer.echo(f"{summary.candidates} candidates over {summary.steps} steps;"
+               + (f" best at the target resolution: candidate {summary.best_id} (normalised metric"
+                  f" {summary.best_normalized:.3f})" if summary.best_id is not None and summary.best_normalized
+                  is not None else " no candidate finished at the target resolution"))
+    if summary.final_status:
+        typer.echo(f"final training: {summary.final_status}, metric {summary.final_metric}")
+    typer.echo(f"this session: wall {summary.wall_seconds:.1f}s; the run's training {summary.train_seconds:.1f}s,"
+               f" scoring {summary.eval_seconds:.1f}s")
+
+
+Progress = Annotated[bool, typer.Option(help="Show progress bars")]
+Executor = Annotated[str | None, typer.Option(help="inprocess, local or ray")]
+Workers = Annotated[int | None, typer.Option(help="Worker processes (local) / CPUs (ray)")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda")]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: KEY=VALUE (value as JSON or"
+                                                             " plain text), e.g. --set top_k=8")]
+Preset = Annotated[str | None, typer.Option("--preset", help=f"Settings preset: one of {', '.join(PRESET_NAMES)}"
+                                                             " (default demo)")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="Settings JSON file (instead of a preset)")]
+
+
+@app.command()
+def search(
+    preset_name: Preset = None,
+    config_file: ConfigFile = None,
+    run_dir: Annotated[Path | None, typer.Option(help="New run folder (default: runs/NNNNN-search-PRESET)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the search in this run folder")] = None,
+    overrides: Sets = None,
+    executor: Executor = None,
+    workers: Workers = None,
+    device: Device = None,
+    print_config: Annotated[bool, typer.Option(help="Print the resolved settings and exit")] = False,
+    progress: Progress = True,
+) -> None:
+    """Run the DGGAN search (Algorithm 1), then train the best architecture longer."""
+    from ..runs import new_run_dir
+    from ..search.driver import load_run_config, run_search, validate_new_search
+
+    shortcuts = {"executor": executor, "workers": workers, "device": device}
+    if resume is not None:
+        if preset_name or config_file or run_dir:
+            raise ConfigError("--resume continues with the run's saved settings; drop --preset/--config/--run-dir")
+        from ..settings import parse_assignment
+
+        changes = dict(parse_assignment(item) for item in overrides or [])
+        changes.update({k: v for k, v in shortcuts.items() if v is not None})
+        fixed = sorted(set(changes) - RUNTIME_SETTINGS)
+        if fixed:
+            raise ConfigError(f"--resume keeps the run's settings; only {sorted(RUNTIME_SETTINGS)} may change"
+                              f" (not {fixed})")
+        load_run_config(resume)
+        summary = run_search(resume, resume=True, progress=progress, runtime=changes)
+    else:
+        config = build_config(preset_name, config_file, overrides or [], shortcuts)
+        if print_config:
+            typer.echo(json.dumps(config.to_dict(), indent=2))
+            return
+        validate_new_search(config, run_dir)  # before any folder is made
+        target = run_dir or new_run_dir("runs", f"search-{preset_name or 'custom'}")
+        summary = run_search(target, config, progress=progress)
+    print_summary(summary)
+
+
+@app.command()
+def baseline(
+    preset_name: Preset = None,
+    config_file: ConfigFile = None,
+    run_dir: Annotated[Path | None, typer.Option(help="New run folder (default: runs/NNNNN-baseline-PRESET)")] = None,
+    overrides: Sets = None,
+    executor: Executor = None,
+    workers: Workers = None,
+    device: Device = None,
+    progress: Progress = True,
+) -> None:
+    """Train the ProgGAN route (only grow_res) with the search's budgets; use it with --set baseline=RUN."""
+    from ..runs import new_run_dir
+    from ..search.driver import baseline_config, run_search, validate_new_search
+    from ..search.ledger import Ledger
+
+    config = baseline_config(build_config(preset_name, config_file, overrides or [],
+                                          {"executor": executor, "workers": workers, "device": device}))
+    validate_new_search(config, run_dir)
+    target = run_dir or new_run_dir("runs", f"baseline-{preset_name or 'custom'}")
+    summary = run_search(target, config, progress=progress)
+    print_summary(summary)
+    with Ledger.open(Path(target) / "ledger.sqlite", readonly=True) as ledger:
+        for row in ledger.candidates():
+            typer.echo(f"  {row.resolution:>4}px  {row.status:<8} metric {row.metric}")
+
+
+@app.command("ls")
+def ls_command(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `dggan search`")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON array, one object per candidate")] = False,
+) -> None:
+    """List a run's candidates (a table, or JSON with --json)."""
+    from ..runs import RunLayout
+    from ..search.ledger import Ledger
+
+    with Ledger.open(RunLayout(run).ledger, readonly=True) as ledger:
+        rows = ledger.candidates()
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..actions import action_label
+
+    table = Table(title=str(run))
+    for col in ("id", "parent", "step", "action", "res", "G params", "D params", "status", "metric", "norm",
+                "kept"):
+        table.add_column(col, justify="right" if col not in ("action", "status") else "left", no_wrap=True)
+    for r in rows:
+        table.add_row(str(r.id), str(r.parent or "-"), str(r.step), action_label(r.action), str(r.resolution),
+                      f"{r.g_params / 1e6:.2f}M", f"{r.d_params / 1e6:.2f}M", r.status.value,
+                      "-" if r.metric is None else f"{r.metric:.4g}",
+                      "-" if r.normalized_metric is None else f"{r.normalized_metric:.3f}",
+                      "*" if r.kept else "")
+    console = Console()
+    Console(width=max(console.width, 120)).print(table)  # never squeeze the table into a narrow pipe

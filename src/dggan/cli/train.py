@@ -1,0 +1,166 @@
+"""``dggan train`` (one genome, from scratch, continued, or as a child) and ``dggan sample``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import CheckpointError, ConfigError
+from .app import app
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or a folder holding one (a run folder's ``best/``, a candidate's folder)."""
+    from ..runs import CHECKPOINT_NAME
+
+    if path.is_dir():
+        inside = path / CHECKPOINT_NAME
+        if inside.is_file():
+            return inside
+        nested = sorted(path.glob(f"*/{CHECKPOINT_NAME}"))
+        hint = f"; did you mean {nested[0]}?" if nested else ""
+        raise CheckpointError(f"{path} is a folder without a {CHECKPOINT_NAME}{hint}")
+    return path
+
+
+def _data_for(ckpt: Any, data: str | None) -> str:
+    """The dataset to continue a checkpoint on: the one it recorded, unless ``--data`` says otherwise."""
+    recorded = ckpt.state.get("data")
+    if data is None:
+        if recorded is None:
+            raise ConfigError(f"{ckpt.path} does not record its dataset (written by an older dggan);"
+                              " pass --data SPEC to say which data to train on")
+        return str(recorded)
+    if recorded is not None and data != recorded:
+        typer.echo(f"note: {ckpt.path.name} was trained on {recorded!r}; continuing on {data!r} as asked", err=True)
+    return data
+
+
+@app.command()
+def train(
+    genome_file: Annotated[Path | None, typer.Option("--genome", help="Genome JSON (default: base genome)")] = None,
+    from_checkpoint: Annotated[Path | None, typer.Option("--from", help="Continue a checkpoint's training"
+                                                                         " (a file or a folder holding one)")] = None,
+    parent: Annotated[Path | None, typer.Option(help="Grow a child from this checkpoint (needs --action)")] = None,
+    action: Annotated[str | None, typer.Option(help="With --parent: grow_res, grow_g:k3:f256 or grow_d:k7:f64")] = None,
+    new_layers: Annotated[str, typer.Option(help="With --parent: grown convs start 'random' or 'identity'")] = "random",
+    data: Annotated[str | None, typer.Option(
+        help="Dataset spec, e.g. synthetic, digits, cifar10:/path (default: synthetic; with --from/--parent:"
+             " the checkpoint's)")] = None,
+    iterations: Annotated[int, typer.Option(help="Total training iterations (with --from: train up to this)")] = 300,
+    batch_size: Annotated[int, typer.Option(help="Images per batch")] = 16,
+    channels: Annotated[int, typer.Option(help="Width of every scale for the default base genome")] = 64,
+    latent_size: Annotated[int, typer.Option(help="Size of z for the default base genome")] = 128,
+    max_resolution: Annotated[int, typer.Option(help="Largest scale the default genome's schedule covers")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    fade_fraction: Annotated[float, typer.Option(help="Share of a grow_res child's iterations spent fading in")] = 0.5,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast (CUDA only)")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the weights, batches and noise")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: chosen from the free cores)")] = None,
+    run_dir: Annotated[Path, typer.Option(help="Folder that holds numbered run folders")] = Path("runs"),
+    checkpoint_every: Annotated[int, typer.Option(help="Iterations between checkpoints (0: only at the end)")] = 0,
+    log_every: Annotated[int, typer.Option(help="Iterations between lines of stats.jsonl")] = 50,
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Train one genome (from scratch, from a checkpoint, or as a child of a checkpoint) into a new run folder."""
+    from ..actions import Action, GrowthLimits, apply_action
+    from ..checkpoint import load_checkpoint
+    from ..data import open_dataset
+    from ..genome import Genome, constant_channels
+    from ..images import save_grid
+    from ..io import append_jsonl, atomic_write_json, atomic_write_text
+    from ..runs import CHECKPOINT_NAME, SAMPLES_NAME, new_run_dir
+    from ..threads import set_threads
+    from ..train import TrainConfig, Trainer
+
+    if action is not None and parent is None:
+        raise ConfigError("--action needs --parent CHECKPOINT (the model to grow)")
+    if parent is not None and action is None:
+        raise ConfigError("--parent needs --action (grow_res, grow_g:k3:f256, grow_d:k7:f64)")
+    if from_checkpoint is not None and parent is not None:
+        raise ConfigError("use either --from (continue a run) or --parent (grow a child), not both")
+    if checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0 (0: only at the end), got {checkpoint_every}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file; it must be a folder (it holds numbered run folders)")
+    chosen = set_threads(threads)
+    start_iteration = 0
+    if from_checkpoint is not None:
+        ckpt = load_checkpoint(resolve_checkpoint(from_checkpoint))
+        data = _data_for(ckpt, data)
+        trainer = Trainer.resume(ckpt, open_dataset(data), device=device)
+        start_iteration = trainer.iteration
+        if iterations <= trainer.iteration:
+            raise ConfigError(f"{ckpt.path} is at iteration {trainer.iteration}; pass --iterations above it"
+                              " (the total to train up to)")
+        trainer.extend(iterations)
+        desc = f"train-{ckpt.genome.key()}-resumed"
+    else:
+        config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, fade_fraction=fade_fraction,
+                             device=device, bf16=bf16, seed=seed, log_every=log_every)
+        if parent is not None:
+            parent_ckpt = load_checkpoint(resolve_checkpoint(parent))
+            data = _data_for(parent_ckpt, data)
+            child = apply_action(parent_ckpt.genome, Action.parse(action or ""),
+                                 GrowthLimits(target_resolution=max(parent_ckpt.genome.channel_map)))
+            trainer = Trainer.child_of(parent_ckpt, child, config, open_dataset(data),
+                                       new_layers=new_layers)  # type: ignore[arg-type]
+        else:
+            data = data or "synthetic"
+            source = open_dataset(data)
+            genome = (Genome.from_file(genome_file) if genome_file else
+                      Genome.base(latent_size=latent_size, channels=constant_channels(max_resolution, channels),
+                                  image_channels=source.channels))
+            trainer = Trainer(genome, config, source)
+        desc = f"train-{trainer.genome.key()}"
+
+    out = new_run_dir(run_dir, desc)
+    atomic_write_json(out / "options.json", {
+        "command": "train", "data": data, "train": trainer.config.to_dict(), "threads": chosen,
+        "from": str(from_checkpoint) if from_checkpoint else None, "parent": str(parent) if parent else None,
+        "action": action, "genome": trainer.genome.to_dict()})
+    atomic_write_text(out / "genome.json", trainer.genome.to_json() + "\n")
+    if trainer.inheritance:
+        atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
+    typer.echo(f"run folder: {out}\n{trainer.genome.summary()}\ntorch threads: {chosen}")
+    ckpt_path = out / CHECKPOINT_NAME
+
+    def grid_at(iteration: int) -> None:
+        save_grid(trainer.sample(64, seed=0), out / f"samples-{iteration:06d}.png")
+
+    result = trainer.train(progress=progress, on_log=lambda row: append_jsonl(out / "stats.jsonl", row),
+                           checkpoint_path=ckpt_path, checkpoint_every=checkpoint_every, on_checkpoint=grid_at)
+    trainer.save(ckpt_path)
+    save_grid(trainer.sample(64, seed=0), out / SAMPLES_NAME)
+    atomic_write_json(out / "result.json", result.to_dict())
+    span = f" ({start_iteration} -> {result.iterations})" if start_iteration else ""
+    typer.echo(f"{result.status}: trained {result.trained} iterations{span} in {result.seconds:.1f}s"
+               + (f" ({result.reason})" if result.reason else ""))
+    typer.echo(f"checkpoint: {ckpt_path}\nsamples: {out / SAMPLES_NAME}")
+    if result.status != "done":
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a folder holding one (e.g. RUN/best)")],
+    n: Annotated[int, typer.Option("--n", help="Number of images")] = 64,
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("grid.png"),
+    seed: Annotated[int, typer.Option(help="Seed of the latent vectors")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+) -> None:
+    """Write a grid of samples from a checkpoint's EMA generator."""
+    from ..checkpoint import load_generator
+    from ..images import save_grid
+    from ..sampling import sample_images
+    from ..train import pick_device
+
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    pick_device(device)
+    genome, net = load_generator(resolve_checkpoint(checkpoint), device=device)
+    save_grid(sample_images(net, n, seed), out)
+    typer.echo(f"wrote {n} samples ({genome.resolution}px) to {out}")

@@ -1,0 +1,94 @@
+"""Run folders: where everything of a search (or a training run) lives, spelled in one place.
+
+```
+RUN/
+  options.json            resolved settings
+  ledger.sqlite           the search's ledger
+  .lock                   held by the search that writes this run
+  baseline/               the auto baseline: a run folder of its own
+  candidates/c00007/      checkpoint.safetensors, genome.json, samples.png, stats.jsonl, inheritance.json
+  best/                   the final model
+  report/                 dggan report
+```
+Paths stored in the ledger are relative to the run folder, so a run can be moved or copied whole.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+LEDGER_NAME = "ledger.sqlite"
+OPTIONS_NAME = "options.json"
+CHECKPOINT_NAME = "checkpoint.safetensors"
+SAMPLES_NAME = "samples.png"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / LEDGER_NAME
+
+    @property
+    def options(self) -> Path:
+        return self.root / OPTIONS_NAME
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def baseline(self) -> RunLayout:
+        """The auto baseline's own run folder inside this one."""
+        return RunLayout(self.root / "baseline")
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def candidate(self, candidate: int) -> Path:
+        return self.root / "candidates" / f"c{candidate:05d}"
+
+    def checkpoint(self, candidate: int) -> Path:
+        return self.candidate(candidate) / CHECKPOINT_NAME
+
+    def is_run(self) -> bool:
+        return self.ledger.is_file() and self.options.is_file()
+
+    def resolve(self, stored: str | Path) -> Path:
+        """A path as stored in the ledger (relative to the run folder, or absolute) -> a usable path."""
+        p = Path(stored)
+        return p if p.is_absolute() else self.root / p
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` relative to the run folder when it lies inside it, else as given."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+
+def new_run_dir(root: str | Path, desc: str) -> Path:
+    """``root/NNNNN-desc``, numbered after the highest existing run; never reuses an existing folder."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", desc).strip("-") or "run"
+    while True:
+        ids = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+        run_dir = root / f"{max(ids, default=-1) + 1:05d}-{safe}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:  # another process took this number first
+            continue

@@ -1,0 +1,149 @@
+"""Algorithm 1 of the paper as pure rules: which (parent, action) pairs a step draws, which children are
+kept, when the search stops, and which candidate is "the best".
+
+The driver, the K/p replay of the report and the synthetic-ledger generator all call these functions, so
+a replay with the run's own K, p and seed retraces the real search exactly.
+
+- Every (kept parent, valid action) pair is drawn with probability ``p``, from a random stream seeded by
+  the search seed and the step. If none is drawn, one action of the **best** parent is (so a small p
+  never ends the search).
+- Past ``max_steps`` without the target resolution, growth is forced: **every** kept parent that can
+  still double its resolution gets its ``grow_res`` child (no draw), so the best route is never dropped.
+- The ``top_k`` finished children by normalised metric (ties: lower id) become the next parents.
+- The search stops when no parent has a valid action left, or at ``max_steps`` once a parent is at the
+  target resolution.
+- The best candidate is the finished one with the lowest score at the target resolution; before any
+  candidate reaches it (a running search), the best at the highest resolution reached so far.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from ..actions import Action, ActionSpace, GrowthLimits, valid_actions
+from ..genome import Genome
+from .ledger import Status
+
+
+class Candidate(Protocol):
+    """What the rules need to know of a candidate (a ledger row, or anything shaped like one)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def genome(self) -> Genome: ...
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def resolution(self) -> int: ...
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+def step_rng(seed: int, step: int) -> random.Random:
+    """The random stream of one step's draws: a function of the search seed and the step only."""
+    return random.Random(f"{seed}:{step}")
+
+
+def score_of(row: Any, key: str = "normalized_metric") -> float | None:
+    """The score a candidate is ranked by (lower is better), or None when it has none."""
+    value = getattr(row, key)
+    if row.status != Status.DONE or value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def rank(rows: Iterable[C], key: str = "normalized_metric") -> list[C]:
+    """Finished candidates with a score, best first (ties: lower id)."""
+    scored = [r for r in rows if score_of(r, key) is not None]
+    return sorted(scored, key=lambda r: (score_of(r, key), r.id))
+
+
+def best_candidate(rows: Iterable[C], target_resolution: int | None = None,
+                   key: str = "normalized_metric") -> C | None:
+    """The best finished candidate at ``target_resolution``; before any reached it (or without a target),
+    the best at the highest resolution reached."""
+    ranked = rank(rows, key)
+    if not ranked:
+        return None
+    at_target = [r for r in ranked if r.resolution == target_resolution]
+    if at_target:
+        return at_target[0]
+    top = max(r.resolution for r in ranked)
+    return next(r for r in ranked if r.resolution == top)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings Algorithm 1 runs by. ``top_k=None`` keeps every finished child (no pruning)."""
+
+    top_k: int | None
+    p: float
+    seed: int
+    space: ActionSpace
+    limits: GrowthLimits
+    max_steps: int | None = None
+    key: str = "normalized_metric"
+
+    @property
+    def target_resolution(self) -> int:
+        return self.limits.target_resolution
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], **overrides: Any) -> Rules:
+        """Rules from a run's settings (``SearchConfig.to_dict()``, as the ledger stores them)."""
+        space = ActionSpace(kernels=tuple(settings.get("kernels", ActionSpace.kernels)),
+                            filters=tuple(settings.get("filters", ActionSpace.filters)),
+                            grow_g=bool(settings.get("grow_g", True)), grow_d=bool(settings.get("grow_d", True)),
+                            grow_res=bool(settings.get("grow_res", True)))
+        limits = GrowthLimits(int(settings.get("target_resolution", 32)), settings.get("max_g_layers"),
+                              settings.get("max_d_layers"))
+        values: dict[str, Any] = {"top_k": settings.get("top_k"), "p": float(settings.get("p", 1.0)),
+                                  "seed": int(settings.get("seed", 0)), "space": space, "limits": limits,
+                                  "max_steps": settings.get("max_steps")}
+        values.update(overrides)
+        return cls(**values)
+
+    # ------------------------------------------------------------------ growth
+    def forced(self, step: int) -> bool:
+        """Whether children of ``step`` are forced ``grow_res`` children (past ``max_steps``)."""
+        return self.max_steps is not None and step > self.max_steps
+
+    def actions_of(self, genome: Genome) -> list[Action]:
+        return valid_actions(genome, self.space, self.limits)
+
+    def children(self, step: int, parents: Sequence[C]) -> list[tuple[C, Action]]:
+        """The (parent, action) pairs that become the children of ``step``; ``parents`` ranked best first."""
+        if self.forced(step):
+            grow = Action("grow_res")
+            return [(parent, grow) for parent in parents if grow in self.actions_of(parent.genome)]
+        options = [(parent, self.actions_of(parent.genome)) for parent in parents]
+        pairs = [(parent, action) for parent, actions in options for action in actions]
+        rng = step_rng(self.seed, step)
+        drawn = [pair for pair in pairs if rng.random() < self.p]
+        if not drawn and pairs:
+            # p so small that nothing was drawn: grow the best parent that can still grow.
+            parent, actions = next((parent, actions) for parent, actions in options if actions)
+            drawn = [(parent, rng.choice(actions))]
+        return drawn
+
+    # ------------------------------------------------------------------ selection and stopping
+    def select(self, candidates: Iterable[C]) -> list[C]:
+        """The next parents: the top-K finished candidates by score, best first."""
+        ranked = rank(candidates, self.key)
+        return ranked if self.top_k is None else ranked[: self.top_k]
+
+    def should_stop(self, step: int, parents: Sequence[C]) -> bool:
+        """After selecting ``parents`` at ``step``: nothing can grow, or ``max_steps`` is reached at the target."""
+        if not parents or not any(self.actions_of(p.genome) for p in parents):
+            return True
+        at_target = any(p.resolution == self.target_resolution for p in parents)
+        return self.max_steps is not None and step >= self.max_steps and at_target

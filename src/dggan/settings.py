@@ -1,0 +1,152 @@
+"""Typed settings: the one place that checks and converts values against a dataclass's field types.
+
+``TrainConfig`` and ``SearchConfig`` are frozen dataclasses. ``coerce`` turns values from JSON files and
+``--set KEY=VALUE`` into each field's type (``--set lr=1`` is a float, ``--set data=123`` a string) and
+``normalize_fields`` rejects what cannot be converted, naming the field, before any range check runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from functools import cache
+from typing import Any, Union
+
+from .errors import ConfigError
+
+
+@cache
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a dataclass's fields (string annotations evaluated once)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _options(tp: Any) -> tuple[Any, ...]:
+    """The members of a union (``int | None`` -> (int, NoneType)), or the type itself."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return typing.get_args(tp)
+    return (tp,)
+
+
+def type_name(tp: Any) -> str:
+    names = []
+    for option in _options(tp):
+        if option is type(None):
+            names.append("null")
+        elif typing.get_origin(option) is tuple:
+            names.append(f"a list of {type_name(typing.get_args(option)[0])}")
+        elif option is float:
+            names.append("a number")
+        elif option is int:
+            names.append("an integer")
+        elif option is bool:
+            names.append("true/false")
+        elif option is str:
+            names.append("a string")
+        else:
+            names.append(getattr(option, "__name__", str(option)))
+    return " or ".join(names)
+
+
+def _convert(value: Any, tp: Any) -> Any:
+    """``value`` as ``tp``; raises ValueError when it is not one."""
+    if tp is Any:
+        return value
+    if value is None:
+        if type(None) in _options(tp):
+            return None
+        raise ValueError
+    for option in _options(tp):
+        if option is type(None):
+            continue
+        try:
+            return _convert_one(value, option)
+        except (ValueError, TypeError):
+            continue
+    raise ValueError
+
+
+def _convert_one(value: Any, tp: Any) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            return int(value.strip())
+        raise ValueError
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value) if isinstance(value, (int, float, str)) else None
+        if number is None or not math.isfinite(number):
+            raise ValueError
+        return number
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return json.dumps(value)  # --set data=123: the user meant the text
+        raise ValueError
+    if typing.get_origin(tp) is tuple:
+        item = typing.get_args(tp)[0]
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").split() if part]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError
+        return tuple(_convert_one(v, item) for v in value)
+    raise ValueError
+
+
+def coerce(cls: type, data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` with every known field converted to its type; unknown keys and bad values raise ConfigError."""
+    types_ = field_types(cls)
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {unknown}; known settings: {sorted(types_)}")
+    out = {}
+    for key, value in data.items():
+        try:
+            out[key] = _convert(value, types_[key])
+        except (ValueError, TypeError):
+            shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+            raise ConfigError(f"{source}: {key} must be {type_name(types_[key])}, got {shown}") from None
+    return out
+
+
+def normalize_fields(obj: Any, source: str) -> None:
+    """Convert every field of a frozen dataclass to its declared type in place (``lr=1`` -> 1.0,
+    ``kernels=[3]`` -> (3,)); raise ConfigError naming the first field that cannot be (or is not finite)."""
+    for key, tp in field_types(type(obj)).items():
+        value = getattr(obj, key)
+        try:
+            converted = _convert(value, tp)
+        except (ValueError, TypeError):
+            shown = json.dumps(value) if isinstance(value, (int, float, bool, type(None))) else repr(value)
+            raise ConfigError(f"{source}: {key} must be {type_name(tp)}, got {shown}") from None
+        if converted is not value:
+            object.__setattr__(obj, key, converted)
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from the command line: VALUE as JSON when it parses, else the plain text."""
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set top_k=8")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # plain strings need no quotes: --set data=cifar10:/data
