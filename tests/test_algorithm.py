@@ -184,3 +184,26 @@ def test_wrong_types_name_the_setting(value: str, needle: str) -> None:
         SearchConfig.from_dict({key: parsed})
     assert SearchConfig.from_dict(dict([parse_assignment("data=123")])).data == "123"
     assert SearchConfig.from_dict(dict([parse_assignment("lr=1")])).lr == 1.0
+
+
+def test_every_training_knob_is_a_search_setting() -> None:
+    from dggan.search.config import SEARCH_MANAGED
+    from dggan.train import TrainConfig
+
+    knobs = {f.name for f in dataclasses.fields(TrainConfig)} - SEARCH_MANAGED
+    assert knobs <= {f.name for f in dataclasses.fields(SearchConfig)}
+    config = SearchConfig.from_dict({"gp_lambda": 5, "drift": 0.01, "beta1": 0.5, "beta2": 0.9, "flip": True,
+                                     "mbstd_group": 2, "divergence_threshold": 1e3, "check_every": 3})
+    train = config.train_config(10, seed=4)
+    assert (train.gp_lambda, train.drift, train.beta1, train.beta2, train.flip) == (5.0, 0.01, 0.5, 0.9, True)
+    assert (train.mbstd_group, train.divergence_threshold, train.check_every, train.seed) == (2, 1e3, 3, 4)
+
+
+def test_cli_set_with_a_wrong_type_names_the_field(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dggan.cli import app
+
+    result = CliRunner().invoke(app, ["search", "--run-dir", str(tmp_path / "r"), "--set", "p=abc"])
+    assert result.exit_code == 2 and "p must be a number, got 'abc'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()

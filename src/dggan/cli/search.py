@@ -111,7 +111,7 @@ def baseline(
     progress: Progress = True,
 ) -> None:
     """Train the ProgGAN route (only grow_res) with the search's budgets; use it with --set baseline=RUN."""
-    from ..runs import new_run_dir
+    from ..runs import RunLayout, new_run_dir
     from ..search.driver import baseline_config, run_search, validate_new_search
     from ..search.ledger import Ledger
 
@@ -121,7 +121,7 @@ def baseline(
     target = run_dir or new_run_dir("runs", f"baseline-{preset_name or 'custom'}")
     summary = run_search(target, config, progress=progress)
     print_summary(summary)
-    with Ledger.open(Path(target) / "ledger.sqlite", readonly=True) as ledger:
+    with Ledger.open(RunLayout(target).ledger, readonly=True) as ledger:
         for row in ledger.candidates():
             typer.echo(f"  {row.resolution:>4}px  {row.status:<8} metric {row.metric}")
 

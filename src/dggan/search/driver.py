@@ -57,16 +57,21 @@ class SearchSummary:
 def create_run(run_dir: str | Path, config: SearchConfig) -> Path:
     """Make a new run folder with its resolved options and an empty ledger; never reuses a folder."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SearchError(f"{run_dir} is a file, not a folder; choose a new --run-dir")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
-                          " or choose a new --run-dir")
+    check_new_run_dir(run_dir)
     layout = RunLayout(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(layout.options, config.to_dict())
     Ledger.create(layout.ledger, config.to_dict()).close()
     return run_dir
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run never goes into a file or a folder that holds anything."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SearchError(f"--run-dir {run_dir} is a file, not a folder; choose a new --run-dir")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
+                          " or choose a new --run-dir")
 
 
 def load_run_config(run_dir: str | Path) -> SearchConfig:
@@ -392,12 +397,7 @@ def check_device(config: SearchConfig) -> None:
 def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None) -> None:
     """Everything that can be checked before a run folder is made or any work is done."""
     if run_dir is not None:
-        run_dir = Path(run_dir)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise SearchError(f"--run-dir {run_dir} is a file, not a folder; choose a new --run-dir")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
-                              " or choose a new --run-dir")
+        check_new_run_dir(Path(run_dir))
     static_baseline(config)
     check_device(config)
     check_data(config)

@@ -167,7 +167,7 @@ def _settings_html(settings: dict[str, Any], run: Path) -> str:
     rows = _flatten(settings)
     note = (
         f" (from the ledger; {run / 'options.json'} holds the same as written)"
-        if (run / "options.json").is_file()
+        if RunLayout(run).options.is_file()
         else " (from the ledger)"
     )
     return (
@@ -218,7 +218,7 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
                 ],
             )
         )
-    metrics = read_json(run / "best" / "metrics.json")
+    metrics = read_json(RunLayout(run).best / "metrics.json")
     if isinstance(metrics, dict):
         html_parts.append("<h3>best/metrics.json</h3>" + _table(["", ""], _flatten(metrics), "kv"))
     html_parts.append(
