@@ -104,8 +104,8 @@ class FakeExecutor:
             genome = Genome.from_json(task.genome_json)
             metric = 1.0 - 0.05 * len(genome.g_layers) + 0.01 * len(genome.d_layers) \
                 + 0.02 * (genome.resolution // 8) + 0.001 * task.candidate_id
-            yield CandidateResult(task.candidate_id, Status.DONE, metric=metric,
-                                  normalized_metric=metric / task.baseline, train_seconds=0.0, eval_seconds=0.0)
+            yield CandidateResult(task.candidate_id, Status.DONE, metric=metric, train_seconds=0.0,
+                                  eval_seconds=0.0)
 
     def close(self) -> None:
         pass

@@ -17,6 +17,7 @@ from dggan.search import worker as worker_module
 from dggan.search.config import SearchConfig, preset
 from dggan.search.driver import SearchError, run_search
 from dggan.search.executors import InProcessExecutor, make_executor
+from dggan.search.baseline import BaselineCurve
 from dggan.search.ledger import Ledger
 from dggan.train import ConfigError
 
@@ -105,14 +106,43 @@ def test_failed_and_diverged_children_are_recorded_and_never_kept(tmp_path: Path
 def test_auto_baseline_runs_the_proggan_route(tmp_path: Path) -> None:
     run_search(tmp_path / "run", tiny(baseline="auto", max_steps=1, final_iterations=0), progress=False)
     base_rows = ledger_rows(tmp_path / "run" / "baseline")
-    assert [r["action"] for r in base_rows] == [None, {"kind": "grow_res"}]
+    # The ProgGAN route: the initial model, its grow_res child after one budget, ...
+    assert base_rows[0]["action"] is None and base_rows[0]["parent"] is None
+    assert (base_rows[0]["resolution"], base_rows[0]["route_iterations"]) == (8, 4)
+    grown = [r for r in base_rows if r["action"] == {"kind": "grow_res"}]
+    assert len(grown) == 1 and grown[0]["parent"] == base_rows[0]["id"] and grown[0]["route_iterations"] == 8
+    # ... and continuation points (same network, trained further) wherever the search's routes went.
+    by_id = {r["id"]: r for r in base_rows}
+    for r in base_rows[1:]:
+        if r["action"] is None:
+            parent = by_id[r["parent"]]
+            assert r["genome_key"] == parent["genome_key"] and r["route_iterations"] == parent["route_iterations"] + 4
+    assert all(r["status"] == "done" for r in base_rows)
     with Ledger.open(tmp_path / "run" / "ledger.sqlite", readonly=True) as ledger:
-        values = json.loads(ledger.get_meta("baseline") or "{}")
-    assert values == {"8": pytest.approx(base_rows[0]["metric"]), "16": pytest.approx(base_rows[1]["metric"])}
+        curve = BaselineCurve.from_json(ledger.get_meta("baseline") or "")
+    assert curve.kind == "auto" and curve.points[8][0] == (4, pytest.approx(base_rows[0]["metric"]))
+    rows = ledger_rows(tmp_path / "run")
+    for r in rows:  # every candidate is scored against ProgGAN at its resolution and its route iterations
+        assert curve.covers(r["resolution"], r["route_iterations"])
+        expected = curve.value(r["resolution"], r["route_iterations"])[0]
+        assert r["normalized_metric"] == pytest.approx(r["metric"] / expected)
     # The search's initial candidate is the baseline's first one (same genome, seed and budget): reused.
-    first = ledger_rows(tmp_path / "run")[0]
+    first = rows[0]
     assert first["normalized_metric"] == pytest.approx(1.0) and first["train_seconds"] == 0.0
     assert first["checkpoint"] == "baseline/candidates/c00001/checkpoint.safetensors"
+
+
+def test_route_iterations_add_up_along_the_route(tmp_path: Path) -> None:
+    run_search(tmp_path / "run", tiny(initial_iterations=6, max_steps=2, final_iterations=0), progress=False)
+    rows = {r["id"]: r for r in ledger_rows(tmp_path / "run")}
+    for r in rows.values():
+        if r["parent"] is None:
+            assert (r["iterations"], r["route_iterations"]) == (6, 6)
+        else:
+            assert r["iterations"] == 4 and r["route_iterations"] == rows[r["parent"]]["route_iterations"] + 4
+    result = runner.invoke(app, ["ls", str(tmp_path / "run"), "--json"])
+    assert {r["id"]: r["route_iterations"] for r in json.loads(result.output)} == {
+        i: r["route_iterations"] for i, r in rows.items()}
 
 
 def test_missing_inception_weights_fail_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,7 +295,12 @@ def test_baseline_command_and_using_its_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["baseline", "--config", str(cfg_file), "--run-dir", str(base), "--no-progress"])
     assert result.exit_code == 0, result.output
     rows = ledger_rows(base)
-    assert [r["action"] for r in rows] == [None, {"kind": "grow_res"}] and all(r["status"] == "done" for r in rows)
+    assert rows[0]["action"] is None and [r["action"] for r in rows].count({"kind": "grow_res"}) == 1
+    assert all(r["status"] == "done" for r in rows)
+    # It reaches as far as the search can: max_steps (2) + the forced grow_res step, plus the final training.
+    tiny_config = tiny()
+    assert max(r["route_iterations"] for r in rows if r["resolution"] == 16) == 4 + 3 * 4 + 2
+    assert max(r["route_iterations"] for r in rows if r["resolution"] == 8) == 4 + tiny_config.max_steps * 4
     run_search(tmp_path / "run", tiny(baseline=str(base), max_steps=1, final_iterations=0), progress=False)
     first = ledger_rows(tmp_path / "run")[0]
     assert first["normalized_metric"] == pytest.approx(first["metric"] / rows[0]["metric"])

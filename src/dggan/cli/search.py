@@ -110,20 +110,22 @@ def baseline(
     device: Device = None,
     progress: Progress = True,
 ) -> None:
-    """Train the ProgGAN route (only grow_res) with the search's budgets; use it with --set baseline=RUN."""
-    from ..runs import RunLayout, new_run_dir
-    from ..search.driver import baseline_config, run_search, validate_new_search
-    from ..search.ledger import Ledger
+    """Train the ProgGAN baseline of a search in a run folder of its own: the route (only grow_res, the
+    search's budgets and seeds), continued at every resolution as far as the search can reach; use it with
+    --set baseline=RUN."""
+    from ..runs import new_run_dir
+    from ..search.baseline import baseline_config
+    from ..search.driver import run_baseline, validate_new_search
 
-    config = baseline_config(build_config(preset_name, config_file, overrides or [],
-                                          {"executor": executor, "workers": workers, "device": device}))
-    validate_new_search(config, run_dir)
+    config = build_config(preset_name, config_file, overrides or [],
+                          {"executor": executor, "workers": workers, "device": device})
+    validate_new_search(baseline_config(config), run_dir)
     target = run_dir or new_run_dir("runs", f"baseline-{preset_name or 'custom'}")
-    summary = run_search(target, config, progress=progress)
-    print_summary(summary)
-    with Ledger.open(RunLayout(target).ledger, readonly=True) as ledger:
-        for row in ledger.candidates():
-            typer.echo(f"  {row.resolution:>4}px  {row.status:<8} metric {row.metric}")
+    curve = run_baseline(target, config, progress=progress)
+    typer.echo(f"run folder: {target}")
+    for res, points in sorted(curve.points.items()):
+        shown = ", ".join(f"{its}: {value:.4g}" for its, value in points)
+        typer.echo(f"  {res:>4}px  {config.metric} after (route iterations: value) {shown}")
 
 
 @app.command("ls")

@@ -2,6 +2,7 @@
 
 from .base import ArraySource, BatchSampler, DatasetError, ImageSource, to_float
 from .cifar import CIFAR10, load_cifar10
+from .digits import Digits
 from .folder import FolderSource
 from .imaging import DatasetWarning
 from .lsun import LSUNSource, export_lsun
@@ -9,6 +10,6 @@ from .npz import NpySource, load_image_array
 from .registry import DATASET_KINDS, open_dataset, parse_spec
 from .synthetic import SyntheticShapes, synthetic_images
 
-__all__ = ["CIFAR10", "DATASET_KINDS", "ArraySource", "BatchSampler", "DatasetError", "DatasetWarning",
+__all__ = ["CIFAR10", "DATASET_KINDS", "ArraySource", "Digits", "BatchSampler", "DatasetError", "DatasetWarning",
            "FolderSource", "ImageSource", "LSUNSource", "NpySource", "SyntheticShapes", "export_lsun",
            "load_cifar10", "load_image_array", "open_dataset", "parse_spec", "synthetic_images", "to_float"]

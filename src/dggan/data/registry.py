@@ -4,6 +4,8 @@ Spec syntax: ``KIND[:LOCATION][?KEY=VALUE[,KEY=VALUE...]]`` (``&`` also separate
 
     synthetic                                   4096 32x32 shapes, seed 0
     synthetic:n=2048,res=32,seed=1              options may follow the colon directly for synthetic
+    digits                                      scikit-learn's 8x8 handwritten digits at 16 px (train split)
+    digits:res=8,split=test                     the held-out 20%, at 8 px
     cifar10:/data/cifar-10-batches-py           training split (50k); the .tar.gz works too
     cifar10:/data/cifar-10-python.tar.gz?split=test
     lsun:/data/bedroom_train_lmdb?res=256,max=100000
@@ -20,7 +22,8 @@ from typing import Any
 
 from .base import DatasetError, ImageSource
 
-DATASET_KINDS = ("synthetic", "cifar10", "lsun", "folder", "npz", "npy")
+DATASET_KINDS = ("synthetic", "cifar10", "lsun", "folder", "npz", "npy", "digits")
+OPTIONS_ONLY = ("synthetic", "digits")  # kinds that take no path
 
 # Short option names accepted in specs -> constructor keyword.
 _ALIASES = {"n": "num_images", "res": "resolution", "max": "max_images"}
@@ -40,7 +43,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     location, query = rest, ""
     if "?" in rest:
         location, _, query = rest.rpartition("?")
-    elif kind == "synthetic" and "=" in rest:
+    elif kind in OPTIONS_ONLY and "=" in rest:
         location, query = "", rest
     if "?" in kind:  # e.g. "synthetic?n=64"
         kind, _, query = kind.partition("?")
@@ -62,6 +65,10 @@ def _source_class(kind: str) -> type[ImageSource]:
         from .synthetic import SyntheticShapes
 
         return SyntheticShapes
+    if kind == "digits":
+        from .digits import Digits
+
+        return Digits
     if kind == "cifar10":
         from .cifar import CIFAR10
 
@@ -91,10 +98,10 @@ def open_dataset(spec: str, **kw: Any) -> ImageSource:
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise DatasetError(f"dataset spec {spec!r}: unknown option(s) {unknown} for {kind}; valid: {params}")
-    if kind == "synthetic":
+    if kind in OPTIONS_ONLY:
         if location:
-            raise DatasetError(f"dataset spec {spec!r}: synthetic takes options only, e.g."
-                               " 'synthetic:n=2048,res=32,seed=1'")
+            raise DatasetError(f"dataset spec {spec!r}: {kind} takes options only, e.g."
+                               + (" 'synthetic:n=2048,res=32,seed=1'" if kind == "synthetic" else " 'digits:res=16'"))
         source = cls(**options)
     elif not location:
         raise DatasetError(f"dataset spec {spec!r}: {kind} needs a path, e.g. '{kind}:/path/to/data'")

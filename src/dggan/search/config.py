@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 from ..actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
 from ..errors import ConfigError, InvalidActionError, MetricError
 from ..genome import Genome, is_power_of_two, proggan_channels
-from ..metrics.normalize import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM
 from ..metrics.registry import parse_metric
 from ..settings import coerce, normalize_fields
 from ..train import TrainConfig
@@ -22,20 +20,13 @@ _TRAIN = TrainConfig()  # the training knobs' defaults, so the search's defaults
 # TrainConfig fields the search sets per candidate rather than from a setting of the same name.
 SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
 
-# The paper's ProgGAN FIDs per resolution (CIFAR-10 in the text, LSUN bedroom in Table 2).
-PAPER_BASELINES: dict[str, Mapping[int, float]] = {
-    "paper-cifar10": PROGGAN_FID_CIFAR10,
-    "paper-lsun-bedroom": PROGGAN_FID_LSUN_BEDROOM,
-}
-
-
 @dataclass(frozen=True)
 class SearchConfig:
     """Every knob of Algorithm 1 and of the candidates' training. See ``PRESETS`` for the paper's values."""
 
     data: str = "synthetic"
     metric: str = "swd1k"
-    baseline: Any = "auto"  # "auto" | "none" | a PAPER_BASELINES name | path of a baseline run | {res: value}
+    baseline: Any = "auto"  # "auto" | "none" | a paper baseline name | path of a baseline run | {res: value}
     initial_channels: tuple[int, ...] = (512,)
     latent_size: int = 128
     base_resolution: int = 8
@@ -147,10 +138,11 @@ class SearchConfig:
         return Rules(top_k=self.top_k, p=self.p, seed=self.seed, space=self.action_space(), limits=self.limits(),
                      max_steps=self.max_steps)
 
-    def initial_genomes(self) -> list[Genome]:
+    def initial_genomes(self, image_channels: int = 3) -> list[Genome]:
         """One base genome per initial width, on ProgGAN's schedule scaled to that width."""
         return [Genome.base(latent_size=self.latent_size, base_resolution=self.base_resolution,
-                            channels=proggan_channels(self.target_resolution, fmap_base=16 * c, fmap_max=c))
+                            channels=proggan_channels(self.target_resolution, fmap_base=16 * c, fmap_max=c),
+                            image_channels=image_channels)
                 for c in self.initial_channels]
 
     def resolved_device(self) -> str:
@@ -166,14 +158,6 @@ class SearchConfig:
                   if f.name not in SEARCH_MANAGED}
         return TrainConfig(**shared, iterations=iterations, seed=seed, device=device,
                            log_every=max(1, min(100, iterations)))
-
-    def baseline_values(self) -> dict[int, float] | None:
-        """Per-resolution baseline from the config (None for 'auto'/'none'/a run path, resolved elsewhere)."""
-        if isinstance(self.baseline, dict):
-            return {int(k): float(v) for k, v in self.baseline.items()}
-        if isinstance(self.baseline, str) and self.baseline in PAPER_BASELINES:
-            return dict(PAPER_BASELINES[self.baseline])
-        return None
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -211,11 +195,11 @@ class SearchConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Paper, CIFAR-10: K=20, p=0.4, 8 -> 32, latent 128, 100k iterations per candidate, FID.
-    "cifar10": {"data": "cifar10", "metric": "fid10k", "baseline": "paper-cifar10", "initial_channels": (512,),
+    "cifar10": {"data": "cifar10", "metric": "fid10k", "baseline": "auto", "initial_channels": (512,),
                 "latent_size": 128, "target_resolution": 32, "top_k": 20, "p": 0.4, "iterations": 100_000,
                 "final_iterations": 400_000, "max_steps": 12},
     # Paper, LSUN bedroom: 8 -> 256, latent 512 (K and p not given for LSUN; the CIFAR-10 values are kept).
-    "lsun-bedroom": {"data": "lsun", "metric": "fid10k", "baseline": "paper-lsun-bedroom", "initial_channels": (512,),
+    "lsun-bedroom": {"data": "lsun", "metric": "fid10k", "baseline": "auto", "initial_channels": (512,),
                      "latent_size": 512, "target_resolution": 256, "top_k": 20, "p": 0.4, "iterations": 100_000,
                      "final_iterations": 400_000, "max_steps": 18},
     # About five minutes on a 2-core CPU, on the built-in synthetic data, scored with SWD.

@@ -2,7 +2,8 @@
 
 The driver keeps no state of its own: at every point it reads what is done from the ledger and does
 the next thing (train pending candidates, select the top-K, sample the next step's children, run the
-final training). A killed search therefore resumes by simply running the loop again.
+final training). A killed search therefore resumes by simply running the loop again. The rules of
+Algorithm 1 live in ``algorithm``, the baseline curve in ``baseline``; this module only sequences them.
 """
 
 from __future__ import annotations
@@ -13,26 +14,27 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..actions import apply_action
+from ..actions import Action, apply_action
 from ..checkpoint import load_checkpoint
-from ..errors import DatasetError, DgganError, LedgerError, MetricError, SearchError
+from ..errors import DatasetError, DgganError, MetricError, SearchError
 from ..io import atomic_write_json
 from ..metrics.refstats import default_cache_dir
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout
 from .algorithm import best_candidate
+from .baseline import BaselineCurve, baseline_config, longest_route, resolutions, static_curve
 from .config import SearchConfig
 from .executors import Executor, make_executor
 from .ledger import CandidateRow, FinalRow, Ledger, Status
 from .worker import CandidateResult, CandidateTask
 
-__all__ = ["LEDGER_NAME", "OPTIONS_NAME", "Search", "SearchError", "SearchSummary", "run_search",
-           "validate_new_search"]
+__all__ = ["LEDGER_NAME", "OPTIONS_NAME", "Search", "SearchError", "SearchSummary", "baseline_config",
+           "run_baseline", "run_search", "validate_new_search"]
 
 
 @dataclass
@@ -102,65 +104,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-# ---------------------------------------------------------------------- baseline
-def baseline_config(config: SearchConfig) -> SearchConfig:
-    """ProgGAN through the same code: only grow_res, K = 1, p = 1, same budgets, from the first width."""
-    return replace(config, grow_g=False, grow_d=False, top_k=1, p=1.0, baseline="none",
-                   initial_channels=config.initial_channels[:1], final_iterations=0, max_steps=None,
-                   max_g_layers=None, max_d_layers=None)
-
-
-def baseline_from_run(run_dir: str | Path) -> dict[int, float]:
-    """Per-resolution metric of a baseline run (best finished candidate at each resolution)."""
-    try:
-        with Ledger.open(RunLayout(run_dir).ledger, readonly=True) as ledger:
-            rows = ledger.candidates(status=Status.DONE)
-    except LedgerError as exc:
-        raise SearchError(f"baseline {run_dir}: {exc}") from None
-    values: dict[int, float] = {}
-    for row in rows:
-        if row.metric is not None and (row.resolution not in values or row.metric < values[row.resolution]):
-            values[row.resolution] = row.metric
-    return values
-
-
-def resolutions(config: SearchConfig) -> list[int]:
-    out, res = [], config.base_resolution
-    while res <= config.target_resolution:
-        out.append(res)
-        res *= 2
-    return out
-
-
-def check_baseline(values: dict[int, float], config: SearchConfig, where: str) -> dict[int, float]:
-    missing = [r for r in resolutions(config) if r not in values]
-    if missing:
-        raise SearchError(f"baseline ({where}) has no value for resolution(s) {missing}; give one per resolution"
-                          f" from {config.base_resolution} to {config.target_resolution}")
-    bad = [r for r in resolutions(config) if not values[r] > 0]
-    if bad:
-        raise SearchError(f"baseline ({where}) must be > 0 at every resolution; check {bad}")
-    return {r: values[r] for r in resolutions(config)}
-
-
-def static_baseline(config: SearchConfig) -> dict[int, float] | None:
-    """Baseline values known before any training; raises on a bad baseline setting. None for 'auto'."""
-    if config.baseline == "auto":
-        return None
-    if config.baseline == "none":
-        return {r: 1.0 for r in resolutions(config)}
-    values = config.baseline_values()
-    if values is not None:
-        return check_baseline(values, config, "config")
-    if isinstance(config.baseline, str) and Path(config.baseline).is_dir():
-        return check_baseline(baseline_from_run(config.baseline), config, config.baseline)
-    raise SearchError(f"baseline {config.baseline!r} is neither 'auto', 'none', a paper baseline name nor a"
-                      " baseline run folder")
-
-
 # ---------------------------------------------------------------------- the search
 class Search:
-    """One search run: reads the ledger, does the next thing, writes the result back (see module doc)."""
+    """One run folder's search: reads the ledger, does the next thing, writes the result back."""
 
     def __init__(self, run_dir: str | Path, config: SearchConfig, executor: Executor, progress: bool = True,
                  log: Callable[[str], None] | None = None):
@@ -173,8 +119,9 @@ class Search:
         self.log = log or (lambda message: tqdm.write(message) if progress else None)
         self.ledger = Ledger.open(self.layout.ledger)
         self.device = "worker" if executor.name != "inprocess" else config.resolved_device()
+        self._curve = static_curve(config)
 
-    # ---------------------------------------------------------------- helpers
+    # ---------------------------------------------------------------- one candidate's task
     def _eval_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"batch_size": self.config.eval_batch_size, "seed": self.config.seed}
         if self.config.inception_weights:
@@ -182,44 +129,143 @@ class Search:
         opts["cache_dir"] = self.config.cache_dir or str(default_cache_dir())
         return opts
 
-    def _task(self, row: CandidateRow, baseline: dict[int, float], iterations: int,
-              parent_checkpoint: str | None, out_dir: Path, continue_from: str | None = None) -> CandidateTask:
+    def _checkpoint_of(self, candidate: int) -> str:
+        row = self.ledger.get(candidate)
+        return str(self.layout.resolve(row.checkpoint) if row.checkpoint else self.layout.checkpoint(candidate))
+
+    def _task(self, row: CandidateRow, iterations: int, out_dir: Path, parent_checkpoint: str | None = None,
+              continue_from: str | None = None) -> CandidateTask:
         train = self.config.train_config(iterations, seed=row.seed, device="cpu").to_dict()
         train["device"] = self.device
         return CandidateTask(
             candidate_id=row.id, genome_json=row.genome.to_json(indent=None), parent_checkpoint=parent_checkpoint,
             out_dir=str(out_dir), train=train, data=self.config.data, metric=self.config.metric,
-            baseline=baseline[row.resolution], inherit_policy=self.config.inherit_policy,
-            new_layer_init=self.config.new_layer_init,
+            inherit_policy=self.config.inherit_policy, new_layer_init=self.config.new_layer_init,
             checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
             eval_options=self._eval_options(), progress=False, continue_from=continue_from,
             threads=self.config.threads)
 
-    def _record(self, result: CandidateResult) -> None:
+    def _candidate_task(self, row: CandidateRow) -> CandidateTask:
+        """Train ``row``: from scratch, as a child of its parent, or (no action) continuing its parent."""
+        own = row.iterations or (self.config.iterations if row.parent is not None
+                                 else self.config.initial_iterations or self.config.iterations)
+        if row.parent is None:
+            return self._task(row, own, self.layout.candidate(row.id))
+        parent = self._checkpoint_of(row.parent)
+        if row.action is None:  # a baseline point: the same network trained ``own`` iterations more
+            done = int(load_checkpoint(parent, tensors=False).state["iteration"])
+            return self._task(row, done + own, self.layout.candidate(row.id), continue_from=parent)
+        return self._task(row, own, self.layout.candidate(row.id), parent_checkpoint=parent)
+
+    def _record(self, result: CandidateResult, row: CandidateRow) -> None:
+        normalized, info = None, {}
+        if result.status == Status.DONE and self._curve is not None:
+            normalized, info = self._curve.normalize(result.metric, row.resolution, row.route_iterations)
         self.ledger.update(result.candidate_id, status=result.status, metric=result.metric,
-                           normalized_metric=result.normalized_metric, extra=result.extra,
+                           normalized_metric=normalized, extra={**result.extra, **info},
                            train_seconds=result.train_seconds, eval_seconds=result.eval_seconds,
                            checkpoint=None if result.checkpoint is None else self.layout.relative(result.checkpoint),
                            error=result.error)
 
-    # ---------------------------------------------------------------- phases
-    def baseline(self) -> dict[int, float]:
-        stored = self.ledger.get_meta("baseline")
-        if stored:
-            return {int(k): v for k, v in json.loads(stored).items()}
-        values = static_baseline(self.config)
-        if values is None:  # 'auto': run the ProgGAN route through the same code, inside this run folder
-            sub = self.layout.baseline
-            sub_config = baseline_config(self.config)
-            if not sub.ledger.exists():
-                create_run(sub.root, sub_config)
-            self.log(f"baseline: training the ProgGAN route in {sub.root}")
-            Search(sub.root, sub_config, self.executor, self.progress, self.log).run()
-            values = check_baseline(baseline_from_run(sub.root), self.config, str(sub.root))
-        self.ledger.set_meta("baseline", json.dumps({str(k): v for k, v in values.items()}))
-        return values
+    def train(self, rows: list[CandidateRow], desc: str) -> None:
+        """Train and score ``rows`` through the executor, recording each result as it comes."""
+        if not rows:
+            return
+        by_id = {r.id: r for r in rows}
+        tasks = [self._candidate_task(r) for r in rows]
+        self.ledger.update_many(list(by_id), status=Status.RUNNING)
+        bar = tqdm(total=len(rows), desc=desc, unit="cand", disable=not self.progress)
+        try:
+            for result in self.executor.run(tasks):
+                self._record(result, by_id[result.candidate_id])
+                best = self.ledger.best_normalized()
+                bar.set_postfix(best=f"{best:.3f}" if best is not None else "-")
+                bar.update(1)
+                if result.status != Status.DONE:
+                    self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
+        finally:
+            bar.close()
 
-    def _reuse_baseline_start(self, candidate: int, baseline: dict[int, float]) -> None:
+    # ---------------------------------------------------------------- the baseline
+    def baseline(self, needs: dict[int, int] | None = None) -> BaselineCurve:
+        """The baseline curve, trained (``auto``) far enough to cover ``needs`` ({res: route iterations})."""
+        if self._curve is not None and (not needs or self.config.baseline != "auto"
+                                        or all(self._curve.covers(r, i) for r, i in needs.items())):
+            return self._curve
+        if self.config.baseline != "auto":
+            raise SearchError("internal: a static baseline has no curve")  # static_curve always returns one
+        stored = self.ledger.get_meta("baseline")
+        if stored and self._curve is None:
+            self._curve = BaselineCurve.from_json(stored)
+            if not needs or all(self._curve.covers(r, i) for r, i in needs.items()):
+                return self._curve
+        sub = self.layout.baseline
+        if not sub.ledger.exists():
+            create_run(sub.root, baseline_config(self.config))
+        proggan = Search(sub.root, baseline_config(self.config), self.executor, self.progress, self.log)
+        wanted = {res: max(i, (needs or {}).get(res, 0)) for res, i in self.baseline_needs().items()}
+        self._curve = proggan.extend_route(wanted, desc="baseline (ProgGAN)")
+        self.ledger.set_meta("baseline", self._curve.to_json())
+        return self._curve
+
+    def baseline_needs(self) -> dict[int, int]:
+        """The least the auto baseline must cover: the ProgGAN route's first point at every resolution."""
+        first = self.config.initial_iterations or self.config.iterations
+        return {res: first + k * self.config.iterations for k, res in enumerate(resolutions(self.config))}
+
+    def extend_route(self, needs: dict[int, int], desc: str = "baseline") -> BaselineCurve:
+        """(A baseline run.) Train the ProgGAN route, then continue it at each resolution, scoring every
+        ``iterations``, until its route iterations reach ``needs[res]``."""
+        step_size = self.config.iterations
+        first = self.config.initial_iterations or step_size
+        top = max(needs)
+        while True:
+            rows = self.ledger.candidates()
+            broken = [r for r in rows if r.status in (Status.DIVERGED, Status.FAILED)]
+            if broken:
+                r = broken[0]
+                raise SearchError(f"the ProgGAN baseline {r.status} at {r.resolution}px (candidate {r.id} of"
+                                  f" {self.run_dir}: {r.error}); candidates cannot be normalised without it. Lower"
+                                  " lr, or use a fixed baseline (--set baseline={res: value}) or baseline=none")
+            new: list[dict[str, Any]] = []
+            if not rows:
+                genome = self.config.initial_genomes(_channels(self.config))[0]
+                new.append({"step": 0, "parent": None, "action": None, "genome": genome,
+                            "seed": self.config.seed * 100_003 + 1, "iterations": first, "route_iterations": first})
+            for res in resolutions(self.config):
+                if not rows or res > top:
+                    break
+                chain = sorted((r for r in rows if r.resolution == res), key=lambda r: r.route_iterations or 0)
+                if not chain:
+                    below = sorted((r for r in rows if r.resolution == res // 2), key=lambda r: r.route_iterations or 0)
+                    if below and below[0].status == Status.DONE:  # ProgGAN grows right after its first budget
+                        route = below[0]
+                        new.append({"step": route.step + 1, "parent": route.id, "action": Action("grow_res"),
+                                    "genome": apply_action(route.genome, Action("grow_res"), self.rules.limits,
+                                                           self.rules.space),
+                                    "iterations": step_size, "route_iterations": (route.route_iterations or 0)
+                                    + step_size})
+                    continue
+                last = chain[-1]
+                need = needs.get(res, 0)
+                if last.status == Status.DONE and (last.route_iterations or 0) < need:
+                    more = min(step_size, need - (last.route_iterations or 0))
+                    new.append({"step": last.step + 1, "parent": last.id, "action": None, "genome": last.genome,
+                                "iterations": more, "route_iterations": (last.route_iterations or 0) + more})
+            if new:
+                first_id = self.ledger.max_id() + 1
+                for i, row in enumerate(new):
+                    row.setdefault("seed", self.config.seed * 100_003 + first_id + i)
+                self.ledger.add_candidates(new)
+            rows = self.ledger.candidates()
+            status = {r.id: r.status for r in rows}
+            ready = [r for r in rows if r.status in (Status.PENDING, Status.RUNNING)
+                     and (r.parent is None or status[r.parent] == Status.DONE)]
+            if not ready:
+                return BaselineCurve.from_rows(rows, "auto")
+            self.train(ready, desc)
+
+    def _reuse_baseline_start(self, candidate: int) -> None:
         """With the auto baseline, the first initial candidate is exactly the baseline's first one (same
         genome, seed and budget): take its result instead of training it twice."""
         sub = self.layout.baseline
@@ -231,38 +277,22 @@ class Search:
                          if r.genome == row.genome and r.seed == row.seed), None)
         if twin is None or twin.metric is None or twin.checkpoint is None:
             return
-        self.ledger.update(candidate, status=Status.DONE, metric=twin.metric,
-                           normalized_metric=twin.metric / baseline[row.resolution],
-                           extra={**twin.extra, "reused": f"baseline candidate {twin.id}"},
+        normalized, info = self.baseline().normalize(twin.metric, row.resolution, row.route_iterations)
+        self.ledger.update(candidate, status=Status.DONE, metric=twin.metric, normalized_metric=normalized,
+                           extra={**twin.extra, **info, "reused": f"baseline candidate {twin.id}"},
                            train_seconds=0.0, eval_seconds=0.0,
                            checkpoint=self.layout.relative(sub.resolve(twin.checkpoint)))
 
-    def train_step(self, step: int, baseline: dict[int, float]) -> None:
+    # ---------------------------------------------------------------- Algorithm 1
+    def train_step(self, step: int) -> None:
         rows = [r for r in self.ledger.candidates(step=step) if r.status in (Status.PENDING, Status.RUNNING)]
         if not rows:
             return
-        tasks = []
-        for row in rows:
-            parent_ckpt = None
-            iterations = self.config.initial_iterations or self.config.iterations
-            if row.parent is not None:
-                parent_row = self.ledger.get(row.parent)
-                parent_ckpt = None if parent_row.checkpoint is None else str(self.layout.resolve(parent_row.checkpoint))
-                iterations = self.config.iterations
-            tasks.append(self._task(row, baseline, iterations, parent_ckpt, self.layout.candidate(row.id)))
-        self.ledger.update_many([r.id for r in rows], status=Status.RUNNING)
-        total = len(self.ledger.candidates(step=step))
-        bar = tqdm(total=total, initial=total - len(rows), desc=f"step {step}", unit="cand", disable=not self.progress)
-        try:
-            for result in self.executor.run(tasks):
-                self._record(result)
-                best = self.ledger.best_normalized()
-                bar.set_postfix(best=f"{best:.3f}" if best is not None else "-")
-                bar.update(1)
-                if result.status != Status.DONE:
-                    self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
-        finally:
-            bar.close()
+        needs: dict[int, int] = {}
+        for r in rows:
+            needs[r.resolution] = max(needs.get(r.resolution, 0), r.route_iterations or 0)
+        self.baseline(needs)  # equal-training normalisation: the baseline covers every route of this step
+        self.train(rows, f"step {step}")
 
     def select(self, step: int) -> list[int]:
         kept = self.ledger.kept(step)
@@ -275,9 +305,11 @@ class Search:
         """Add the children of ``step`` that Algorithm 1 draws from ``parents`` (ranked best first)."""
         pairs = self.rules.children(step, parents)
         first_id = self.ledger.max_id() + 1
+        own = self.config.iterations
         self.ledger.add_candidates([
             {"step": step, "parent": parent.id, "action": action, "seed": self.config.seed * 100_003 + first_id + i,
-             "genome": apply_action(parent.genome, action, self.rules.limits, self.rules.space)}
+             "genome": apply_action(parent.genome, action, self.rules.limits, self.rules.space),
+             "iterations": own, "route_iterations": (parent.route_iterations or 0) + own}
             for i, (parent, action) in enumerate(pairs)])
         return len(pairs)
 
@@ -286,7 +318,7 @@ class Search:
         best = best_candidate(self.ledger.candidates(status=Status.DONE), self.config.target_resolution)
         return best if best is not None and best.resolution == self.config.target_resolution else None
 
-    def final(self, baseline: dict[int, float]) -> None:
+    def final(self) -> None:
         existing = self.ledger.final()
         if existing is not None and existing.status == Status.DONE:
             return
@@ -294,35 +326,44 @@ class Search:
         if best is None:
             self.log("no finished candidate reached the target resolution; skipping final training")
             return
-        source = str(self.layout.resolve(best.checkpoint or self.layout.checkpoint(best.id)))
+        route = (best.route_iterations or 0) + self.config.final_iterations
+        curve = self.baseline({best.resolution: route})  # the ProgGAN baseline at equal training
+        source = self._checkpoint_of(best.id)
         source_state = load_checkpoint(source, tensors=False).state  # only its clock and iteration
         iterations = int(source_state["iteration"]) + self.config.final_iterations
-        task = self._task(best, baseline, iterations, None, self.layout.best, continue_from=source)
+        task = self._task(best, iterations, self.layout.best, continue_from=source)
         self.log(f"final training of candidate {best.id} for {self.config.final_iterations} more iterations")
         (result,) = list(self.executor.run([task]))
+        normalized, info = (curve.normalize(result.metric, best.resolution, route)
+                            if result.status == Status.DONE else (None, {}))
         # The checkpoint's clock includes the candidate's own training; count only the extra part here.
         extra_seconds = (result.train_seconds or 0.0) - float(source_state.get("train_seconds", 0.0))
         self.ledger.set_final(candidate=best.id, status=result.status, metric=result.metric,
-                              normalized_metric=result.normalized_metric,
-                              extra={**result.extra, "eval_seconds": result.eval_seconds},
+                              normalized_metric=normalized,
+                              extra={**result.extra, **info, "eval_seconds": result.eval_seconds,
+                                     "route_iterations": route},
                               iterations=iterations, train_seconds=max(extra_seconds, 0.0),
                               checkpoint=None if result.checkpoint is None else self.layout.relative(result.checkpoint),
                               error=result.error)
-        atomic_write_json(self.layout.best / "metrics.json", {"candidate": best.id, **result.to_dict(),
-                                                              "genome_summary": best.genome.summary()})
+        atomic_write_json(self.layout.best / "metrics.json", {
+            "candidate": best.id, **result.to_dict(), "normalized_metric": normalized, **info,
+            "route_iterations": route, "genome_summary": best.genome.summary()})
 
     def run(self) -> SearchSummary:
         start = time.perf_counter()
         with run_lock(self.run_dir):
-            baseline = self.baseline()
+            first = self.config.initial_iterations or self.config.iterations
+            self.baseline({self.config.base_resolution: first})
             if not self.ledger.candidates(step=0):
+                channels = _channels(self.config)  # 1 for greyscale data such as digits
                 ids = self.ledger.add_candidates([{"step": 0, "parent": None, "action": None, "genome": g,
-                                                   "seed": self.config.seed * 100_003 + i + 1}
-                                                  for i, g in enumerate(self.config.initial_genomes())])
-                self._reuse_baseline_start(ids[0], baseline)
+                                                   "seed": self.config.seed * 100_003 + i + 1,
+                                                   "iterations": first, "route_iterations": first}
+                                                  for i, g in enumerate(self.config.initial_genomes(channels))])
+                self._reuse_baseline_start(ids[0])
             step = 0
             while True:
-                self.train_step(step, baseline)
+                self.train_step(step)
                 kept = self.select(step)
                 if not kept:
                     self.log(f"step {step}: no candidate finished, so the search cannot grow further")
@@ -334,7 +375,7 @@ class Search:
                     self.sample_children(step + 1, parents)
                 step += 1
             if self.config.final_iterations > 0 or self.config.baseline != "none":
-                self.final(baseline)
+                self.final()
         rows = self.ledger.candidates()
         final = self.ledger.final()
         best = self.best_at_target()
@@ -352,6 +393,12 @@ class Search:
             "wall_seconds": summary.wall_seconds, "train_seconds": train_s, "eval_seconds": eval_s,
             "candidates": summary.candidates, "executor": self.executor.name}))
         return summary
+
+
+def _channels(config: SearchConfig) -> int:
+    from .worker import open_data_cached
+
+    return open_data_cached(config.data).channels
 
 
 def check_data(config: SearchConfig) -> None:
@@ -398,7 +445,7 @@ def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None)
     """Everything that can be checked before a run folder is made or any work is done."""
     if run_dir is not None:
         check_new_run_dir(Path(run_dir))
-    static_baseline(config)
+    static_curve(config)
     check_device(config)
     check_data(config)
     check_metric(config)
@@ -437,6 +484,31 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
                                          config.gpus_per_candidate)
     try:
         return Search(run_dir, config, executor, progress).run()
+    finally:
+        if own:
+            executor.close()
+
+
+def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executor | None = None,
+                 progress: bool = True) -> BaselineCurve:
+    """``dggan baseline``: the ProgGAN route of ``config``'s search in a run folder of its own, continued at
+    every resolution as far as that search can reach (``longest_route``), for ``--set baseline=RUN``."""
+    run_dir = Path(run_dir)
+    sub = baseline_config(config)
+    validate_new_search(sub, run_dir)
+    create_run(run_dir, sub)
+    first = config.initial_iterations or config.iterations
+    reach = longest_route(config)
+    needs = {res: min(reach, first + (config.max_steps or 0) * config.iterations + k * config.iterations)
+             for k, res in enumerate(resolutions(config))}
+    needs[config.target_resolution] = reach
+    own = executor is None
+    executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),
+                                         config.gpus_per_candidate)
+    try:
+        search = Search(run_dir, sub, executor, progress)
+        with run_lock(run_dir):
+            return search.extend_route(needs)
     finally:
         if own:
             executor.close()

@@ -1,13 +1,20 @@
-"""The search ledger: every candidate and every selection, in one SQLite file (stdlib sqlite3).
+"""The search ledger: every candidate, every rung score and every selection, in one SQLite file.
 
 The driver is the only writer. Each write is its own transaction, so a crash (even ``kill -9``) leaves
 the ledger as it was after the last completed write; resume reads everything back from here.
+
+Schema version 2 (this release) adds, per candidate, its own training budget (``iterations``) and the
+cumulative iterations along its route (``route_iterations``: its ancestors' plus its own, what equal-
+training normalisation compares), the ``pruned`` status and the ``rungs`` table of successive halving.
+A version-1 ledger is read as it is (``dggan ls``, ``dggan report``) and migrated in place, after a copy
+to ``ledger.sqlite.v1``, when a search resumes it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -20,17 +27,20 @@ from ..actions import Action
 from ..errors import LedgerError
 from ..genome import Genome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class Status(str, Enum):
-    """A candidate's state. ``done``, ``diverged`` and ``failed`` are final; only ``done`` can be kept."""
+    """A candidate's state. ``done``, ``diverged``, ``failed`` and ``pruned`` are final; only ``done`` can
+    be kept."""
 
-    PENDING = "pending"  # sampled, not trained yet (or waiting to be retried)
+    PENDING = "pending"  # sampled, not trained yet (or waiting to be retried after an interruption)
     RUNNING = "running"  # handed to an executor
-    DONE = "done"  # trained and scored
+    DONE = "done"  # trained for its whole budget and scored
     DIVERGED = "diverged"  # NaN/Inf losses or an exploding critic: an outcome of the architecture
     FAILED = "failed"  # could not be trained (e.g. a shape that cannot be built)
+    PRUNED = "pruned"  # stopped at a rung of successive halving; its rung scores are kept
 
     def __str__(self) -> str:
         return self.value
@@ -40,14 +50,13 @@ class Status(str, Enum):
 
     @property
     def finished(self) -> bool:
-        return self in (Status.DONE, Status.DIVERGED, Status.FAILED)
+        return self in (Status.DONE, Status.DIVERGED, Status.FAILED, Status.PRUNED)
 
 
 STATUSES = tuple(s.value for s in Status)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS candidates (
+_CANDIDATES = """
+CREATE TABLE {name} (
     id INTEGER PRIMARY KEY,
     parent INTEGER REFERENCES candidates(id),
     step INTEGER NOT NULL,
@@ -66,17 +75,24 @@ CREATE TABLE IF NOT EXISTS candidates (
     checkpoint TEXT,
     error TEXT,
     seed INTEGER NOT NULL,
+    iterations INTEGER,
+    route_iterations INTEGER,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS candidates_step ON candidates(step);
-CREATE TABLE IF NOT EXISTS kept (
+""".replace("{statuses}", ", ".join(f"'{s}'" for s in STATUSES))
+
+_TABLES = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+""" + _CANDIDATES.replace("{name}", "candidates") + """
+CREATE INDEX candidates_step ON candidates(step);
+CREATE TABLE kept (
     step INTEGER NOT NULL,
     candidate INTEGER NOT NULL REFERENCES candidates(id),
     rank INTEGER NOT NULL,
     PRIMARY KEY (step, candidate)
 );
-CREATE TABLE IF NOT EXISTS final (
+CREATE TABLE final (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     candidate INTEGER NOT NULL REFERENCES candidates(id),
     status TEXT NOT NULL,
@@ -89,11 +105,23 @@ CREATE TABLE IF NOT EXISTS final (
     error TEXT,
     updated REAL NOT NULL
 );
+""" + """
+CREATE TABLE rungs (
+    candidate INTEGER NOT NULL REFERENCES candidates(id),
+    rung INTEGER NOT NULL,
+    iterations INTEGER NOT NULL,
+    route_iterations INTEGER,
+    metric REAL,
+    normalized_metric REAL,
+    extra TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (candidate, rung)
+);
 """
 
-
-_SCHEMA = _SCHEMA.replace("{statuses}", ", ".join(f"'{s}'" for s in STATUSES))
 _SELECT = "SELECT c.*, EXISTS (SELECT 1 FROM kept k WHERE k.candidate = c.id) AS kept FROM candidates c"
+_UPDATABLE = frozenset({"status", "metric", "normalized_metric", "extra", "train_seconds", "eval_seconds", "checkpoint",
+                        "error", "iterations", "route_iterations"})
 
 
 @dataclass(frozen=True)
@@ -116,6 +144,8 @@ class CandidateRow:
     error: str | None
     seed: int
     kept: bool
+    iterations: int | None = None  # its own budget (None in a version-1 ledger)
+    route_iterations: int | None = None  # its ancestors' iterations plus its own
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``dggan ls --json``."""
@@ -124,7 +154,8 @@ class CandidateRow:
             "action": None if self.action is None else self.action.to_dict(),
             "resolution": self.resolution, "g_params": self.g_params, "d_params": self.d_params,
             "status": self.status.value, "metric": self.metric, "normalized_metric": self.normalized_metric,
-            "kept": self.kept, "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+            "kept": self.kept, "iterations": self.iterations, "route_iterations": self.route_iterations,
+            "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
             "checkpoint": self.checkpoint, "error": self.error, "genome_key": self.genome.key(),
             "summary": self.genome.summary(),
         }
@@ -143,10 +174,24 @@ class FinalRow:
     error: str | None
 
 
+@dataclass(frozen=True)
+class RungRow:
+    """A candidate's score at one rung of successive halving."""
+
+    candidate: int
+    rung: int
+    iterations: int
+    route_iterations: int | None
+    metric: float | None
+    normalized_metric: float | None
+    extra: dict[str, Any]
+
+
 class Ledger:
-    def __init__(self, path: str | Path, conn: sqlite3.Connection):
+    def __init__(self, path: str | Path, conn: sqlite3.Connection, version: int = SCHEMA_VERSION):
         self.path = Path(path)
         self._conn = conn
+        self.version = version
 
     # ------------------------------------------------------------------ open / create
     @classmethod
@@ -159,7 +204,7 @@ class Ledger:
         tmp.unlink(missing_ok=True)
         conn = sqlite3.connect(str(tmp))
         with conn:
-            conn.executescript(_SCHEMA)
+            conn.executescript(_TABLES)
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
                 ("schema_version", str(SCHEMA_VERSION)),
                 ("settings", json.dumps(settings, sort_keys=True)),
@@ -171,6 +216,8 @@ class Ledger:
 
     @classmethod
     def open(cls, path: str | Path, readonly: bool = False) -> Ledger:
+        """Open a ledger. A writable open migrates a version-1 ledger to version 2 in place (after a copy);
+        a read-only one reads it as it is."""
         path = Path(path)
         if not path.is_file():
             raise LedgerError(f"{path}: no ledger here (is this a dggan run folder?)")
@@ -181,14 +228,24 @@ class Ledger:
         except sqlite3.Error as exc:  # random bytes, a truncated file, a read-only folder for the WAL
             if conn is not None:
                 conn.close()
-            raise LedgerError(f"{path}: not a dggan ledger, or a damaged one ({exc}); if the file was damaged, restore"
-                              " it from a backup (the candidates' folders still hold their checkpoints)") from None
-        if row is None or int(row["value"]) != SCHEMA_VERSION:
+            raise LedgerError(f"{path}: not a dggan ledger, or a damaged one ({exc}); if the file was damaged,"
+                              " restore it from a backup (the candidates' folders still hold their checkpoints)"
+                              ) from None
+        try:
+            version = int(row["value"]) if row is not None else None
+        except (TypeError, ValueError):
+            version = None
+        if version not in READABLE_VERSIONS:
             conn.close()
             found = None if row is None else row["value"]
             raise LedgerError(f"{path}: ledger schema version {found} is not supported (this dggan reads"
-                              f" version {SCHEMA_VERSION}); use the dggan release that wrote it")
-        return cls(path, conn)
+                              f" versions {', '.join(map(str, READABLE_VERSIONS))}); use the dggan release that"
+                              " wrote it")
+        if version < SCHEMA_VERSION and not readonly:
+            conn.close()
+            migrate(path)
+            conn, version = cls._connect(path), SCHEMA_VERSION
+        return cls(path, conn, version)
 
     @staticmethod
     def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
@@ -196,7 +253,7 @@ class Ledger:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         else:
             conn = sqlite3.connect(str(path), timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")  # readers (ls, report) never block the driver
+            conn.execute("PRAGMA journal_mode=WAL")  # readers (ls, report, status) never block the driver
             conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.row_factory = sqlite3.Row
@@ -232,9 +289,10 @@ class Ledger:
 
     # ------------------------------------------------------------------ candidates
     def add_candidate(self, *, step: int, genome: Genome, parent: int | None, action: Action | None,
-                      seed: int) -> int:
+                      seed: int, iterations: int | None = None, route_iterations: int | None = None) -> int:
         return self.add_candidates([{"step": step, "genome": genome, "parent": parent, "action": action,
-                                     "seed": seed}])[0]
+                                     "seed": seed, "iterations": iterations,
+                                     "route_iterations": route_iterations}])[0]
 
     def add_candidates(self, rows: list[dict[str, Any]]) -> list[int]:
         """Insert several candidates in one transaction (a step's children appear all at once or not at all)."""
@@ -246,11 +304,13 @@ class Ledger:
                 action = row.get("action")
                 cur = self._conn.execute(
                     "INSERT INTO candidates (parent, step, action, genome, genome_key, resolution, g_params,"
-                    " d_params, status, seed, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    " d_params, status, seed, iterations, route_iterations, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
                     (row.get("parent"), row["step"],
                      None if action is None else json.dumps(action.to_dict(), sort_keys=True),
                      genome.to_json(indent=None), genome.key(), genome.resolution, genome.g_params(),
-                     genome.d_params(), row.get("seed", 0), now, now))
+                     genome.d_params(), row.get("seed", 0), row.get("iterations"), row.get("route_iterations"),
+                     now, now))
                 ids.append(int(cur.lastrowid))
         return ids
 
@@ -259,9 +319,7 @@ class Ledger:
 
     def update_many(self, candidates: list[int], **fields: Any) -> None:
         """Set the same fields on several candidates, in one transaction."""
-        allowed = {"status", "metric", "normalized_metric", "extra", "train_seconds", "eval_seconds", "checkpoint",
-                   "error"}
-        bad = set(fields) - allowed
+        bad = set(fields) - _UPDATABLE
         if bad:
             raise ValueError(f"cannot update ledger field(s) {sorted(bad)}")
         if "status" in fields:
@@ -295,15 +353,37 @@ class Ledger:
         return _row(row, self.path)
 
     def max_id(self) -> int:
-        return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM candidates").fetchone()[0])
+        return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) AS m FROM candidates").fetchone()["m"])
 
     def best_normalized(self) -> float | None:
-        row = self._conn.execute("SELECT MIN(normalized_metric) FROM candidates WHERE status = 'done'").fetchone()
-        return row[0]
+        row = self._conn.execute("SELECT MIN(normalized_metric) AS m FROM candidates WHERE status = 'done'").fetchone()
+        return row["m"]
 
     def max_step(self) -> int | None:
-        row = self._conn.execute("SELECT MAX(step) FROM candidates").fetchone()
-        return None if row[0] is None else int(row[0])
+        row = self._conn.execute("SELECT MAX(step) AS m FROM candidates").fetchone()
+        return None if row["m"] is None else int(row["m"])
+
+    # ------------------------------------------------------------------ rungs (successive halving)
+    def add_rung(self, *, candidate: int, rung: int, iterations: int, route_iterations: int | None,
+                 metric: float | None, normalized_metric: float | None, extra: dict[str, Any] | None = None) -> None:
+        """Record a candidate's score at a rung (idempotent: a re-scored rung replaces the old score)."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO rungs (candidate, rung, iterations, route_iterations, metric,"
+                " normalized_metric, extra, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (candidate, rung, iterations, route_iterations, metric, normalized_metric,
+                 json.dumps(extra or {}, sort_keys=True), time.time()))
+
+    def rungs(self, candidate: int | None = None) -> list[RungRow]:
+        if self.version < 2:
+            return []
+        query, args = "SELECT * FROM rungs", []
+        if candidate is not None:
+            query += " WHERE candidate = ?"
+            args.append(candidate)
+        rows = self._conn.execute(query + " ORDER BY candidate, rung", args).fetchall()
+        return [RungRow(r["candidate"], r["rung"], r["iterations"], r["route_iterations"], r["metric"],
+                        r["normalized_metric"], json.loads(r["extra"] or "{}")) for r in rows]
 
     # ------------------------------------------------------------------ selection
     def set_kept(self, step: int, ranked: Iterable[int]) -> None:
@@ -332,8 +412,7 @@ class Ledger:
                 "INSERT OR REPLACE INTO final (id, candidate, status, metric, normalized_metric, extra, iterations,"
                 " train_seconds, checkpoint, error, updated) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (candidate, Status(status).value, metric, normalized_metric, json.dumps(extra or {}), iterations,
-                 train_seconds,
-                 checkpoint, error, time.time()))
+                 train_seconds, checkpoint, error, time.time()))
 
     def final(self) -> FinalRow | None:
         r = self._conn.execute("SELECT * FROM final WHERE id = 1").fetchone()
@@ -346,11 +425,67 @@ class Ledger:
 
 
 def _row(r: sqlite3.Row, path: Path) -> CandidateRow:
-    return CandidateRow(
-        id=r["id"], parent=r["parent"], step=r["step"],
-        action=None if r["action"] is None else Action.from_dict(json.loads(r["action"])),
-        genome=Genome.from_json(r["genome"], source=f"{path} candidate {r['id']}"), resolution=r["resolution"],
-        g_params=r["g_params"], d_params=r["d_params"], status=Status(r["status"]), metric=r["metric"],
-        normalized_metric=r["normalized_metric"], extra=json.loads(r["extra"] or "{}"),
-        train_seconds=r["train_seconds"], eval_seconds=r["eval_seconds"], checkpoint=r["checkpoint"],
-        error=r["error"], seed=r["seed"], kept=bool(r["kept"]))
+    keys = r.keys()
+    try:
+        return CandidateRow(
+            id=r["id"], parent=r["parent"], step=r["step"],
+            action=None if r["action"] is None else Action.from_dict(json.loads(r["action"])),
+            genome=Genome.from_json(r["genome"], source=f"{path} candidate {r['id']}"), resolution=r["resolution"],
+            g_params=r["g_params"], d_params=r["d_params"], status=Status(r["status"]), metric=r["metric"],
+            normalized_metric=r["normalized_metric"], extra=json.loads(r["extra"] or "{}"),
+            train_seconds=r["train_seconds"], eval_seconds=r["eval_seconds"], checkpoint=r["checkpoint"],
+            error=r["error"], seed=r["seed"], kept=bool(r["kept"]),
+            iterations=r["iterations"] if "iterations" in keys else None,
+            route_iterations=r["route_iterations"] if "route_iterations" in keys else None)
+    except (ValueError, TypeError) as exc:  # a broken genome, action or JSON in one row
+        raise LedgerError(f"{path}: candidate {r['id']} is unreadable ({exc}); the ledger was edited or"
+                          " damaged: restore it from a backup") from None
+
+
+# ---------------------------------------------------------------------- migration
+def migrate(path: Path) -> None:
+    """Version 1 -> 2, in place and in one transaction, after copying the file to ``ledger.sqlite.v1``.
+
+    Adds ``iterations`` and ``route_iterations`` (filled from the run's settings: the initial budget for
+    step 0, ``iterations`` per step after it), the ``pruned`` status and the ``rungs`` table.
+    """
+    backup = path.with_name(path.name + ".v1")
+    if not backup.exists():
+        shutil.copy2(path, backup)
+    # Manual transactions (isolation_level=None): sqlite3 would otherwise commit each DDL statement alone.
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys=OFF")  # the table swap below briefly breaks the references
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        settings = json.loads((conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+                               or {"value": "{}"})["value"])
+        per_step = int(settings.get("iterations") or 0) or None
+        first = int(settings.get("initial_iterations") or 0) or per_step
+        conn.execute(_CANDIDATES.replace("{name}", "candidates_v2"))
+        conn.execute("INSERT INTO candidates_v2 (id, parent, step, action, genome, genome_key, resolution,"
+                     " g_params, d_params, status, metric, normalized_metric, extra, train_seconds,"
+                     " eval_seconds, checkpoint, error, seed, created, updated) SELECT id, parent, step, action,"
+                     " genome, genome_key, resolution, g_params, d_params, status, metric, normalized_metric,"
+                     " extra, train_seconds, eval_seconds, checkpoint, error, seed, created, updated"
+                     " FROM candidates")
+        conn.execute("DROP TABLE candidates")
+        conn.execute("ALTER TABLE candidates_v2 RENAME TO candidates")
+        conn.execute("CREATE INDEX IF NOT EXISTS candidates_step ON candidates(step)")
+        conn.execute(_TABLES[_TABLES.index("CREATE TABLE rungs"):])
+        if per_step is not None:
+            route: dict[int, int] = {}
+            for row in conn.execute("SELECT id, parent FROM candidates ORDER BY id").fetchall():
+                own = first if row["parent"] is None else per_step
+                total = own + (route.get(row["parent"], 0) if row["parent"] is not None else 0)
+                route[row["id"]] = total
+                conn.execute("UPDATE candidates SET iterations = ?, route_iterations = ? WHERE id = ?",
+                             (own, total, row["id"]))
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.close()

@@ -22,7 +22,6 @@ from ..data.base import ImageSource
 from ..genome import Genome
 from ..images import save_grid
 from ..io import append_jsonl, atomic_write_json, atomic_write_text
-from ..metrics.normalize import normalize
 from ..runs import CHECKPOINT_NAME, SAMPLES_NAME
 from ..sampling import LatentStream, generate
 from ..train import TrainConfig, Trainer
@@ -46,7 +45,6 @@ class CandidateTask:
     train: dict[str, Any]
     data: str
     metric: str
-    baseline: float | None
     inherit_policy: str = "adapt"
     new_layer_init: str = "random"
     checkpoint_every: int = 0
@@ -138,10 +136,9 @@ def _run(task: CandidateTask) -> CandidateResult:
         save_grid(trainer.sample(task.sample_grid, seed=0), out / SAMPLES_NAME)
     eval_seconds = time.perf_counter() - start
     value = float(scores["value"])
-    res = trainer.genome.resolution
-    normalized = normalize(value, res, {res: task.baseline}) if task.baseline else None
     extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}
-    return CandidateResult(task.candidate_id, Status.DONE, metric=value, normalized_metric=normalized, extra=extra,
+    # The driver normalises: only it knows the baseline at this candidate's route iterations.
+    return CandidateResult(task.candidate_id, Status.DONE, metric=value, extra=extra,
                            train_seconds=trainer.train_seconds, eval_seconds=eval_seconds, checkpoint=str(ckpt_path))
 
 
