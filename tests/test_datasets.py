@@ -356,3 +356,41 @@ def test_export_lsun_command(lsun_lmdb, tmp_path):
     assert f"data=npz:{out}" in result.output and np.load(out).shape == (1, 3, 32, 32)
     result = CliRunner().invoke(app, ["export-lsun", str(tmp_path / "missing"), str(out)])
     assert result.exit_code == 2 and "missing" in result.output
+
+
+def test_digits_are_real_images_with_a_held_out_split():
+    from dggan.data import Digits, open_dataset, to_float
+    from dggan.data.digits import load_digits_uint8
+
+    train, test = open_dataset("digits"), open_dataset("digits:split=test")
+    assert (len(train), len(test), train.resolution, train.channels) == (1438, 359, 16, 1)
+    assert len(open_dataset("digits:split=all")) == 1797
+    original = load_digits_uint8()
+    assert original.shape == (1797, 1, 8, 8) and original.max() == 255 and original.min() == 0
+    # The two splits never share an image, and served at 8px the 16px images are close to the originals.
+    small = open_dataset("digits:res=8,split=all").array
+    assert np.array_equal(small, original)
+    trained = {bytes(x) for x in open_dataset("digits:res=8").array}
+    assert not trained & {bytes(x) for x in open_dataset("digits:res=8,split=test").array}
+    back = (to_float(open_dataset("digits:split=all").array, 8) + 1) * 127.5
+    assert float((back - torch.from_numpy(original).float()).abs().mean()) < 25  # a mild blur
+    assert train.fingerprint() != test.fingerprint() and Digits(16).fingerprint() == train.fingerprint()
+    with pytest.raises(DatasetError, match="unknown split"):
+        Digits(split="val")
+
+
+def test_digits_without_scikit_learn_say_how_to_get_it(monkeypatch):
+    import builtins
+
+    from dggan.data.digits import load_digits_uint8
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name.startswith("sklearn"):
+            raise ImportError("No module named 'sklearn'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    with pytest.raises(DatasetError, match=r"pip install 'dggan\[digits\]'"):
+        load_digits_uint8()

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from dggan.cli import app
 from dggan.search import worker as worker_module
+from dggan.search.baseline import BaselineCurve
 from dggan.search.config import SearchConfig, preset
 from dggan.search.driver import SearchError, run_search
 from dggan.search.executors import InProcessExecutor, make_executor
-from dggan.search.baseline import BaselineCurve
 from dggan.search.ledger import Ledger
 from dggan.train import ConfigError
 

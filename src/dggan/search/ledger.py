@@ -221,31 +221,41 @@ class Ledger:
         path = Path(path)
         if not path.is_file():
             raise LedgerError(f"{path}: no ledger here (is this a dggan run folder?)")
-        conn: sqlite3.Connection | None = None
+        version = cls._version(path)
+        if version < SCHEMA_VERSION and not readonly:
+            migrate(path)  # copies the file first, then rewrites it in one transaction
+            version = SCHEMA_VERSION
         try:
             conn = cls._connect(path, readonly=readonly)
+        except sqlite3.Error as exc:  # e.g. a read-only folder, where the write-ahead log cannot be made
+            raise LedgerError(f"{path}: cannot open the ledger for writing ({exc}); check the folder's"
+                              " permissions and free space") from None
+        return cls(path, conn, version)
+
+    @classmethod
+    def _version(cls, path: Path) -> int:
+        """The schema version, read without writing anything; LedgerError for anything that is not a ledger."""
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = cls._connect(path, readonly=True)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.Error as exc:  # random bytes, a truncated file, a read-only folder for the WAL
-            if conn is not None:
-                conn.close()
+        except sqlite3.Error as exc:  # random bytes, a truncated file
             raise LedgerError(f"{path}: not a dggan ledger, or a damaged one ({exc}); if the file was damaged,"
                               " restore it from a backup (the candidates' folders still hold their checkpoints)"
                               ) from None
+        finally:
+            if conn is not None:
+                conn.close()
         try:
             version = int(row["value"]) if row is not None else None
         except (TypeError, ValueError):
             version = None
         if version not in READABLE_VERSIONS:
-            conn.close()
             found = None if row is None else row["value"]
             raise LedgerError(f"{path}: ledger schema version {found} is not supported (this dggan reads"
                               f" versions {', '.join(map(str, READABLE_VERSIONS))}); use the dggan release that"
                               " wrote it")
-        if version < SCHEMA_VERSION and not readonly:
-            conn.close()
-            migrate(path)
-            conn, version = cls._connect(path), SCHEMA_VERSION
-        return cls(path, conn, version)
+        return version
 
     @staticmethod
     def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
