@@ -341,3 +341,31 @@ def test_local_executor_survives_a_killed_worker(tmp_path: Path) -> None:
     assert killed, "no worker was killed while the search ran; make the candidates longer"
     rows = ledger_rows(tmp_path / "run")
     assert rows and all(r["status"] == "done" for r in rows)  # the lost work was resubmitted
+
+
+def test_compare_against_proggan_at_equal_training_and_equal_compute(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2), progress=False)
+    result = runner.invoke(app, ["compare", str(run), "--eval-seeds", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "compare.json").read_text())
+    rows = ledger_rows(run)
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        final = ledger.final()
+    assert final is not None
+    route = next(r for r in rows if r["id"] == final.candidate)["route_iterations"] + 2
+    # (a) the ProgGAN model with the final model's route iterations, (b) one with the search's whole compute.
+    assert report["final"]["route_iterations"] == report["equal_training"]["route_iterations"] == route
+    compute = sum(r["iterations"] for r in rows) + 2
+    assert report["search_iterations"] == compute == report["equal_compute"]["route_iterations"]
+    assert all(len(report[k]["scores"]) == 2 for k in ("final", "equal_training", "equal_compute"))
+    assert report["final_vs_equal_training"] in ("better", "worse", "tie")
+    # The search normalised its final model by exactly that equal-training ProgGAN (seed 0 of the scores).
+    assert final.normalized_metric == pytest.approx(final.metric / report["equal_training"]["scores"][0], rel=1e-4)
+    assert "(a) ProgGAN, equal training" in (run / "compare.md").read_text()
+    again = runner.invoke(app, ["compare", str(run), "--eval-seeds", "2", "--no-progress"])
+    assert again.exit_code == 0 and json.loads((run / "compare.json").read_text()) == report  # nothing retrained
+    unfinished = tmp_path / "unfinished"
+    run_search(unfinished, tiny(baseline="none", max_steps=1, final_iterations=0), progress=False)
+    result = runner.invoke(app, ["compare", str(unfinished), "--no-progress"])
+    assert result.exit_code == 2 and "has no final model yet" in result.output

@@ -128,6 +128,35 @@ def baseline(
         typer.echo(f"  {res:>4}px  {config.metric} after (route iterations: value) {shown}")
 
 
+@app.command("compare")
+def compare_command(
+    run: Annotated[Path, typer.Argument(help="Run folder of a finished search")],
+    eval_seeds: Annotated[int, typer.Option(help="Evaluation seeds each model is scored with", min=1)] = 3,
+    executor: Executor = None,
+    workers: Workers = None,
+    progress: Progress = True,
+) -> None:
+    """Is the final model better than ProgGAN? Against (a) ProgGAN trained for the same iterations and (b) one
+    ProgGAN trained with the search's whole compute; writes RUN/compare.json and compare.md."""
+    from ..search.compare import compare
+    from ..search.executors import make_executor
+
+    chosen = None
+    if executor is not None or workers is not None:
+        from ..search.driver import load_run_config
+
+        config = load_run_config(run)
+        chosen = make_executor(executor or config.executor, workers or config.workers, config.resolved_device(),
+                               config.gpus_per_candidate)
+    try:
+        result = compare(run, eval_seeds=eval_seeds, executor=chosen, progress=progress)
+    finally:
+        if chosen is not None:
+            chosen.close()
+    typer.echo(result.markdown())
+    typer.echo(f"wrote {Path(run) / 'compare.json'} and compare.md")
+
+
 @app.command("ls")
 def ls_command(
     run: Annotated[Path, typer.Argument(help="Run folder written by `dggan search`")],

@@ -1,0 +1,191 @@
+"""``dggan compare RUN``: is the search's final model better than ProgGAN, at equal training and at equal cost?
+
+Three models, scored with the search's metric and the same evaluation seeds:
+
+- **final**: the search's final model (``RUN/best``), after ``route_iterations`` R of training along its route;
+- **(a) ProgGAN at equal training**: the ProgGAN baseline trained for the same R iterations (the point of the
+  baseline curve the final model is normalised by);
+- **(b) ProgGAN at equal cost**: one ProgGAN trained with the search's whole compute C (every candidate's
+  iterations plus the final training), i.e. the baseline continued at the target resolution up to C.
+
+Both ProgGAN models come from the run's own baseline (``RUN/baseline`` for ``auto``; for other baselines a
+ProgGAN route is trained in ``RUN/compare-baseline``), trained further here when they do not reach that far.
+Re-scoring with several evaluation seeds gives each score a spread, so a difference can be judged against it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SearchError
+from ..io import atomic_write_json, atomic_write_text
+from ..runs import RunLayout
+from .baseline import baseline_config
+from .config import SearchConfig
+from .driver import Search, create_run, load_run_config, run_lock
+from .executors import Executor, make_executor
+from .ledger import CandidateRow, Ledger, Status
+
+COMPARE_JSON = "compare.json"
+COMPARE_MD = "compare.md"
+
+
+@dataclass
+class Scored:
+    name: str
+    checkpoint: str
+    route_iterations: int
+    scores: list[float]  # one per evaluation seed
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.scores)
+
+    @property
+    def std(self) -> float:
+        return statistics.pstdev(self.scores) if len(self.scores) > 1 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean": self.mean, "std": self.std}
+
+
+@dataclass
+class Comparison:
+    run: str
+    metric: str
+    target_resolution: int
+    eval_seeds: list[int]
+    final: Scored
+    equal_training: Scored  # (a)
+    equal_compute: Scored  # (b)
+    search_iterations: int  # C: every candidate's iterations plus the final training
+    notes: list[str] = field(default_factory=list)
+
+    def verdict(self, other: Scored) -> str:
+        """``better``/``worse`` when the means differ by more than both spreads together, else ``tie``."""
+        gap = other.mean - self.final.mean
+        spread = self.final.std + other.std
+        if abs(gap) <= spread:
+            return "tie"
+        return "better" if gap > 0 else "worse"  # lower is better
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "metric": self.metric, "target_resolution": self.target_resolution,
+                "eval_seeds": self.eval_seeds, "search_iterations": self.search_iterations,
+                "final": self.final.to_dict(), "equal_training": self.equal_training.to_dict(),
+                "equal_compute": self.equal_compute.to_dict(),
+                "final_vs_equal_training": self.verdict(self.equal_training),
+                "final_vs_equal_compute": self.verdict(self.equal_compute), "notes": self.notes}
+
+    def markdown(self) -> str:
+        def row(label: str, s: Scored, verdict: str = "") -> str:
+            ratio = s.mean / self.final.mean if self.final.mean else math.nan
+            return (f"| {label} | {s.route_iterations:,} | {s.mean:.4g} ± {s.std:.2g} | "
+                    f"{'' if s is self.final else f'{ratio:.3f}'} | {verdict} |")
+
+        lines = [f"Scores: {self.metric} at {self.target_resolution}px (lower is better), mean ± std over"
+                 f" evaluation seeds {self.eval_seeds}.", "",
+                 "| model | training iterations | score | ProgGAN / final | final is |", "|---|---|---|---|---|",
+                 row("search's final model", self.final),
+                 row("(a) ProgGAN, equal training", self.equal_training, self.verdict(self.equal_training)),
+                 row("(b) ProgGAN, the search's whole compute", self.equal_compute,
+                     self.verdict(self.equal_compute))]
+        return "\n".join(lines + [""] + [f"- {n}" for n in self.notes]) + "\n"
+
+
+def search_iterations(rows: list[CandidateRow], final_iterations: int) -> int:
+    """Every iteration the search trained: each candidate's own (pruned ones up to their last rung)."""
+    total = 0
+    for r in rows:
+        if r.status in (Status.DONE, Status.DIVERGED, Status.PRUNED):
+            total += int(r.extra.get("trained_iterations", r.iterations or 0))
+    return total + final_iterations
+
+
+def _point(rows: list[CandidateRow], resolution: int, route: int) -> CandidateRow:
+    """The baseline's model at ``resolution`` with ``route`` iterations (or the nearest after it)."""
+    at = sorted((r for r in rows if r.resolution == resolution and r.status == Status.DONE),
+                key=lambda r: r.route_iterations or 0)
+    after = [r for r in at if (r.route_iterations or 0) >= route]
+    if not after:
+        raise SearchError(f"the baseline has no {resolution}px model after {route} iterations")
+    return after[0]
+
+
+def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = "cpu") -> float:
+    """The search's metric of a checkpoint's EMA generator for one evaluation seed."""
+    from ..checkpoint import load_generator
+    from ..metrics import default_cache_dir, evaluate
+    from ..sampling import LatentStream, generate
+    from .worker import open_data_cached
+
+    genome, net = load_generator(path, device=device)
+    stream = LatentStream(genome.latent_size, seed)
+    opts: dict[str, Any] = {"cache_dir": config.cache_dir or str(default_cache_dir())}
+    if config.inception_weights:
+        opts["inception_weights"] = config.inception_weights
+    batch = config.eval_batch_size
+    result = evaluate(config.metric, lambda n: generate(net, stream.take(n), batch), open_data_cached(config.data),
+                      genome.resolution, device=device, batch_size=batch, seed=seed, progress=False, **opts)
+    return float(result["value"])
+
+
+def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | None = None,
+            progress: bool = True) -> Comparison:
+    layout = RunLayout(run_dir)
+    config = load_run_config(layout.root)
+    with Ledger.open(layout.ledger, readonly=True) as ledger:
+        final, rows = ledger.final(), ledger.candidates()
+    if final is None or final.status != Status.DONE or not final.checkpoint:
+        raise SearchError(f"{layout.root}: the search has no final model yet (status:"
+                          f" {None if final is None else final.status}); let it finish (--resume) first")
+    best = next(r for r in rows if r.id == final.candidate)
+    route = int(final.extra.get("route_iterations") or (best.route_iterations or 0) + config.final_iterations)
+    total = search_iterations(rows, config.final_iterations)
+    target = config.target_resolution
+    notes: list[str] = []
+
+    sub = layout.baseline if config.baseline == "auto" else RunLayout(layout.root / "compare-baseline")
+    if config.baseline != "auto":
+        notes.append(f"the run's baseline is {config.baseline!r}; ProgGAN was trained in {sub.root} for this"
+                     " comparison")
+    if not sub.ledger.exists():
+        create_run(sub.root, baseline_config(config))
+    own = executor is None
+    executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),
+                                         config.gpus_per_candidate)
+    try:
+        proggan = Search(sub.root, baseline_config(config), executor, progress)
+        with run_lock(layout.root):  # the search itself must not extend the same baseline meanwhile
+            proggan.extend_route({target: route}, desc="ProgGAN, equal training")
+            proggan.extend_route({target: max(route, total)}, desc="ProgGAN, the search's whole compute")
+        base_rows = proggan.ledger.candidates()
+    finally:
+        if own:
+            executor.close()
+    a, b = _point(base_rows, target, route), _point(base_rows, target, total)
+    for row, want in ((a, route), (b, total)):
+        if (row.route_iterations or 0) != want:
+            notes.append(f"ProgGAN has no model at exactly {want:,} iterations; the nearest after it"
+                         f" ({row.route_iterations:,}) stands in")
+    seeds = [config.seed + i for i in range(eval_seeds)]
+    device = config.resolved_device()
+
+    def scored(name: str, path: Path, its: int) -> Scored:
+        return Scored(name, layout.relative(path), its, [score_checkpoint(path, config, s, device) for s in seeds])
+
+    result = Comparison(
+        run=str(layout.root), metric=config.metric, target_resolution=target, eval_seeds=seeds,
+        final=scored("final", layout.resolve(final.checkpoint), route),
+        equal_training=scored("proggan_equal_training", sub.resolve(a.checkpoint or sub.checkpoint(a.id)),
+                              a.route_iterations or 0),
+        equal_compute=scored("proggan_equal_compute", sub.resolve(b.checkpoint or sub.checkpoint(b.id)),
+                             b.route_iterations or 0),
+        search_iterations=total, notes=notes)
+    atomic_write_json(layout.root / COMPARE_JSON, result.to_dict())
+    atomic_write_text(layout.root / COMPARE_MD, result.markdown())
+    return result
