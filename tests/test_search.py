@@ -87,8 +87,8 @@ def test_failed_and_diverged_children_are_recorded_and_never_kept(tmp_path: Path
     real_run = worker_module._run
 
     def flaky(task: worker_module.CandidateTask) -> worker_module.CandidateResult:
-        if task.candidate_id == 2:
-            raise RuntimeError("simulated crash")
+        if task.candidate_id == 2:  # a fault of the candidate itself (e.g. a shape that cannot be built)
+            raise worker_module.CandidateFailure("simulated crash")
         if task.candidate_id == 3:
             return worker_module.CandidateResult(3, "diverged", error="non-finite loss")
         return real_run(task)

@@ -5,6 +5,7 @@ RUN/
   options.json            resolved settings
   ledger.sqlite           the search's ledger
   .lock                   held by the search that writes this run
+  log.txt                 what the search said, timestamped
   baseline/               the auto baseline: a run folder of its own
   candidates/c00007/      checkpoint.safetensors, genome.json, samples.png, stats.jsonl, inheritance.json
   best/                   the final model
@@ -39,6 +40,11 @@ class RunLayout:
     @property
     def options(self) -> Path:
         return self.root / OPTIONS_NAME
+
+    @property
+    def log(self) -> Path:
+        """What the search said (errors, stops, thread choices), one timestamped line each."""
+        return self.root / "log.txt"
 
     @property
     def lock(self) -> Path:

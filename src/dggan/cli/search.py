@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import ConfigError
-from .app import app
+from .app import app, error_exit
 
 if TYPE_CHECKING:
     from ..search.config import SearchConfig
@@ -97,6 +97,8 @@ def search(
         target = run_dir or new_run_dir("runs", f"search-{preset_name or 'custom'}")
         summary = run_search(target, config, progress=progress)
     print_summary(summary)
+    if not summary.ok:
+        raise error_exit(f"the search ended without its result: {summary.problem}", code=1)
 
 
 @app.command()
@@ -139,15 +141,13 @@ def compare_command(
     """Is the final model better than ProgGAN? Against (a) ProgGAN trained for the same iterations and (b) one
     ProgGAN trained with the search's whole compute; writes RUN/compare.json and compare.md."""
     from ..search.compare import compare
-    from ..search.executors import make_executor
+    from ..search.executors import executor_for
 
     chosen = None
     if executor is not None or workers is not None:
         from ..search.driver import load_run_config
 
-        config = load_run_config(run)
-        chosen = make_executor(executor or config.executor, workers or config.workers, config.resolved_device(),
-                               config.gpus_per_candidate)
+        chosen = executor_for(load_run_config(run), executor=executor, workers=workers)
     try:
         result = compare(run, eval_seeds=eval_seeds, executor=chosen, progress=progress)
     finally:

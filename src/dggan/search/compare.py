@@ -27,7 +27,7 @@ from ..runs import RunLayout
 from .baseline import baseline_config
 from .config import SearchConfig
 from .driver import Search, create_run, load_run_config, run_lock
-from .executors import Executor, make_executor
+from .executors import Executor, executor_for
 from .ledger import CandidateRow, Ledger, Status
 
 COMPARE_JSON = "compare.json"
@@ -156,8 +156,7 @@ def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | No
     if not sub.ledger.exists():
         create_run(sub.root, baseline_config(config))
     own = executor is None
-    executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),
-                                         config.gpus_per_candidate)
+    executor = executor or executor_for(config)
     try:
         proggan = Search(sub.root, baseline_config(config), executor, progress)
         with run_lock(layout.root):  # the search itself must not extend the same baseline meanwhile

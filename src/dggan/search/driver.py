@@ -8,9 +8,11 @@ Algorithm 1 live in ``algorithm``, the baseline curve in ``baseline``; this modu
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,10 +28,11 @@ from ..errors import DatasetError, DgganError, MetricError, SearchError
 from ..io import atomic_write_json
 from ..metrics.refstats import default_cache_dir
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout
+from ..threads import set_threads
 from .algorithm import best_candidate
 from .baseline import BaselineCurve, baseline_config, longest_route, resolutions, static_curve
 from .config import SearchConfig
-from .executors import Executor, make_executor
+from .executors import Executor, executor_for
 from .ledger import CandidateRow, FinalRow, Ledger, Status
 from .worker import CandidateResult, CandidateTask
 
@@ -46,13 +49,29 @@ class SearchSummary:
     best_normalized: float | None
     final_metric: float | None
     final_status: str | None
-    wall_seconds: float
-    train_seconds: float
+    wall_seconds: float  # this session (a resumed search counts from the resume)
+    train_seconds: float  # the whole run's training and scoring, every session and the baseline included
     eval_seconds: float
+    total_wall_seconds: float = 0.0  # every session of this run
+    final_normalized: float | None = None
+    final_route_iterations: int | None = None
+    final_needed: bool = True  # whether the settings ask for a final training
 
     @property
-    def overhead_seconds(self) -> float:
-        return self.wall_seconds - self.train_seconds - self.eval_seconds
+    def ok(self) -> bool:
+        """Whether the search produced what it promises: a model at the target resolution (trained further
+        when final training was asked for)."""
+        if self.best_id is None:
+            return False
+        return self.final_status == Status.DONE if self.final_needed else True
+
+    @property
+    def problem(self) -> str:
+        if self.best_id is None:
+            return "no candidate finished at the target resolution (see the candidates' errors: dggan ls RUN)"
+        if self.final_needed and self.final_status != Status.DONE:
+            return f"the final training did not finish (status {self.final_status}; see RUN/best/error.txt)"
+        return ""
 
 
 # ---------------------------------------------------------------------- run folders
@@ -116,10 +135,19 @@ class Search:
         self.rules = config.rules()
         self.executor = executor
         self.progress = progress
-        self.log = log or (lambda message: tqdm.write(message) if progress else None)
+        self.log = log or self._log
         self.ledger = Ledger.open(self.layout.ledger)
         self.device = "worker" if executor.name != "inprocess" else config.resolved_device()
         self._curve = static_curve(config)
+
+    def _log(self, message: str) -> None:
+        """To the terminal (above the progress bars) and to RUN/log.txt, so a quiet run still says it."""
+        if self.progress:
+            tqdm.write(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError), open(self.layout.log, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     # ---------------------------------------------------------------- one candidate's task
     def _eval_options(self) -> dict[str, Any]:
@@ -177,6 +205,8 @@ class Search:
         bar = tqdm(total=len(rows), desc=desc, unit="cand", disable=not self.progress)
         try:
             for result in self.executor.run(tasks):
+                if result.retry:
+                    self._stop(result)
                 self._record(result, by_id[result.candidate_id])
                 best = self.ledger.best_normalized()
                 bar.set_postfix(best=f"{best:.3f}" if best is not None else "-")
@@ -185,6 +215,16 @@ class Search:
                     self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
         finally:
             bar.close()
+
+    def _stop(self, result: CandidateResult) -> None:
+        """A fault that is not the candidate's: keep it pending (and everything in flight unfinished) and stop,
+        so that ``--resume`` continues exactly once the problem is fixed."""
+        self.ledger.update(result.candidate_id, status=Status.PENDING, error=f"interrupted: {result.error}")
+        message = (f"candidate {result.candidate_id} could not be trained: {result.error}. This is not the"
+                   f" candidate's fault, so it stays pending; fix the cause, then continue with"
+                   f" `dggan search --resume {self.run_dir}` (nothing finished is lost)")
+        self.log(message)
+        raise SearchError(message)
 
     # ---------------------------------------------------------------- the baseline
     def baseline(self, needs: dict[int, int] | None = None) -> BaselineCurve:
@@ -334,6 +374,11 @@ class Search:
         task = self._task(best, iterations, self.layout.best, continue_from=source)
         self.log(f"final training of candidate {best.id} for {self.config.final_iterations} more iterations")
         (result,) = list(self.executor.run([task]))
+        if result.retry:
+            message = (f"the final training of candidate {best.id} could not run: {result.error}; fix the cause,"
+                       f" then `dggan search --resume {self.run_dir}` continues it")
+            self.log(message)
+            raise SearchError(message)
         normalized, info = (curve.normalize(result.metric, best.resolution, route)
                             if result.status == Status.DONE else (None, {}))
         # The checkpoint's clock includes the candidate's own training; count only the extra part here.
@@ -352,6 +397,9 @@ class Search:
     def run(self) -> SearchSummary:
         start = time.perf_counter()
         with run_lock(self.run_dir):
+            if self.executor.name == "inprocess":
+                threads = set_threads(self.config.threads)
+                self.log(f"torch threads: {threads} ({'set' if self.config.threads else 'chosen from the free cores'})")
             first = self.config.initial_iterations or self.config.iterations
             self.baseline({self.config.base_resolution: first})
             if not self.ledger.candidates(step=0):
@@ -384,13 +432,21 @@ class Search:
             with Ledger.open(self.layout.baseline.ledger, readonly=True) as sub:
                 sub_train, sub_eval = _work_seconds(sub.candidates(), sub.final())
             train_s, eval_s = train_s + sub_train, eval_s + sub_eval
+        wall = time.perf_counter() - start
+        sessions = json.loads(self.ledger.get_meta("sessions") or "[]")
+        sessions.append({"ended": time.time(), "wall_seconds": wall, "executor": self.executor.name})
+        self.ledger.set_meta("sessions", json.dumps(sessions))
         summary = SearchSummary(
             run_dir=self.run_dir, steps=step + 1, candidates=len(rows), best_id=best.id if best else None,
             best_normalized=best.normalized_metric if best else None,
             final_metric=final.metric if final else None, final_status=final.status if final else None,
-            wall_seconds=time.perf_counter() - start, train_seconds=train_s, eval_seconds=eval_s)
+            wall_seconds=wall, train_seconds=train_s, eval_seconds=eval_s,
+            total_wall_seconds=sum(s["wall_seconds"] for s in sessions),
+            final_normalized=final.normalized_metric if final else None,
+            final_route_iterations=final.extra.get("route_iterations") if final else None,
+            final_needed=self.config.final_iterations > 0 or self.config.baseline != "none")
         self.ledger.set_meta("last_summary", json.dumps({
-            "wall_seconds": summary.wall_seconds, "train_seconds": train_s, "eval_seconds": eval_s,
+            "wall_seconds": summary.total_wall_seconds, "train_seconds": train_s, "eval_seconds": eval_s,
             "candidates": summary.candidates, "executor": self.executor.name}))
         return summary
 
@@ -480,8 +536,7 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
         validate_new_search(config, run_dir)  # before any folder is made or work is done
         create_run(run_dir, config)
     own = executor is None
-    executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),
-                                         config.gpus_per_candidate)
+    executor = executor or executor_for(config)
     try:
         return Search(run_dir, config, executor, progress).run()
     finally:
@@ -503,8 +558,7 @@ def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executo
              for k, res in enumerate(resolutions(config))}
     needs[config.target_resolution] = reach
     own = executor is None
-    executor = executor or make_executor(config.executor, config.workers, config.resolved_device(),
-                                         config.gpus_per_candidate)
+    executor = executor or executor_for(config)
     try:
         search = Search(run_dir, sub, executor, progress)
         with run_lock(run_dir):

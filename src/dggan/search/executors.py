@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
+from ..threads import default_threads
 from .ledger import Status
 from .worker import CandidateResult, CandidateTask, run_candidate, set_worker_device
 
@@ -45,11 +46,24 @@ class InProcessExecutor:
         pass
 
 
-def _init_local_worker(devices: Any, threads: int) -> None:
+def _init_local_worker(devices: Any, threads: int, driver: int) -> None:
+    import threading
+
     import torch
 
     set_worker_device(devices.get())
     torch.set_num_threads(threads)
+    # A worker must not outlive its driver (a kill -9 of the driver alone would leave it idle for ever,
+    # holding memory and a GPU): it exits as soon as its parent is gone.
+    threading.Thread(target=_exit_with_parent, args=(driver,), daemon=True).start()
+
+
+def _exit_with_parent(driver: int) -> None:
+    import time
+
+    while os.getppid() == driver:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 class LocalExecutor:
@@ -57,7 +71,7 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, device: str = "cpu"):
+    def __init__(self, workers: int | None = None, device: str = "cpu", threads: int | None = None):
         import torch
 
         if device.startswith("cuda") and torch.cuda.is_available():
@@ -69,19 +83,16 @@ class LocalExecutor:
             devices = ["cpu"] * workers
         self.workers = workers
         self.devices = devices
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads or default_threads(workers)
         self._pool: ProcessPoolExecutor | None = None
-        self._manager: Any = None
 
     def _make_pool(self) -> ProcessPoolExecutor:
         ctx = mp.get_context("spawn")  # CUDA cannot be forked; spawn also gives clean RNG state
-        if self._manager is None:
-            self._manager = ctx.Manager()
-        queue = self._manager.Queue()
+        queue = ctx.Queue()  # each worker takes one device; no manager process that could be orphaned
         for device in self.devices:
             queue.put(device)
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_local_worker,
-                                   initargs=(queue, self.threads))
+                                   initargs=(queue, self.threads, os.getpid()))
 
     def run(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
         pending = {task.candidate_id: task for task in tasks}
@@ -99,18 +110,17 @@ class LocalExecutor:
             except BrokenProcessPool as exc:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
-                if attempt == 1:
+                if attempt == 1:  # lost twice: not the candidates' fault, stop the search and keep them pending
                     for task in pending.values():
-                        yield CandidateResult(task.candidate_id, Status.FAILED, error=f"worker process died: {exc}")
+                        yield CandidateResult(task.candidate_id, Status.FAILED, retry=True,
+                                              error=f"worker process died twice ({exc}); check memory and the"
+                                                    " worker's log")
                     return
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        if self._manager is not None:
-            self._manager.shutdown()
-            self._manager = None
 
 
 class RayExecutor:
@@ -152,7 +162,8 @@ class RayExecutor:
                 try:
                     yield ray.get(ref)
                 except ray.exceptions.RayError as exc:  # worker lost more often than max_retries
-                    yield CandidateResult(task.candidate_id, Status.FAILED, error=f"ray task failed: {exc}")
+                    yield CandidateResult(task.candidate_id, Status.FAILED, retry=True,
+                                          error=f"ray task failed after its retries: {exc}")
 
     def close(self) -> None:
         if self._started:
@@ -168,11 +179,20 @@ def _ray_run_candidate(task: CandidateTask, device: str) -> CandidateResult:
     return run_candidate(task)
 
 
-def make_executor(name: str, workers: int = 1, device: str = "cpu", gpus_per_candidate: float = 1.0) -> Executor:
+def make_executor(name: str, workers: int = 1, device: str = "cpu", gpus_per_candidate: float = 1.0,
+                  threads: int | None = None) -> Executor:
     if name == "inprocess":
         return InProcessExecutor(device)
     if name == "local":
-        return LocalExecutor(workers, device)
+        return LocalExecutor(workers, device, threads)
     if name == "ray":
         return RayExecutor(workers, device, gpus_per_candidate)
     raise ValueError(f"unknown executor {name!r}; use inprocess, local or ray")
+
+
+def executor_for(config: Any, **changes: Any) -> Executor:
+    """The executor a search's settings ask for (``changes`` override them, e.g. ``workers=4``)."""
+    values = {"executor": config.executor, "workers": config.workers, "gpus_per_candidate": config.gpus_per_candidate,
+              "threads": config.threads, **{k: v for k, v in changes.items() if v is not None}}
+    return make_executor(values["executor"], values["workers"], config.resolved_device(), values["gpus_per_candidate"],
+                         values["threads"])

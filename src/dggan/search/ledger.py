@@ -17,7 +17,8 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -269,6 +270,17 @@ class Ledger:
         conn.row_factory = sqlite3.Row
         return conn
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction; a failed write (a full disk, a read-only file) is a LedgerError that
+        says so, and the ledger stays as it was before the transaction."""
+        try:
+            with self._conn:
+                yield
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: cannot write the ledger ({exc}); free disk space or fix the"
+                              " folder's permissions, then resume: nothing already recorded is lost") from None
+
     def set_durable(self, durable: bool) -> None:
         """fsync every write (the default) or not (for throwaway ledgers such as synthetic test data)."""
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
@@ -291,7 +303,7 @@ class Ledger:
         return None if row is None else row["value"]
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._conn:
+        with self._writing():
             self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def get_meta(self, key: str) -> str | None:
@@ -308,7 +320,7 @@ class Ledger:
         """Insert several candidates in one transaction (a step's children appear all at once or not at all)."""
         now = time.time()
         ids = []
-        with self._conn:
+        with self._writing():
             for row in rows:
                 genome: Genome = row["genome"]
                 action = row.get("action")
@@ -338,7 +350,7 @@ class Ledger:
             fields["extra"] = json.dumps(fields["extra"], sort_keys=True)
         cols = ", ".join(f"{k} = ?" for k in fields)
         now = time.time()
-        with self._conn:
+        with self._writing():
             self._conn.executemany(f"UPDATE candidates SET {cols}, updated = ? WHERE id = ?",
                                    [(*fields.values(), now, cid) for cid in candidates])
 
@@ -377,7 +389,7 @@ class Ledger:
     def add_rung(self, *, candidate: int, rung: int, iterations: int, route_iterations: int | None,
                  metric: float | None, normalized_metric: float | None, extra: dict[str, Any] | None = None) -> None:
         """Record a candidate's score at a rung (idempotent: a re-scored rung replaces the old score)."""
-        with self._conn:
+        with self._writing():
             self._conn.execute(
                 "INSERT OR REPLACE INTO rungs (candidate, rung, iterations, route_iterations, metric,"
                 " normalized_metric, extra, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -398,7 +410,7 @@ class Ledger:
     # ------------------------------------------------------------------ selection
     def set_kept(self, step: int, ranked: Iterable[int]) -> None:
         """Record a step's top-K (best first) and that the selection was made, in one transaction."""
-        with self._conn:
+        with self._writing():
             self._conn.execute("DELETE FROM kept WHERE step = ?", (step,))
             self._conn.executemany("INSERT INTO kept (step, candidate, rank) VALUES (?, ?, ?)",
                                    [(step, cid, rank) for rank, cid in enumerate(ranked)])
@@ -417,7 +429,7 @@ class Ledger:
                   normalized_metric: float | None = None, extra: dict[str, Any] | None = None,
                   iterations: int | None = None, train_seconds: float | None = None,
                   checkpoint: str | None = None, error: str | None = None) -> None:
-        with self._conn:
+        with self._writing():
             self._conn.execute(
                 "INSERT OR REPLACE INTO final (id, candidate, status, metric, normalized_metric, extra, iterations,"
                 " train_seconds, checkpoint, error, updated) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

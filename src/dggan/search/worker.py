@@ -1,7 +1,10 @@
 """One candidate's whole job (train or resume, checkpoint, sample, score), runnable in any process.
 
-``run_candidate`` takes a plain, picklable task and never raises: a failure becomes a ``failed``
-result with its error, a NaN/exploding run a ``diverged`` one, so executors and the driver stay simple.
+``run_candidate`` takes a plain, picklable task and never raises. What happens to a candidate is its
+result: a NaN/exploding run is ``diverged``, an architecture that cannot be built or does not fit the
+device is ``failed``. Anything else (a full disk, a missing parent checkpoint, data that moved, a bug)
+is not the candidate's fault: the result says ``retry`` and the driver stops the search with the error,
+leaving the candidate pending so that ``--resume`` continues exactly once the problem is fixed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..data.base import ImageSource
+from ..errors import ConfigError, GenomeError
 from ..genome import Genome
 from ..images import save_grid
 from ..io import append_jsonl, atomic_write_json, atomic_write_text
@@ -53,6 +57,7 @@ class CandidateTask:
     progress: bool = False
     continue_from: str | None = None  # final training: continue this checkpoint up to train["iterations"]
     threads: int | None = None  # torch CPU threads (the same count everywhere keeps CPU results identical)
+    until: int | None = None  # a rung of successive halving: train up to this iteration, score, stop
 
 
 @dataclass
@@ -66,9 +71,20 @@ class CandidateResult:
     eval_seconds: float | None = None
     checkpoint: str | None = None
     error: str | None = None
+    retry: bool = False  # not the candidate's fault: leave it pending and stop the search with ``error``
+    iterations: int | None = None  # the iteration the candidate's checkpoint is at
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class CandidateFailure(Exception):
+    """The candidate itself cannot be trained (a shape that cannot be built, too large for the device)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or (isinstance(exc, RuntimeError)
+                                                       and "out of memory" in str(exc).lower())
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,11 +98,15 @@ def open_data_cached(spec: str) -> ImageSource:
 def run_candidate(task: CandidateTask) -> CandidateResult:
     try:
         return _run(task)
-    except Exception as exc:  # noqa: BLE001 (a failed candidate is a ledger state, not a crash)
+    except Exception as exc:  # noqa: BLE001 (the driver decides: a ledger state, or a stop with the error)
         out = Path(task.out_dir)
         with contextlib.suppress(OSError):
             atomic_write_text(out / "error.txt", traceback.format_exc())
-        return CandidateResult(task.candidate_id, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        cause = exc.__cause__ if isinstance(exc, CandidateFailure) and exc.__cause__ is not None else exc
+        error = f"{type(cause).__name__}: {cause}"
+        if isinstance(exc, CandidateFailure) or is_out_of_memory(exc):
+            return CandidateResult(task.candidate_id, Status.FAILED, error=error)
+        return CandidateResult(task.candidate_id, Status.FAILED, error=error, retry=True)
 
 
 def _run(task: CandidateTask) -> CandidateResult:
@@ -108,20 +128,30 @@ def _run(task: CandidateTask) -> CandidateResult:
         trainer = Trainer.resume(load_checkpoint(task.continue_from), data, device=config.device)
         trainer.extend(config.iterations)
     if trainer is None:
-        if task.parent_checkpoint is None:
-            trainer = Trainer(genome, config, data)
-        else:
-            parent = load_checkpoint(task.parent_checkpoint)
-            trainer = Trainer.child_of(parent, genome, config, data, policy=task.inherit_policy,  # type: ignore[arg-type]
-                                       new_layers=task.new_layer_init)  # type: ignore[arg-type]
+        parent = None if task.parent_checkpoint is None else load_checkpoint(task.parent_checkpoint)
+        try:
+            if parent is None:
+                trainer = Trainer(genome, config, data)
+            else:
+                trainer = Trainer.child_of(parent, genome, config, data, policy=task.inherit_policy,  # type: ignore[arg-type]
+                                           new_layers=task.new_layer_init)  # type: ignore[arg-type]
+        except (ConfigError, GenomeError, RuntimeError) as exc:  # this architecture cannot be built here
+            raise CandidateFailure(str(exc)) from exc
+        if trainer.inheritance:
             atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
     every = task.checkpoint_every or max(1, config.iterations // 4)
-    if trainer.iteration < config.iterations or trainer.fading:
-        result = trainer.train(progress=task.progress, checkpoint_path=ckpt_path, checkpoint_every=every,
-                               on_log=lambda row: append_jsonl(out / "stats.jsonl", row))
+    end = config.iterations if task.until is None else min(task.until, config.iterations)
+    if trainer.iteration < end or (trainer.fading and end == config.iterations):
+        try:
+            result = trainer.train(end, progress=task.progress, checkpoint_path=ckpt_path, checkpoint_every=every,
+                                   on_log=lambda row: append_jsonl(out / "stats.jsonl", row))
+        except RuntimeError as exc:
+            if is_out_of_memory(exc):
+                raise CandidateFailure(f"does not fit the device: {exc}") from exc
+            raise
         if result.status != Status.DONE:
             return CandidateResult(task.candidate_id, Status(result.status), train_seconds=trainer.train_seconds,
-                                   error=result.reason, extra={"stats": result.stats})
+                                   error=result.reason, extra={"stats": result.stats}, iterations=trainer.iteration)
         trainer.save(ckpt_path)
     elif not ckpt_path.exists():
         trainer.save(ckpt_path)  # e.g. a final training of 0 extra iterations: the result still lives here
@@ -129,7 +159,7 @@ def _run(task: CandidateTask) -> CandidateResult:
     start = time.perf_counter()
     if not torch.isfinite(trainer.sample(8, seed=1)).all():
         return CandidateResult(task.candidate_id, Status.DIVERGED, train_seconds=trainer.train_seconds,
-                               eval_seconds=time.perf_counter() - start,
+                               eval_seconds=time.perf_counter() - start, iterations=trainer.iteration,
                                error="the EMA generator's output is not finite")
     scores = evaluate_trainer(trainer, data, task)
     if task.sample_grid:
@@ -139,7 +169,8 @@ def _run(task: CandidateTask) -> CandidateResult:
     extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}
     # The driver normalises: only it knows the baseline at this candidate's route iterations.
     return CandidateResult(task.candidate_id, Status.DONE, metric=value, extra=extra,
-                           train_seconds=trainer.train_seconds, eval_seconds=eval_seconds, checkpoint=str(ckpt_path))
+                           train_seconds=trainer.train_seconds, eval_seconds=eval_seconds, checkpoint=str(ckpt_path),
+                           iterations=trainer.iteration)
 
 
 def _resume_if_possible(ckpt_path: Path, genome: Genome, data: ImageSource, device: str) -> Trainer | None:
