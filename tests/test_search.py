@@ -369,3 +369,15 @@ def test_compare_against_proggan_at_equal_training_and_equal_compute(tmp_path: P
     run_search(unfinished, tiny(baseline="none", max_steps=1, final_iterations=0), progress=False)
     result = runner.invoke(app, ["compare", str(unfinished), "--no-progress"])
     assert result.exit_code == 2 and "has no final model yet" in result.output
+
+
+def test_resume_may_change_where_a_search_runs_but_not_what_it_computes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_search(run, tiny(max_steps=1, final_iterations=0), progress=False)
+    result = runner.invoke(app, ["search", "--resume", str(run), "--no-progress", "--set", "threads=2",
+                                 "--set", "workers=1"])
+    assert result.exit_code == 0, result.output
+    assert "torch threads: 2" in (run / "log.txt").read_text()
+    result = runner.invoke(app, ["search", "--resume", str(run), "--no-progress", "--set", "top_k=4"])
+    assert result.exit_code == 2 and "only ['device', 'executor', 'gpus_per_candidate', 'threads', 'workers']" \
+        in result.output

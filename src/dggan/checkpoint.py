@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from .errors import CheckpointError, GenomeError
 from .genome import Genome
-from .io import temp_path_for
+from .io import readable, temp_path_for
 from .networks import Generator
 
 CHECKPOINT_FORMAT = "dggan-checkpoint/1"
@@ -43,6 +43,7 @@ def save_checkpoint(path: str | Path, genome: Genome, state: dict[str, Any], ten
     try:
         metadata = {"format": CHECKPOINT_FORMAT, "genome": genome.to_json(indent=None), "state": json.dumps(state)}
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        readable(tmp)  # safetensors writes 0600; a checkpoint is as readable as any file the user makes
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -67,9 +68,27 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", tensor
     try:
         genome = Genome.from_json(metadata["genome"], source=f"{path} [genome]")
         state = json.loads(metadata["state"])
-    except (KeyError, json.JSONDecodeError, GenomeError) as exc:
-        raise CheckpointError(f"{path}: bad checkpoint metadata ({exc})") from None
+        _check_state_fields(state)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError, GenomeError) as exc:
+        raise CheckpointError(f"{path}: bad checkpoint metadata ({exc}); the file was edited or damaged, use an"
+                              " earlier checkpoint or retrain") from None
     return Checkpoint(path=path, genome=genome, state=state, tensors=weights)
+
+
+def _check_state_fields(state: Any) -> None:
+    """The training state's fields have the types the trainer relies on (an edited file fails here)."""
+    if not isinstance(state, dict):
+        raise TypeError("the training state is not a JSON object")
+    iteration = state.get("iteration", 0)  # absent in weights-only files; Trainer.resume requires it
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+        raise ValueError(f"'iteration' must be an integer >= 0, got {iteration!r}")
+    alpha = state.get("alpha", 1.0)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 <= alpha <= 1:
+        raise ValueError(f"'alpha' must be a number in [0, 1], got {alpha!r}")
+    if not isinstance(state.get("fade_in", False), bool):
+        raise ValueError(f"'fade_in' must be true or false, got {state.get('fade_in')!r}")
+    if not isinstance(state.get("config", {}), dict):
+        raise ValueError("'config' must be a JSON object")
 
 
 def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:

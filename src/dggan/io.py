@@ -20,6 +20,11 @@ def _readable(fd: int) -> None:
     os.fchmod(fd, 0o666 & ~_umask())
 
 
+def readable(path: str | Path) -> None:
+    """``_readable`` for a file another library wrote."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write via a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
     path = Path(path)

@@ -35,6 +35,7 @@ from .errors import ConfigError
 from .genome import Genome
 from .inherit import InheritanceReport, InheritPolicy, NewLayerInit, identity_init, inherit_weights
 from .loss import WGANGP
+from .memory import check_fits
 from .networks import Discriminator, Generator
 from .sampling import sample_images
 from .settings import coerce, normalize_fields
@@ -59,6 +60,7 @@ class TrainConfig:
     log_every: int = 100
     divergence_threshold: float = 1e5  # |D loss| beyond this counts as an exploding critic
     check_every: int = 10  # how often (iterations) losses are pulled to the host and checked
+    memory_limit_gb: float | None = None  # refuse genomes estimated to need more (default: the device's memory)
 
     def __post_init__(self) -> None:
         normalize_fields(self, "train config")
@@ -131,6 +133,7 @@ class Trainer:
                               f" {genome.image_channels}")
         self.genome, self.config, self.data = genome, config, data
         self.device = pick_device(config.device)
+        check_fits(genome, config.batch_size, str(self.device), config.memory_limit_gb)  # before any allocation
         self.loss = config.loss()
         # The fade-in length is fixed now; extending the run later never moves alpha.
         self.fade_iterations = (fade_iterations if fade_iterations is not None

@@ -67,6 +67,8 @@ def evaluate(metric: str, generate: Generate, real: ImageSource | None, resoluti
     Non-finite generator output raises ``MetricError`` (a diverged candidate).
     """
     spec = parse_metric(metric)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise MetricError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not is_power_of_two(resolution):
         raise MetricError(f"resolution must be a power of two, got {resolution}")
     if spec.kind != "is":

@@ -57,6 +57,7 @@ class SearchConfig:
     flip: bool = _TRAIN.flip
     divergence_threshold: float = _TRAIN.divergence_threshold
     check_every: int = _TRAIN.check_every
+    memory_limit_gb: float | None = _TRAIN.memory_limit_gb
     inherit_policy: str = "adapt"
     new_layer_init: str = "random"  # "identity": grown convs start as identities (beyond the paper)
     seed: int = 0

@@ -23,8 +23,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..actions import Action, apply_action
-from ..checkpoint import load_checkpoint
-from ..errors import DatasetError, DgganError, MetricError, SearchError
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..errors import DatasetError, DgganError, InvalidActionError, MetricError, SearchError
 from ..io import atomic_write_json
 from ..metrics.refstats import default_cache_dir
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout
@@ -206,6 +206,9 @@ class Search:
         try:
             for result in self.executor.run(tasks):
                 if result.retry:
+                    unfinished = [r.id for r in self.ledger.candidates() if r.id in by_id
+                                  and r.status == Status.RUNNING and r.id != result.candidate_id]
+                    self.ledger.update_many(unfinished, status=Status.PENDING)
                     self._stop(result)
                 self._record(result, by_id[result.candidate_id])
                 best = self.ledger.best_normalized()
@@ -369,7 +372,11 @@ class Search:
         route = (best.route_iterations or 0) + self.config.final_iterations
         curve = self.baseline({best.resolution: route})  # the ProgGAN baseline at equal training
         source = self._checkpoint_of(best.id)
-        source_state = load_checkpoint(source, tensors=False).state  # only its clock and iteration
+        try:
+            source_state = load_checkpoint(source, tensors=False).state  # only its clock and iteration
+        except CheckpointError as exc:
+            raise SearchError(f"the final training needs candidate {best.id}'s checkpoint, which is missing or"
+                              f" damaged ({exc}); restore it from a backup and resume. Nothing was changed") from None
         iterations = int(source_state["iteration"]) + self.config.final_iterations
         task = self._task(best, iterations, self.layout.best, continue_from=source)
         self.log(f"final training of candidate {best.id} for {self.config.final_iterations} more iterations")
@@ -497,12 +504,35 @@ def check_device(config: SearchConfig) -> None:
             raise SearchError(f"{exc} (or --device auto)") from None
 
 
+def check_sizes(config: SearchConfig) -> None:
+    """The initial genomes, and each with the largest layer of the action space grown into G or D, fit the
+    device (absurd widths or filter counts fail here, not by exhausting the machine)."""
+    from ..actions import Action, apply_action
+    from ..memory import check_fits
+
+    device = config.resolved_device()
+    space = config.action_space()
+    for genome in config.initial_genomes():
+        check_fits(genome, config.batch_size, device, config.memory_limit_gb, "an initial genome")
+        for kind, enabled in (("grow_g", config.grow_g), ("grow_d", config.grow_d)):
+            if not enabled:
+                continue
+            try:
+                grown = apply_action(genome, Action(kind, max(config.kernels), max(config.filters)),  # type: ignore[arg-type]
+                                     config.limits(), space)
+            except InvalidActionError:  # e.g. max_g_layers = 0: that layer is never grown
+                continue
+            check_fits(grown, config.batch_size, device, config.memory_limit_gb,
+                       f"a child with the action space's largest {kind} layer")
+
+
 def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None) -> None:
     """Everything that can be checked before a run folder is made or any work is done."""
     if run_dir is not None:
         check_new_run_dir(Path(run_dir))
     static_curve(config)
     check_device(config)
+    check_sizes(config)
     check_data(config)
     check_metric(config)
 

@@ -1,0 +1,66 @@
+"""How much memory a candidate needs, estimated from its genome before anything is built.
+
+A genome or a setting with absurd sizes (a 1e9-filter layer, a 1e6-channel schedule) would otherwise try
+to allocate terabytes and take the machine down. The estimate counts the weights of G, its EMA copy and
+D in float32, their gradients and Adam's two moments, and the activations one training step keeps for the
+backward pass (G's output per layer for the batch; D's for real, fake and the gradient-penalty mix, with
+the double backward roughly tripling them). It is meant to catch the impossible, not to plan tightly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .genome import Genome, d_plan, g_plan
+
+BYTES = 4  # float32
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int  # bytes: G, EMA G, D, their gradients and Adam state
+    activations: int  # bytes kept for one step's backward passes
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations
+
+    def __str__(self) -> str:
+        return f"~{self.total / 2**30:.3g} GiB ({self.weights / 2**30:.3g} weights, {self.activations / 2**30:.3g}" \
+               " activations)"
+
+
+def estimate(genome: Genome, batch_size: int) -> MemoryEstimate:
+    g, d = genome.g_params(), genome.d_params()
+    weights = BYTES * (g * 5 + d * 4)  # G + EMA + grad + 2 Adam moments; D + grad + 2 moments
+    g_act = sum(spec.out_ch * spec.resolution**2 for spec in g_plan(genome)) * batch_size
+    d_act = sum(spec.out_ch * spec.resolution**2 for spec in d_plan(genome)) * batch_size * 3
+    return MemoryEstimate(weights, BYTES * 3 * (g_act + d_act))
+
+
+def device_memory(device: str) -> int:
+    """Bytes the device has: a CUDA card's memory, or the machine's RAM for the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        index = torch.device(device).index or 0
+        return int(torch.cuda.get_device_properties(index).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 64 * 2**30
+
+
+def check_fits(genome: Genome, batch_size: int, device: str, limit_gb: float | None = None,
+               what: str = "this genome") -> MemoryEstimate:
+    """Raise ConfigError when ``genome`` cannot fit ``device`` (or ``limit_gb``); return the estimate."""
+    need = estimate(genome, batch_size)
+    limit = limit_gb * 2**30 if limit_gb else device_memory(device)
+    if need.total > limit:
+        where = f"the {limit_gb:g} GiB memory_limit_gb" if limit_gb else f"{device}'s {limit / 2**30:.3g} GiB"
+        raise ConfigError(f"{what} needs {need} at batch {batch_size}, more than {where}"
+                          f" ({genome.summary()}); use fewer filters or channels, a smaller batch, or raise"
+                          " memory_limit_gb if the estimate is too cautious")
+    return need

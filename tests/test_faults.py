@@ -1,0 +1,342 @@
+"""Faults and bad input, as a new user and an unlucky operator meet them (small budgets, CPU only).
+
+The classes: a search in which nothing works must exit non-zero; a passing fault (a full disk, a lost
+parent checkpoint, a lost worker) must stop the search and change nothing, so that --resume continues
+exactly; bad input gets one line, exit 2, and leaves nothing behind; nothing hangs; absurd sizes are
+refused before anything is allocated; workers die with their driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dggan.cli import app
+from dggan.errors import ConfigError, LedgerError, SearchError
+from dggan.search import worker as worker_module
+from dggan.search.config import SearchConfig
+from dggan.search.driver import run_search
+from dggan.search.ledger import Ledger, Status
+
+runner = CliRunner()
+
+FAST: dict[str, Any] = {
+    "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": "none", "initial_channels": [8],
+    "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5, "kernels": [3], "filters": [8],
+    "iterations": 4, "final_iterations": 2, "max_steps": 1, "batch_size": 8, "sample_grid": 4,
+    "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None,
+}
+
+
+def fast(**overrides: Any) -> SearchConfig:
+    return SearchConfig.from_dict({**FAST, **overrides})
+
+
+def write_config(tmp_path: Path, **overrides: Any) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(fast(**overrides).to_dict()))
+    return path
+
+
+def search_cli(tmp_path: Path, *args: str) -> Any:
+    return runner.invoke(app, ["search", "--config", str(write_config(tmp_path)), "--no-progress", *args])
+
+
+def rows_of(run: Path) -> list[dict[str, Any]]:
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        return [r.to_dict() for r in ledger.candidates()]
+
+
+def outcome(run: Path) -> list[tuple[Any, ...]]:
+    return [(r["id"], r["parent"], json.dumps(r["action"]), r["status"], r["genome_key"],
+             None if r["metric"] is None else round(r["metric"], 6), r["kept"]) for r in rows_of(run)]
+
+
+def one_line_error(result: Any, needle: str, code: int = 2) -> None:
+    assert result.exit_code == code, result.output
+    assert needle in result.output and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------- 1. nothing works: non-zero
+@pytest.mark.parametrize("overrides,needle", [
+    ({"data": "synthetic:n=3,res=16"}, "has 3 images, fewer than one batch"),
+    ({"device": "cuda"}, "CUDA is not available"),
+    ({"lr": "Infinity"}, "lr must be a number, got Infinity"),
+    ({"inception_weights": "/etc/passwd", "metric": "fid16"}, "is not a plain tensor state dict"),
+])
+def test_what_cannot_work_fails_before_any_work(tmp_path: Path, overrides: dict[str, Any], needle: str) -> None:
+    if overrides.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args = [f"--set={k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
+    result = runner.invoke(app, ["search", "--preset", "demo", "--run-dir", str(tmp_path / "r"), "--no-progress",
+                                 *args])
+    one_line_error(result, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_search_without_a_result_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def every_candidate_fails(task: worker_module.CandidateTask) -> worker_module.CandidateResult:
+        raise worker_module.CandidateFailure("no architecture can be built")
+
+    monkeypatch.setattr(worker_module, "_run", every_candidate_fails)
+    result = search_cli(tmp_path, "--run-dir", str(tmp_path / "run"))
+    one_line_error(result, "ended without its result", code=1)
+    assert "no architecture can be built" in result.output  # said even with --no-progress
+    assert "no architecture can be built" in (tmp_path / "run" / "log.txt").read_text()
+
+
+# ---------------------------------------------------------------------- 2. a passing fault changes nothing
+def test_a_full_disk_stops_the_search_and_resume_continues_exactly(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = tmp_path / "reference"
+    run_search(reference, fast(p=1.0), progress=False)
+    real_save = worker_module.Trainer.save
+    calls = {"n": 0}
+
+    def disk_full(self: Any, path: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError(28, "No space left on device", str(path))
+        return real_save(self, path)
+
+    monkeypatch.setattr(worker_module.Trainer, "save", disk_full)
+    run = tmp_path / "run"
+    with pytest.raises(SearchError, match="No space left on device.*stays pending.*--resume"):
+        run_search(run, fast(p=1.0), progress=False)
+    stopped = rows_of(run)
+    assert any(r["status"] == "pending" and "interrupted" in (r["error"] or "") for r in stopped)
+    assert not any(r["status"] == "failed" for r in stopped)
+    monkeypatch.setattr(worker_module.Trainer, "save", real_save)  # space freed
+    run_search(run, resume=True, progress=False)
+    assert outcome(run) == outcome(reference)
+
+
+def test_a_lost_parent_checkpoint_stops_the_search_and_resume_continues_exactly(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    run_search(reference, fast(p=1.0, max_steps=2), progress=False)
+    run = tmp_path / "run"
+    config = fast(p=1.0, max_steps=2)
+    # Run step 0 only, then lose the parent's checkpoint behind the search's back.
+    from dggan.search.driver import Search, create_run
+    from dggan.search.executors import InProcessExecutor
+
+    create_run(run, config)
+    search = Search(run, config, InProcessExecutor("cpu"), progress=False)
+    search.ledger.add_candidates([{"step": 0, "parent": None, "action": None, "seed": config.seed * 100_003 + 1,
+                                   "genome": config.initial_genomes()[0], "iterations": 4, "route_iterations": 4}])
+    search.train_step(0)
+    kept = search.select(0)
+    search.sample_children(1, [search.ledger.get(c) for c in kept])
+    parent_ckpt = run / "candidates" / "c00001" / "checkpoint.safetensors"
+    saved = parent_ckpt.read_bytes()
+    parent_ckpt.unlink()
+    with pytest.raises(SearchError, match="no such checkpoint.*stays pending"):
+        run_search(run, resume=True, progress=False)
+    assert all(r["status"] in ("done", "pending") for r in rows_of(run))
+    parent_ckpt.write_bytes(saved)  # restored
+    run_search(run, resume=True, progress=False)
+    assert outcome(run) == outcome(reference)
+
+
+# ---------------------------------------------------------------------- 3. one-line errors, nothing left behind
+def test_bad_paths_and_values_are_one_line_errors(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    one_line_error(search_cli(tmp_path, "--run-dir", str(a_file)), "is a file")
+    one_line_error(runner.invoke(app, ["train", "--run-dir", str(a_file), "--no-progress"]), "is a file")
+    for setting, needle in (("seed=abc", "seed must be an integer, got 'abc'"),
+                            ("latent_size=0", "latent_size must be >= 1"),
+                            ("checkpoint_every=-1", "checkpoint_every must be >= 0")):
+        result = search_cli(tmp_path, "--run-dir", str(tmp_path / "r"), "--set", setting)
+        one_line_error(result, needle)
+        assert not (tmp_path / "r").exists()
+    one_line_error(runner.invoke(app, ["train", "--action", "grow_res", "--no-progress"]), "--action needs --parent")
+    if not torch.cuda.is_available():
+        one_line_error(runner.invoke(app, ["sample", str(a_file), "--device", "cuda"]), "CUDA is not available")
+
+
+def test_damaged_checkpoints_and_ledgers_are_one_line_errors(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_search(run, fast(), progress=False)
+    ckpt = run / "best" / "checkpoint.safetensors"
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    state = json.loads(meta["state"])
+    state["iteration"] = "abc"
+    edited = tmp_path / "edited.safetensors"
+    save_file(tensors, str(edited), metadata={**meta, "state": json.dumps(state)})
+    one_line_error(runner.invoke(app, ["sample", str(edited)]), "'iteration' must be an integer")
+    one_line_error(runner.invoke(app, ["train", "--from", str(edited), "--no-progress"]), "'iteration' must be")
+    one_line_error(runner.invoke(app, ["eval", str(ckpt), "--batch-size", "-1"]), "--batch-size must be >= 1")
+    one_line_error(runner.invoke(app, ["eval", str(ckpt), "--batch-size", "0", "--metric", "swd16"]),
+                   "--batch-size must be >= 1")  # this one used to loop for ever
+    # A ledger row with a broken genome: ls and --resume say which candidate, no traceback.
+    with sqlite3.connect(run / "ledger.sqlite") as conn:
+        conn.execute("UPDATE candidates SET genome = '{\"latent_size\": 8}' WHERE id = 2")
+    one_line_error(runner.invoke(app, ["ls", str(run)]), "candidate 2")
+    one_line_error(runner.invoke(app, ["search", "--resume", str(run), "--no-progress"]), "candidate 2")
+    for damage in (b"random bytes" * 100, (run / "ledger.sqlite").read_bytes()[:1000]):
+        (run / "ledger.sqlite").write_bytes(damage)
+        for wal in run.glob("ledger.sqlite-*"):
+            wal.unlink()
+        one_line_error(runner.invoke(app, ["search", "--resume", str(run), "--no-progress"]), "ledger")
+        one_line_error(runner.invoke(app, ["ls", str(run)]), "ledger")
+        one_line_error(runner.invoke(app, ["report", str(run)]), "ledger")
+
+
+def test_a_missing_best_checkpoint_stops_the_final_training(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = fast(final_iterations=0, baseline="none")
+    run_search(run, config, progress=False)  # no final training: baseline none and 0 final iterations
+    # Ask for a final training now that the best candidate's checkpoint is gone.
+    with Ledger.open(run / "ledger.sqlite") as ledger:
+        best = min((r for r in ledger.candidates(status=Status.DONE) if r.resolution == 16),
+                   key=lambda r: (r.normalized_metric, r.id))
+    (run / best.checkpoint).unlink()  # type: ignore[operator]
+    options = json.loads((run / "options.json").read_text())
+    (run / "options.json").write_text(json.dumps({**options, "final_iterations": 2}))
+    with pytest.raises(SearchError, match=f"candidate {best.id}'s checkpoint, which is missing"):
+        run_search(run, resume=True, progress=False)
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        assert ledger.final() is None  # nothing was recorded
+
+
+def test_a_full_disk_in_the_ledger_is_named(tmp_path: Path) -> None:
+    ledger = Ledger.create(tmp_path / "ledger.sqlite", {})
+
+    class FullConnection:
+        def __init__(self, conn: sqlite3.Connection):
+            self.conn = conn
+
+        def __enter__(self) -> Any:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+    ledger._conn = FullConnection(ledger._conn)  # type: ignore[assignment]
+    with pytest.raises(LedgerError, match="disk is full.*free disk space.*nothing already recorded is lost"):
+        ledger.set_meta("x", "1")
+
+
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    from dggan.analysis.synthetic import write_synthetic_run
+
+    run = write_synthetic_run(tmp_path / "run", 30, seed=1)
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the report's folder should go")
+    result = runner.invoke(app, ["report", str(run), "--out", str(blocker / "report")])
+    assert result.exit_code == 1 and "error:" in result.output and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------- 5. sizes
+def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path: Path) -> None:
+    from dggan.actions import Action, ActionSpace, apply_action
+    from dggan.data import SyntheticShapes
+    from dggan.genome import Genome, constant_channels
+    from dggan.train import TrainConfig, Trainer
+
+    huge = apply_action(Genome.base(latent_size=8, channels=constant_channels(16, 8)), Action("grow_g", 3, 10**9),
+                        space=ActionSpace(filters=(10**9,)))
+    with pytest.raises(ConfigError, match=r"needs ~\d.* GiB"):
+        Trainer(huge, TrainConfig(iterations=1, batch_size=8), SyntheticShapes(16, 16))
+    for setting, needle in (("initial_channels=[1000000]", "an initial genome needs"),
+                            ("filters=[1000000000]", "largest grow_g layer needs")):
+        result = search_cli(tmp_path, "--run-dir", str(tmp_path / "r"), "--set", setting)
+        one_line_error(result, needle)
+        assert "memory_limit_gb" in result.output and not (tmp_path / "r").exists()
+    small = Genome.base(latent_size=8, channels=constant_channels(16, 8))
+    with pytest.raises(ConfigError, match="memory_limit_gb"):
+        Trainer(small, TrainConfig(iterations=1, batch_size=8, memory_limit_gb=1e-6), SyntheticShapes(16, 16))
+
+
+# ---------------------------------------------------------------------- 6. orphans
+@pytest.mark.slow
+def test_workers_die_with_their_driver(tmp_path: Path) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import time, sys\n"
+        "from dggan.search.executors import LocalExecutor\n"
+        "ex = LocalExecutor(workers=2, device='cpu')\n"
+        "pool = ex._make_pool(); ex._pool = pool\n"
+        "futures = [pool.submit(time.sleep, 60) for _ in range(2)]\n"
+        "time.sleep(3)\n"
+        "print(' '.join(str(p) for p in pool._processes), flush=True)\n"
+        "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in proc.stdout.readline().split()]  # type: ignore[union-attr]
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone, not its process group
+        proc.wait()
+        deadline = time.time() + 10
+        alive = workers
+        while alive and time.time() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in workers if _alive(p)]
+        assert not alive, f"workers {alive} outlived their driver"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------- 7 and 8. smaller wrongs
+def test_continuing_a_checkpoint_keeps_its_data(tmp_path: Path) -> None:
+    base = ["train", "--iterations", "4", "--batch-size", "8", "--channels", "8", "--latent-size", "8",
+            "--max-resolution", "16", "--no-progress", "--run-dir", str(tmp_path)]
+    assert runner.invoke(app, [*base, "--data", "synthetic:n=32,res=16,seed=5"]).exit_code == 0
+    ckpt = next(tmp_path.iterdir()) / "checkpoint.safetensors"
+    result = runner.invoke(app, [*base[:1], "--from", str(ckpt), "--iterations", "6", "--no-progress",
+                                 "--run-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    resumed = next(p for p in tmp_path.iterdir() if p.name.endswith("-resumed"))
+    assert json.loads((resumed / "options.json").read_text())["data"] == "synthetic:n=32,res=16,seed=5"
+    other = runner.invoke(app, [*base[:1], "--from", str(ckpt), "--iterations", "6", "--no-progress",
+                                "--run-dir", str(tmp_path), "--data", "synthetic:n=32,res=16"])
+    assert other.exit_code == 0 and "continuing on 'synthetic:n=32,res=16' as asked" in other.output
+
+
+def test_resume_keeps_the_run_accounting_and_files_are_readable(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = run_search(run, fast(), progress=False)
+    again = run_search(run, resume=True, progress=False)
+    assert again.total_wall_seconds >= first.wall_seconds and again.ok
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        sessions = json.loads(ledger.get_meta("sessions") or "[]")
+        assert len(sessions) == 2
+        assert json.loads(ledger.get_meta("last_summary") or "{}")["wall_seconds"] >= first.wall_seconds
+    result = runner.invoke(app, ["search", "--resume", str(run), "--no-progress"])
+    assert result.exit_code == 0 and "overhead" not in result.output
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("options.json", "best/metrics.json", "best/checkpoint.safetensors", "best/samples.png"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
