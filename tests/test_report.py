@@ -27,8 +27,9 @@ from dggan.genome import Genome
 from dggan.networks import Generator
 from dggan.search.ledger import Ledger
 
-SECTIONS = ["overview", "settings", "best", "route", "capacity", "actions", "pruning", "replay", "tree", "samples",
-            "candidates"]
+# The result first, the settings collapsed at the end (issue: "the result first").
+SECTIONS = ["result", "overview", "best", "route", "capacity", "actions", "pruning", "replay", "tree", "samples",
+            "candidates", "settings"]
 BIG = 2000
 
 

@@ -310,7 +310,8 @@ class Trainer:
         acc = torch.zeros(len(_STAT_NAMES), device=self.device)
         acc_n = 0
         last: dict[str, float] = {}
-        bar = tqdm(total=end, initial=self.iteration, disable=not progress,
+        # Quiet when asked, and when stderr is not a terminal (disable=None); under the search's step bar.
+        bar = tqdm(total=end, initial=self.iteration, disable=None if progress else True, position=1 if desc else 0,
                    desc=desc or f"train {self.genome.resolution}px", unit="it", leave=False)
         try:
             while self.iteration < end:

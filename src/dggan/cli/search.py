@@ -35,15 +35,15 @@ def build_config(preset_name: str | None, config_file: Path | None, overrides: l
 
 
 def print_summary(summary: SearchSummary) -> None:
+    """The run in numbers, then the result first-class: one sentence, the route, where the samples are."""
+    from ..analysis.headline import duration, headline
+
     typer.echo(f"run folder: {summary.run_dir}")
-    typer.echo(f"{summary.candidates} candidates over {summary.steps} steps;"
-               + (f" best at the target resolution: candidate {summary.best_id} (normalised metric"
-                  f" {summary.best_normalized:.3f})" if summary.best_id is not None and summary.best_normalized
-                  is not None else " no candidate finished at the target resolution"))
-    if summary.final_status:
-        typer.echo(f"final training: {summary.final_status}, metric {summary.final_metric}")
-    typer.echo(f"this session: wall {summary.wall_seconds:.1f}s; the run's training {summary.train_seconds:.1f}s,"
-               f" scoring {summary.eval_seconds:.1f}s")
+    typer.echo(f"{summary.candidates} candidates over {summary.steps} steps; this session"
+               f" {duration(summary.wall_seconds)} (the whole run {duration(summary.total_wall_seconds)};"
+               f" training and scoring, baseline included, {duration(summary.train_seconds + summary.eval_seconds)})")
+    for line in headline(summary.run_dir).lines():
+        typer.echo(line)
 
 
 Progress = Annotated[bool, typer.Option(help="Show progress bars")]

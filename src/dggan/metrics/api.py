@@ -95,7 +95,7 @@ def evaluate(metric: str, generate: Generate, real: ImageSource | None, resoluti
                                       cache_dir=None if cache_dir is None else Path(cache_dir),
                                       batch_size=batch_size, progress=progress)
         fakes = generated_batches(generate, spec.num_fake, resolution, batch_size)
-        features = extract_features(fakes, extractor, total=spec.num_fake, desc=f"generated @{resolution}px",
+        features = extract_features(fakes, extractor, total=spec.num_fake, desc=f"scoring {spec.name} @{resolution}px",
                                     progress=progress)
         if reference is not None:
             mu, sigma = fid_statistics(features[FID_LAYER])

@@ -142,7 +142,7 @@ def extract_features(batches: Iterator[torch.Tensor], extractor: Extractor, tota
                      progress: bool = True) -> dict[str, torch.Tensor]:
     """Concatenated features of all uint8 batches, with an optional tqdm bar."""
     parts: dict[str, list[torch.Tensor]] = {}
-    with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc=desc, unit="img", disable=None if progress else True, leave=False) as bar:
         for batch in batches:
             for name, f in extractor(batch).items():
                 parts.setdefault(name, []).append(f)

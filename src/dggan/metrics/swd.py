@@ -159,8 +159,8 @@ def compute_swd(real_batches: Batches, fake_batches: Batches, num_images: int, r
     levels = swd_resolutions(resolution)
     device = torch.device(device)
     per_level: dict[str, float] = {}
-    with tqdm(total=2 * num_images * len(levels), desc=f"swd @{resolution}px", unit="img",
-              disable=not progress, leave=False) as bar:
+    with tqdm(total=2 * num_images * len(levels), desc=f"scoring swd{num_images} @{resolution}px", unit="img",
+              disable=None if progress else True, leave=False, position=1) as bar:
         for i, res in enumerate(levels):
             real = level_descriptors(real_batches(), i, len(levels), _generator(seed, i, "real"), device, bar)
             fake = level_descriptors(fake_batches(), i, len(levels), _generator(seed, i, "fake"), device, bar)

@@ -170,7 +170,8 @@ class Search:
             out_dir=str(out_dir), train=train, data=self.config.data, metric=self.config.metric,
             inherit_policy=self.config.inherit_policy, new_layer_init=self.config.new_layer_init,
             checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
-            eval_options=self._eval_options(), progress=False, continue_from=continue_from,
+            eval_options=self._eval_options(), continue_from=continue_from,
+            progress=self.progress and self.executor.name == "inprocess",  # bars of other processes would garble
             threads=self.config.threads)
 
     def _candidate_task(self, row: CandidateRow) -> CandidateTask:
@@ -202,7 +203,9 @@ class Search:
         by_id = {r.id: r for r in rows}
         tasks = [self._candidate_task(r) for r in rows]
         self.ledger.update_many(list(by_id), status=Status.RUNNING)
-        bar = tqdm(total=len(rows), desc=desc, unit="cand", disable=not self.progress)
+        bar = tqdm(total=len(rows), desc=desc, unit="cand", disable=None if self.progress else True)
+        label = f"best {self.config.metric}/ProgGAN" if self._curve is not None and self._curve.kind != "none" \
+            else f"best {self.config.metric}"
         try:
             for result in self.executor.run(tasks):
                 if result.retry:
@@ -212,7 +215,7 @@ class Search:
                     self._stop(result)
                 self._record(result, by_id[result.candidate_id])
                 best = self.ledger.best_normalized()
-                bar.set_postfix(best=f"{best:.3f}" if best is not None else "-")
+                bar.set_postfix_str(f"{label} {best:.3f}" if best is not None else "")
                 bar.update(1)
                 if result.status != Status.DONE:
                     self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
@@ -234,6 +237,8 @@ class Search:
         """The baseline curve, trained (``auto``) far enough to cover ``needs`` ({res: route iterations})."""
         if self._curve is not None and (not needs or self.config.baseline != "auto"
                                         or all(self._curve.covers(r, i) for r, i in needs.items())):
+            if self.config.baseline != "auto" and self.ledger.get_meta("baseline") is None:
+                self.ledger.set_meta("baseline", self._curve.to_json())  # what the report shows as used
             return self._curve
         if self.config.baseline != "auto":
             raise SearchError("internal: a static baseline has no curve")  # static_curve always returns one
@@ -388,13 +393,11 @@ class Search:
             raise SearchError(message)
         normalized, info = (curve.normalize(result.metric, best.resolution, route)
                             if result.status == Status.DONE else (None, {}))
-        # The checkpoint's clock includes the candidate's own training; count only the extra part here.
-        extra_seconds = (result.train_seconds or 0.0) - float(source_state.get("train_seconds", 0.0))
         self.ledger.set_final(candidate=best.id, status=result.status, metric=result.metric,
                               normalized_metric=normalized,
                               extra={**result.extra, **info, "eval_seconds": result.eval_seconds,
                                      "route_iterations": route},
-                              iterations=iterations, train_seconds=max(extra_seconds, 0.0),
+                              iterations=iterations, train_seconds=result.train_seconds,
                               checkpoint=None if result.checkpoint is None else self.layout.relative(result.checkpoint),
                               error=result.error)
         atomic_write_json(self.layout.best / "metrics.json", {

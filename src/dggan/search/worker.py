@@ -127,6 +127,7 @@ def _run(task: CandidateTask) -> CandidateResult:
     if trainer is None and task.continue_from is not None:
         trainer = Trainer.resume(load_checkpoint(task.continue_from), data, device=config.device)
         trainer.extend(config.iterations)
+        trainer.train_seconds = 0.0  # this candidate's clock counts its own training, not its source's
     if trainer is None:
         parent = None if task.parent_checkpoint is None else load_checkpoint(task.parent_checkpoint)
         try:
@@ -144,6 +145,7 @@ def _run(task: CandidateTask) -> CandidateResult:
     if trainer.iteration < end or (trainer.fading and end == config.iterations):
         try:
             result = trainer.train(end, progress=task.progress, checkpoint_path=ckpt_path, checkpoint_every=every,
+                                   desc=f"{out.name} {genome.resolution}px",
                                    on_log=lambda row: append_jsonl(out / "stats.jsonl", row))
         except RuntimeError as exc:
             if is_out_of_memory(exc):

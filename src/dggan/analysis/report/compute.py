@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from ...errors import GenomeError, LedgerError, ReportError
 from ...runs import LEDGER_NAME, RunLayout
+from ...search.baseline import BaselineCurve
 from ...search.ledger import CandidateRow, FinalRow, Ledger
 from .. import analyses as A
 
@@ -34,6 +35,7 @@ class RunData:
     route: list[CandidateRow]
     k: int
     p: float
+    curve: BaselineCurve | None = None  # the baseline the search normalised by
 
     @property
     def run(self) -> Path:
@@ -84,7 +86,7 @@ def read_run(run_dir: str | Path) -> RunData:
             f"{run}: no {LEDGER_NAME} here, so this is not a search run folder (or the search"
             f" crashed before it started){hint}"
         )
-    rows, settings, final = _read_ledger(layout.ledger)
+    rows, settings, final, curve = _read_ledger(layout.ledger)
     if not settings:
         settings = read_json(layout.options) or {}
     key = A.score_key(rows)
@@ -94,21 +96,19 @@ def read_run(run_dir: str | Path) -> RunData:
                              target if isinstance(target, int) else None) if done else None)
     k, p = A.search_hyperparameters(rows, settings) if rows else (0, 0.0)
     return RunData(layout, rows, settings, final, key, Counter(r.status.value for r in rows), done, best,
-                   A.route(rows, best.id) if best is not None else [], k, p)
+                   A.route(rows, best.id) if best is not None else [], k, p, curve)
 
 
-def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None]:
+def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None, BaselineCurve | None]:
     fix = "; rebuild the report with the dggan release that wrote this run, or check that the file is the run's ledger"
     try:
         ledger = Ledger.open(path, readonly=True)
     except LedgerError as exc:
         raise ReportError(f"cannot read the run's ledger: {exc}") from None
     try:
-        baseline = ledger.get_meta("baseline")  # the per-resolution values the search resolved and used
-        settings = ledger.settings()
-        if baseline:
-            settings = {**settings, "resolved_baseline": json.loads(baseline)}
-        return ledger.candidates(), settings, ledger.final()
+        stored = ledger.get_meta("baseline")  # the baseline the search resolved and used
+        curve = BaselineCurve.from_json(stored) if stored else None
+        return ledger.candidates(), ledger.settings(), ledger.final(), curve
     except (sqlite3.Error, GenomeError, json.JSONDecodeError, LedgerError, ValueError) as exc:
         raise ReportError(f"{path}: the ledger is unreadable ({exc}){fix}") from None
     finally:

@@ -22,6 +22,7 @@ from ...runs import CHECKPOINT_NAME, SAMPLES_NAME, RunLayout
 from ...search.ledger import CandidateRow, FinalRow
 from .. import analyses as A
 from .. import plots as P
+from ..headline import duration, headline
 from .compute import Analyses, RunData, read_json
 
 PAGE_SIZE = 50
@@ -123,7 +124,6 @@ def _overview(data: RunData) -> str:
     run, rows, statuses, settings = data.run, data.rows, data.statuses, data.settings
     k, p, key, final = data.k, data.p, data.key, data.final
     steps = max((r.step for r in rows), default=-1) + 1
-    hours = sum(r.train_seconds or 0.0 for r in rows) / 3600
     res = Counter(r.resolution for r in rows)
     items = [
         ("Run folder", str(run.resolve())),
@@ -132,24 +132,29 @@ def _overview(data: RunData) -> str:
         ("Candidates per resolution", ", ".join(f"{r}px: {n}" for r, n in sorted(res.items())) or "–"),
         ("K (top-K kept) / p (sampling probability)", f"{k} / {p:g}"),
         ("Metric", f"{settings.get('metric', '?')} (lower is better); analyses use {key}"),
-        ("ProgGAN baseline (metric per resolution)", _baseline_text(settings)),
-        ("Total candidate training time", f"{hours:.2f} h"),
+        ("ProgGAN baseline", _baseline_text(data)),
+        ("Candidates' training and scoring", duration(sum((r.train_seconds or 0.0) + (r.eval_seconds or 0.0)
+                                                          for r in rows))),
         (
             "Final training",
-            "not recorded" if final is None else f"candidate {final.candidate}: {final.status}",
+            "not recorded" if final is None
+            else f"candidate {final.candidate}: {final.status.value}, {duration(final.train_seconds)}",
         ),
     ]
     return _table(["", ""], items, "kv")
 
 
-def _baseline_text(settings: dict[str, Any]) -> str:
-    base = settings.get("resolved_baseline", settings.get("baseline"))
-    if isinstance(base, dict) and base:
-        try:
-            return ", ".join(f"{int(r)}px: {float(v):.4g}" for r, v in sorted(base.items(), key=lambda i: int(i[0])))
-        except (TypeError, ValueError):
-            pass
-    return "–" if base is None else str(base)
+def _baseline_text(data: RunData) -> str:
+    curve, setting = data.curve, data.settings.get("baseline")
+    if curve is None:
+        return "–" if setting is None else str(setting)
+    if curve.varies:
+        spans = ", ".join(f"{r}px: {pts[0][1]:.4g} after {pts[0][0]:,} … {pts[-1][1]:.4g} after {pts[-1][0]:,}"
+                          f" iterations ({len(pts)} points)" for r, pts in sorted(curve.points.items()))
+        return (f"{setting} — ProgGAN trained through the same code, scored along its route; each candidate is"
+                f" divided by it at its own route iterations. {spans}")
+    label = setting if isinstance(setting, str) else curve.kind
+    return f"{label}: " + ", ".join(f"{r}px: {pts[0][1]:.4g}" for r, pts in sorted(curve.points.items()))
 
 
 def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -171,7 +176,7 @@ def _settings_html(settings: dict[str, Any], run: Path) -> str:
         else " (from the ledger)"
     )
     return (
-        f"<details open><summary>{len(rows)} settings{_e(note)}</summary>"
+        f"<details><summary>{len(rows)} settings{_e(note)}</summary>"
         + _table(["setting", "value"], rows, "kv")
         + "</details>"
     )
@@ -282,6 +287,7 @@ def _route_html(page: Page, route: list[CandidateRow]) -> str:
 
 def _capacity_html(page: Page, cap: A.Capacity, key: str) -> str:
     threshold = cap.zoom_threshold
+    small = _small(len(cap.points), "candidates have a score")
     _write_csv(
         page.out / "capacity.csv",
         ["id", "step", "status", "resolution", "g_params", "d_params", "g2d_ratio", "score", "on_route"],
@@ -304,7 +310,7 @@ def _capacity_html(page: Page, cap: A.Capacity, key: str) -> str:
         )
     zoomed = sum(1 for p in cap.points if p.score < threshold)
     text += f"<p>{len(cap.points)} candidates plotted, {zoomed} in the zoomed view.</p>"
-    return text + page.image("capacity", P.plot_capacity(cap, key)) + _links("capacity.csv")
+    return small + text + page.image("capacity", P.plot_capacity(cap, key)) + _links("capacity.csv")
 
 
 def _actions_html(page: Page, effects: list[A.ActionEffect]) -> str:
@@ -324,7 +330,7 @@ def _actions_html(page: Page, effects: list[A.ActionEffect]) -> str:
     _write_csv(page.out / "action_effects.csv", headers, table)
     if not effects:
         return '<p class="muted">No child has both an outcome and a finished parent yet.</p>'
-    text = (
+    text = _small(sum(e.n_children for e in effects), "children have an outcome") + (
         "<p>For each action, its children whose parent finished: the share that <i>improved</i> (child "
         "score &lt; parent score) and the mean ± std (population) of child score / parent score over "
         "finished "
@@ -369,7 +375,8 @@ def _pruning_html(page: Page, risks: list[A.PruningRisk], paper: bool) -> str:
         for r in risks
     ]
     _write_csv(page.out / "pruning_risk.csv", headers, table)
-    text = (
+    children = max((r.good_parent_children + r.suboptimal_parent_children for r in risks), default=0)
+    text = _small(children, "children with a scored parent") + (
         "<p>A candidate is <b>good</b> for a threshold t when its score is <b>below</b> t (lower is better; "
         'the paper\'s text says "above" but means better than t). The same t classifies parents and '
         "children. Shares are pooled over all children of each group; diverged children are not good, "
@@ -412,7 +419,7 @@ def _replay_html(page: Page, replay: dict[str, Any], k_real: int, p_real: float)
         [c.k, c.p, c.seeds, c.reached, c.best_mean, c.best_std, c.best_min, c.cost_mean, c.cost_std] for c in cells
     ]
     _write_csv(page.out / "replay.csv", headers, table)
-    text = (
+    text = _small(actual.cost, "candidates were trained") + (
         f"<p>Algorithm 1 replayed over the recorded candidates with the search's own rules: draw each "
         f"(parent, action) pair with probability p, keep the top K children by score, repeat. A pair the "
         f"real search never trained is skipped (as in the paper), so a replay explores no more than the real "
@@ -623,6 +630,70 @@ score</span><button id="cand-next" type="button">next ▶</button></div>
 
 
 
+# ---------------------------------------------------------------------- the result, first
+SMALL = 30  # fewer finished candidates than this: the analyses are anecdotes, and the page says so
+
+
+def _small(n: int, what: str) -> str:
+    if n >= SMALL:
+        return ""
+    return (f'<p class="small">Only {n} {what}: too few to generalise from; read this as what happened in this'
+            " run, not as a finding about architectures.</p>")
+
+
+def _real_png(data: RunData, n: int, seed: int) -> bytes | None:
+    """A grid of ``n`` training images at the target resolution (None when the data cannot be opened here)."""
+    import numpy as np
+
+    from ...data import open_dataset, to_float
+    from ...errors import DgganError
+    from ...images import grid_image
+
+    spec, target = data.settings.get("data"), data.target_resolution
+    if not isinstance(spec, str) or target is None:
+        return None
+    try:
+        source = open_dataset(spec)
+    except DgganError:
+        return None
+    idx = np.sort(np.random.default_rng(seed).choice(len(source), size=min(n, len(source)), replace=False))
+    buf = io.BytesIO()
+    grid_image(to_float(source.get(idx), target)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _result_html(page: Page, data: RunData, n: int, seed: int, device: str) -> str:
+    head = headline(data.run, data.rows, data.final, data.settings)
+    parts = ['<div class="headline">' + "".join(f"<p>{_e(line)}</p>" for line in head.lines()
+                                               if not line.startswith("Samples:")) + "</div>"]
+    figures = []
+    final_ckpt = data.layout.best / CHECKPOINT_NAME
+    if head.ok and final_ckpt.is_file():
+        figures.append((page.image("result_final", _sample_png(final_ckpt, n, seed, device)),
+                        f"the final model: {n} samples, seed {seed}"))
+    real = _real_png(data, n, seed)
+    if real is not None:
+        figures.append((page.image("result_real", real), f"{n} training images ({data.settings.get('data')})"))
+    if figures:
+        parts.append('<div class="samples">' + "".join(
+            f'<figure class="sample">{img}<figcaption>{_e(cap)}</figcaption></figure>' for img, cap in figures)
+            + "</div>")
+    if head.comparison:
+        c = head.comparison
+        rows = [[label, f"{m['route_iterations']:,}", f"{m['mean']:.4g} ± {m['std']:.2g}", verdict]
+                for label, m, verdict in (("final model", c["final"], ""),
+                                          ("(a) ProgGAN, equal training", c["equal_training"],
+                                           c["final_vs_equal_training"]),
+                                          ("(b) ProgGAN, the search's whole compute", c["equal_compute"],
+                                           c["final_vs_equal_compute"]))]
+        parts.append(f"<h3>dggan compare ({_e(c['metric'])}, evaluation seeds {_e(c['eval_seeds'])})</h3>"
+                     + _table(["model", "training iterations", "score (mean ± std)", "final is"], rows))
+    elif head.ok:
+        parts.append(f'<p class="muted">For the same against ProgGAN trained with the search\'s whole compute,'
+                     f" and with several evaluation seeds: <code>dggan compare {_e(data.run)}</code>.</p>")
+    return "".join(parts)
+
+
 # ---------------------------------------------------------------------- the page
 def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, sample_seed: int, device: str,
              top_n: int = PAGE_SIZE) -> list[Section]:
@@ -645,8 +716,8 @@ def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, s
             out.append((sid, title, f'<p class="error">Could not build this section: {_e(exc)}</p>'))
 
     errors = analyses.errors
+    section("result", "Result", lambda: _result_html(page, data, n_samples, sample_seed, device), needs_done=False)
     section("overview", "Overview", lambda: _overview(data), needs_done=False)
-    section("settings", "Settings", lambda: _settings_html(data.settings, data.run), needs_done=False)
     section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final))
     section("route", "Growing route of the best candidate", lambda: _route_html(page, data.route))
     section("capacity", "1. G-to-D capacity", lambda: _capacity_html(page, analyses.capacity, data.key),
@@ -663,6 +734,7 @@ def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, s
             lambda: _samples_html(page, data.layout, data.route, data.final, n_samples, sample_seed, device))
     section("candidates", "All candidates", lambda: _candidates_html(page, data.rows, data.key, top_n),
             needs_done=False)
+    section("settings", "Settings", lambda: _settings_html(data.settings, data.run), needs_done=False)
     return out
 
 

@@ -1,0 +1,123 @@
+"""The result of a search in one sentence with numbers, for the end of ``dggan search`` and the top of the
+report: the final model's metric, the ProgGAN baseline's at equal training, the ratio, the route."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..actions import action_label
+from ..runs import RunLayout
+from ..search.algorithm import best_candidate
+from ..search.ledger import CandidateRow, FinalRow, Ledger, Status
+from .analyses import route as route_of
+
+
+def duration(seconds: float | None) -> str:
+    """One format for every duration the tool prints: 42 s, 9.7 min, 3.2 h, 2.1 days."""
+    if seconds is None:
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def route_text(route: list[CandidateRow]) -> str:
+    """``init 8px → G k3 f32 → res 16px → D k3 f16``."""
+    if not route:
+        return "–"
+    parts = [f"init {route[0].resolution}px"]
+    for r in route[1:]:
+        parts.append(f"res {r.resolution}px" if r.action is not None and r.action.kind == "grow_res"
+                     else action_label(r.action))
+    return " → ".join(parts)
+
+
+@dataclass
+class Headline:
+    metric: str
+    target_resolution: int | None
+    candidate: int | None  # the best candidate at the target (trained further in the final training)
+    final_metric: float | None
+    final_normalized: float | None
+    route_iterations: int | None
+    baseline_value: float | None  # what the final metric was divided by
+    baseline_kind: str | None  # auto | run | fixed | none
+    route: str
+    comparison: dict[str, Any] | None  # compare.json, when `dggan compare` ran
+    samples: Path | None
+    reason: str = ""  # why there is no result yet
+
+    @property
+    def ok(self) -> bool:
+        return self.final_metric is not None
+
+    def sentence(self) -> str:
+        if not self.ok:
+            return f"No result yet: {self.reason}"
+        m = f"{self.metric} {self.final_metric:.4g}"
+        its = f"{self.route_iterations:,} iterations" if self.route_iterations else "its training"
+        head = f"The final model (candidate {self.candidate}, {self.target_resolution}px) scores {m}"
+        if self.baseline_kind in ("auto", "run") and self.baseline_value and self.final_normalized is not None:
+            ratio = self.final_normalized
+            verdict = f"{(1 - ratio) * 100:.0f}% better than" if ratio < 1 else f"{(ratio - 1) * 100:.0f}% worse than"
+            return (f"{head} after {its}; ProgGAN trained as long scores {self.baseline_value:.4g}: {ratio:.2f}x,"
+                    f" {verdict} ProgGAN at equal training (lower is better).")
+        if self.baseline_kind == "fixed" and self.final_normalized is not None:
+            return (f"{head} after {its}; the fixed baseline at {self.target_resolution}px is"
+                    f" {self.baseline_value:.4g}: {self.final_normalized:.2f}x (not measured at equal training).")
+        return f"{head} after {its} (no ProgGAN baseline to compare with)."
+
+    def lines(self) -> list[str]:
+        out = [self.sentence()]
+        if self.ok:
+            out.append(f"Route: {self.route}")
+        if self.comparison:
+            c = self.comparison
+            a, b = c["equal_training"], c["equal_compute"]
+            out.append(f"Re-scored over {len(c['eval_seeds'])} evaluation seeds: final {c['final']['mean']:.4g} ±"
+                       f" {c['final']['std']:.2g}; ProgGAN at equal training {a['mean']:.4g} ± {a['std']:.2g}"
+                       f" ({c['final_vs_equal_training']}); ProgGAN with the search's whole compute"
+                       f" ({b['route_iterations']:,} iterations) {b['mean']:.4g} ± {b['std']:.2g}"
+                       f" ({c['final_vs_equal_compute']}).")
+        if self.samples is not None:
+            out.append(f"Samples: {self.samples}")
+        return out
+
+
+def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final: FinalRow | None = None,
+             settings: dict[str, Any] | None = None) -> Headline:
+    """The headline of the run in ``run_dir`` (rows, final and settings are read when not given)."""
+    layout = RunLayout(run_dir)
+    if rows is None or settings is None:
+        with Ledger.open(layout.ledger, readonly=True) as ledger:
+            rows, final, settings = ledger.candidates(), ledger.final(), ledger.settings()
+    target = settings.get("target_resolution")
+    metric = str(settings.get("metric", "metric"))
+    best = best_candidate(rows, target) if final is None else next((r for r in rows if r.id == final.candidate), None)
+    comparison = None
+    if (layout.root / "compare.json").is_file():
+        try:
+            comparison = json.loads((layout.root / "compare.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            comparison = None
+    if final is None or final.status != Status.DONE:
+        reason = ("the search is still running or stopped before its final training"
+                  if final is None else f"the final training ended {final.status}: {final.error}")
+        if best is None or best.resolution != target:
+            reason = "no candidate has finished at the target resolution yet"
+        return Headline(metric, target, None if best is None else best.id, None, None, None, None, None,
+                        route_text(route_of(rows, best.id)) if best else "–", comparison, None, reason)
+    samples = layout.best / "samples.png"
+    return Headline(
+        metric=metric, target_resolution=target, candidate=final.candidate, final_metric=final.metric,
+        final_normalized=final.normalized_metric, route_iterations=final.extra.get("route_iterations"),
+        baseline_value=final.extra.get("baseline"), baseline_kind=final.extra.get("baseline_kind"),
+        route=route_text(route_of(rows, final.candidate)), comparison=comparison,
+        samples=samples if samples.is_file() else None)
