@@ -25,8 +25,8 @@ import numpy as np
 
 from ..actions import Action, action_label
 from ..search import algorithm
-from ..search.algorithm import Rules
-from ..search.ledger import CandidateRow, Status
+from ..search.algorithm import Rules, halving_keep
+from ..search.ledger import CandidateRow, RungRow, Status
 
 ScoreKey = str  # "normalized_metric" or "metric"
 
@@ -285,6 +285,8 @@ class ReplayRun:
     best_score: float | None  # best finished candidate at the target resolution it visited
     best_id: int | None
     cost: int  # candidates it trained (including diverged and failed ones)
+    iterations: int = 0  # candidate-iterations it trained (a pruned child counts up to its last rung)
+    eta: int = 1  # successive halving's eta in this replay (1: off)
 
 
 class ReplayIndex:
@@ -301,9 +303,13 @@ class ReplayIndex:
         key: ScoreKey = "normalized_metric",
         target_resolution: int | None = None,
         settings: dict[str, Any] | None = None,
+        rungs: Sequence[RungRow] = (),
     ):
         self.key = key
         self.rows = {r.id: r for r in rows}
+        self.rung_scores: dict[int, dict[int, RungRow]] = defaultdict(dict)
+        for g in rungs:
+            self.rung_scores[g.candidate][g.rung] = g
         self.children: dict[tuple[int, tuple[str, int, int]], CandidateRow] = {}
         for r in sorted(rows, key=lambda r: r.id):
             akey = action_key(r.action)
@@ -318,11 +324,14 @@ class ReplayIndex:
         settings["target_resolution"] = max(self.target_resolution or reached, reached)
         self.rules = Rules.from_settings(settings, key=key)
 
-    def run(self, k: int | None, p: float, seed: int = 0) -> ReplayRun:
-        """Algorithm 1 over the recorded candidates with top-K ``k`` (None: keep all), ``p`` and ``seed``."""
+    def run(self, k: int | None, p: float, seed: int = 0, eta: int = 1) -> ReplayRun:
+        """Algorithm 1 over the recorded candidates with top-K ``k`` (None: keep all), ``p`` and ``seed``; with
+        ``eta`` > 1 successive halving prunes each step's children by their recorded rung scores (a child
+        without a score at a rung, because the real search pruned it earlier, drops out there)."""
         rules = Rules(top_k=k, p=p, seed=seed, space=self.rules.space, limits=self.rules.limits,
                       max_steps=self.rules.max_steps, key=self.key)
         visited = list(self.initial)
+        iterations = sum(self._trained(r, None) for r in self.initial)
         parents = rules.select(self.initial)
         step = 0
         while parents and not rules.should_stop(step, parents):
@@ -330,8 +339,10 @@ class ReplayIndex:
             kids = [child for parent, action in rules.children(step, parents)
                     if (child := self.children.get((parent.id, action_key(action)))) is not None]  # type: ignore[arg-type]
             visited += kids
-            parents = rules.select(kids)
-        best = self.best(visited)
+            survivors, stopped_at = self._halve(kids, eta, k)
+            iterations += sum(self._trained(r, stopped_at.get(r.id)) for r in kids)
+            parents = rules.select(survivors)
+        best = self.best(r for r in visited if r in self._full(visited, eta, k))
         return ReplayRun(
             k,
             float(p),
@@ -339,7 +350,40 @@ class ReplayIndex:
             None if best is None else score(best, self.key),
             None if best is None else best.id,
             len(visited),
+            iterations,
+            eta,
         )
+
+    def _halve(self, kids: list[CandidateRow], eta: int, k: int | None) -> tuple[list[CandidateRow], dict[int, int]]:
+        """(children that reach their whole budget, {pruned child: rung it stopped at})."""
+        if eta <= 1:
+            return kids, {}
+        stopped: dict[int, int] = {}
+        alive = list(kids)
+        last = max((max(s) for c in kids if (s := self.rung_scores.get(c.id))), default=0)
+        for rung in range(last):
+            scored = [c for c in alive if rung in self.rung_scores.get(c.id, {})
+                      and self.rung_scores[c.id][rung].normalized_metric is not None]
+            for c in alive:
+                if c not in scored:
+                    stopped[c.id] = rung
+            scored.sort(key=lambda c: (self.rung_scores[c.id][rung].normalized_metric, c.id))
+            keep = halving_keep(len(scored), eta, k)
+            for c in scored[keep:]:
+                stopped[c.id] = rung
+            alive = scored[:keep]
+        return alive, stopped
+
+    def _full(self, visited: list[CandidateRow], eta: int, k: int | None) -> list[CandidateRow]:
+        return visited if eta <= 1 else [r for r in visited if r.status == Status.DONE]
+
+    def _trained(self, row: CandidateRow, stopped_rung: int | None) -> int:
+        """Iterations a replay trains ``row`` for: up to ``stopped_rung`` when pruned there, else its budget."""
+        if stopped_rung is not None and stopped_rung in self.rung_scores.get(row.id, {}):
+            return self.rung_scores[row.id][stopped_rung].iterations
+        full = self.rung_scores.get(row.id, {})
+        budget = max((g.iterations for g in full.values()), default=0)
+        return int(row.iterations or budget) if row.status != Status.PRUNED else int(budget or row.iterations or 0)
 
     def best(self, visited: Iterable[CandidateRow]) -> CandidateRow | None:
         cands = [r for r in visited if r.resolution == self.target_resolution and score(r, self.key) is not None]
@@ -356,6 +400,7 @@ class ReplayIndex:
             None if best is None else score(best, self.key),
             None if best is None else best.id,
             len(trained),
+            sum(int(r.iterations or 0) for r in trained),
         )
 
 
@@ -375,6 +420,8 @@ class ReplayCell:
     cost_mean: float
     cost_std: float
     runs: list[ReplayRun] = field(default_factory=list, repr=False)
+    eta: int = 1
+    iterations_mean: float = 0.0  # candidate-iterations
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -389,13 +436,14 @@ def replay_grid(
     seeds: int = 5,
     key: ScoreKey = "normalized_metric",
     index: ReplayIndex | None = None,
+    etas: Sequence[int] = (1,),
 ) -> list[ReplayCell]:
-    """Every (K, p) pair, each averaged over ``seeds`` replays (seeds 0..seeds-1)."""
+    """Every (K, p, eta) setting, each averaged over ``seeds`` replays (seeds 0..seeds-1)."""
     index = index or ReplayIndex(rows, key)
     out = []
-    for k in ks:
-        for p in ps:
-            runs = [index.run(k, p, s) for s in range(seeds)]
+    for eta in etas:
+        for k, p in ((k, p) for k in ks for p in ps):
+            runs = [index.run(k, p, s, eta) for s in range(seeds)]
             bests = np.asarray([r.best_score for r in runs if r.best_score is not None], dtype=float)
             costs = np.asarray([r.cost for r in runs], dtype=float)
             out.append(
@@ -410,8 +458,44 @@ def replay_grid(
                     float(costs.mean()),
                     float(costs.std()),
                     runs,
+                    eta,
+                    float(np.mean([r.iterations for r in runs])),
                 )
             )
+    return out
+
+
+# ---------------------------------------------------------------------- 5. early scores (successive halving)
+@dataclass(frozen=True)
+class RungPredictiveness:
+    rung: int
+    fraction: float  # of the candidates' budget
+    n: int  # candidates with a score at this rung and at their whole budget
+    spearman: float | None
+    p_value: float | None
+
+
+def rung_predictiveness(rows: Sequence[CandidateRow], rungs: Sequence[RungRow]) -> list[RungPredictiveness]:
+    """For each early rung: Spearman's rank correlation between the rung's normalised score and the score at
+    the whole budget, over the candidates that reached it (survivors only: the pruned have no final score)."""
+    from scipy.stats import spearmanr
+
+    finals = {r.id: r.normalized_metric for r in rows if r.status == Status.DONE and _finite(r.normalized_metric)}
+    budget = {r.id: r.iterations for r in rows}
+    by_rung: dict[int, list[tuple[float, float, float]]] = defaultdict(list)
+    last = max((g.rung for g in rungs), default=0)
+    for g in rungs:
+        if g.rung < last and g.candidate in finals and _finite(g.normalized_metric):
+            fraction = g.iterations / budget[g.candidate] if budget.get(g.candidate) else math.nan
+            by_rung[g.rung].append((g.normalized_metric, finals[g.candidate], fraction))  # type: ignore[arg-type]
+    out = []
+    for rung, pairs in sorted(by_rung.items()):
+        fraction = float(np.nanmedian([f for _, _, f in pairs]))
+        if len(pairs) >= 3 and len({a for a, _, _ in pairs}) > 1 and len({b for _, b, _ in pairs}) > 1:
+            rho, pv = spearmanr([a for a, _, _ in pairs], [b for _, b, _ in pairs])
+            out.append(RungPredictiveness(rung, fraction, len(pairs), float(rho), float(pv)))
+        else:
+            out.append(RungPredictiveness(rung, fraction, len(pairs), None, None))
     return out
 
 

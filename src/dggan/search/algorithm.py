@@ -14,6 +14,8 @@ a replay with the run's own K, p and seed retraces the real search exactly.
   target resolution.
 - The best candidate is the finished one with the lowest score at the target resolution; before any
   candidate reaches it (a running search), the best at the highest resolution reached so far.
+- Successive halving (beyond the paper, ``halving_keep``): at each rung of their budget a step's children
+  are ranked by their normalised rung score and only the best 1/eta go on, never fewer than K.
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ def best_candidate(rows: Iterable[C], target_resolution: int | None = None,
         return at_target[0]
     top = max(r.resolution for r in ranked)
     return next(r for r in ranked if r.resolution == top)
+
+
+def halving_keep(n: int, eta: int, top_k: int | None) -> int:
+    """How many of ``n`` children go on to the next rung: the best 1/eta, but never fewer than K (when there
+    are K), so that top-K is still chosen among children trained for their whole budget."""
+    if eta <= 1 or top_k is None:
+        return n
+    return min(n, max(math.ceil(n / eta), top_k))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from ..errors import LedgerError, SearchError
 from ..metrics.normalize import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM
 from ..runs import RunLayout
 from .config import SearchConfig
-from .ledger import CandidateRow, Ledger, Status
+from .ledger import CandidateRow, Ledger, RungRow, Status
 
 # The paper's ProgGAN FIDs per resolution (CIFAR-10 in the text, LSUN bedroom in Table 2), and the
 # protocol they were measured with: FID of 50k samples against the training set (pytorch_GAN_zoo's).
@@ -63,6 +63,17 @@ class BaselineCurve:
         for r in rows:
             if r.status == Status.DONE and r.metric is not None:
                 points.setdefault(r.resolution, {})[int(r.route_iterations or 0)] = float(r.metric)
+        return cls({res: tuple(sorted(p.items())) for res, p in sorted(points.items())}, kind)
+
+    @classmethod
+    def from_rungs(cls, rows: list[CandidateRow], rungs: list[RungRow], metric: str, kind: str) -> BaselineCurve:
+        """The curve of a baseline run's scores with ``metric`` at every rung of its candidates' training (for
+        the intermediate rungs of successive halving, which are scored with the rung metric)."""
+        points: dict[int, dict[int, float]] = {}
+        resolution = {r.id: r.resolution for r in rows}
+        for g in rungs:
+            if g.metric is not None and g.extra.get("metric") == metric and g.candidate in resolution:
+                points.setdefault(resolution[g.candidate], {})[int(g.route_iterations or 0)] = float(g.metric)
         return cls({res: tuple(sorted(p.items())) for res, p in sorted(points.items())}, kind)
 
     @property

@@ -41,6 +41,11 @@ class SearchConfig:
     max_g_layers: int | None = None
     max_d_layers: int | None = None
     max_steps: int | None = 12
+    # Successive halving inside every step (beyond the paper; 1 = off): children are scored at rungs of
+    # their budget (halving_min_fraction, x halving_eta, ..., 1) and only the best 1/eta go on.
+    halving_eta: int = 1
+    halving_min_fraction: float = 1 / 9
+    rung_metric: str | None = None  # the cheaper metric intermediate rungs are scored with (default: metric)
     iterations: int = 100_000
     initial_iterations: int | None = None  # default: iterations
     final_iterations: int = 100_000
@@ -121,6 +126,16 @@ class SearchConfig:
             raise ConfigError(f"search config: {exc}") from None
         need(spec.lower_is_better, f"metric {self.metric!r} is higher-is-better; the search ranks candidates by"
              " a lower-is-better metric (fid... or swd...)")
+        need(self.halving_eta >= 1, f"halving_eta must be >= 1 (1: no successive halving), got {self.halving_eta}")
+        need(0 < self.halving_min_fraction <= 1, "halving_min_fraction must be in (0, 1]")
+        if self.rung_metric is not None:
+            try:
+                rung = parse_metric(self.rung_metric)
+            except MetricError as exc:
+                raise ConfigError(f"search config: rung_metric: {exc}") from None
+            need(rung.lower_is_better and rung.kind == spec.kind,
+                 f"rung_metric {self.rung_metric!r} must be a cheaper budget of the search metric's kind"
+                 f" ({spec.kind}...), e.g. {spec.kind}{max(1, spec.num_fake // 4)}")
         need(spec.kind != "swd" or self.base_resolution >= 8,
              "SWD uses 7x7 neighbourhoods, so it needs images of at least 8x8: use base_resolution >= 8 or FID")
         if isinstance(self.baseline, dict):
@@ -133,6 +148,22 @@ class SearchConfig:
 
     def limits(self) -> GrowthLimits:
         return GrowthLimits(self.target_resolution, self.max_g_layers, self.max_d_layers)
+
+    def rung_fractions(self) -> list[float]:
+        """The fractions of a candidate's budget it is scored at: [1/9, 1/3, 1] for eta 3 and 1/9; [1] off."""
+        if self.halving_eta <= 1:
+            return [1.0]
+        out, f = [], self.halving_min_fraction
+        while f < 1 - 1e-9:
+            out.append(f)
+            f *= self.halving_eta
+        return out + [1.0]
+
+    def rungs(self, budget: int) -> list[tuple[int, str]]:
+        """(iterations, metric) of every rung of a candidate with ``budget`` iterations, the last the full one."""
+        its = sorted({max(1, min(budget, round(f * budget))) for f in self.rung_fractions()})
+        rung = self.rung_metric or self.metric
+        return [(i, self.metric if i == budget else rung) for i in its]
 
     def rules(self) -> Rules:
         """Algorithm 1's rules for these settings (see ``dggan.search.algorithm``)."""

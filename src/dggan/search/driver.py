@@ -9,6 +9,7 @@ Algorithm 1 live in ``algorithm``, the baseline curve in ``baseline``; this modu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -29,7 +30,7 @@ from ..io import atomic_write_json
 from ..metrics.refstats import default_cache_dir
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout
 from ..threads import set_threads
-from .algorithm import best_candidate
+from .algorithm import best_candidate, halving_keep
 from .baseline import BaselineCurve, baseline_config, longest_route, resolutions, static_curve
 from .config import SearchConfig
 from .executors import Executor, executor_for
@@ -139,6 +140,7 @@ class Search:
         self.ledger = Ledger.open(self.layout.ledger)
         self.device = "worker" if executor.name != "inprocess" else config.resolved_device()
         self._curve = static_curve(config)
+        self._rung_curve = self._curve  # intermediate rungs' baseline (auto: the baseline's own rung scores)
 
     def _log(self, message: str) -> None:
         """To the terminal (above the progress bars) and to RUN/log.txt, so a quiet run still says it."""
@@ -174,36 +176,84 @@ class Search:
             progress=self.progress and self.executor.name == "inprocess",  # bars of other processes would garble
             threads=self.config.threads)
 
-    def _candidate_task(self, row: CandidateRow) -> CandidateTask:
-        """Train ``row``: from scratch, as a child of its parent, or (no action) continuing its parent."""
-        own = row.iterations or (self.config.iterations if row.parent is not None
-                                 else self.config.initial_iterations or self.config.iterations)
+    def own_budget(self, row: CandidateRow) -> int:
+        return row.iterations or (self.config.iterations if row.parent is not None
+                                  else self.config.initial_iterations or self.config.iterations)
+
+    def _candidate_task(self, row: CandidateRow, rung: tuple[int, str] | None = None) -> CandidateTask:
+        """Train ``row``: from scratch, as a child of its parent, or (no action) continuing its parent; with
+        ``rung`` = (iterations, metric) only up to that many of its own iterations, scored with that metric."""
+        own = self.own_budget(row)
+        start = 0
         if row.parent is None:
-            return self._task(row, own, self.layout.candidate(row.id))
-        parent = self._checkpoint_of(row.parent)
-        if row.action is None:  # a baseline point: the same network trained ``own`` iterations more
-            done = int(load_checkpoint(parent, tensors=False).state["iteration"])
-            return self._task(row, done + own, self.layout.candidate(row.id), continue_from=parent)
-        return self._task(row, own, self.layout.candidate(row.id), parent_checkpoint=parent)
+            task = self._task(row, own, self.layout.candidate(row.id))
+        else:
+            parent = self._checkpoint_of(row.parent)
+            if row.action is None:  # a baseline point: the same network trained ``own`` iterations more
+                start = int(load_checkpoint(parent, tensors=False).state["iteration"])
+                task = self._task(row, start + own, self.layout.candidate(row.id), continue_from=parent)
+            else:
+                task = self._task(row, own, self.layout.candidate(row.id), parent_checkpoint=parent)
+        if rung is not None and rung[0] < own:
+            task = dataclasses.replace(task, until=start + rung[0], metric=rung[1])
+        return task
 
-    def _record(self, result: CandidateResult, row: CandidateRow) -> None:
+    def _record(self, result: CandidateResult, row: CandidateRow, rung: int, rung_its: int, last: bool) -> None:
+        """A candidate's score at a rung (the last rung is its whole budget: its result)."""
+        route = (row.route_iterations or 0) - self.own_budget(row) + rung_its
+        curve = self._curve if last else self._rung_curve
         normalized, info = None, {}
-        if result.status == Status.DONE and self._curve is not None:
-            normalized, info = self._curve.normalize(result.metric, row.resolution, row.route_iterations)
-        self.ledger.update(result.candidate_id, status=result.status, metric=result.metric,
-                           normalized_metric=normalized, extra={**result.extra, **info},
-                           train_seconds=result.train_seconds, eval_seconds=result.eval_seconds,
-                           checkpoint=None if result.checkpoint is None else self.layout.relative(result.checkpoint),
-                           error=result.error)
+        if result.status == Status.DONE and curve is not None:
+            normalized, info = curve.normalize(result.metric, row.resolution, route)
+        if result.status == Status.DONE:
+            metric_name = self.config.metric if last else (self.config.rung_metric or self.config.metric)
+            self.ledger.add_rung(candidate=row.id, rung=rung, iterations=rung_its, route_iterations=route,
+                                 metric=result.metric, normalized_metric=normalized,
+                                 extra={"metric": metric_name, **info})
+        checkpoint = None if result.checkpoint is None else self.layout.relative(result.checkpoint)
+        if last or result.status != Status.DONE:  # a candidate that diverged at an early rung ends there
+            fields: dict[str, Any] = {}
+            if not last:
+                fields = {"iterations": result.iterations if result.iterations is not None else rung_its}
+            self.ledger.update(result.candidate_id, status=result.status,
+                               metric=result.metric if last else None, normalized_metric=normalized if last else None,
+                               extra={**result.extra, **info}, train_seconds=result.train_seconds,
+                               eval_seconds=result.eval_seconds, checkpoint=checkpoint, error=result.error, **fields)
+        else:
+            self.ledger.update(result.candidate_id, status=Status.PENDING, train_seconds=result.train_seconds,
+                               checkpoint=checkpoint)
 
-    def train(self, rows: list[CandidateRow], desc: str) -> None:
-        """Train and score ``rows`` through the executor, recording each result as it comes."""
+    def train(self, rows: list[CandidateRow], desc: str, step: int | None = None) -> None:
+        """Train and score ``rows`` rung by rung (without successive halving: one rung, the whole budget),
+        recording every result as it comes; with ``step`` the children of that step compete at each rung."""
         if not rows:
             return
-        by_id = {r.id: r for r in rows}
-        tasks = [self._candidate_task(r) for r in rows]
+        ids = {r.id for r in rows}
+        rung_count = max(len(self.config.rungs(self.own_budget(r))) for r in rows)
+        for rung in range(rung_count):
+            current = [r for r in self.ledger.candidates() if r.id in ids]
+            alive = [r for r in current if r.status in (Status.PENDING, Status.RUNNING)]
+            if not alive:
+                return
+            scored = {g.candidate for g in self.ledger.rungs() if g.candidate in ids and g.rung == rung}
+            todo = []
+            for r in alive:
+                rungs = self.config.rungs(self.own_budget(r))
+                last = rung == len(rungs) - 1
+                if rung < len(rungs) and (r.id not in scored or last):
+                    todo.append((r, rung, rungs[rung], last))
+            label = desc if rung_count == 1 else f"{desc} rung {rung + 1}/{rung_count}"
+            self._run_tasks(todo, label)
+            if step is not None and rung < rung_count - 1:
+                self._halve(step, rung, ids)
+
+    def _run_tasks(self, todo: list[tuple[CandidateRow, int, tuple[int, str], bool]], desc: str) -> None:
+        if not todo:
+            return
+        by_id = {r.id: (r, rung, its, last) for r, rung, (its, _), last in todo}
+        tasks = [self._candidate_task(r, rung_spec) for r, _, rung_spec, _ in todo]
         self.ledger.update_many(list(by_id), status=Status.RUNNING)
-        bar = tqdm(total=len(rows), desc=desc, unit="cand", disable=None if self.progress else True)
+        bar = tqdm(total=len(tasks), desc=desc, unit="cand", disable=None if self.progress else True)
         label = f"best {self.config.metric}/ProgGAN" if self._curve is not None and self._curve.kind != "none" \
             else f"best {self.config.metric}"
         try:
@@ -213,7 +263,8 @@ class Search:
                                   and r.status == Status.RUNNING and r.id != result.candidate_id]
                     self.ledger.update_many(unfinished, status=Status.PENDING)
                     self._stop(result)
-                self._record(result, by_id[result.candidate_id])
+                row, rung, its, last = by_id[result.candidate_id]
+                self._record(result, row, rung, its, last)
                 best = self.ledger.best_normalized()
                 bar.set_postfix_str(f"{label} {best:.3f}" if best is not None else "")
                 bar.update(1)
@@ -221,6 +272,28 @@ class Search:
                     self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
         finally:
             bar.close()
+
+    def _halve(self, step: int, rung: int, ids: set[int]) -> None:
+        """The verdict of ``rung``: the step's children still in, ranked by their normalised rung score; the
+        best 1/eta (never fewer than K) go on, the others are pruned. Made once, recorded with the statuses."""
+        if self.ledger.pruned_at(step, rung) is not None:
+            return
+        alive = [r for r in self.ledger.candidates(step=step) if r.id in ids
+                 and r.status in (Status.PENDING, Status.RUNNING)]
+        scores = {g.candidate: g for g in self.ledger.rungs() if g.rung == rung and g.candidate in ids}
+
+        def key(r: CandidateRow) -> tuple[bool, float, int]:
+            value = scores[r.id].normalized_metric if r.id in scores else None
+            return (value is None, value or 0.0, r.id)
+
+        ranked = sorted(alive, key=key)
+        keep = halving_keep(len(ranked), self.config.halving_eta, self.config.top_k)
+        pruned = {r.id: (scores[r.id].iterations, scores[r.id].route_iterations) for r in ranked[keep:]
+                  if r.id in scores}
+        self.ledger.prune(step, rung, pruned)
+        if pruned:
+            self.log(f"step {step} rung {rung + 1}: {len(ranked) - len(pruned)} of {len(ranked)} children go on,"
+                     f" {len(pruned)} pruned")
 
     def _stop(self, result: CandidateResult) -> None:
         """A fault that is not the candidate's: keep it pending (and everything in flight unfinished) and stop,
@@ -245,6 +318,8 @@ class Search:
         stored = self.ledger.get_meta("baseline")
         if stored and self._curve is None:
             self._curve = BaselineCurve.from_json(stored)
+            rungs = self.ledger.get_meta("baseline_rungs")
+            self._rung_curve = BaselineCurve.from_json(rungs) if rungs else self._curve
             if not needs or all(self._curve.covers(r, i) for r, i in needs.items()):
                 return self._curve
         sub = self.layout.baseline
@@ -253,6 +328,10 @@ class Search:
         proggan = Search(sub.root, baseline_config(self.config), self.executor, self.progress, self.log)
         wanted = {res: max(i, (needs or {}).get(res, 0)) for res, i in self.baseline_needs().items()}
         self._curve = proggan.extend_route(wanted, desc="baseline (ProgGAN)")
+        # Intermediate rungs are compared with the baseline's own scores at the same fraction of its budget.
+        self._rung_curve = BaselineCurve.from_rungs(proggan.ledger.candidates(), proggan.ledger.rungs(),
+                                                    self.config.rung_metric or self.config.metric, "auto")
+        self.ledger.set_meta("baseline_rungs", self._rung_curve.to_json())
         self.ledger.set_meta("baseline", self._curve.to_json())
         return self._curve
 
@@ -340,7 +419,7 @@ class Search:
         for r in rows:
             needs[r.resolution] = max(needs.get(r.resolution, 0), r.route_iterations or 0)
         self.baseline(needs)  # equal-training normalisation: the baseline covers every route of this step
-        self.train(rows, f"step {step}")
+        self.train(rows, f"step {step}", step=step)
 
     def select(self, step: int) -> list[int]:
         kept = self.ledger.kept(step)

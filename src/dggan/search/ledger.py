@@ -396,6 +396,22 @@ class Ledger:
                 (candidate, rung, iterations, route_iterations, metric, normalized_metric,
                  json.dumps(extra or {}, sort_keys=True), time.time()))
 
+    def prune(self, step: int, rung: int, pruned: dict[int, tuple[int, int | None]]) -> None:
+        """Record the verdict of ``rung`` at ``step``: ``pruned`` maps candidate -> (iterations it trained, route
+        iterations); the verdict is stored with the statuses, in one transaction, so it is made once."""
+        now = time.time()
+        with self._writing():
+            self._conn.executemany("UPDATE candidates SET status = 'pruned', iterations = ?, route_iterations = ?,"
+                                   " updated = ? WHERE id = ?",
+                                   [(its, route, now, cid) for cid, (its, route) in pruned.items()])
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                               (f"halving:{step}:{rung}", json.dumps(sorted(pruned))))
+
+    def pruned_at(self, step: int, rung: int) -> list[int] | None:
+        """The candidates the verdict of ``rung`` at ``step`` pruned, or None when it has not been made."""
+        value = self._meta(f"halving:{step}:{rung}")
+        return None if value is None else json.loads(value)
+
     def rungs(self, candidate: int | None = None) -> list[RungRow]:
         if self.version < 2:
             return []

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from ...errors import GenomeError, LedgerError, ReportError
 from ...runs import LEDGER_NAME, RunLayout
 from ...search.baseline import BaselineCurve
-from ...search.ledger import CandidateRow, FinalRow, Ledger
+from ...search.ledger import CandidateRow, FinalRow, Ledger, RungRow
 from .. import analyses as A
 
 T = TypeVar("T")
@@ -36,6 +36,7 @@ class RunData:
     k: int
     p: float
     curve: BaselineCurve | None = None  # the baseline the search normalised by
+    rungs: list[RungRow] = field(default_factory=list)  # successive halving's rung scores
 
     @property
     def run(self) -> Path:
@@ -56,13 +57,14 @@ class Analyses:
     pruning_thresholds: tuple[list[float], bool] | None = None
     pruning_risk: list[A.PruningRisk] | None = None
     replay: dict[str, Any] | None = None
+    rung_predictiveness: list[A.RungPredictiveness] | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
     def to_json(self, data: RunData) -> dict[str, Any]:
         out: dict[str, Any] = {"score_key": data.key, "K": data.k, "p": data.p,
                                "best": None if data.best is None else data.best.id,
                                "route": [r.id for r in data.route]}
-        for name in ("capacity", "action_effects", "pruning_risk", "replay"):
+        for name in ("capacity", "action_effects", "pruning_risk", "replay", "rung_predictiveness"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -86,7 +88,7 @@ def read_run(run_dir: str | Path) -> RunData:
             f"{run}: no {LEDGER_NAME} here, so this is not a search run folder (or the search"
             f" crashed before it started){hint}"
         )
-    rows, settings, final, curve = _read_ledger(layout.ledger)
+    rows, settings, final, curve, rungs = _read_ledger(layout.ledger)
     if not settings:
         settings = read_json(layout.options) or {}
     key = A.score_key(rows)
@@ -96,10 +98,11 @@ def read_run(run_dir: str | Path) -> RunData:
                              target if isinstance(target, int) else None) if done else None)
     k, p = A.search_hyperparameters(rows, settings) if rows else (0, 0.0)
     return RunData(layout, rows, settings, final, key, Counter(r.status.value for r in rows), done, best,
-                   A.route(rows, best.id) if best is not None else [], k, p, curve)
+                   A.route(rows, best.id) if best is not None else [], k, p, curve, rungs)
 
 
-def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None, BaselineCurve | None]:
+def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None, BaselineCurve | None,
+                                      list[RungRow]]:
     fix = "; rebuild the report with the dggan release that wrote this run, or check that the file is the run's ledger"
     try:
         ledger = Ledger.open(path, readonly=True)
@@ -108,7 +111,7 @@ def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalR
     try:
         stored = ledger.get_meta("baseline")  # the baseline the search resolved and used
         curve = BaselineCurve.from_json(stored) if stored else None
-        return ledger.candidates(), ledger.settings(), ledger.final(), curve
+        return ledger.candidates(), ledger.settings(), ledger.final(), curve, ledger.rungs()
     except (sqlite3.Error, GenomeError, json.JSONDecodeError, LedgerError, ValueError) as exc:
         raise ReportError(f"{path}: the ledger is unreadable ({exc}){fix}") from None
     finally:
@@ -143,11 +146,16 @@ def compute_analyses(data: RunData, zoom_threshold: float = 1.2, replay_seeds: i
     if out.pruning_thresholds is not None:
         out.pruning_risk = attempt("pruning_risk", lambda: A.pruning_risk(rows, key, out.pruning_thresholds[0]))
     out.replay = attempt("replay", lambda: _replay(data, replay_seeds))
+    if data.rungs and int(data.settings.get("halving_eta") or 1) > 1:
+        out.rung_predictiveness = attempt("rung_predictiveness", lambda: A.rung_predictiveness(rows, data.rungs))
     return out
 
 
 def _replay(data: RunData, seeds: int) -> dict[str, Any]:
-    index = A.ReplayIndex(data.rows, data.key, settings=data.settings)
+    index = A.ReplayIndex(data.rows, data.key, settings=data.settings, rungs=data.rungs)
     ks, ps = A.default_grid(data.k, data.p)
-    cells = A.replay_grid(data.rows, ks, ps, seeds, data.key, index)
-    return {"target_resolution": index.target_resolution, "seeds": seeds, "actual": index.actual(), "cells": cells}
+    eta = int(data.settings.get("halving_eta") or 1)
+    etas = [1, eta] if eta > 1 and data.rungs else [1]  # halving can only be replayed where rung scores exist
+    cells = A.replay_grid(data.rows, ks, ps, seeds, data.key, index, etas=etas)
+    return {"target_resolution": index.target_resolution, "seeds": seeds, "actual": index.actual(), "cells": cells,
+            "etas": etas}

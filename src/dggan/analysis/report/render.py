@@ -403,21 +403,11 @@ def _pct(x: float | None) -> str:
 
 def _replay_html(page: Page, replay: dict[str, Any], k_real: int, p_real: float) -> str:
     cells, actual, seeds = replay["cells"], replay["actual"], replay["seeds"]
-    target = replay["target_resolution"]
-    headers = [
-        "K",
-        "p",
-        "seeds",
-        "reached target",
-        "best mean",
-        "best std",
-        "best min",
-        "cost mean",
-        "cost std",
-    ]
-    table = [
-        [c.k, c.p, c.seeds, c.reached, c.best_mean, c.best_std, c.best_min, c.cost_mean, c.cost_std] for c in cells
-    ]
+    target, etas = replay["target_resolution"], replay.get("etas", [1])
+    headers = ["K", "p", "halving eta", "seeds", "reached target", "best mean", "best std", "best min",
+               "candidates mean", "candidates std", "candidate-iterations mean"]
+    table = [[c.k, c.p, c.eta, c.seeds, c.reached, c.best_mean, c.best_std, c.best_min, c.cost_mean, c.cost_std,
+              c.iterations_mean] for c in cells]
     _write_csv(page.out / "replay.csv", headers, table)
     text = _small(actual.cost, "candidates were trained") + (
         f"<p>Algorithm 1 replayed over the recorded candidates with the search's own rules: draw each "
@@ -425,10 +415,13 @@ def _replay_html(page: Page, replay: dict[str, Any], k_real: int, p_real: float)
         f"real search never trained is skipped (as in the paper), so a replay explores no more than the real "
         f"run did and its cost is a lower bound; with the run's own K, p and seed it retraces the search. "
         f"Best = lowest score at {target}px; cost = "
-        f"candidates trained (diverged and failed included). Averages over {seeds} seeds. The real search "
-        f"(K={k_real}, p={p_real:g}) reached <b>{_num(actual.best_score)}</b> (candidate {actual.best_id}) "
-        f"for {actual.cost:,} candidates.</p>"
+        f"candidates trained (diverged and failed included) and their iterations. Averages over {seeds} seeds. The"
+        f" real search (K={k_real}, p={p_real:g}) reached <b>{_num(actual.best_score)}</b> (candidate"
+        f" {actual.best_id}) for {actual.cost:,} candidates, {actual.iterations:,} candidate-iterations.</p>"
     )
+    if len(etas) > 1:
+        text += (f"<p>With successive halving (eta {etas[-1]}) the replay prunes each step's children by their"
+                 " recorded rung scores; a child the real search pruned earlier drops out at that rung.</p>")
     good = [
         c
         for c in cells
@@ -438,21 +431,36 @@ def _replay_html(page: Page, replay: dict[str, Any], k_real: int, p_real: float)
         and c.best_mean <= actual.best_score * 1.0001
     ]
     if good:
-        cheapest = min(good, key=lambda c: c.cost_mean)
+        cheapest = min(good, key=lambda c: (c.iterations_mean or c.cost_mean, c.cost_mean))
         text += (
             f"<p>The cheapest setting that matched the real best on every seed: K={cheapest.k}, "
-            f"p={cheapest.p:g}, {cheapest.cost_mean:.0f} candidates on average.</p>"
+            f"p={cheapest.p:g}, halving eta {cheapest.eta}: {cheapest.cost_mean:.0f} candidates and"
+            f" {cheapest.iterations_mean:,.0f} candidate-iterations on average.</p>"
         )
-    shown = [
-        [r[0], f"{r[1]:g}", r[2], r[3], _num(r[4]), _num(r[5]), _num(r[6]), f"{r[7]:.1f}", f"{r[8]:.1f}"] for r in table
-    ]
+    shown = [[r[0], f"{r[1]:g}", r[2], r[3], r[4], _num(r[5]), _num(r[6]), _num(r[7]), f"{r[8]:.1f}",
+              f"{r[9]:.1f}", f"{r[10]:,.0f}"] for r in table]
+    plain = [c for c in cells if c.eta == 1]
     return (
         text
-        + page.image("replay", P.plot_replay(cells, actual, k_real, p_real))
+        + page.image("replay", P.plot_replay(plain, actual, k_real, p_real))
         + f"<details><summary>Replay table ({len(cells)} settings)</summary>"
         + f"{_table(headers, shown)}</details>"
         + _links("replay.csv")
     )
+
+
+def _rungs_html(page: Page, stats: list[A.RungPredictiveness]) -> str:
+    headers = ["rung", "share of the budget", "candidates", "Spearman rho", "p-value"]
+    rows = [[s.rung + 1, s.fraction, s.n, s.spearman, s.p_value] for s in stats]
+    _write_csv(page.out / "rung_predictiveness.csv", headers, rows)
+    n = max((s.n for s in stats), default=0)
+    text = _small(n, "candidates have both an early and a final score") + (
+        "<p>Successive halving prunes children on early scores. Is an early score predictive of the score at the"
+        " whole budget? Spearman's rank correlation between each early rung's normalised score and the final"
+        " one, over the candidates that reached their whole budget (the pruned have no final score, so the"
+        " correlation is measured on the survivors: a lower bound of what pruning needs).</p>")
+    shown = [[r[0], f"{r[1]:.0%}", r[2], _num(r[3], 3), _num(r[4], 2)] for r in rows]
+    return text + _table(headers, shown) + _links("rung_predictiveness.csv")
 
 
 def _tree_html(page: Page, rows: list[CandidateRow], key: str, route: list[CandidateRow]) -> str:
@@ -729,6 +737,9 @@ def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, s
             failed=errors.get("pruning_risk"))
     section("replay", "4. K and p replay", lambda: _replay_html(page, analyses.replay, data.k, data.p),
             failed=errors.get("replay"))
+    if analyses.rung_predictiveness is not None or "rung_predictiveness" in errors:
+        section("rungs", "Is an early score predictive?", lambda: _rungs_html(page, analyses.rung_predictiveness),
+                failed=errors.get("rung_predictiveness"))
     section("tree", "5. Search tree", lambda: _tree_html(page, data.rows, data.key, data.route), needs_done=False)
     section("samples", "6. Samples",
             lambda: _samples_html(page, data.layout, data.route, data.final, n_samples, sample_seed, device))
