@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+from unittest import mock
+
 import pytest
 import torch
 
@@ -9,7 +12,9 @@ from dggan.genome import Genome, constant_channels
 
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
-    torch.set_num_threads(1)  # tests are tiny; one thread is fastest and deterministic
+    from dggan.threads import set_threads
+
+    set_threads(1)  # tests are tiny; one torch and one BLAS thread is fastest and deterministic
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +25,24 @@ def tiny_data() -> SyntheticShapes:
 @pytest.fixture
 def tiny_genome() -> Genome:
     return Genome.base(latent_size=16, channels=constant_channels(32, 16))
+
+
+@pytest.fixture(scope="session")
+def random_inception(tmp_path_factory) -> Path:
+    """torch-fidelity's Inception with random weights, BN statistics calibrated so features are O(1)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    torch.manual_seed(0)
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda *a, **k: None):
+        model = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # running stats := this batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(SyntheticShapes(4, 16, seed=5).array))
+    path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
+    torch.save(model.state_dict(), path)
+    return path

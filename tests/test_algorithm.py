@@ -82,7 +82,8 @@ def test_stopping_rule() -> None:
 def test_selection_and_best() -> None:
     cands = [Cand(1, BASE, 0.9), Cand(2, BASE, 0.5), Cand(3, BASE, None), Cand(4, BASE, 0.5),
              Cand(5, BASE, 0.1, Status.DIVERGED), Cand(6, dataclasses.replace(BASE, resolution=16), 0.95)]
-    assert [c.id for c in rules(top_k=3).select(cands)] == [2, 4, 1]  # ties to the lower id
+    assert [c.id for c in rules(top_k=3).select(cands, 1)] == [2, 4, 1]  # ties to the lower id
+    assert [c.id for c in rules(top_k=1).select(cands, 0)] == [2, 4, 1, 6]  # step 0: every initial candidate
     assert best_candidate(cands, 16).id == 6  # at the target, however much better the 8px ones score
     assert best_candidate(cands, 32).id == 6  # none at 32px yet: the best at the highest resolution reached
     assert best_candidate(cands[:2], None).id == 2

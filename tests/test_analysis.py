@@ -162,10 +162,9 @@ def test_replay_by_hand(hand: list[CandidateRow]) -> None:
     full = index.run(None, 1.0)
     assert (full.best_id, full.cost) == (9, 11)  # every trained candidate, failed 8 included
     assert index.actual() == A.ReplayRun(None, 1.0, -1, 0.6, 9, 11)
-    # K=1: the search keeps only the best initial candidate (2), as the driver does, then only 7: 3 and 11
-    # are never reached. (Before Algorithm 1 had one home the replay kept every initial candidate: cost 10.)
+    # K=1: both initial candidates are expanded (Algorithm 1 keeps them all), then only 7: 11 is never reached.
     k1 = index.run(1, 1.0)
-    assert (k1.best_id, k1.cost) == (9, 7)
+    assert (k1.best_id, k1.cost) == (9, 10)
     # p=0: only the initial candidates; 16px is never reached.
     none = index.run(2, 0.0)
     assert (none.best_score, none.best_id, none.cost) == (None, None, 2)
@@ -176,7 +175,7 @@ def test_replay_by_hand(hand: list[CandidateRow]) -> None:
     cells = A.replay_grid(hand, [1, 2], [0.0, 1.0], seeds=3)
     cell = {(c.k, c.p): c for c in cells}
     assert cell[(2, 1.0)].best_mean == pytest.approx(0.6) and cell[(2, 1.0)].reached == 3
-    assert cell[(2, 1.0)].cost_mean == 11 and cell[(1, 1.0)].cost_mean == 7
+    assert cell[(2, 1.0)].cost_mean == 11 and cell[(1, 1.0)].cost_mean == 10
     assert cell[(1, 0.0)].reached == 0 and cell[(1, 0.0)].best_mean is None
 
 

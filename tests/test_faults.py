@@ -35,7 +35,7 @@ FAST: dict[str, Any] = {
     "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": "none", "initial_channels": [8],
     "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5, "kernels": [3], "filters": [8],
     "iterations": 4, "final_iterations": 2, "max_steps": 1, "batch_size": 8, "sample_grid": 4,
-    "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None,
+    "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None, "tables": False,
 }
 
 

@@ -19,7 +19,7 @@ HALVING: dict[str, Any] = {
     "data": "synthetic:n=64,res=16", "metric": "swd32", "rung_metric": "swd16", "baseline": "auto",
     "initial_channels": [8], "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.6, "kernels": [3],
     "filters": [8, 16], "iterations": 9, "final_iterations": 2, "max_steps": 2, "batch_size": 8, "sample_grid": 4,
-    "checkpoint_every": 3, "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None,
+    "checkpoint_every": 3, "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None, "tables": False,
     "halving_eta": 3, "halving_min_fraction": 1 / 9,
 }
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -120,27 +118,6 @@ def test_weights_holding_objects_are_refused(tmp_path):
     torch.save({"x": _NotATensor()}, path)
     with pytest.raises(MetricError, match="not a plain tensor state dict"):
         InceptionFeatures(path)
-
-
-@pytest.fixture(scope="session")
-def random_inception(tmp_path_factory) -> Path:
-    """torch-fidelity's Inception with random weights, BN statistics calibrated so features are O(1)."""
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-
-    torch.manual_seed(0)
-    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
-            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda *a, **k: None):
-        model = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # running stats := this batch's statistics
-    model.train()
-    with torch.no_grad():
-        model(torch.from_numpy(SyntheticShapes(4, 16, seed=5).array))
-    path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
-    torch.save(model.state_dict(), path)
-    return path
 
 
 class _UInt8Images(torch.utils.data.Dataset):

@@ -276,7 +276,7 @@ def test_report_of_a_real_tiny_search(tmp_path: Path) -> None:
         "initial_channels": [8], "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5,
         "kernels": [3], "filters": [8, 16], "iterations": 4, "final_iterations": 2, "max_steps": 2,
         "batch_size": 8, "sample_grid": 4, "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu",
-        "threads": 1, "cache_dir": None})
+        "threads": 1, "cache_dir": None, "tables": False})
     run = tmp_path / "run"
     run_search(run, config, progress=False)
     result = generate_report(run, n_samples=4, replay_seeds=2)

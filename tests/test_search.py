@@ -28,7 +28,7 @@ TINY: dict[str, Any] = {
     "initial_channels": [8], "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5,
     "kernels": [3], "filters": [8, 16], "iterations": 4, "final_iterations": 2, "max_steps": 2,
     "batch_size": 8, "sample_grid": 4, "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu",
-    "threads": 1, "cache_dir": None,
+    "threads": 1, "cache_dir": None, "tables": False,
 }
 
 

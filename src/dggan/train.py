@@ -51,7 +51,12 @@ class TrainConfig:
     gp_lambda: float = 10.0
     drift: float = 0.001
     ema_beta: float = 0.999
+    # EMA ramp-up (StyleGAN2's, beyond the paper): the average's half-life in images grows with the images
+    # seen, beta = min(ema_beta, 0.5 ** (batch / (seen * ema_rampup))), so a short run's EMA is not mostly its
+    # random initial weights. None: a fixed ema_beta (ProgGAN).
+    ema_rampup: float | None = None
     fade_fraction: float = 0.5  # share of a grow_res child's iterations spent fading in
+    fade_iterations: int | None = None  # or an absolute length (pytorch_GAN_zoo: 600 alpha steps x 32 = 19,200)
     mbstd_group: int = 4
     flip: bool = False
     device: str = "cpu"
@@ -71,7 +76,11 @@ class TrainConfig:
             (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)"),
             (self.gp_lambda >= 0 and self.drift >= 0, "gp_lambda and drift must be >= 0"),
             (0 <= self.ema_beta < 1, "ema_beta must be in [0, 1)"),
+            (self.ema_rampup is None or self.ema_rampup > 0, "ema_rampup must be > 0 or null"),
             (0 < self.fade_fraction <= 1, "fade_fraction must be in (0, 1]"),
+            (self.fade_iterations is None or 1 <= self.fade_iterations <= self.iterations,
+             f"fade_iterations must be in [1, iterations = {self.iterations}] (a child must finish fading in), got"
+             f" {self.fade_iterations}"),
             (self.mbstd_group >= 1, "mbstd_group must be >= 1"),
             (self.log_every >= 1 and self.check_every >= 1, "log_every and check_every must be >= 1"),
             (self.divergence_threshold > 0, "divergence_threshold must be > 0"),
@@ -136,8 +145,8 @@ class Trainer:
         check_fits(genome, config.batch_size, str(self.device), config.memory_limit_gb)  # before any allocation
         self.loss = config.loss()
         # The fade-in length is fixed now; extending the run later never moves alpha.
-        self.fade_iterations = (fade_iterations if fade_iterations is not None
-                                else max(1, math.ceil(config.fade_fraction * config.iterations)))
+        self.fade_iterations = (fade_iterations if fade_iterations is not None else config.fade_iterations
+                                or max(1, math.ceil(config.fade_fraction * config.iterations)))
         # Fresh layers' init is a function of the seed; the caller's global RNG state is left as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -255,6 +264,14 @@ class Trainer:
     def fading(self) -> bool:
         return self.G.fade_in
 
+    def ema_beta(self) -> float:
+        """The EMA decay of the coming step (fixed, or ramped up with the images seen)."""
+        cfg = self.config
+        if cfg.ema_rampup is None:
+            return cfg.ema_beta
+        seen = (self.iteration + 1) * cfg.batch_size
+        return min(cfg.ema_beta, 0.5 ** (cfg.batch_size / (seen * cfg.ema_rampup)))
+
     # ------------------------------------------------------------------ one iteration
     def _autocast(self) -> torch.autocast:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
@@ -289,7 +306,7 @@ class Trainer:
         loss_g.backward(inputs=self._g_params)  # D's weights get no gradient from the G step
         self.opt_g.step()
         with torch.no_grad():
-            torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - cfg.ema_beta)
+            torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - self.ema_beta())
         self.iteration += 1
         return torch.stack([critic.loss, loss_g, critic.gp, critic.d_real, critic.d_fake]).detach()
 

@@ -332,7 +332,7 @@ class ReplayIndex:
                       max_steps=self.rules.max_steps, key=self.key)
         visited = list(self.initial)
         iterations = sum(self._trained(r, None) for r in self.initial)
-        parents = rules.select(self.initial)
+        parents = rules.select(self.initial, 0)
         step = 0
         while parents and not rules.should_stop(step, parents):
             step += 1
@@ -341,8 +341,8 @@ class ReplayIndex:
             visited += kids
             survivors, stopped_at = self._halve(kids, eta, k)
             iterations += sum(self._trained(r, stopped_at.get(r.id)) for r in kids)
-            parents = rules.select(survivors)
-        best = self.best(r for r in visited if r in self._full(visited, eta, k))
+            parents = rules.select(survivors, step)
+        best = self.best(visited if eta <= 1 else (r for r in visited if r.status == Status.DONE))
         return ReplayRun(
             k,
             float(p),
@@ -373,9 +373,6 @@ class ReplayIndex:
                 stopped[c.id] = rung
             alive = scored[:keep]
         return alive, stopped
-
-    def _full(self, visited: list[CandidateRow], eta: int, k: int | None) -> list[CandidateRow]:
-        return visited if eta <= 1 else [r for r in visited if r.status == Status.DONE]
 
     def _trained(self, row: CandidateRow, stopped_rung: int | None) -> int:
         """Iterations a replay trains ``row`` for: up to ``stopped_rung`` when pruned there, else its budget."""

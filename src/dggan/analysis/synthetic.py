@@ -174,7 +174,7 @@ def write_synthetic_run(
         def ranked(ids: list[int]) -> list[int]:
             return sorted(ids, key=lambda c: (scores[c], c))
 
-        parents = ranked(list(scores))[:top_k]
+        parents = ranked(list(scores))  # Algorithm 1 starts from every initial candidate
         ledger.set_kept(0, parents)
         step = 0
         while total < n_candidates and parents:

@@ -9,7 +9,8 @@ a replay with the run's own K, p and seed retraces the real search exactly.
   never ends the search).
 - Past ``max_steps`` without the target resolution, growth is forced: **every** kept parent that can
   still double its resolution gets its ``grow_res`` child (no draw), so the best route is never dropped.
-- The ``top_k`` finished children by normalised metric (ties: lower id) become the next parents.
+- The ``top_k`` finished children by normalised metric (ties: lower id) become the next parents; at step 0
+  every finished initial candidate is a parent (the paper's P = {initial candidates}).
 - The search stops when no parent has a valid action left, or at ``max_steps`` once a parent is at the
   target resolution.
 - The best candidate is the finished one with the lowest score at the target resolution; before any
@@ -20,6 +21,7 @@ a replay with the run's own K, p and seed retraces the real search exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -48,6 +50,12 @@ class Candidate(Protocol):
 
 
 C = TypeVar("C", bound=Candidate)
+
+
+@functools.lru_cache(maxsize=8192)
+def _valid_actions(genome: Genome, space: ActionSpace, limits: GrowthLimits) -> tuple[Action, ...]:
+    # Replays ask the same parents again and again (genomes, spaces and limits are frozen, so hashable).
+    return tuple(valid_actions(genome, space, limits))
 
 
 def step_rng(seed: int, step: int) -> random.Random:
@@ -127,8 +135,8 @@ class Rules:
         """Whether children of ``step`` are forced ``grow_res`` children (past ``max_steps``)."""
         return self.max_steps is not None and step > self.max_steps
 
-    def actions_of(self, genome: Genome) -> list[Action]:
-        return valid_actions(genome, self.space, self.limits)
+    def actions_of(self, genome: Genome) -> tuple[Action, ...]:
+        return _valid_actions(genome, self.space, self.limits)
 
     def children(self, step: int, parents: Sequence[C]) -> list[tuple[C, Action]]:
         """The (parent, action) pairs that become the children of ``step``; ``parents`` ranked best first."""
@@ -146,10 +154,11 @@ class Rules:
         return drawn
 
     # ------------------------------------------------------------------ selection and stopping
-    def select(self, candidates: Iterable[C]) -> list[C]:
-        """The next parents: the top-K finished candidates by score, best first."""
+    def select(self, candidates: Iterable[C], step: int) -> list[C]:
+        """The parents of step + 1: the top-K finished candidates of ``step`` by score, best first (at step 0
+        every finished initial candidate, as Algorithm 1 starts from P = {initial candidates})."""
         ranked = rank(candidates, self.key)
-        return ranked if self.top_k is None else ranked[: self.top_k]
+        return ranked if self.top_k is None or step == 0 else ranked[: self.top_k]
 
     def should_stop(self, step: int, parents: Sequence[C]) -> bool:
         """After selecting ``parents`` at ``step``: nothing can grow, or ``max_steps`` is reached at the target."""

@@ -15,6 +15,7 @@ Re-scoring with several evaluation seeds gives each score a spread, so a differe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ from .baseline import baseline_config
 from .config import SearchConfig
 from .driver import Search, create_run, load_run_config, run_lock
 from .executors import Executor, executor_for
-from .ledger import CandidateRow, Ledger, Status
+from .ledger import CandidateRow, FinalRow, Ledger, Status
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
@@ -116,8 +117,10 @@ def _point(rows: list[CandidateRow], resolution: int, route: int) -> CandidateRo
     return after[0]
 
 
-def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = "cpu") -> float:
-    """The search's metric of a checkpoint's EMA generator for one evaluation seed."""
+def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = "cpu",
+                     metric: str | None = None) -> dict[str, Any]:
+    """Score a checkpoint's EMA generator with ``metric`` (default: the search's) for one evaluation seed;
+    the metric's whole result (``value``, SWD's per-level values, ...)."""
     from ..checkpoint import load_generator
     from ..metrics import default_cache_dir, evaluate
     from ..sampling import LatentStream, generate
@@ -129,15 +132,38 @@ def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = 
     if config.inception_weights:
         opts["inception_weights"] = config.inception_weights
     batch = config.eval_batch_size
-    result = evaluate(config.metric, lambda n: generate(net, stream.take(n), batch), open_data_cached(config.data),
-                      genome.resolution, device=device, batch_size=batch, seed=seed, progress=False, **opts)
-    return float(result["value"])
+    return evaluate(metric or config.metric, lambda n: generate(net, stream.take(n), batch),
+                    open_data_cached(config.data), genome.resolution, device=device, batch_size=batch, seed=seed,
+                    progress=False, **opts)
 
 
-def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | None = None,
-            progress: bool = True) -> Comparison:
-    layout = RunLayout(run_dir)
-    config = load_run_config(layout.root)
+def train_proggan(layout: RunLayout, config: SearchConfig, needs: list[dict[int, int]], *,
+                  executor: Executor | None = None, progress: bool = True,
+                  lock: bool = True) -> tuple[RunLayout, list[CandidateRow], list[str]]:
+    """The run's ProgGAN route, trained (further) until it covers each of ``needs`` ({res: route iterations})
+    in turn: ``RUN/baseline`` for the auto baseline, else ``RUN/compare-baseline``. Returns its folder, its
+    candidates and notes for the reader. ``lock=False`` when the caller already holds the run's lock."""
+    sub = layout.baseline if config.baseline == "auto" else RunLayout(layout.root / "compare-baseline")
+    notes = [] if config.baseline == "auto" else [
+        f"the run's baseline is {config.baseline!r}; ProgGAN was trained in {sub.root} for this comparison"]
+    if not sub.ledger.exists():
+        create_run(sub.root, baseline_config(config))
+    own = executor is None
+    executor = executor or executor_for(config)
+    try:
+        proggan = Search(sub.root, baseline_config(config), executor, progress)
+        # The search itself must not extend the same baseline meanwhile.
+        with run_lock(layout.root) if lock else contextlib.nullcontext():
+            for need in needs:
+                proggan.extend_route(need, desc="ProgGAN for comparison")
+        return sub, proggan.ledger.candidates(), notes
+    finally:
+        if own:
+            executor.close()
+
+
+def final_model(layout: RunLayout, config: SearchConfig) -> tuple[FinalRow, list[CandidateRow], int]:
+    """(the final row, every candidate, the final model's route iterations); SearchError without one."""
     with Ledger.open(layout.ledger, readonly=True) as ledger:
         final, rows = ledger.final(), ledger.candidates()
     if final is None or final.status != Status.DONE or not final.checkpoint:
@@ -145,27 +171,18 @@ def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | No
                           f" {None if final is None else final.status}); let it finish (--resume) first")
     best = next(r for r in rows if r.id == final.candidate)
     route = int(final.extra.get("route_iterations") or (best.route_iterations or 0) + config.final_iterations)
+    return final, rows, route
+
+
+def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | None = None,
+            progress: bool = True) -> Comparison:
+    layout = RunLayout(run_dir)
+    config = load_run_config(layout.root)
+    final, rows, route = final_model(layout, config)
     total = search_iterations(rows, config.final_iterations)
     target = config.target_resolution
-    notes: list[str] = []
-
-    sub = layout.baseline if config.baseline == "auto" else RunLayout(layout.root / "compare-baseline")
-    if config.baseline != "auto":
-        notes.append(f"the run's baseline is {config.baseline!r}; ProgGAN was trained in {sub.root} for this"
-                     " comparison")
-    if not sub.ledger.exists():
-        create_run(sub.root, baseline_config(config))
-    own = executor is None
-    executor = executor or executor_for(config)
-    try:
-        proggan = Search(sub.root, baseline_config(config), executor, progress)
-        with run_lock(layout.root):  # the search itself must not extend the same baseline meanwhile
-            proggan.extend_route({target: route}, desc="ProgGAN, equal training")
-            proggan.extend_route({target: max(route, total)}, desc="ProgGAN, the search's whole compute")
-        base_rows = proggan.ledger.candidates()
-    finally:
-        if own:
-            executor.close()
+    sub, base_rows, notes = train_proggan(layout, config, [{target: route}, {target: max(route, total)}],
+                                          executor=executor, progress=progress)
     a, b = _point(base_rows, target, route), _point(base_rows, target, total)
     for row, want in ((a, route), (b, total)):
         if (row.route_iterations or 0) != want:
@@ -175,11 +192,12 @@ def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | No
     device = config.resolved_device()
 
     def scored(name: str, path: Path, its: int) -> Scored:
-        return Scored(name, layout.relative(path), its, [score_checkpoint(path, config, s, device) for s in seeds])
+        return Scored(name, layout.relative(path), its,
+                      [float(score_checkpoint(path, config, s, device)["value"]) for s in seeds])
 
     result = Comparison(
         run=str(layout.root), metric=config.metric, target_resolution=target, eval_seeds=seeds,
-        final=scored("final", layout.resolve(final.checkpoint), route),
+        final=scored("final", layout.resolve(final.checkpoint or ""), route),
         equal_training=scored("proggan_equal_training", sub.resolve(a.checkpoint or sub.checkpoint(a.id)),
                               a.route_iterations or 0),
         equal_compute=scored("proggan_equal_compute", sub.resolve(b.checkpoint or sub.checkpoint(b.id)),

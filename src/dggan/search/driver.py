@@ -424,7 +424,7 @@ class Search:
     def select(self, step: int) -> list[int]:
         kept = self.ledger.kept(step)
         if kept is None:
-            kept = [r.id for r in self.rules.select(self.ledger.candidates(step=step))]
+            kept = [r.id for r in self.rules.select(self.ledger.candidates(step=step), step)]
             self.ledger.set_kept(step, kept)
         return kept
 
@@ -513,6 +513,13 @@ class Search:
                 step += 1
             if self.config.final_iterations > 0 or self.config.baseline != "none":
                 self.final()
+                final = self.ledger.final()
+                if self.config.tables and final is not None and final.status == Status.DONE \
+                        and not (self.layout.best / "tables.json").exists():
+                    from .tables import tables
+
+                    self.log("scoring the paper's tables (dggan tables) into RUN/best/tables.md")
+                    tables(self.run_dir, executor=self.executor, progress=self.progress, lock=False)
         rows = self.ledger.candidates()
         final = self.ledger.final()
         best = self.best_at_target()

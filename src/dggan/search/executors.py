@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
-from ..threads import default_threads
+from ..threads import default_threads, set_threads
 from .ledger import Status
 from .worker import CandidateResult, CandidateTask, run_candidate, set_worker_device
 
@@ -49,10 +49,8 @@ class InProcessExecutor:
 def _init_local_worker(devices: Any, threads: int, driver: int) -> None:
     import threading
 
-    import torch
-
     set_worker_device(devices.get())
-    torch.set_num_threads(threads)
+    set_threads(threads)
     # A worker must not outlive its driver (a kill -9 of the driver alone would leave it idle for ever,
     # holding memory and a GPU): it exits as soon as its parent is gone.
     threading.Thread(target=_exit_with_parent, args=(driver,), daemon=True).start()
@@ -172,9 +170,7 @@ class RayExecutor:
 
 
 def _ray_run_candidate(task: CandidateTask, device: str) -> CandidateResult:
-    import torch
-
-    torch.set_num_threads(1)
+    set_threads(1)
     set_worker_device(device)
     return run_candidate(task)
 

@@ -28,6 +28,7 @@ from ..images import save_grid
 from ..io import append_jsonl, atomic_write_json, atomic_write_text
 from ..runs import CHECKPOINT_NAME, SAMPLES_NAME
 from ..sampling import LatentStream, generate
+from ..threads import set_threads
 from ..train import TrainConfig, Trainer
 from .ledger import Status
 
@@ -113,7 +114,7 @@ def _run(task: CandidateTask) -> CandidateResult:
     out = Path(task.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if task.threads:
-        torch.set_num_threads(task.threads)
+        set_threads(task.threads)
     genome = Genome.from_json(task.genome_json, source=f"candidate {task.candidate_id}")
     train_dict = dict(task.train)
     if train_dict.get("device") in (None, "worker"):

@@ -702,6 +702,30 @@ def _result_html(page: Page, data: RunData, n: int, seed: int, device: str) -> s
     return "".join(parts)
 
 
+def _tables_html(tables: dict[str, Any]) -> str:
+    """The paper's Tables 1-3 (``dggan tables``, RUN/best/tables.json)."""
+    plan = tables["protocol"]
+    parts = [f"<p>Scored with seed {_e(tables['seed'])}"
+             + (" under the paper's protocol (FID and IS of 50k samples, SWD of 16k)." if plan.get("paper_protocol")
+                else "; the search's metric stands in where the paper used FID.") + "</p>",
+             "<h3>Table 1: the final model</h3>",
+             _table(["metric", "final model"], [[k, _num(v)] for k, v in tables["table1"].items()])]
+    parts.append(f"<h3>Table 2: per resolution, against ProgGAN trained as long ({_e(plan['table2'])})</h3>")
+    parts.append(_table(["resolution", "route model", "training iterations", "ours", "ProgGAN", "improvement"],
+                        [[f"{r['resolution']}x{r['resolution']}", r["candidate"], f"{r['route_iterations']:,}",
+                          _num(r["ours"]), _num(r["proggan"]), f"{r['improvement_pct']:+.0f}%"]
+                         for r in tables["table2"]]))
+    t3 = tables["table3"]
+    levels = t3["levels"]
+    parts.append(f"<h3>Table 3: SWD x 1e3 per Laplacian level at {t3['resolution']}px ({_e(t3['metric'])})</h3>")
+    parts.append(_table(["model", *[str(lv) for lv in levels], "avg"],
+                        [[label, *[_num(t3[key]["levels"][str(lv)], 3) for lv in levels], _num(t3[key]["avg"], 3)]
+                         for label, key in (("final model", "ours"), ("ProgGAN, equal training", "proggan"))]))
+    if tables.get("notes"):
+        parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in tables["notes"]) + "</ul>")
+    return "".join(parts) + _links("../best/tables.md")
+
+
 # ---------------------------------------------------------------------- the page
 def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, sample_seed: int, device: str,
              top_n: int = PAGE_SIZE) -> list[Section]:
@@ -726,6 +750,9 @@ def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, s
     errors = analyses.errors
     section("result", "Result", lambda: _result_html(page, data, n_samples, sample_seed, device), needs_done=False)
     section("overview", "Overview", lambda: _overview(data), needs_done=False)
+    tables = read_json(data.layout.best / "tables.json")
+    if isinstance(tables, dict):
+        section("tables", "The paper's tables", lambda: _tables_html(tables), needs_done=False)
     section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final))
     section("route", "Growing route of the best candidate", lambda: _route_html(page, data.route))
     section("capacity", "1. G-to-D capacity", lambda: _capacity_html(page, analyses.capacity, data.key),

@@ -1,0 +1,164 @@
+"""``dggan tables RUN``: the paper's Tables 1-3 from a run, written to ``RUN/best/tables.json`` and ``tables.md``.
+
+- **Table 1**: the final model's scores under the paper's protocol: FID and IS of 50k samples (FID against
+  the training set) when the search's metric is FID, the search's own metric otherwise.
+- **Table 2**: per resolution from d0 to the target, the model the final model's route had at that
+  resolution against the ProgGAN baseline's model at the same resolution *and the same training* (the
+  baseline curve's point at the route model's iterations), both scored now with the same metric, and the
+  improvement in % (the paper's Table 2 compares per scale the same way, without equal training).
+- **Table 3**: SWD x 1e3 per Laplacian level at the target resolution and their average (ProgGAN's 16k
+  images when the paper's protocol applies), the final model against ProgGAN at equal training.
+
+All scores use the search's evaluation seed. A missing Inception weights file or dataset is a one-line
+error before anything is trained or scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SearchError
+from ..io import atomic_write_json, atomic_write_text
+from ..metrics.registry import parse_metric
+from ..runs import RunLayout
+from .baseline import resolutions
+from .compare import _point, final_model, score_checkpoint, train_proggan
+from .config import SearchConfig
+from .driver import check_data, load_run_config
+from .executors import Executor
+from .ledger import CandidateRow
+
+TABLES_JSON = "tables.json"
+TABLES_MD = "tables.md"
+
+
+def protocol(config: SearchConfig, samples: int | None = None) -> dict[str, Any]:
+    """The metrics of each table: the paper's (FID/IS 50k, SWD 16k) for a FID search, else the search's own.
+    ``samples`` replaces every sample count (a quicker look that is no longer the paper's protocol)."""
+    spec = parse_metric(config.metric)
+    if spec.kind == "fid":
+        plan = {"table1": ["fid50k", "is50k"], "table2": "fid50k", "table3": "swd16k"}
+    else:
+        plan = {"table1": [config.metric], "table2": config.metric,
+                "table3": config.metric if spec.kind == "swd" else "swd16k"}
+    if samples is not None:
+        def resized(name: str) -> str:
+            return f"{parse_metric(name).kind}{samples}"
+
+        plan = {"table1": [resized(m) for m in plan["table1"]], "table2": resized(plan["table2"]),
+                "table3": resized(plan["table3"])}
+    return {**plan, "paper_protocol": samples is None and spec.kind == "fid"}
+
+
+@dataclass
+class Tables:
+    run: str
+    protocol: dict[str, Any]
+    seed: int
+    table1: dict[str, float]
+    table2: list[dict[str, Any]]
+    table3: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "protocol": self.protocol, "seed": self.seed, "table1": self.table1,
+                "table2": self.table2, "table3": self.table3, "notes": self.notes}
+
+    def markdown(self) -> str:
+        lines = ["Table 1: the final model (lower is better for FID and SWD, higher for IS).", "",
+                 "| metric | final model |", "|---|---|"]
+        lines += [f"| {name} | {value:.4g} |" for name, value in self.table1.items()]
+        lines += ["", f"Table 2: {self.protocol['table2']} per resolution, the final model's route against ProgGAN"
+                  " trained as long.", "",
+                  "| resolution | route model | its training iterations | ours | ProgGAN | improvement |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['resolution']}x{r['resolution']} | {r['candidate']} | {r['route_iterations']:,} |"
+                  f" {r['ours']:.4g} | {r['proggan']:.4g} | {r['improvement_pct']:+.0f}% |" for r in self.table2]
+        t3 = self.table3
+        levels = t3["levels"]
+        lines += ["", f"Table 3: SWD x 1e3 per Laplacian level at {t3['resolution']}x{t3['resolution']}"
+                  f" ({t3['metric']}).", "",
+                  "| model | " + " | ".join(str(lv) for lv in levels) + " | avg |",
+                  "|---|" + "---|" * (len(levels) + 1)]
+        for label, key in (("final model", "ours"), ("ProgGAN, equal training", "proggan")):
+            row = t3[key]
+            lines.append(f"| {label} | " + " | ".join(f"{row['levels'][str(lv)]:.3g}" for lv in levels)
+                         + f" | {row['avg']:.3g} |")
+        return "\n".join(lines + [""] + [f"- {n}" for n in self.notes]) + "\n"
+
+
+def check_tables(config: SearchConfig, plan: dict[str, Any]) -> None:
+    """Everything the tables need, before any work: the data and, for FID/IS, the Inception weights."""
+    from ..metrics.fid import get_inception
+
+    check_data(config)
+    if any(parse_metric(m).kind in ("fid", "is") for m in [*plan["table1"], plan["table2"]]):
+        from ..errors import MetricError
+
+        try:
+            get_inception(config.inception_weights, "cpu")
+        except MetricError as exc:
+            raise SearchError(f"tables: {exc} (--set inception_weights=PATH when the search runs)") from None
+
+
+def route_models(rows: list[CandidateRow], final_candidate: int) -> dict[int, CandidateRow]:
+    """The model the final model's route had at each resolution: its last candidate there."""
+    from ..analysis.analyses import route
+
+    out: dict[int, CandidateRow] = {}
+    for r in route(rows, final_candidate):
+        out[r.resolution] = r
+    return out
+
+
+def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executor | None = None,
+           progress: bool = True, lock: bool = True) -> Tables:
+    layout = RunLayout(run_dir)
+    config = load_run_config(layout.root)
+    plan = protocol(config, samples)
+    check_tables(config, plan)
+    final, rows, final_route = final_model(layout, config)
+    target = config.target_resolution
+    models = route_models(rows, final.candidate)
+    missing = [r for r in resolutions(config) if r not in models]
+    if missing:
+        raise SearchError(f"the final model's route has no model at {missing}px; is this run complete?")
+    # The route model's iterations at each resolution; at the target, the final model's (after final training).
+    routes = {res: int(models[res].route_iterations or 0) for res in resolutions(config)}
+    routes[target] = final_route
+    sub, base_rows, notes = train_proggan(layout, config, [routes], executor=executor, progress=progress, lock=lock)
+    if samples is not None:
+        notes.append(f"every metric used {samples} samples (--samples), not the paper's protocol")
+    device = config.resolved_device()
+    seed = config.seed
+    final_ckpt = layout.resolve(final.checkpoint or "")
+
+    def proggan_at(res: int) -> Path:
+        point = _point(base_rows, res, routes[res])
+        if (point.route_iterations or 0) != routes[res]:
+            notes.append(f"{res}px: ProgGAN has no model at exactly {routes[res]:,} iterations; the nearest after"
+                         f" it ({point.route_iterations:,}) stands in")
+        return sub.resolve(point.checkpoint or sub.checkpoint(point.id))
+
+    table1 = {m: float(score_checkpoint(final_ckpt, config, seed, device, m)["value"]) for m in plan["table1"]}
+    table2 = []
+    for res in resolutions(config):
+        ours_ckpt = final_ckpt if res == target else layout.resolve(models[res].checkpoint or
+                                                                    layout.checkpoint(models[res].id))
+        ours = float(score_checkpoint(ours_ckpt, config, seed, device, plan["table2"])["value"])
+        theirs = float(score_checkpoint(proggan_at(res), config, seed, device, plan["table2"])["value"])
+        table2.append({"resolution": res, "candidate": "final" if res == target else models[res].id,
+                       "route_iterations": routes[res], "ours": ours, "proggan": theirs,
+                       "improvement_pct": 100.0 * (theirs - ours) / theirs if theirs else 0.0})
+    swd_ours = score_checkpoint(final_ckpt, config, seed, device, plan["table3"])
+    swd_theirs = score_checkpoint(proggan_at(target), config, seed, device, plan["table3"])
+    levels = sorted((int(k) for k in swd_ours["swd_levels"]), reverse=True)
+    table3 = {"metric": plan["table3"], "resolution": target, "levels": levels,
+              "ours": {"levels": swd_ours["swd_levels"], "avg": swd_ours["swd_avg"]},
+              "proggan": {"levels": swd_theirs["swd_levels"], "avg": swd_theirs["swd_avg"]}}
+    result = Tables(str(layout.root), plan, seed, table1, table2, table3, notes)
+    atomic_write_json(layout.best / TABLES_JSON, result.to_dict())
+    atomic_write_text(layout.best / TABLES_MD, result.markdown())
+    return result

@@ -1,0 +1,92 @@
+"""The paper's Tables 1-3 from a run: SWD runs on synthetic data, FID/IS runs with a random-weights Inception."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dggan.cli import app
+from dggan.search.config import SearchConfig
+from dggan.search.driver import run_search
+from dggan.search.ledger import Ledger
+
+runner = CliRunner()
+
+BASE: dict[str, Any] = {
+    "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": "auto", "initial_channels": [8],
+    "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5, "kernels": [3], "filters": [8],
+    "iterations": 4, "final_iterations": 2, "max_steps": 1, "batch_size": 8, "sample_grid": 4,
+    "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None,
+}
+
+
+def test_tables_of_an_swd_search_are_written_after_the_final_training(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_search(run, SearchConfig.from_dict(BASE), progress=False)
+    tables = json.loads((run / "best" / "tables.json").read_text())
+    assert tables["protocol"]["table1"] == ["swd32"] and not tables["protocol"]["paper_protocol"]
+    assert set(tables["table1"]) == {"swd32"} and tables["table1"]["swd32"] > 0
+    assert [r["resolution"] for r in tables["table2"]] == [8, 16]
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        final = ledger.final()
+    assert final is not None
+    last = tables["table2"][-1]
+    assert last["candidate"] == "final" and last["route_iterations"] == final.extra["route_iterations"]
+    # The final model is scored as the search scored it (same metric, same seed).
+    assert last["ours"] == pytest.approx(final.metric, rel=1e-5)
+    for row in tables["table2"]:
+        assert row["improvement_pct"] == pytest.approx(100 * (row["proggan"] - row["ours"]) / row["proggan"])
+    t3 = tables["table3"]
+    assert t3["levels"] == [16] and t3["ours"]["avg"] == pytest.approx(t3["ours"]["levels"]["16"])
+    md = (run / "best" / "tables.md").read_text()
+    assert "Table 1" in md and "Table 2" in md and "Table 3" in md
+    # Shown in the report.
+    from dggan.analysis.report import generate_report
+
+    text = generate_report(run, replay_seeds=2).path.read_text()
+    assert 'id="tables"' in text and "Table 2" in text
+
+
+@pytest.fixture
+def quick_frechet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FID's last step is a 2048x2048 eigenvalue problem (seconds each on a CPU); test_metrics checks it against
+    torch-fidelity, so here, where only the tables' plumbing is under test, a cheap stand-in takes its place."""
+    import numpy as np
+
+    def frechet(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+        return float(((mu1 - mu2) ** 2).sum() + abs(np.trace(s1) - np.trace(s2)))
+
+    monkeypatch.setattr("dggan.metrics.api.frechet_distance", frechet)
+
+
+def test_tables_of_a_fid_search_use_fid_and_is(tmp_path: Path, random_inception: Path, quick_frechet: None) -> None:
+    run = tmp_path / "run"
+    run_search(run, SearchConfig.from_dict({**BASE, "tables": False}), progress=False)
+    # The same run as if it had searched with FID (Inception on a CPU is slow: score only the tables with it).
+    options = json.loads((run / "options.json").read_text())
+    (run / "options.json").write_text(json.dumps({**options, "metric": "fid16",
+                                                  "inception_weights": str(random_inception)}))
+    result = runner.invoke(app, ["tables", str(run), "--samples", "20", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    tables = json.loads((run / "best" / "tables.json").read_text())
+    assert tables["protocol"]["table1"] == ["fid20", "is20"] and tables["protocol"]["table2"] == "fid20"
+    assert tables["table1"]["fid20"] > 0 and tables["table1"]["is20"] >= 1.0
+    assert tables["table3"]["metric"] == "swd20" and "not the paper's protocol" in " ".join(tables["notes"])
+
+
+def test_tables_fail_before_any_work_without_weights(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_search(run, SearchConfig.from_dict({**BASE, "tables": False}), progress=False)
+    # The run as if it had searched with FID, and the weights file has gone since.
+    options = json.loads((run / "options.json").read_text())
+    (run / "options.json").write_text(json.dumps({**options, "metric": "fid16",
+                                                  "inception_weights": str(tmp_path / "gone.pth")}))
+    before = sorted(p.name for p in (run / "baseline" / "candidates").iterdir())
+    result = runner.invoke(app, ["tables", str(run), "--samples", "20", "--no-progress"])
+    assert result.exit_code == 2 and "gone.pth" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in (run / "baseline" / "candidates").iterdir()) == before  # nothing trained
+    assert not (run / "best" / "tables.json").exists()
