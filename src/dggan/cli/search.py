@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..search.config import SearchConfig
     from ..search.driver import SearchSummary
 
-PRESET_NAMES = ("cifar10", "demo", "digits", "lsun-bedroom")
+PRESET_NAMES = ("cifar10", "demo", "lsun-bedroom", "shapes")
 # Settings that say where and how fast a search runs, not what it computes: --resume may change them.
 RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device"})
 
@@ -71,9 +71,6 @@ def search(
     progress: Progress = True,
 ) -> None:
     """Run the DGGAN search (Algorithm 1), then train the best architecture longer."""
-    from ..runs import new_run_dir
-    from ..search.driver import load_run_config, run_search, validate_new_search
-
     shortcuts = {"executor": executor, "workers": workers, "device": device}
     if resume is not None:
         if preset_name or config_file or run_dir:
@@ -86,6 +83,8 @@ def search(
         if fixed:
             raise ConfigError(f"--resume keeps the run's settings; only {sorted(RUNTIME_SETTINGS)} may change"
                               f" (not {fixed})")
+        from ..search.driver import load_run_config, run_search  # torch loads here: the real work starts
+
         load_run_config(resume)
         summary = run_search(resume, resume=True, progress=progress, runtime=changes)
     else:
@@ -93,6 +92,9 @@ def search(
         if print_config:
             typer.echo(json.dumps(config.to_dict(), indent=2))
             return
+        from ..runs import new_run_dir
+        from ..search.driver import run_search, validate_new_search  # torch loads here: the real work starts
+
         validate_new_search(config, run_dir)  # before any folder is made
         target = run_dir or new_run_dir("runs", f"search-{preset_name or 'custom'}")
         summary = run_search(target, config, progress=progress)

@@ -66,16 +66,6 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Train one genome (from scratch, from a checkpoint, or as a child of a checkpoint) into a new run folder."""
-    from ..actions import Action, GrowthLimits, apply_action
-    from ..checkpoint import load_checkpoint
-    from ..data import open_dataset
-    from ..genome import Genome, constant_channels
-    from ..images import save_grid
-    from ..io import append_jsonl, atomic_write_json, atomic_write_text
-    from ..runs import CHECKPOINT_NAME, SAMPLES_NAME, new_run_dir
-    from ..threads import set_threads
-    from ..train import TrainConfig, Trainer
-
     if action is not None and parent is None:
         raise ConfigError("--action needs --parent CHECKPOINT (the model to grow)")
     if parent is not None and action is None:
@@ -86,6 +76,16 @@ def train(
         raise ConfigError(f"--checkpoint-every must be >= 0 (0: only at the end), got {checkpoint_every}")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file; it must be a folder (it holds numbered run folders)")
+    from ..actions import Action, GrowthLimits, apply_action  # torch loads here, after the arguments are checked
+    from ..checkpoint import load_checkpoint
+    from ..data import open_dataset
+    from ..genome import Genome, constant_channels
+    from ..images import save_grid
+    from ..io import append_jsonl, atomic_write_json, atomic_write_text
+    from ..runs import CHECKPOINT_NAME, SAMPLES_NAME, new_run_dir
+    from ..threads import set_threads
+    from ..train import TrainConfig, Trainer
+
     chosen = set_threads(threads)
     start_iteration = 0
     if from_checkpoint is not None:
@@ -153,13 +153,13 @@ def sample(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
 ) -> None:
     """Write a grid of samples from a checkpoint's EMA generator."""
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
     from ..checkpoint import load_generator
     from ..images import save_grid
     from ..sampling import sample_images
     from ..train import pick_device
 
-    if n < 1:
-        raise ConfigError(f"--n must be >= 1, got {n}")
     pick_device(device)
     genome, net = load_generator(resolve_checkpoint(checkpoint), device=device)
     save_grid(sample_images(net, n, seed), out)

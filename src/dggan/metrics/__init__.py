@@ -1,30 +1,54 @@
 """Metrics: FID and IS (torch-fidelity's Inception), SWD (ProgGAN's definition), normalised FID.
 
 ``evaluate(metric, generate, real, resolution, ...)`` is the entry point; metric names carry their
-sample budget (``fid10k``, ``is50k``, ``swd16k``, ``swd1k``...).
+sample budget (``fid10k``, ``is50k``, ``swd16k``, ``swd1k``...). Names load on first use, so reading a
+metric name (``parse_metric``) does not import torch.
 """
 
-from .api import MetricWarning, evaluate, generated_batches
-from .fid import (
-    INCEPTION_WEIGHTS_FILE,
-    INCEPTION_WEIGHTS_URL,
-    WEIGHTS_ENV,
-    InceptionFeatures,
-    frechet_distance,
-    get_inception,
-    inception_score,
-    resolve_inception_weights,
-    to_uint8,
-)
-from .normalize import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM, normalize
-from .refstats import CACHE_ENV, CacheWarning, default_cache_dir, fid_reference
-from .registry import METRIC_KINDS, STANDARD_METRICS, MetricError, MetricSpec, parse_metric
-from .swd import compute_swd, laplacian_pyramid, sample_patches, sliced_wasserstein, swd_resolutions
+from __future__ import annotations
 
-__all__ = ["CACHE_ENV", "INCEPTION_WEIGHTS_FILE", "INCEPTION_WEIGHTS_URL", "METRIC_KINDS",
-           "PROGGAN_FID_CIFAR10", "PROGGAN_FID_LSUN_BEDROOM", "STANDARD_METRICS", "WEIGHTS_ENV",
-           "CacheWarning", "InceptionFeatures", "MetricError", "MetricSpec", "MetricWarning", "compute_swd",
-           "default_cache_dir", "evaluate", "fid_reference", "frechet_distance", "generated_batches",
-           "get_inception",
-           "inception_score", "laplacian_pyramid", "normalize", "parse_metric", "resolve_inception_weights",
-           "sample_patches", "sliced_wasserstein", "swd_resolutions", "to_uint8"]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "CACHE_ENV": "refstats",
+    "CacheWarning": "refstats",
+    "INCEPTION_WEIGHTS_FILE": "fid",
+    "INCEPTION_WEIGHTS_URL": "fid",
+    "InceptionFeatures": "fid",
+    "METRIC_KINDS": "registry",
+    "MetricError": "registry",
+    "MetricSpec": "registry",
+    "MetricWarning": "api",
+    "PROGGAN_FID_CIFAR10": "normalize",
+    "PROGGAN_FID_LSUN_BEDROOM": "normalize",
+    "STANDARD_METRICS": "registry",
+    "WEIGHTS_ENV": "fid",
+    "compute_swd": "swd",
+    "default_cache_dir": "refstats",
+    "evaluate": "api",
+    "fid_reference": "refstats",
+    "frechet_distance": "fid",
+    "generated_batches": "api",
+    "get_inception": "fid",
+    "inception_score": "fid",
+    "laplacian_pyramid": "swd",
+    "normalize": "normalize",
+    "parse_metric": "registry",
+    "resolve_inception_weights": "fid",
+    "sample_patches": "swd",
+    "sliced_wasserstein": "swd",
+    "swd_resolutions": "swd",
+    "to_uint8": "fid",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dggan.metrics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

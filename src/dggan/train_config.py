@@ -1,0 +1,76 @@
+"""The training settings of one candidate (torch-free, so settings can be checked without importing torch)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+from .settings import coerce, normalize_fields
+
+if TYPE_CHECKING:
+    from .loss import WGANGP
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    beta1: float = 0.0
+    beta2: float = 0.99
+    gp_lambda: float = 10.0
+    drift: float = 0.001
+    ema_beta: float = 0.999
+    # EMA ramp-up (StyleGAN2's, beyond the paper): the average's half-life in images grows with the images
+    # seen, beta = min(ema_beta, 0.5 ** (batch / (seen * ema_rampup))), so a short run's EMA is not mostly its
+    # random initial weights. None: a fixed ema_beta (ProgGAN).
+    ema_rampup: float | None = None
+    fade_fraction: float = 0.5  # share of a grow_res child's iterations spent fading in
+    fade_iterations: int | None = None  # or an absolute length (pytorch_GAN_zoo: 600 alpha steps x 32 = 19,200)
+    mbstd_group: int = 4
+    flip: bool = False
+    device: str = "cpu"
+    bf16: bool = False  # bf16 autocast for forward passes (CUDA only)
+    seed: int = 0
+    log_every: int = 100
+    divergence_threshold: float = 1e5  # |D loss| beyond this counts as an exploding critic
+    check_every: int = 10  # how often (iterations) losses are pulled to the host and checked
+    memory_limit_gb: float | None = None  # refuse genomes estimated to need more (default: the device's memory)
+
+    def __post_init__(self) -> None:
+        normalize_fields(self, "train config")
+        checks = [
+            (self.iterations >= 1, "iterations must be >= 1"),
+            (self.batch_size >= 2, "batch_size must be >= 2 (minibatch stddev needs a batch)"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)"),
+            (self.gp_lambda >= 0 and self.drift >= 0, "gp_lambda and drift must be >= 0"),
+            (0 <= self.ema_beta < 1, "ema_beta must be in [0, 1)"),
+            (self.ema_rampup is None or self.ema_rampup > 0, "ema_rampup must be > 0 or null"),
+            (0 < self.fade_fraction <= 1, "fade_fraction must be in (0, 1]"),
+            (self.fade_iterations is None or 1 <= self.fade_iterations <= self.iterations,
+             f"fade_iterations must be in [1, iterations = {self.iterations}] (a child must finish fading in), got"
+             f" {self.fade_iterations}"),
+            (self.mbstd_group >= 1, "mbstd_group must be >= 1"),
+            (self.log_every >= 1 and self.check_every >= 1, "log_every and check_every must be >= 1"),
+            (self.divergence_threshold > 0, "divergence_threshold must be > 0"),
+            (self.device == "cpu" or self.device.startswith("cuda"),
+             f"device must be cpu or cuda[:N], got {self.device!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"train config: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls(**coerce(cls, data, "train config"))
+
+    def loss(self) -> WGANGP:
+        from .loss import WGANGP
+
+        return WGANGP(gp_lambda=self.gp_lambda, drift=self.drift)
