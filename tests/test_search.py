@@ -285,7 +285,13 @@ def test_two_searches_on_one_run_folder(tmp_path: Path) -> None:
 def test_presets_are_valid() -> None:
     assert preset("cifar10").top_k == 20 and preset("cifar10").p == 0.4 and preset("cifar10").latent_size == 128
     assert preset("lsun-bedroom").target_resolution == 256 and preset("lsun-bedroom").latent_size == 512
-    assert preset("demo").data.startswith("synthetic")
+    assert preset("demo").data == "digits"  # the main job runs on real images (was: synthetic)
+    assert preset("shapes").data.startswith("synthetic")
+    assert preset("cifar10").fade_iterations == 19_200 and preset("cifar10").baseline == "auto"
+    from dggan.cli.search import PRESET_NAMES
+    from dggan.search.config import PRESETS
+
+    assert sorted(PRESETS) == list(PRESET_NAMES)
 
 
 def test_baseline_command_and_using_its_run(tmp_path: Path) -> None:
