@@ -108,3 +108,22 @@ def test_eval_of_a_real_checkpoint(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert record["resolution"] == 8 and record["genome_key"] == genome.key() and record["value"] > 0
+
+
+def test_metric_warnings_are_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from dggan.data import SyntheticShapes
+    from dggan.genome import Genome, constant_channels
+    from dggan.train import TrainConfig, Trainer
+
+    genome = Genome.base(latent_size=8, channels=constant_channels(16, 8))
+    ckpt = Trainer(genome, TrainConfig(iterations=2, batch_size=8), SyntheticShapes(32, 16)).save(tmp_path / "c.st")
+    result = subprocess.run([sys.executable, "-m", "dggan", "eval", str(ckpt), "--metric", "swd64", "--data",
+                             "synthetic:n=16,res=16", "--no-progress", "--cache-dir", str(tmp_path / "cache")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "fewer than the 64" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: swd64:")
+    assert "warnings.warn" not in result.stderr  # not the warning's source line

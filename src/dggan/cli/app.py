@@ -6,6 +6,7 @@ command, so ``dggan --help`` and every command start in well under a second.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import typer
@@ -33,6 +34,14 @@ class DgganGroup(TyperGroup):
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             raise error_exit(f"{exc.strerror or exc}{where}", code=1) from None
 
+
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     file: Any = None, line: str | None = None) -> None:
+    """Warnings as one ``warning: ...`` line (Python's default also prints the warning's source line)."""
+    typer.echo(f"warning: {message}", err=True)
+
+
+warnings.showwarning = one_line_warning  # the CLI only: a library user keeps Python's default
 
 app = typer.Typer(cls=DgganGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,

@@ -236,52 +236,14 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
 
 
 def _route_html(page: Page, route: list[CandidateRow]) -> str:
-    headers = [
-        "step",
-        "id",
-        "action",
-        "resolution",
-        "G params",
-        "D params",
-        "G/D",
-        "metric",
-        "normalized",
-        "status",
-        "kept",
-        "genome",
-    ]
-    rows = [
-        [
-            r.step,
-            r.id,
-            A.action_label(r.action),
-            r.resolution,
-            r.g_params,
-            r.d_params,
-            round(r.g_params / max(1, r.d_params), 4),
-            r.metric,
-            r.normalized_metric,
-            r.status.value,
-            r.kept,
-            r.genome.summary(),
-        ]
-        for r in route
-    ]
+    headers = ["step", "id", "action", "resolution", "route its", "G params", "D params", "G/D", "metric",
+               "normalized", "status", "kept", "genome"]
+    rows = [[r.step, r.id, A.action_label(r.action), r.resolution, r.route_iterations, r.g_params, r.d_params,
+             round(r.g_params / max(1, r.d_params), 4), r.metric, r.normalized_metric, r.status.value, r.kept,
+             r.genome.summary()] for r in route]
     _write_csv(page.out / "route.csv", headers, rows)
-    shown = [
-        [
-            *r[:4],
-            _params(r[4]),
-            _params(r[5]),
-            _num(r[6]),
-            _num(r[7]),
-            _num(r[8]),
-            r[9],
-            "✓" if r[10] else "",
-            r[11],
-        ]
-        for r in rows
-    ]
+    shown = [[*r[:4], _num(r[4]), _params(r[5]), _params(r[6]), _num(r[7]), _num(r[8]), _num(r[9]), r[10],
+              "✓" if r[11] else "", r[12]] for r in rows]
     return _table(headers, shown, "route") + _links("route.csv")
 
 
@@ -561,6 +523,7 @@ _CAND_COLS = [
     ("train s", "float"),
     ("genome", "str"),
     ("error", "str"),
+    ("route its", "int"),  # iterations along the route: what equal-training normalisation compares
 ]
 
 
@@ -584,6 +547,7 @@ def _cand_row(r: CandidateRow) -> list[Any]:
         None if r.train_seconds is None else round(r.train_seconds, 1),
         r.genome.summary(),
         r.error or "",
+        r.route_iterations,
     ]
 
 
