@@ -1,0 +1,179 @@
+"""Does the search find a better GAN than ProgGAN, and what does successive halving save?
+
+Usage: python benchmarks/bench_search_quality.py [--presets demo shapes] [--seeds 0 1 2] [--out DIR]
+                                                 [--eval-seeds 3] [--threads 1]
+
+For each preset (``demo``: the handwritten digits, ``shapes``: the synthetic shapes) and seed, in one process,
+alternating the two variants seed by seed so that the machine's load hits both alike:
+
+- **halving**: the preset as it is (successive halving on), then ``dggan compare`` (the final model against
+  ProgGAN at equal training and ProgGAN with the search's whole compute, over ``--eval-seeds`` evaluation
+  seeds), and the SWD of the final model against the *held-out* real images next to the SWD between two
+  halves of the real images (the floor) where the data has a held-out split (digits);
+- **plain**: the same preset with ``halving_eta=1``.
+
+Writes ``OUT/results.json`` and ``OUT/results.md``: per run the candidate-iterations the search trained,
+its wall time, the best normalised metric at the target, the final model's metric and the comparisons;
+per preset the means, the seed-to-seed spread, and halving / plain ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from dggan.search.compare import compare, score_checkpoint, search_iterations
+from dggan.search.config import preset
+from dggan.search.driver import run_search
+from dggan.search.ledger import Ledger, Status
+from dggan.threads import set_threads
+
+HELD_OUT = {"digits": "digits:split=test"}  # presets' data -> a held-out split of the same images
+
+
+def held_out_scores(run: Path, config: Any, seeds: list[int]) -> dict[str, Any] | None:
+    """SWD of the final model against held-out images, and between two halves of the held-out images."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from dggan.data import ArraySource, open_dataset, to_float
+    from dggan.metrics import evaluate
+
+    spec = HELD_OUT.get(config.data)
+    if spec is None:
+        return None
+    held = open_dataset(spec)
+    test_config = dataclasses.replace(config, data=spec)
+    final = [float(score_checkpoint(run / "best" / "checkpoint.safetensors", test_config, s)["value"])
+             for s in seeds]
+    # The floor: real against real, two disjoint halves of the held-out images.
+    half = len(held) // 2
+    a = ArraySource(held.array[:half], name="held-out A")
+    b = held.array[half:2 * half]
+    floor = []
+    for s in seeds:
+        images = to_float(torch.from_numpy(b), config.target_resolution)
+        pos = {"i": 0}
+
+        def serve(n: int, images: torch.Tensor = images, pos: dict[str, int] = pos) -> torch.Tensor:
+            out = images[pos["i"]:pos["i"] + n]
+            pos["i"] += n
+            return out
+
+        metric = f"swd{half}" if config.metric.startswith("swd") else config.metric
+        floor.append(float(evaluate(metric, serve, a, config.target_resolution, seed=s, progress=False)["value"]))
+    return {"data": spec, "final": final, "final_mean": float(np.mean(final)), "real_vs_real": floor,
+            "real_vs_real_mean": float(np.mean(floor)), "images": 2 * half}
+
+
+def one_run(name: str, variant: str, seed: int, out: Path, eval_seeds: int, threads: int) -> dict[str, Any]:
+    config = preset(name, seed=seed, threads=threads, **({"halving_eta": 1} if variant == "plain" else {}))
+    run = out / f"{name}-{variant}-s{seed}"
+    t0 = time.perf_counter()
+    summary = run_search(run, config, progress=False)
+    wall = time.perf_counter() - t0
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        rows, final = ledger.candidates(), ledger.final()
+    target = [r for r in rows if r.status == Status.DONE and r.resolution == config.target_resolution]
+    forced_step = (config.max_steps or 0) + 1
+    first_at_target = min((r.step for r in rows if r.resolution == config.target_resolution), default=None)
+    record: dict[str, Any] = {
+        "preset": name, "variant": variant, "seed": seed, "wall_seconds": wall, "ok": summary.ok,
+        "candidates": len(rows), "pruned": sum(r.status == Status.PRUNED for r in rows),
+        "candidate_iterations": search_iterations(rows, 0),
+        "best_normalized_at_target": min((r.normalized_metric for r in target if r.normalized_metric is not None),
+                                         default=None),
+        "final_metric": None if final is None else final.metric,
+        "final_normalized": None if final is None else final.normalized_metric,
+        "reached_target_before_forced_growth": first_at_target is not None and first_at_target < forced_step,
+    }
+    if variant == "halving" and summary.ok:
+        comparison = compare(run, eval_seeds=eval_seeds, progress=False).to_dict()
+        record["compare"] = {k: comparison[k] for k in ("final", "equal_training", "equal_compute",
+                                                        "final_vs_equal_training", "final_vs_equal_compute",
+                                                        "search_iterations")}
+        record["held_out"] = held_out_scores(run, config, comparison["eval_seeds"])
+    print(json.dumps({k: v for k, v in record.items() if k not in ("compare", "held_out")}), flush=True)
+    return record
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.fmean(values):.4g} ± {statistics.pstdev(values):.2g}"
+
+
+def markdown(records: list[dict[str, Any]]) -> str:
+    lines = ["| preset | variant | seed | candidates (pruned) | candidate-iterations | wall | best norm. at target |"
+             " reached target unforced |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r['preset']} | {r['variant']} | {r['seed']} | {r['candidates']} ({r['pruned']}) |"
+                     f" {r['candidate_iterations']:,} | {r['wall_seconds']:.0f} s |"
+                     f" {r['best_normalized_at_target'] or float('nan'):.3f} |"
+                     f" {'yes' if r['reached_target_before_forced_growth'] else 'no'} |")
+    lines += ["", "| preset | final model | (a) ProgGAN, equal training | final vs (a) | (b) ProgGAN, whole compute |"
+              " final vs (b) | final vs held-out | real vs real |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        c = r.get("compare")
+        if not c:
+            continue
+        h = r.get("held_out")
+        held = "–" if not h else f"{h['final_mean']:.4g}"
+        floor = "–" if not h else f"{h['real_vs_real_mean']:.4g}"
+        lines.append(
+            f"| {r['preset']} s{r['seed']} | {c['final']['mean']:.4g} ± {c['final']['std']:.2g} |"
+            f" {c['equal_training']['mean']:.4g} ± {c['equal_training']['std']:.2g} | {c['final_vs_equal_training']} |"
+            f" {c['equal_compute']['mean']:.4g} ± {c['equal_compute']['std']:.2g}"
+            f" ({c['equal_compute']['route_iterations']:,} its) | {c['final_vs_equal_compute']} |"
+            f" {held} | {floor} |")
+    lines += ["", "| preset | candidate-iterations halving / plain | wall halving / plain | best norm. halving |"
+              " best norm. plain |", "|---|---|---|---|---|"]
+    for name in sorted({r["preset"] for r in records}):
+        h = [r for r in records if r["preset"] == name and r["variant"] == "halving"]
+        p = [r for r in records if r["preset"] == name and r["variant"] == "plain"]
+        if not h or not p:
+            continue
+        its = statistics.fmean(x["candidate_iterations"] for x in h) / statistics.fmean(
+            x["candidate_iterations"] for x in p)
+        wall = statistics.fmean(x["wall_seconds"] for x in h) / statistics.fmean(x["wall_seconds"] for x in p)
+        lines.append(f"| {name} | {its:.2f} | {wall:.2f} |"
+                     f" {spread([x['best_normalized_at_target'] for x in h if x['best_normalized_at_target']])} |"
+                     f" {spread([x['best_normalized_at_target'] for x in p if x['best_normalized_at_target']])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["demo", "shapes"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=["halving", "plain"])
+    parser.add_argument("--eval-seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-search-quality"))
+    args = parser.parse_args()
+    set_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.json"
+    records: list[dict[str, Any]] = json.loads(results.read_text()) if results.exists() else []
+    done = {(r["preset"], r["variant"], r["seed"]) for r in records}
+    for name in args.presets:
+        for seed in args.seeds:
+            for variant in args.variants:  # alternating: the machine's load hits both variants alike
+                if (name, variant, seed) in done:
+                    continue
+                records.append(one_run(name, variant, seed, args.out, args.eval_seeds, args.threads))
+                results.write_text(json.dumps(records, indent=1))
+                (args.out / "results.md").write_text(markdown(records))
+    print(markdown(records))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""How fast every ``dggan`` command starts: help, argument errors and read-only commands load no torch.
+
+Usage: python benchmarks/bench_startup.py [--repeats 5]
+
+Each command runs ``--repeats`` times in a fresh interpreter; the table gives the median wall time and
+whether torch was imported (checked with ``-X importtime``). Commands that train or score import torch
+when their real work starts, so they are timed up to an argument error, which comes before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COMMANDS = [
+    ["--help"],
+    ["search", "--help"],
+    ["search", "--set", "p=abc"],  # a bad setting: one line, before torch
+    ["search", "--preset", "demo", "--print-config"],
+    ["train", "--action", "grow_res"],  # a bad combination: one line, before torch
+    ["sample", "x.safetensors", "--n", "0"],
+    ["eval", "--help"],
+    ["report", "--help"],
+    ["compare", "--help"],
+    ["tables", "--help"],
+    ["ls", "{run}"],  # a real run folder: reads the ledger, no torch
+    ["genome", "base"],
+]
+
+
+def make_run(folder: Path) -> Path:
+    from dggan.analysis.synthetic import write_synthetic_run
+
+    return write_synthetic_run(folder / "run", 200, seed=0)
+
+
+def timed(args: list[str]) -> tuple[float, bool]:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "dggan", *args], capture_output=True,
+                            text=True)
+    seconds = time.perf_counter() - start
+    return seconds, any(line.rstrip().endswith("| torch") for line in result.stderr.splitlines())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = make_run(Path(tmp))
+        print("| command | median s | torch imported |\n|---|---|---|")
+        for command in COMMANDS:
+            argv = [a.replace("{run}", str(run)) for a in command]
+            runs = [timed(argv) for _ in range(args.repeats)]
+            shown = " ".join(a if a != str(run) else "RUN" for a in argv)
+            print(f"| dggan {shown} | {statistics.median(s for s, _ in runs):.2f} |"
+                  f" {'yes' if any(t for _, t in runs) else 'no'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
