@@ -79,9 +79,12 @@ class Action:
         return f"{'G' if self.kind == 'grow_g' else 'D'} k{self.kernel} f{self.filters}"
 
 
-def action_label(action: Action | None) -> str:
-    """``Action.label()``, and ``init`` for an initial candidate (no action)."""
-    return "init" if action is None else action.label()
+def action_label(action: Action | None, parent: int | None = None) -> str:
+    """``Action.label()``; ``init`` for an initial candidate, ``continue`` for a baseline point (a parent but no
+    action: the same network trained further)."""
+    if action is None:
+        return "init" if parent is None else "continue"
+    return action.label()
 
 
 @dataclass(frozen=True)

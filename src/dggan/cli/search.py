@@ -200,7 +200,7 @@ def ls_command(
                 "kept"):
         table.add_column(col, justify="right" if col not in ("action", "status") else "left", no_wrap=True)
     for r in rows:
-        table.add_row(str(r.id), str(r.parent or "-"), str(r.step), action_label(r.action), str(r.resolution),
+        table.add_row(str(r.id), str(r.parent or "-"), str(r.step), action_label(r.action, r.parent), str(r.resolution),
                       f"{r.g_params / 1e6:.2f}M", f"{r.d_params / 1e6:.2f}M", r.status.value,
                       "-" if r.metric is None else f"{r.metric:.4g}",
                       "-" if r.normalized_metric is None else f"{r.normalized_metric:.3f}",

@@ -37,6 +37,8 @@ class RunData:
     p: float
     curve: BaselineCurve | None = None  # the baseline the search normalised by
     rungs: list[RungRow] = field(default_factory=list)  # successive halving's rung scores
+    baseline_seconds: float | None = None  # the auto baseline's training and scoring
+    wall_seconds: float | None = None  # every session of the search, start to end
 
     @property
     def run(self) -> Path:
@@ -98,7 +100,23 @@ def read_run(run_dir: str | Path) -> RunData:
                              target if isinstance(target, int) else None) if done else None)
     k, p = A.search_hyperparameters(rows, settings) if rows else (0, 0.0)
     return RunData(layout, rows, settings, final, key, Counter(r.status.value for r in rows), done, best,
-                   A.route(rows, best.id) if best is not None else [], k, p, curve, rungs)
+                   A.route(rows, best.id) if best is not None else [], k, p, curve, rungs,
+                   *_run_seconds(layout))
+
+
+def _run_seconds(layout: RunLayout) -> tuple[float | None, float | None]:
+    """(the auto baseline's training and scoring seconds, the search's wall seconds over all sessions)."""
+    baseline = wall = None
+    try:
+        if layout.baseline.ledger.is_file():
+            with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
+                baseline = sum((r.train_seconds or 0.0) + (r.eval_seconds or 0.0) for r in sub.candidates())
+        with Ledger.open(layout.ledger, readonly=True) as ledger:
+            sessions = json.loads(ledger.get_meta("sessions") or "[]")
+        wall = sum(s.get("wall_seconds", 0.0) for s in sessions) or None
+    except (LedgerError, ValueError, sqlite3.Error):
+        pass
+    return baseline, wall
 
 
 def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None, BaselineCurve | None,

@@ -135,6 +135,8 @@ def _overview(data: RunData) -> str:
         ("ProgGAN baseline", _baseline_text(data)),
         ("Candidates' training and scoring", duration(sum((r.train_seconds or 0.0) + (r.eval_seconds or 0.0)
                                                           for r in rows))),
+        ("ProgGAN baseline's training and scoring", duration(data.baseline_seconds)),
+        ("Wall time of the search (every session)", duration(data.wall_seconds)),
         (
             "Final training",
             "not recorded" if final is None
@@ -202,30 +204,22 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
             f" (G-to-D ratio {best.g_params / max(1, best.d_params):.3g})",
         ),
         ("Grown layers", f"G {len(g.g_layers)}, D {len(g.d_layers)}"),
-        ("Metric / normalized", f"{_num(best.metric)} / {_num(best.normalized_metric)}"),
+        ("Metric / normalized at its step", f"{_num(best.metric)} / {_num(best.normalized_metric)}"
+                                            f" (after {_num(best.route_iterations)} iterations along its route)"),
     ]
     html_parts = [_table(["", ""], items, "kv")]
     if final is not None:
+        route = final.extra.get("route_iterations")
         html_parts.append(
             "<h3>Final training</h3>"
             + _table(
-                ["candidate", "status", "metric", "normalized", "iterations", "train time", "error"],
-                [
-                    [
-                        final.candidate,
-                        final.status.value,
-                        _num(final.metric),
-                        _num(final.normalized_metric),
-                        _num(final.iterations),
-                        f"{(final.train_seconds or 0) / 3600:.2f} h",
-                        final.error or "",
-                    ]
-                ],
+                ["candidate", "status", "metric", "normalized", "iterations along the route", "train time",
+                 "files", "error"],
+                [[final.candidate, final.status.value, _num(final.metric), _num(final.normalized_metric),
+                  _num(route), duration(final.train_seconds), _Raw('<a href="../best/">RUN/best</a>'),
+                  final.error or ""]],
             )
         )
-    metrics = read_json(RunLayout(run).best / "metrics.json")
-    if isinstance(metrics, dict):
-        html_parts.append("<h3>best/metrics.json</h3>" + _table(["", ""], _flatten(metrics), "kv"))
     html_parts.append(
         "<h3>G and D layers, by resolution</h3>"
         '<p class="muted">Grown layers in orange; G runs 4px → top, D runs top → 4px.</p>'
@@ -238,7 +232,7 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
 def _route_html(page: Page, route: list[CandidateRow]) -> str:
     headers = ["step", "id", "action", "resolution", "route its", "G params", "D params", "G/D", "metric",
                "normalized", "status", "kept", "genome"]
-    rows = [[r.step, r.id, A.action_label(r.action), r.resolution, r.route_iterations, r.g_params, r.d_params,
+    rows = [[r.step, r.id, A.action_label(r.action, r.parent), r.resolution, r.route_iterations, r.g_params, r.d_params,
              round(r.g_params / max(1, r.d_params), 4), r.metric, r.normalized_metric, r.status.value, r.kept,
              r.genome.summary()] for r in route]
     _write_csv(page.out / "route.csv", headers, rows)
@@ -535,7 +529,7 @@ def _cand_row(r: CandidateRow) -> list[Any]:
         r.id,
         r.step,
         r.parent,
-        A.action_label(r.action),
+        A.action_label(r.action, r.parent),
         r.resolution,
         r.status.value,
         clean(r.metric),
