@@ -1,16 +1,16 @@
 """Does the search find a better GAN than ProgGAN, and what does successive halving save?
 
-Usage: python benchmarks/bench_search_quality.py [--presets demo shapes] [--seeds 0 1 2] [--out DIR]
-                                                 [--eval-seeds 3] [--threads 1]
+Usage: python benchmarks/bench_search_quality.py claim   [--presets demo shapes] [--seeds 0 1 2] [--out DIR]
+       python benchmarks/bench_search_quality.py halving [--presets demo shapes] [--seeds 0 1 2] [--out DIR]
 
-For each preset (``demo``: the handwritten digits, ``shapes``: the synthetic shapes) and seed, in one process,
-alternating the two variants seed by seed so that the machine's load hits both alike:
+``claim``: each preset as it is (``demo``: the handwritten digits, ``shapes``: the synthetic shapes), one run
+per seed, then ``dggan compare`` (the final model against ProgGAN at equal training and ProgGAN with the
+search's whole compute, over ``--eval-seeds`` evaluation seeds) and, where the data has a held-out split
+(digits), the final model's SWD against the held-out images next to the SWD between two halves of them.
 
-- **halving**: the preset as it is (successive halving on), then ``dggan compare`` (the final model against
-  ProgGAN at equal training and ProgGAN with the search's whole compute, over ``--eval-seeds`` evaluation
-  seeds), and the SWD of the final model against the *held-out* real images next to the SWD between two
-  halves of the real images (the floor) where the data has a held-out split (digits);
-- **plain**: the same preset with ``halving_eta=1``.
+``halving``: plain (``halving_eta=1``) against successive halving (eta 3, rungs 1/9, 1/3, 1) on searches
+with many children per step (``WIDE``: p 0.8 over 7 actions, as the paper's steps are wide against K), in one
+process, alternating the variants seed by seed so that the machine's load hits both alike.
 
 Writes ``OUT/results.json`` and ``OUT/results.md``: per run the candidate-iterations the search trained,
 its wall time, the best normalised metric at the target, the final model's metric and the comparisons;
@@ -72,8 +72,15 @@ def held_out_scores(run: Path, config: Any, seeds: list[int]) -> dict[str, Any] 
             "real_vs_real_mean": float(np.mean(floor)), "images": 2 * half}
 
 
+# Many children per step (2 parents x 7 actions x p 0.8: ~11), short budgets: where halving has work to do.
+WIDE: dict[str, Any] = {"p": 0.8, "filters": (16, 32, 64), "iterations": 300, "initial_iterations": 300,
+                        "final_iterations": 600, "max_steps": 2, "halving_min_fraction": 1 / 9}
+VARIANTS: dict[str, dict[str, Any]] = {"preset": {}, "halving": {**WIDE, "halving_eta": 3},
+                                       "plain": {**WIDE, "halving_eta": 1}}
+
+
 def one_run(name: str, variant: str, seed: int, out: Path, eval_seeds: int, threads: int) -> dict[str, Any]:
-    config = preset(name, seed=seed, threads=threads, **({"halving_eta": 1} if variant == "plain" else {}))
+    config = preset(name, seed=seed, threads=threads, **VARIANTS[variant])
     run = out / f"{name}-{variant}-s{seed}"
     t0 = time.perf_counter()
     summary = run_search(run, config, progress=False)
@@ -93,7 +100,7 @@ def one_run(name: str, variant: str, seed: int, out: Path, eval_seeds: int, thre
         "final_normalized": None if final is None else final.normalized_metric,
         "reached_target_before_forced_growth": first_at_target is not None and first_at_target < forced_step,
     }
-    if variant == "halving" and summary.ok:
+    if variant == "preset" and summary.ok:
         comparison = compare(run, eval_seeds=eval_seeds, progress=False).to_dict()
         record["compare"] = {k: comparison[k] for k in ("final", "equal_training", "equal_compute",
                                                         "final_vs_equal_training", "final_vs_equal_compute",
@@ -152,21 +159,23 @@ def markdown(records: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", choices=["claim", "halving"])
     parser.add_argument("--presets", nargs="+", default=["demo", "shapes"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=["halving", "plain"])
     parser.add_argument("--eval-seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench-search-quality"))
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     set_threads(args.threads)
+    args.out = args.out or Path(f"runs/bench-{args.study}")
+    variants = ["preset"] if args.study == "claim" else ["halving", "plain"]
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.json"
     records: list[dict[str, Any]] = json.loads(results.read_text()) if results.exists() else []
     done = {(r["preset"], r["variant"], r["seed"]) for r in records}
     for name in args.presets:
         for seed in args.seeds:
-            for variant in args.variants:  # alternating: the machine's load hits both variants alike
+            for variant in variants:  # alternating: the machine's load hits both variants alike
                 if (name, variant, seed) in done:
                     continue
                 records.append(one_run(name, variant, seed, args.out, args.eval_seeds, args.threads))

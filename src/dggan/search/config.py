@@ -251,14 +251,14 @@ PRESETS: dict[str, dict[str, Any]] = {
              "latent_size": 64, "target_resolution": 16, "top_k": 2, "p": 0.3, "kernels": (3,),
              "filters": (32, 64), "iterations": 600, "initial_iterations": 600, "final_iterations": 2400,
              "max_steps": 3, "max_g_layers": 2, "max_d_layers": 2, "halving_eta": 3, "halving_min_fraction": 1 / 3,
-             "rung_metric": "swd256", "ema_rampup": 0.05, "new_layer_init": "identity", "checkpoint_every": 300,
-             "sample_grid": 36},
+             "rung_metric": "swd256", "lr": 2e-3, "ema_rampup": 0.05, "new_layer_init": "identity",
+             "checkpoint_every": 300, "sample_grid": 36},
     # The same search on the built-in synthetic shapes (no scikit-learn needed).
     "shapes": {"data": "synthetic:n=2048,res=16", "metric": "swd512", "baseline": "auto", "initial_channels": (32,),
                "latent_size": 64, "target_resolution": 16, "top_k": 2, "p": 0.3, "kernels": (3,),
                "filters": (32, 64), "iterations": 600, "initial_iterations": 600, "final_iterations": 2400,
                "max_steps": 3, "max_g_layers": 2, "max_d_layers": 2, "halving_eta": 3,
-               "halving_min_fraction": 1 / 3, "rung_metric": "swd256", "ema_rampup": 0.05,
+               "halving_min_fraction": 1 / 3, "rung_metric": "swd256", "lr": 2e-3, "ema_rampup": 0.05,
                "new_layer_init": "identity", "checkpoint_every": 300, "sample_grid": 36},
 }
 
