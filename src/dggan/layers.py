@@ -98,5 +98,7 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
         g = n
     y = x.view(n // g, g, c, h, w).float()
     y = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [n // g]
-    y = y.to(x.dtype).repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, h, w)
+    # Each group's value for each of its members: a broadcast, not repeat_interleave, whose output size some
+    # torch versions read back on CUDA (a host sync, which a CUDA graph capture refuses).
+    y = y.to(x.dtype)[:, None].expand(n // g, g).reshape(n, 1, 1, 1).expand(n, 1, h, w)
     return torch.cat([x, y], dim=1)

@@ -4,6 +4,9 @@ Every parameterised layer lives in one flat ``ModuleDict`` under the name the pl
 (``b16_conv0``, ``grow3``, ``torgb32``...), so a parameter's name depends only on the genome and
 inheritance is a copy by name. During a fade-in the networks also hold the previous resolution's
 toRGB/fromRGB and blend the two paths with ``alpha`` (0 = old path only, 1 = new path only).
+
+``alpha`` is a Python float, or (CUDA graphs) a 0-dim device tensor that the trainer fills in place before
+every replay: the forward then never reads it on the host, so one captured graph serves the whole fade-in.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ def _build_layer(spec: LayerSpec, generator: bool, mbstd_group: int) -> nn.Modul
     raise ValueError(f"unknown layer kind {spec.kind!r}")
 
 
+def blend(old: torch.Tensor, new: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """``lerp(old, new, alpha)``. A float32 tensor alpha with bf16 paths (autocast) blends in float32 and rounds
+    once, which is what lerp does inside with a float weight: the same numbers either way."""
+    if isinstance(alpha, torch.Tensor) and alpha.dtype != new.dtype:
+        return torch.lerp(old.float(), new.float(), alpha).to(new.dtype)
+    return torch.lerp(old, new, alpha)
+
+
 class _GrowableNet(nn.Module):
     def __init__(self, genome: Genome, plan: list[LayerSpec], fade_in: bool, generator: bool, mbstd_group: int = 4):
         super().__init__()
@@ -43,7 +54,7 @@ class _GrowableNet(nn.Module):
         self.plan = plan
         self.layers = nn.ModuleDict({spec.name: _build_layer(spec, generator, mbstd_group) for spec in plan})
         self.fade_in = fade_in
-        self.alpha = 1.0
+        self.alpha: float | torch.Tensor = 1.0
         body = plan[:-1] if fade_in else plan
         # The layers of the newest scale form the "head"; only they are bypassed by the fade-in path.
         # Plain lists (not ModuleLists) so parameter names stay the flat, genome-derived ones.
@@ -56,10 +67,15 @@ class _GrowableNet(nn.Module):
         # The old toRGB/fromRGB, also held in a plain list so it is not registered twice.
         self._old_path: list[nn.Module] = [self.layers[plan[-1].name]] if fade_in else []
 
-    def set_alpha(self, alpha: float) -> None:
+    def set_alpha(self, alpha: float | torch.Tensor) -> None:
+        """A float (clamped to [0, 1]), or a 0-dim tensor on the device read by every forward from now on."""
         if not self.fade_in:
             raise RuntimeError("set_alpha on a network that is not fading in")
-        self.alpha = float(min(max(alpha, 0.0), 1.0))
+        self.alpha = alpha if isinstance(alpha, torch.Tensor) else float(min(max(alpha, 0.0), 1.0))
+
+    def _blending(self) -> bool:
+        """Whether the old path takes part (a tensor alpha always blends: reading it would sync the host)."""
+        return bool(self._old_path) and (isinstance(self.alpha, torch.Tensor) or self.alpha < 1.0)
 
     def drop_fade_in(self) -> list[nn.Parameter]:
         """Remove the old path after the fade-in completes; returns its parameters (to drop from optimizers)."""
@@ -92,10 +108,10 @@ class Generator(_GrowableNet):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self._run(self._steps_a, z)
         new = self._run(self._steps_b, h)
-        if not self._old_path or self.alpha >= 1.0:
+        if not self._blending():
             return new
         old = F.interpolate(self._old_path[0](h), scale_factor=2.0, mode="nearest")
-        return torch.lerp(old, new, self.alpha)
+        return blend(old, new, self.alpha)
 
 
 class Discriminator(_GrowableNet):
@@ -114,6 +130,6 @@ class Discriminator(_GrowableNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self._run(self._steps_a, x)
-        if self._old_path and self.alpha < 1.0:
-            h = torch.lerp(self._old_path[0](F.avg_pool2d(x, 2)), h, self.alpha)
+        if self._blending():
+            h = blend(self._old_path[0](F.avg_pool2d(x, 2)), h, self.alpha)
         return self._run(self._steps_b, h)
