@@ -129,7 +129,14 @@ def load_optimizer_state(opt: torch.optim.Optimizer, net: torch.nn.Module, state
             raise CheckpointError(f"{path}: optimizer state for {pname} is incomplete or has the wrong shape")
         # A capturable/fused Adam keeps ``step`` on the parameter's device; the default keeps it on the CPU.
         on_device = bool(opt.defaults.get("capturable") or opt.defaults.get("fused"))
-        opt.state[p] = {k: v.to(p.device) if k != "step" or on_device else v.cpu() for k, v in entries.items()}
+        opt.state[p] = {k: _like(v, p) if k != "step" else v.to(p.device) if on_device else v.cpu()
+                        for k, v in entries.items()}
+
+
+def _like(value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``value`` on ``p``'s device in ``p``'s memory layout (fused Adam walks both as flat arrays, so a
+    channels-last parameter needs channels-last moments)."""
+    return value.to(p.device) if p.is_contiguous() else torch.empty_like(p).copy_(value)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> tuple[Genome, Generator]:

@@ -6,6 +6,11 @@ one D step per G step, without a second G forward).
 
 The fade-in schedule is fixed when a trainer is built (``fade_iterations``) and saved in every
 checkpoint, so continuing a run for longer (``extend``) never moves alpha.
+
+On CUDA an iteration is captured once as a CUDA graph and replayed (``cuda_graphs``, see ``dggan.cuda_step``);
+nothing in the loop waits for the GPU except the loss check every ``check_every`` iterations. The CPU runs
+the plain eager loop. ``train_together`` trains several candidates in one thread, each on its own CUDA
+stream, so one GPU runs their iterations side by side.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Generator as Steps
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,16 @@ from .checkpoint import (
     optimizer_tensors,
     save_checkpoint,
 )
+from .cuda_step import (
+    GraphedStep,
+    StaticInputs,
+    Uploader,
+    adam_options,
+    channels_last_enabled,
+    ema_update,
+    graphs_enabled,
+    on_stream,
+)
 from .data.base import BatchSampler, ImageSource
 from .errors import ConfigError
 from .genome import Genome
@@ -37,7 +53,7 @@ from .inherit import InheritanceReport, InheritPolicy, NewLayerInit, identity_in
 from .memory import check_fits
 from .networks import Discriminator, Generator
 from .sampling import sample_images
-from .train_config import TrainConfig
+from .train_config import RUNTIME_FIELDS, TrainConfig
 
 
 @dataclass
@@ -81,6 +97,10 @@ class Trainer:
         self.genome, self.config, self.data = genome, config, data
         self.device = pick_device(config.device)
         check_fits(genome, config.batch_size, str(self.device), config.memory_limit_gb)  # before any allocation
+        cuda = self.device.type == "cuda"
+        self.graphed = graphs_enabled(self.device.type, config.cuda_graphs)
+        if cuda:
+            torch.backends.cudnn.benchmark = config.cudnn_benchmark  # process-wide: the last trainer built decides
         self.loss = config.loss()
         # The fade-in length is fixed now; extending the run later never moves alpha.
         self.fade_iterations = (fade_iterations if fade_iterations is not None else config.fade_iterations
@@ -91,12 +111,23 @@ class Trainer:
             self.G = Generator(genome, fade_in=fade_in).to(self.device)
             self.D = Discriminator(genome, fade_in=fade_in, mbstd_group=config.mbstd_group).to(self.device)
             self.G_ema = Generator(genome, fade_in=fade_in).to(self.device).requires_grad_(False)
+        if channels_last_enabled(self.device.type, config.channels_last, config.bf16):
+            for net in (self.G, self.D, self.G_ema):
+                net.to(memory_format=torch.channels_last)
         self.G_ema.load_state_dict(self.G.state_dict())
         self.opt_g = self._adam(self.G)
         self.opt_d = self._adam(self.D)
+        # On CUDA the sampler draws on the CPU and batches travel through pinned memory (no host sync).
         self.sampler = BatchSampler(data, genome.resolution, config.batch_size, seed=config.seed + 1,
-                                    flip=config.flip, device=self.device)
+                                    flip=config.flip, device="cpu" if cuda else self.device)
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        self._upload: Uploader | None = None
+        self._static: StaticInputs | None = None
+        self._graph: Any = None  # GraphedStep, or any object with its ``run(key, body)``
+        if cuda:
+            self._upload = Uploader((config.batch_size, *self._image_shape()), self.device)
+        if self.graphed:
+            self.use_static_inputs(GraphedStep(self.device, self._release_grads))
         self.iteration = 0
         self.train_seconds = 0.0  # wall time spent in train(), across resumes
         self.inheritance: dict[str, InheritanceReport] = {}
@@ -108,7 +139,28 @@ class Trainer:
     # ------------------------------------------------------------------ construction helpers
     def _adam(self, net: torch.nn.Module) -> torch.optim.Adam:
         return torch.optim.Adam(net.parameters(), lr=self.config.lr, betas=(self.config.beta1, self.config.beta2),
-                                foreach=True)
+                                **adam_options(self.device.type, self.graphed))
+
+    def _image_shape(self) -> tuple[int, int, int]:
+        return (self.genome.image_channels, self.genome.resolution, self.genome.resolution)
+
+    def use_static_inputs(self, runner: Any) -> None:
+        """Run every iteration on static input buffers through ``runner.run(key, body)``: a ``GraphedStep`` on
+        CUDA (built when ``cuda_graphs`` is on); tests give the CPU a runner that just calls ``body``."""
+        cfg = self.config
+        self._static = StaticInputs(cfg.batch_size, self.genome.latent_size, self._image_shape(), self.device)
+        self._graph = runner
+        if self._upload is None:
+            self._upload = Uploader((cfg.batch_size, *self._image_shape()), self.device)
+        if self.G.fade_in:
+            # G and D read alpha from the device from now on; the EMA copy (sampled eagerly) keeps a float.
+            self._static.alpha.fill_(self.G_ema.alpha)
+            self.G.set_alpha(self._static.alpha)
+            self.D.set_alpha(self._static.alpha)
+
+    def _release_grads(self) -> None:
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
 
     def _refresh_param_lists(self) -> None:
         self._g_params = list(self.G.parameters())
@@ -142,9 +194,14 @@ class Trainer:
         return trainer
 
     @classmethod
-    def resume(cls, ckpt: Checkpoint, data: ImageSource, device: str | None = None) -> Trainer:
-        """Continue exactly where a checkpoint stopped (same alpha, same batches, same noise)."""
+    def resume(cls, ckpt: Checkpoint, data: ImageSource, device: str | None = None,
+               runtime: Mapping[str, Any] | None = None) -> Trainer:
+        """Continue exactly where a checkpoint stopped (same alpha, same batches, same noise).
+
+        ``device`` and ``runtime`` (any of ``RUNTIME_FIELDS``: how to run, e.g. ``cuda_graphs``) replace what
+        the checkpoint's config says."""
         config_dict = dict(ckpt.state["config"])
+        config_dict.update({k: v for k, v in (runtime or {}).items() if k in RUNTIME_FIELDS})
         if device is not None:
             config_dict["device"] = device
         try:
@@ -183,8 +240,12 @@ class Trainer:
         return min(1.0, iteration / self.fade_iterations)
 
     def _set_alpha(self, alpha: float) -> None:
-        for net in (self.G, self.D, self.G_ema):
-            net.set_alpha(alpha)
+        self.G_ema.set_alpha(alpha)
+        if self._static is None:
+            self.G.set_alpha(alpha)
+            self.D.set_alpha(alpha)
+        else:
+            self._static.alpha.fill_(min(max(alpha, 0.0), 1.0))  # queued before the next replay, no sync
 
     def _finish_fade_in(self) -> None:
         for net, opt in ((self.G, self.opt_g), (self.D, self.opt_d), (self.G_ema, None)):
@@ -197,6 +258,7 @@ class Trainer:
                             opt.state.pop(p, None)
                     group["params"] = kept
         self._refresh_param_lists()
+        # (A captured graph sees the change through its key, ``fading``: it is dropped and captured anew.)
 
     @property
     def fading(self) -> bool:
@@ -217,21 +279,50 @@ class Trainer:
 
     def step(self) -> torch.Tensor:
         """One D step and one G step; returns the stats vector (on device, no host sync)."""
-        cfg = self.config
+        stats = self._step()
+        return stats.clone() if self._static is not None else stats  # a replay overwrites its output in place
+
+    def _step(self) -> torch.Tensor:
         if self.fading:
             alpha = self.alpha_at(self.iteration)
             if alpha >= 1.0:
                 self._finish_fade_in()
             else:
                 self._set_alpha(alpha)
-        real = self.sampler.next()
-        if self.fading:
+        if self._static is not None:
+            stats = self._graphed_step(self._static)
+        else:
+            real = self._next_real()
+            z = torch.randn(self.config.batch_size, self.genome.latent_size, device=self.device, generator=self.rng)
+            eps = torch.rand(self.config.batch_size, 1, 1, 1, device=self.device, generator=self.rng)
+            stats = self._update(real, z, eps, self.G.alpha if self.fading else None, 1.0 - self.ema_beta())
+        self.iteration += 1
+        return stats
+
+    def _next_real(self) -> torch.Tensor:
+        if self._upload is None:
+            return self.sampler.next()
+        batch = self.sampler.draw()
+        return self._upload.copy(batch, torch.empty(batch.shape, device=self.device))
+
+    def _graphed_step(self, s: StaticInputs) -> torch.Tensor:
+        """Fill the static inputs (queued, no sync), then run the iteration: eager warm-up, capture or replay."""
+        assert self._upload is not None and self._graph is not None
+        self._upload.copy(self.sampler.draw(), s.real)
+        s.draw_noise(self.rng)
+        if self.config.ema_rampup is not None:
+            s.ema_weight.fill_(1.0 - self.ema_beta())
+        return self._graph.run(self.fading, lambda: self._update(
+            s.real, s.z, s.eps, s.alpha if self.fading else None,
+            s.ema_weight if self.config.ema_rampup is not None else 1.0 - self.config.ema_beta))
+
+    def _update(self, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, alpha: float | torch.Tensor | None,
+                ema_weight: float | torch.Tensor) -> torch.Tensor:
+        """The iteration itself, on given inputs: what a CUDA graph records (then reading only device tensors)."""
+        if alpha is not None:
             # ProgGAN also fades the real images, so D sees the same blend of scales as G produces.
             low = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2.0, mode="nearest")
-            real = torch.lerp(low, real, self.G.alpha)
-        z = torch.randn(cfg.batch_size, self.genome.latent_size, device=self.device, generator=self.rng)
-        eps = torch.rand(cfg.batch_size, 1, 1, 1, device=self.device, generator=self.rng)
-
+            real = torch.lerp(low, real, alpha)
         with self._autocast():
             fake = self.G(z)
         critic = self.loss.critic(self.D, real, fake.detach(), eps, self._autocast, self._one_pass)
@@ -244,8 +335,7 @@ class Trainer:
         loss_g.backward(inputs=self._g_params)  # D's weights get no gradient from the G step
         self.opt_g.step()
         with torch.no_grad():
-            torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - self.ema_beta())
-        self.iteration += 1
+            ema_update(self._ema_params, self._g_params, ema_weight)
         return torch.stack([critic.loss, loss_g, critic.gp, critic.d_real, critic.d_fake]).detach()
 
     # ------------------------------------------------------------------ loop
@@ -259,6 +349,16 @@ class Trainer:
         A NaN/Inf loss or an exploding critic ends training early with status ``diverged``; the caller
         decides what to do with it (the search records it and never picks the candidate).
         """
+        return _run_to_end(self.train_steps(until, progress=progress, desc=desc, on_log=on_log,
+                                            checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
+                                            on_checkpoint=on_checkpoint))
+
+    def train_steps(self, until: int | None = None, *, progress: bool = True, desc: str | None = None,
+                    on_log: Callable[[dict[str, float]], None] | None = None,
+                    checkpoint_path: str | Path | None = None, checkpoint_every: int = 0,
+                    on_checkpoint: Callable[[int], None] | None = None) -> Steps[None, None, TrainResult]:
+        """``train`` one iteration at a time: yields after every iteration, returns the ``TrainResult``
+        (``train_together`` interleaves several of these)."""
         cfg = self.config
         end = cfg.iterations if until is None else min(cfg.iterations, until)
         start_time, start_iter = time.perf_counter(), self.iteration
@@ -270,7 +370,7 @@ class Trainer:
                    desc=desc or f"train {self.genome.resolution}px", unit="it", leave=False)
         try:
             while self.iteration < end:
-                acc += self.step()
+                acc += self._step()
                 acc_n += 1
                 bar.update(1)
                 done = self.iteration >= end
@@ -285,7 +385,7 @@ class Trainer:
                                            trained=self.iteration - start_iter)
                     if self.iteration % cfg.log_every == 0 or done:
                         elapsed = time.perf_counter() - start_time
-                        last = {"iteration": self.iteration, "alpha": self.G.alpha if self.fading else 1.0,
+                        last = {"iteration": self.iteration, "alpha": self.G_ema.alpha if self.fading else 1.0,
                                 **dict(zip(_STAT_NAMES, values, strict=True)),
                                 "images_per_s": (self.iteration - start_iter) * cfg.batch_size / max(elapsed, 1e-9)}
                         acc.zero_()
@@ -297,6 +397,7 @@ class Trainer:
                     self.save(checkpoint_path)
                     if on_checkpoint is not None:
                         on_checkpoint(self.iteration)
+                yield
         finally:
             bar.close()
             self.train_seconds += time.perf_counter() - start_time
@@ -328,3 +429,45 @@ class Trainer:
     def sample(self, n: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
         """``n`` images from the EMA generator (fixed latents for a given seed), on the CPU."""
         return sample_images(self.G_ema, n, seed, batch_size)
+
+
+def _run_to_end(steps: Steps[None, None, TrainResult]) -> TrainResult:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def train_together(jobs: Sequence[tuple[Trainer, Mapping[str, Any]]]) -> list[TrainResult | Exception]:
+    """Train several candidates in this thread, one iteration of each in turn (``jobs``: a trainer and the
+    keyword arguments of its ``train``); returns each one's result, or the exception that stopped it.
+
+    On CUDA each candidate runs on its own stream, so the GPU overlaps their iterations (a replayed graph is
+    one launch: the host keeps several streams fed). On the CPU the results are exactly those of training
+    them one after the other. ``train_seconds`` counts the wall time of the whole group.
+    """
+    streams: list[Any] = []
+    for trainer, _ in jobs:
+        stream = None
+        if trainer.device.type == "cuda":
+            stream = torch.cuda.Stream(trainer.device)
+            stream.wait_stream(torch.cuda.current_stream(trainer.device))  # the networks were built there
+        streams.append(stream)
+    runs = {i: trainer.train_steps(**kwargs) for i, (trainer, kwargs) in enumerate(jobs)}
+    results: list[TrainResult | Exception] = [RuntimeError("not trained")] * len(jobs)
+    while runs:
+        for i in list(runs):
+            try:
+                with on_stream(streams[i]):
+                    next(runs[i])
+            except StopIteration as stop:
+                results[i] = stop.value
+                del runs[i]
+            except Exception as exc:  # noqa: BLE001 (one candidate's failure is its own; the others go on)
+                results[i] = exc
+                del runs[i]
+    for (trainer, _), stream in zip(jobs, streams, strict=True):
+        if stream is not None:
+            torch.cuda.current_stream(trainer.device).wait_stream(stream)
+    return results

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from .loss import WGANGP
 
 
+# Settings that say how a candidate runs on its device, not what it computes: a resumed run takes them from the
+# caller, not from its checkpoint.
+RUNTIME_FIELDS = ("device", "cuda_graphs", "cudnn_benchmark", "channels_last")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     iterations: int = 1000
@@ -33,6 +38,12 @@ class TrainConfig:
     flip: bool = False
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast for forward passes (CUDA only)
+    # CUDA only (the CPU ignores them): record one training iteration as a CUDA graph and replay it (see
+    # dggan.cuda_step); let cuDNN time its algorithms for each conv shape (a candidate's shapes never change);
+    # keep conv weights and activations channels-last (NHWC, what tensor cores read; None: with bf16).
+    cuda_graphs: bool = True
+    cudnn_benchmark: bool = True
+    channels_last: bool | None = None
     seed: int = 0
     log_every: int = 100
     divergence_threshold: float = 1e5  # |D loss| beyond this counts as an exploding critic

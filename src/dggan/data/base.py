@@ -124,6 +124,10 @@ class BatchSampler:
         self._pos = 0
 
     def next(self) -> torch.Tensor:
+        return self.draw().to(self.device, non_blocking=True)
+
+    def draw(self) -> torch.Tensor:
+        """The next batch on the CPU (float32 in [-1, 1]); ``next`` moves it to the sampler's device."""
         if self._pos + self.batch_size > len(self._perm):
             self._perm = torch.randperm(len(self.source), generator=self.generator)
             self._pos = 0
@@ -133,7 +137,7 @@ class BatchSampler:
         if self.flip:
             mask = torch.rand(len(x), generator=self.generator) < 0.5
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-        return x.to(self.device, non_blocking=True)
+        return x
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "perm": self._perm.clone(),
