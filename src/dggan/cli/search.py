@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 PRESET_NAMES = ("cifar10", "demo", "lsun-bedroom", "shapes")
 # Settings that say where and how fast a search runs, not what it computes: --resume may change them.
-RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device"})
+RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "candidates_per_gpu",
+                              "gpu_sharing", "cuda_graphs", "cudnn_benchmark", "channels_last"})
 
 
 def build_config(preset_name: str | None, config_file: Path | None, overrides: list[str],

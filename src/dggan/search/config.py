@@ -70,6 +70,9 @@ class SearchConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False
+    cuda_graphs: bool = _TRAIN.cuda_graphs  # CUDA: one captured graph per iteration, replayed (dggan.cuda_step)
+    cudnn_benchmark: bool = _TRAIN.cudnn_benchmark
+    channels_last: bool | None = _TRAIN.channels_last  # None: with bf16
     checkpoint_every: int = 0  # iterations between in-candidate checkpoints (0: a quarter of the budget)
     sample_grid: int = 36  # images in each candidate's samples.png (0: none)
     tables: bool = True  # after the final training, the paper's Tables 1-3 into RUN/best (dggan tables)
@@ -79,6 +82,11 @@ class SearchConfig:
     executor: str = "inprocess"
     workers: int = 1
     gpus_per_candidate: float = 1.0
+    # Candidates sharing one GPU (see dggan.search.executors): processes per GPU (local; Ray: 1/N GPU per task)
+    # or, with gpu_sharing "streams", candidates trained together per worker. null: 4 where they overlap (MPS
+    # daemon running, or streams), else 1.
+    candidates_per_gpu: int | None = None
+    gpu_sharing: str = "processes"  # processes | streams (local executor only)
     threads: int | None = None  # torch CPU threads per candidate (default: the executor's choice)
 
     def __post_init__(self) -> None:
@@ -113,6 +121,12 @@ class SearchConfig:
              f" {self.executor!r}")
         need(self.workers >= 1, "workers must be >= 1")
         need(0 < self.gpus_per_candidate <= 8, "gpus_per_candidate must be in (0, 8]")
+        need(self.candidates_per_gpu is None or 1 <= self.candidates_per_gpu <= 64,
+             f"candidates_per_gpu must be in [1, 64] or null (auto), got {self.candidates_per_gpu}")
+        need(self.gpu_sharing in ("processes", "streams"), f"gpu_sharing must be processes or streams, got"
+             f" {self.gpu_sharing!r}")
+        need(self.gpu_sharing == "processes" or self.executor != "ray",
+             "gpu_sharing=streams is for the local executor; Ray shares GPUs between processes (fractional GPUs)")
         need(self.threads is None or self.threads >= 1, "threads must be >= 1 or null")
         need(self.eval_batch_size >= 1 and self.sample_grid >= 0, "eval_batch_size >= 1 and sample_grid >= 0")
         try:

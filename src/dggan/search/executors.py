@@ -4,6 +4,14 @@
 - ``local``: a pool of worker processes, each pinned to one GPU (or to a share of the CPU cores).
 - ``ray``: Ray core tasks, fractional GPUs so small candidates share a card, retries on worker loss.
 
+Several candidates per GPU (``candidates_per_gpu``): one candidate's iteration, even replayed as a CUDA
+graph, leaves most of a big GPU idle. ``gpu_sharing="processes"`` runs that many worker processes per GPU
+(local) or gives each Ray task that fraction of a GPU; their kernels only overlap under CUDA MPS
+(``nvidia-cuda-mps-control -d``), otherwise the GPU time-slices between them. ``gpu_sharing="streams"`` (local)
+trains that many candidates together in each worker process, each on its own CUDA stream: concurrency
+without MPS, with one Python thread feeding them. The default (``candidates_per_gpu`` unset) is 4 processes
+per GPU when an MPS daemon is running, 4 streams per worker with ``streams``, else 1.
+
 Every executor runs the same ``run_candidate`` on the same task (seed included), so on the CPU the
 ledger does not depend on the executor.
 """
@@ -16,11 +24,34 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..threads import default_threads, set_threads
 from .ledger import Status
-from .worker import CandidateResult, CandidateTask, run_candidate, set_worker_device
+from .worker import CandidateResult, CandidateTask, run_candidate, run_candidates, set_worker_device
+
+GPU_SHARING = ("processes", "streams")
+SHARED_CANDIDATES = 4  # candidates per GPU when sharing is worth it (MPS running, or streams)
+
+
+def mps_pipe_directory() -> Path:
+    return Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps")
+
+
+def mps_running() -> bool:
+    """Whether a CUDA MPS control daemon serves this process's GPUs (its control pipe exists)."""
+    return (mps_pipe_directory() / "control").exists()
+
+
+def resolve_candidates_per_gpu(setting: int | None, sharing: str = "processes", mps: bool | None = None) -> int:
+    """Candidates sharing one GPU: the setting, or by default ``SHARED_CANDIDATES`` where they can overlap
+    (streams, or processes under MPS) and 1 where they could only take turns (processes without MPS)."""
+    if setting is not None:
+        return setting
+    if sharing == "streams":
+        return SHARED_CANDIDATES
+    return SHARED_CANDIDATES if (mps_running() if mps is None else mps) else 1
 
 
 class Executor(Protocol):
@@ -49,7 +80,12 @@ class InProcessExecutor:
 def _init_local_worker(devices: Any, threads: int, driver: int) -> None:
     import threading
 
-    set_worker_device(devices.get())
+    device = devices.get()
+    set_worker_device(device)
+    if device.startswith("cuda:"):
+        import torch
+
+        torch.cuda.set_device(device)  # streams, graphs and cuDNN state of this worker live on its GPU
     set_threads(threads)
     # A worker must not outlive its driver (a kill -9 of the driver alone would leave it idle for ever,
     # holding memory and a GPU): it exits as soon as its parent is gone.
@@ -65,20 +101,34 @@ def _exit_with_parent(driver: int) -> None:
 
 
 class LocalExecutor:
-    """One process per GPU, or ``workers`` CPU processes splitting the cores between them."""
+    """Worker processes pinned to the GPUs (at least one per GPU, ``candidates_per_gpu`` per GPU with
+    ``processes`` sharing), or ``workers`` CPU processes splitting the cores between them.
+
+    ``group``: candidates one worker trains together (streams sharing: ``candidates_per_gpu``; else 1).
+    """
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, device: str = "cpu", threads: int | None = None):
+    def __init__(self, workers: int | None = None, device: str = "cpu", threads: int | None = None,
+                 candidates_per_gpu: int | None = 1, gpu_sharing: str = "processes", group: int | None = None):
         import torch
 
+        if gpu_sharing not in GPU_SHARING:
+            raise ValueError(f"gpu_sharing must be one of {GPU_SHARING}, got {gpu_sharing!r}")
+        self.group = 1
         if device.startswith("cuda") and torch.cuda.is_available():
             devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-            workers = workers or len(devices)
+            per_gpu = resolve_candidates_per_gpu(candidates_per_gpu, gpu_sharing)
+            if gpu_sharing == "streams":
+                self.group = per_gpu
+                per_gpu = 1
+            workers = max(workers or 1, len(devices) * per_gpu)
             devices = [devices[i % len(devices)] for i in range(workers)]
         else:
             workers = workers or 1
             devices = ["cpu"] * workers
+        if group is not None:
+            self.group = group
         self.workers = workers
         self.devices = devices
         self.threads = threads or default_threads(workers)
@@ -99,12 +149,14 @@ class LocalExecutor:
                 return
             if self._pool is None:
                 self._pool = self._make_pool()
-            futures = {self._pool.submit(run_candidate, task): task for task in pending.values()}
+            todo = list(pending.values())
+            groups = [todo[i:i + self.group] for i in range(0, len(todo), self.group)]
+            futures = {self._pool.submit(run_candidates, group): group for group in groups}
             try:
                 for future in as_completed(futures):
-                    result = future.result()
-                    pending.pop(result.candidate_id, None)
-                    yield result
+                    for result in future.result():
+                        pending.pop(result.candidate_id, None)
+                        yield result
             except BrokenProcessPool as exc:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
@@ -127,7 +179,7 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, workers: int | None = None, device: str = "cpu", gpus_per_candidate: float = 1.0,
-                 max_retries: int = 2):
+                 max_retries: int = 2, candidates_per_gpu: int | None = 1):
         try:
             import ray
         except ImportError:
@@ -146,7 +198,10 @@ class RayExecutor:
             ray.init(**kwargs)
             self._started = True
         use_gpu = device.startswith("cuda") or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
-        self._remote = ray.remote(num_cpus=1, num_gpus=gpus_per_candidate if use_gpu else 0,
+        # The smaller share wins: gpus_per_candidate, or one GPU split between candidates_per_gpu tasks.
+        share = min(gpus_per_candidate, 1.0 / resolve_candidates_per_gpu(candidates_per_gpu)) if use_gpu else 0
+        self.gpu_share = share
+        self._remote = ray.remote(num_cpus=1, num_gpus=share,
                                   max_retries=max_retries, retry_exceptions=False)(_ray_run_candidate)
         self._device = "cuda" if use_gpu else "cpu"
 
@@ -176,19 +231,21 @@ def _ray_run_candidate(task: CandidateTask, device: str) -> CandidateResult:
 
 
 def make_executor(name: str, workers: int = 1, device: str = "cpu", gpus_per_candidate: float = 1.0,
-                  threads: int | None = None) -> Executor:
+                  threads: int | None = None, candidates_per_gpu: int | None = 1,
+                  gpu_sharing: str = "processes") -> Executor:
     if name == "inprocess":
         return InProcessExecutor(device)
     if name == "local":
-        return LocalExecutor(workers, device, threads)
+        return LocalExecutor(workers, device, threads, candidates_per_gpu, gpu_sharing)
     if name == "ray":
-        return RayExecutor(workers, device, gpus_per_candidate)
+        return RayExecutor(workers, device, gpus_per_candidate, candidates_per_gpu=candidates_per_gpu)
     raise ValueError(f"unknown executor {name!r}; use inprocess, local or ray")
 
 
 def executor_for(config: Any, **changes: Any) -> Executor:
     """The executor a search's settings ask for (``changes`` override them, e.g. ``workers=4``)."""
     values = {"executor": config.executor, "workers": config.workers, "gpus_per_candidate": config.gpus_per_candidate,
-              "threads": config.threads, **{k: v for k, v in changes.items() if v is not None}}
+              "threads": config.threads, "candidates_per_gpu": config.candidates_per_gpu,
+              "gpu_sharing": config.gpu_sharing, **{k: v for k, v in changes.items() if v is not None}}
     return make_executor(values["executor"], values["workers"], config.resolved_device(), values["gpus_per_candidate"],
-                         values["threads"])
+                         values["threads"], values["candidates_per_gpu"], values["gpu_sharing"])

@@ -29,7 +29,8 @@ from ..io import append_jsonl, atomic_write_json, atomic_write_text
 from ..runs import CHECKPOINT_NAME, SAMPLES_NAME
 from ..sampling import LatentStream, generate
 from ..threads import set_threads
-from ..train import TrainConfig, Trainer
+from ..train import TrainConfig, Trainer, TrainResult, train_together
+from ..train_config import RUNTIME_FIELDS
 from .ledger import Status
 
 # Set by executors that pin each worker process to one device.
@@ -100,17 +101,91 @@ def run_candidate(task: CandidateTask) -> CandidateResult:
     try:
         return _run(task)
     except Exception as exc:  # noqa: BLE001 (the driver decides: a ledger state, or a stop with the error)
-        out = Path(task.out_dir)
-        with contextlib.suppress(OSError):
-            atomic_write_text(out / "error.txt", traceback.format_exc())
-        cause = exc.__cause__ if isinstance(exc, CandidateFailure) and exc.__cause__ is not None else exc
-        error = f"{type(cause).__name__}: {cause}"
-        if isinstance(exc, CandidateFailure) or is_out_of_memory(exc):
-            return CandidateResult(task.candidate_id, Status.FAILED, error=error)
-        return CandidateResult(task.candidate_id, Status.FAILED, error=error, retry=True)
+        return _failure(task, exc)
+
+
+def run_candidates(tasks: list[CandidateTask]) -> list[CandidateResult]:
+    """Several candidates in this process, results in the order of ``tasks``; never raises.
+
+    Each is set up, then all are trained together (``train_together``: on CUDA each on its own stream, so
+    one GPU runs them side by side; on the CPU exactly as one after the other), then each is scored. A
+    single task is ``run_candidate``. A candidate's failure is its own: the others go on.
+    """
+    if len(tasks) == 1:
+        return [run_candidate(tasks[0])]
+    jobs: list[_Job | CandidateResult] = []
+    for task in tasks:
+        try:
+            jobs.append(_prepare(task))
+        except Exception as exc:  # noqa: BLE001 (becomes this candidate's result)
+            jobs.append(_failure(task, exc))
+    training = [job for job in jobs if isinstance(job, _Job) and job.needs_training]
+    outcomes = train_together([(job.trainer, job.train_kwargs()) for job in training])
+    trained = {id(job): outcome for job, outcome in zip(training, outcomes, strict=True)}
+    results = []
+    for job in jobs:
+        if isinstance(job, CandidateResult):
+            results.append(job)
+            continue
+        try:
+            results.append(_conclude(job, trained.get(id(job))))
+        except Exception as exc:  # noqa: BLE001
+            results.append(_failure(job.task, exc))
+        job.trainer = None  # free the device memory before the next candidate is scored
+    return results
 
 
 def _run(task: CandidateTask) -> CandidateResult:
+    job = _prepare(task)
+    outcome: TrainResult | Exception | None = None
+    if job.needs_training:
+        try:
+            outcome = job.trainer.train(**job.train_kwargs())
+        except RuntimeError as exc:
+            outcome = exc  # out of memory: the candidate's own failure (see _conclude); anything else re-raised
+    return _conclude(job, outcome)
+
+
+def _failure(task: CandidateTask, exc: Exception) -> CandidateResult:
+    """The result for an exception (called in its ``except`` block): the candidate's own failure, or a retry."""
+    out = Path(task.out_dir)
+    with contextlib.suppress(OSError):
+        atomic_write_text(out / "error.txt", traceback.format_exc())
+    cause = exc.__cause__ if isinstance(exc, CandidateFailure) and exc.__cause__ is not None else exc
+    error = f"{type(cause).__name__}: {cause}"
+    if isinstance(exc, CandidateFailure) or is_out_of_memory(exc):
+        return CandidateResult(task.candidate_id, Status.FAILED, error=error)
+    return CandidateResult(task.candidate_id, Status.FAILED, error=error, retry=True)
+
+
+@dataclass
+class _Job:
+    """A candidate set up for training: its trainer and where its outputs go."""
+
+    task: CandidateTask
+    out: Path
+    genome: Genome
+    config: TrainConfig
+    data: ImageSource
+    trainer: Any
+    end: int
+    every: int
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / CHECKPOINT_NAME
+
+    @property
+    def needs_training(self) -> bool:
+        return self.trainer.iteration < self.end or (self.trainer.fading and self.end == self.config.iterations)
+
+    def train_kwargs(self) -> dict[str, Any]:
+        return {"until": self.end, "progress": self.task.progress, "checkpoint_path": self.ckpt_path,
+                "checkpoint_every": self.every, "desc": f"{self.out.name} {self.genome.resolution}px",
+                "on_log": lambda row: append_jsonl(self.out / "stats.jsonl", row)}
+
+
+def _prepare(task: CandidateTask) -> _Job:
     out = Path(task.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if task.threads:
@@ -120,13 +195,14 @@ def _run(task: CandidateTask) -> CandidateResult:
     if train_dict.get("device") in (None, "worker"):
         train_dict["device"] = _WORKER_DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
     config = TrainConfig.from_dict(train_dict)
+    runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}  # how to run: this task's, not the checkpoint's
     data = open_data_cached(task.data)
     ckpt_path = out / CHECKPOINT_NAME
     atomic_write_text(out / "genome.json", genome.to_json() + "\n")
 
-    trainer = _resume_if_possible(ckpt_path, genome, data, config.device)
+    trainer = _resume_if_possible(ckpt_path, genome, data, runtime)
     if trainer is None and task.continue_from is not None:
-        trainer = Trainer.resume(load_checkpoint(task.continue_from), data, device=config.device)
+        trainer = Trainer.resume(load_checkpoint(task.continue_from), data, runtime=runtime)
         trainer.extend(config.iterations)
         trainer.train_seconds = 0.0  # this candidate's clock counts its own training, not its source's
     if trainer is None:
@@ -143,18 +219,20 @@ def _run(task: CandidateTask) -> CandidateResult:
             atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
     every = task.checkpoint_every or max(1, config.iterations // 4)
     end = config.iterations if task.until is None else min(task.until, config.iterations)
-    if trainer.iteration < end or (trainer.fading and end == config.iterations):
-        try:
-            result = trainer.train(end, progress=task.progress, checkpoint_path=ckpt_path, checkpoint_every=every,
-                                   desc=f"{out.name} {genome.resolution}px",
-                                   on_log=lambda row: append_jsonl(out / "stats.jsonl", row))
-        except RuntimeError as exc:
-            if is_out_of_memory(exc):
-                raise CandidateFailure(f"does not fit the device: {exc}") from exc
-            raise
-        if result.status != Status.DONE:
-            return CandidateResult(task.candidate_id, Status(result.status), train_seconds=trainer.train_seconds,
-                                   error=result.reason, extra={"stats": result.stats}, iterations=trainer.iteration)
+    return _Job(task, out, genome, config, data, trainer, end, every)
+
+
+def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateResult:
+    """Checkpoint, sample and score a candidate after its training (``outcome``; None: it needed none)."""
+    task, trainer, ckpt_path = job.task, job.trainer, job.ckpt_path
+    if isinstance(outcome, Exception):
+        if isinstance(outcome, RuntimeError) and is_out_of_memory(outcome):
+            raise CandidateFailure(f"does not fit the device: {outcome}") from outcome
+        raise outcome
+    if outcome is not None:
+        if outcome.status != Status.DONE:
+            return CandidateResult(task.candidate_id, Status(outcome.status), train_seconds=trainer.train_seconds,
+                                   error=outcome.reason, extra={"stats": outcome.stats}, iterations=trainer.iteration)
         trainer.save(ckpt_path)
     elif not ckpt_path.exists():
         trainer.save(ckpt_path)  # e.g. a final training of 0 extra iterations: the result still lives here
@@ -164,9 +242,9 @@ def _run(task: CandidateTask) -> CandidateResult:
         return CandidateResult(task.candidate_id, Status.DIVERGED, train_seconds=trainer.train_seconds,
                                eval_seconds=time.perf_counter() - start, iterations=trainer.iteration,
                                error="the EMA generator's output is not finite")
-    scores = evaluate_trainer(trainer, data, task)
+    scores = evaluate_trainer(trainer, job.data, task)
     if task.sample_grid:
-        save_grid(trainer.sample(task.sample_grid, seed=0), out / SAMPLES_NAME)
+        save_grid(trainer.sample(task.sample_grid, seed=0), job.out / SAMPLES_NAME)
     eval_seconds = time.perf_counter() - start
     value = float(scores["value"])
     extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}
@@ -176,7 +254,8 @@ def _run(task: CandidateTask) -> CandidateResult:
                            iterations=trainer.iteration)
 
 
-def _resume_if_possible(ckpt_path: Path, genome: Genome, data: ImageSource, device: str) -> Trainer | None:
+def _resume_if_possible(ckpt_path: Path, genome: Genome, data: ImageSource,
+                        runtime: dict[str, Any]) -> Trainer | None:
     """Pick up an interrupted candidate from its own latest checkpoint, if it has a usable one."""
     if not ckpt_path.exists():
         return None
@@ -184,7 +263,7 @@ def _resume_if_possible(ckpt_path: Path, genome: Genome, data: ImageSource, devi
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.genome != genome:
             raise CheckpointError(f"{ckpt_path}: holds another genome")
-        return Trainer.resume(ckpt, data, device=device)
+        return Trainer.resume(ckpt, data, runtime=runtime)
     except CheckpointError:
         # A checkpoint cut short by a crash: keep it for inspection, train again from the start.
         os.replace(ckpt_path, ckpt_path.with_suffix(".corrupt"))
