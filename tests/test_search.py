@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from dggan.search import worker as worker_module
 from dggan.search.baseline import BaselineCurve
 from dggan.search.config import SearchConfig, preset
 from dggan.search.driver import SearchError, run_search
-from dggan.search.executors import InProcessExecutor, make_executor
+from dggan.search.executors import InProcessExecutor, LocalExecutor, make_executor
 from dggan.search.ledger import Ledger
 from dggan.train import ConfigError
 
@@ -225,18 +226,43 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["local", "ray"])
+@pytest.mark.parametrize("name", ["local", "local-grouped", "ray"])
 def test_executors_give_the_same_ledger(tmp_path: Path, name: str) -> None:
     if name == "ray":
         pytest.importorskip("ray")
     config = tiny(max_steps=1, final_iterations=0)
     run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)
-    executor = make_executor(name, workers=2, device="cpu")  # Ray: a local instance with num_cpus=2
+    # Ray: a local instance with num_cpus=2; local-grouped: two candidates trained together per worker call
+    # (what gpu_sharing=streams does on a GPU).
+    executor = (LocalExecutor(workers=1, device="cpu", group=2) if name == "local-grouped"
+                else make_executor(name, workers=2, device="cpu"))
     try:
         run_search(tmp_path / name, config, executor=executor, progress=False)
     finally:
         executor.close()
     assert comparable(ledger_rows(tmp_path / name)) == comparable(ledger_rows(tmp_path / "inprocess"))
+
+
+class PairsExecutor:
+    """Two candidates at a time through ``run_candidates``, in this process (a streams-sharing worker's job)."""
+
+    name = "pairs"
+
+    def run(self, tasks: list[worker_module.CandidateTask]) -> Iterator[worker_module.CandidateResult]:
+        worker_module.set_worker_device("cpu")
+        for i in range(0, len(tasks), 2):
+            yield from worker_module.run_candidates(tasks[i:i + 2])
+
+    def close(self) -> None:
+        pass
+
+
+def test_candidates_trained_together_give_the_same_ledger(tmp_path: Path) -> None:
+    config = tiny(max_steps=1, final_iterations=0)
+    run_search(tmp_path / "one", config, executor=InProcessExecutor("cpu"), progress=False)
+    run_search(tmp_path / "pairs", config, executor=PairsExecutor(), progress=False)
+    rows = ledger_rows(tmp_path / "pairs")
+    assert len(rows) > 2 and comparable(rows) == comparable(ledger_rows(tmp_path / "one"))
 
 
 @pytest.mark.parametrize("overrides,needle", [
