@@ -1,24 +1,54 @@
-"""One short script for a GPU machine: the CUDA paths that CPU tests cannot reach.
+"""One script for a GPU machine: every CUDA path the CPU tests cannot reach, and the timing table.
 
-    python benchmarks/gpu_check.py --out results_gpu.json     # a few minutes on one GPU
+    python benchmarks/gpu_check.py --out gpu_check_out          # about 6-7 minutes on one H200
+    python benchmarks/gpu_check.py --dry-run --out /tmp/gc      # no GPU: this script's logic on the CPU, tiny sizes
 
-Checks, each reported as pass/fail with timings:
-1. training on cuda (fp32 and bf16 autocast) runs, stays finite, and resumes exactly in fp32;
-2. a child inherits on cuda and its fade-in at alpha = 0 preserves G and D (as the CPU test does);
-3. training throughput at 8/16/32 px, 128 and 512 channels, fp32 vs bf16 (images/s, peak memory);
-4. a tiny search on the local executor (one worker per GPU, two workers sharing one GPU);
-5. the Ray executor with fractional GPUs (0.5 per candidate), when Ray is installed.
+It writes ``OUTDIR/gpu_check.json`` (every number) and ``OUTDIR/gpu_check.md`` (the tables, the targets with
+pass/fail, the presets' cost recomputed from the measured throughput) and prints a summary.
+
+Correctness (each a pass/fail check):
+  graphs_match_eager     50 graphed iterations against 50 eager ones, fp32, losses within 1e-4 relative: a
+                         plain candidate, one with EMA ramp-up (a device-tensor EMA weight), and a fading child
+                         whose fade-in ends mid-way (the alpha schedule through a capture; a second capture)
+  resume_graphs          exact resume with graphs on: a fading child saved mid-fade, continued across the end
+                         of the fade-in, against the same run resumed from its checkpoint
+  divergence_graphs      a diverging candidate (lr 1e6) is still caught from the device-side statistics
+  no_host_sync           steady-state iterations, eager and graphed, under torch.cuda.set_sync_debug_mode("error")
+  bf16_graphs            bf16 autocast with graphs (channels-last): a fading child trains, stays finite, resumes
+  fade_in_identity       a grow_res child at alpha 0 computes its parent's function on CUDA
+Timing (``torch.profiler`` for the GPU-busy time: the union of kernel and copy intervals on the device):
+  table                  wall ms/step, GPU-busy ms/step, kernels/step, images/s, peak memory for 128 and 512
+                         channels x 8/16/32 px x fp32/bf16 x eager/graphed (batch 16, latent 128), channels-last
+                         variants at 512 ch / 32 px, and the LSUN genome (latent 512) at 64/128/256 px
+  bf16 diagnosis         the kernels that take the GPU's time, fp32 against bf16, at 512 ch / 32 px
+  several                total images/s of several candidates on one GPU at 128 ch / 16 px: 1 eager, 1 graphed,
+                         N processes, N processes under CUDA MPS (when nvidia-cuda-mps-control exists: a private
+                         daemon, stopped afterwards), N candidates on their own streams in one process
+Search:
+  search_local           a tiny search on the local executor: one candidate per GPU, 2 processes per GPU,
+                         2 streams per worker; all finish with the same ledger shape
+  search_ray             the Ray executor with 2 candidates per GPU (0.5 GPU each), when Ray is installed
+
+Correctness checks run deterministic cuDNN (``cudnn_benchmark`` off); the timing runs the defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import dataclasses
 import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,69 +57,273 @@ import torch.nn.functional as F
 
 from dggan.actions import Action, apply_action
 from dggan.checkpoint import load_checkpoint
+from dggan.cuda_step import on_stream
 from dggan.data import SyntheticShapes
-from dggan.genome import Genome, constant_channels
+from dggan.genome import Genome, constant_channels, proggan_channels
 from dggan.inherit import inherit_weights
 from dggan.networks import Discriminator, Generator
-from dggan.search.config import SearchConfig
-from dggan.search.driver import run_search
-from dggan.search.executors import make_executor
 from dggan.train import TrainConfig, Trainer
 
-RESULTS: dict[str, Any] = {}
+HERE = Path(__file__).resolve()
+BATCH = 16
+TOLERANCE = 1e-4  # relative, graphed against eager, fp32
 
 
-def check(name: str) -> Callable[[Callable[[], Any]], Callable[[], None]]:
-    def wrap(fn: Callable[[], Any]) -> Callable[[], None]:
-        def run() -> None:
-            start = time.perf_counter()
-            try:
-                RESULTS[name] = {"ok": True, "result": fn()}
-            except Exception:  # noqa: BLE001 (report every check, whatever fails)
-                RESULTS[name] = {"ok": False, "error": traceback.format_exc(limit=4)}
-            RESULTS[name]["seconds"] = round(time.perf_counter() - start, 2)
-            print(name, "ok" if RESULTS[name]["ok"] else "FAILED", RESULTS[name]["seconds"], "s", flush=True)
-        return run
-    return wrap
+# ====================================================================================== context
+@dataclasses.dataclass
+class Ctx:
+    device: str
+    dry: bool
+    quick: bool
+    deadline: float  # perf_counter time after which timing rows and sharing runs are skipped
+    results: dict[str, Any]
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def time_left(self) -> float:
+        return self.deadline - time.perf_counter()
 
 
-DATA = SyntheticShapes(2048, 32)
-GENOME = Genome.base(latent_size=128, channels=constant_channels(32, 128))
+class PlainRunner:
+    """--dry-run: what a CUDA graph would record, run eagerly on the CPU (so every check's logic runs)."""
+
+    def __init__(self) -> None:
+        self.captures = 0
+        self._key: Hashable = object()
+
+    def run(self, key: Hashable, body: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key != self._key:
+            self._key, self.captures = key, self.captures + 1
+        return body()
 
 
-@check("train_resume_cuda")
-def train_resume() -> dict[str, Any]:
-    out = {}
-    for bf16 in (False, True):
-        cfg = TrainConfig(iterations=40, device="cuda", bf16=bf16, seed=1)
-        trainer = Trainer(GENOME, cfg, DATA)
-        result = trainer.train(progress=False)
-        assert result.status == "done", result
-        out[f"bf16={bf16}"] = result.stats
-    cfg = TrainConfig(iterations=20, device="cuda", seed=2)
-    trainer = Trainer(GENOME, cfg, DATA)
-    trainer.train(until=10, progress=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer.save(Path(tmp) / "c.safetensors")
-        torch.backends.cudnn.deterministic = True
-        expected = [trainer.step().tolist() for _ in range(3)]
-        resumed = Trainer.resume(load_checkpoint(Path(tmp) / "c.safetensors"), DATA)
-        got = [resumed.step().tolist() for _ in range(3)]
-    out["resume_max_abs_diff"] = max(abs(a - b) for ra, rb in zip(expected, got, strict=True)
-                                     for a, b in zip(ra, rb, strict=True))
+def sync(ctx: Ctx) -> None:
+    if ctx.cuda:
+        torch.cuda.synchronize()
+
+
+def cifar_like(resolution: int, channels: int, latent: int = 128) -> Genome:
+    """ProgGAN's CIFAR-10 route at ``resolution``: constant width, base 8px, grow_res up."""
+    genome = Genome.base(latent_size=latent, channels=constant_channels(max(32, resolution), channels))
+    while genome.resolution < resolution:
+        genome = apply_action(genome, Action("grow_res"))
+    return genome
+
+
+def lsun_like(resolution: int) -> Genome:
+    """The lsun-bedroom preset's route (latent 512, ProgGAN's schedule to 256 px) at ``resolution``."""
+    genome = Genome.base(latent_size=512, channels=proggan_channels(256))
+    while genome.resolution < resolution:
+        genome = apply_action(genome, Action("grow_res"))
+    return genome
+
+
+_DATA: dict[int, SyntheticShapes] = {}
+
+
+def data_at(resolution: int) -> SyntheticShapes:
+    res = max(32, resolution)
+    if res not in _DATA:
+        _DATA[res] = SyntheticShapes(2048 if res <= 32 else 256, res, seed=0)
+    return _DATA[res]
+
+
+def small_genome(ctx: Ctx) -> Genome:
+    return Genome.base(latent_size=16 if ctx.dry else 128, channels=constant_channels(32, 16 if ctx.dry else 128))
+
+
+def make_trainer(ctx: Ctx, genome: Genome, cfg: TrainConfig, graphs: bool, *, parent: Any = None) -> Trainer:
+    cfg = dataclasses.replace(cfg, device=ctx.device, cuda_graphs=graphs)
+    data = data_at(genome.resolution)
+    trainer = Trainer(genome, cfg, data) if parent is None else Trainer.child_of(parent, genome, cfg, data)
+    if graphs and not ctx.cuda:
+        trainer.use_static_inputs(PlainRunner())
+    return trainer
+
+
+def captures(trainer: Trainer) -> int:
+    return int(getattr(trainer._graph, "captures", 0))
+
+
+def nhwc(trainer: Trainer) -> bool:
+    """Whether the trainer keeps its conv weights channels-last."""
+    weight = next(p for p in trainer.D.parameters() if p.dim() == 4)
+    return weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """Same algorithms and no atomics in cuDNN: two runs of the same kernels give the same bits."""
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-3) -> float:
+    """max |a - b| / max(|a|, |b|, floor), elementwise (floor: values near 0 compare absolutely)."""
+    a, b = a.double().cpu(), b.double().cpu()
+    return float(((a - b).abs() / torch.maximum(torch.maximum(a.abs(), b.abs()), torch.tensor(floor))).max())
+
+
+def trained_parent(ctx: Ctx, genome: Genome, tmp: Path, iterations: int = 20) -> Any:
+    cfg = TrainConfig(iterations=iterations, batch_size=BATCH, seed=3, device=ctx.device, cudnn_benchmark=False)
+    parent = Trainer(genome, dataclasses.replace(cfg, cuda_graphs=False), data_at(genome.resolution))
+    parent.train(progress=False)
+    parent.save(tmp / "parent.safetensors")
+    return load_checkpoint(tmp / "parent.safetensors")
+
+
+# ====================================================================================== checks
+CHECKS: list[tuple[str, str, Callable[[Ctx], Any]]] = []
+
+
+def check(name: str, group: str) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
+    def register(fn: Callable[[Ctx], Any]) -> Callable[[Ctx], Any]:
+        CHECKS.append((name, group, fn))
+        return fn
+    return register
+
+
+def run_check(ctx: Ctx, name: str, fn: Callable[[Ctx], Any]) -> None:
+    start = time.perf_counter()
+    entry: dict[str, Any]
+    try:
+        entry = {"ok": True, "result": fn(ctx)}
+    except Exception:  # noqa: BLE001 (report every check, whatever fails)
+        entry = {"ok": False, "error": traceback.format_exc(limit=6)}
+    entry["seconds"] = round(time.perf_counter() - start, 2)
+    ctx.results["checks"][name] = entry
+    print(f"{name}: {'ok' if entry['ok'] else 'FAILED'} ({entry['seconds']} s)", flush=True)
+    if not entry["ok"]:
+        print(entry["error"], flush=True)
+
+
+@check("graphs_match_eager", "correctness")
+def graphs_match_eager(ctx: Ctx) -> dict[str, Any]:
+    n = 6 if ctx.dry else 50
+    base = small_genome(ctx)
+    cfg = TrainConfig(iterations=n, batch_size=BATCH, seed=1, cudnn_benchmark=False)
+    out: dict[str, Any] = {}
+    with deterministic(), tempfile.TemporaryDirectory() as tmp:
+        parent = trained_parent(ctx, base, Path(tmp))
+        child = apply_action(base, Action("grow_res"))
+        fade = max(2, n * 2 // 5)  # the fade-in ends at 40% of the run: one capture before, one after
+        variants = {"plain": (base, cfg, None), "ema_rampup": (base, dataclasses.replace(cfg, ema_rampup=0.05), None),
+                    "fade_in": (child, dataclasses.replace(cfg, fade_iterations=fade), parent)}
+        for name, (genome, vcfg, par) in variants.items():
+            eager = make_trainer(ctx, genome, vcfg, False, parent=par)
+            graphed = make_trainer(ctx, genome, vcfg, True, parent=par)
+            se, sg, alphas = [], [], []
+            for _ in range(n):
+                se.append(eager.step())
+                sg.append(graphed.step())
+                if graphed.fading and graphed._static is not None:
+                    alphas.append((eager.G.alpha, float(graphed._static.alpha)))
+            worst = max(rel_diff(a, b) for a, b in zip(se, sg, strict=True))
+            params = max(rel_diff(a, b) for a, b in zip(eager.tensors().values(), graphed.tensors().values(),
+                                                        strict=True) if a.is_floating_point())
+            alpha_err = max((abs(a - b) for a, b in alphas), default=0.0)
+            out[name] = {"steps": n, "max_rel_loss_diff": worst, "max_rel_tensor_diff": params,
+                         "captures": captures(graphed), "alpha_steps_checked": len(alphas), "max_alpha_diff": alpha_err,
+                         "finite": bool(torch.stack(sg).isfinite().all())}
+            assert worst <= TOLERANCE, f"{name}: graphed losses differ from eager by {worst:.3g} (relative)"
+            assert alpha_err <= 1e-7, f"{name}: alpha differs from the eager schedule by {alpha_err}"
+            assert out[name]["finite"], f"{name}: non-finite losses"
+        assert out["fade_in"]["captures"] == 2, "the end of the fade-in must recapture exactly once"
+        assert out["fade_in"]["alpha_steps_checked"] == fade
     return out
 
 
-@check("fade_in_identity_cuda")
-def fade_in() -> float:
-    child_genome = apply_action(GENOME, Action("grow_res"))
-    g_parent, d_parent = Generator(GENOME).cuda().eval(), Discriminator(GENOME).cuda().eval()
-    g_child, d_child = Generator(child_genome, fade_in=True).cuda(), Discriminator(child_genome, fade_in=True).cuda()
+@check("resume_graphs", "correctness")
+def resume_graphs(ctx: Ctx) -> dict[str, Any]:
+    n = 4 if ctx.dry else 20
+    base = small_genome(ctx)
+    with deterministic(), tempfile.TemporaryDirectory() as tmp:
+        parent = trained_parent(ctx, base, Path(tmp))
+        cfg = TrainConfig(iterations=4 * n, batch_size=BATCH, seed=2, fade_iterations=2 * n, cudnn_benchmark=False)
+        trainer = make_trainer(ctx, apply_action(base, Action("grow_res")), cfg, True, parent=parent)
+        trainer.train(until=n, progress=False)
+        trainer.save(Path(tmp) / "mid.safetensors")
+        expected = [trainer.step() for _ in range(2 * n)]  # crosses the end of the fade-in at 2n
+        resumed = Trainer.resume(load_checkpoint(Path(tmp) / "mid.safetensors"), data_at(trainer.genome.resolution))
+        if not ctx.cuda:
+            resumed.use_static_inputs(PlainRunner())
+        assert resumed.graphed == ctx.cuda and resumed.iteration == n
+        got = [resumed.step() for _ in range(2 * n)]
+    diff = max(float((a - b).abs().max()) for a, b in zip(expected, got, strict=True))
+    assert diff == 0.0, f"resumed run differs by {diff} (absolute) from the uninterrupted one"
+    return {"steps_compared": 2 * n, "max_abs_diff": diff, "captures_original": captures(trainer),
+            "captures_resumed": captures(resumed)}
+
+
+@check("divergence_graphs", "correctness")
+def divergence_graphs(ctx: Ctx) -> dict[str, Any]:
+    cfg = TrainConfig(iterations=60, batch_size=BATCH, lr=1e6, check_every=5, seed=4)
+    trainer = make_trainer(ctx, small_genome(ctx), cfg, True)
+    result = trainer.train(progress=False)
+    assert result.status == "diverged" and result.iterations < 60, result
+    return {"status": result.status, "at_iteration": result.iterations, "reason": result.reason}
+
+
+@check("no_host_sync", "correctness")
+def no_host_sync(ctx: Ctx) -> dict[str, Any]:
+    out = {}
+    for graphs in (False, True):
+        trainer = make_trainer(ctx, small_genome(ctx), TrainConfig(iterations=1000, batch_size=BATCH), graphs)
+        trainer.train(until=8, progress=False)  # warm-up and capture (they sync, once)
+        sync(ctx)
+        if ctx.cuda:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(20):
+                trainer._step()
+        finally:
+            if ctx.cuda:
+                torch.cuda.set_sync_debug_mode(0)
+        sync(ctx)
+        out["graphed" if graphs else "eager"] = "20 iterations without a host sync"
+    return out
+
+
+@check("bf16_graphs", "correctness")
+def bf16_graphs(ctx: Ctx) -> dict[str, Any]:
+    base = small_genome(ctx)
+    n = 4 if ctx.dry else 30
+    with tempfile.TemporaryDirectory() as tmp:
+        parent = trained_parent(ctx, base, Path(tmp))
+        cfg = TrainConfig(iterations=2 * n, batch_size=BATCH, seed=5, bf16=True, fade_iterations=n)
+        trainer = make_trainer(ctx, apply_action(base, Action("grow_res")), cfg, True, parent=parent)
+        layout = "NHWC" if nhwc(trainer) else "NCHW"
+        result = trainer.train(until=n + n // 2, progress=False)  # across the end of the fade-in
+        assert result.status == "done" and all(math.isfinite(v) for v in result.stats.values()), result
+        trainer.save(Path(tmp) / "bf16.safetensors")
+        expected = [trainer.step() for _ in range(3)]
+        resumed = Trainer.resume(load_checkpoint(Path(tmp) / "bf16.safetensors"), data_at(trainer.genome.resolution))
+        if not ctx.cuda:
+            resumed.use_static_inputs(PlainRunner())
+        got = [resumed.step() for _ in range(3)]
+    diff = max(rel_diff(a, b) for a, b in zip(expected, got, strict=True))
+    assert diff <= 1e-2, f"bf16 resume differs by {diff:.3g} (relative)"
+    return {"layout": layout, "stats": result.stats, "captures": captures(trainer), "resume_max_rel_diff": diff}
+
+
+@check("fade_in_identity", "correctness")
+def fade_in_identity(ctx: Ctx) -> float:
+    genome = small_genome(ctx)
+    child_genome = apply_action(genome, Action("grow_res"))
+    dev = ctx.device
+    g_parent, d_parent = Generator(genome).to(dev).eval(), Discriminator(genome).to(dev).eval()
+    g_child, d_child = Generator(child_genome, fade_in=True).to(dev), Discriminator(child_genome, fade_in=True).to(dev)
     inherit_weights(g_child, g_parent.state_dict())
     inherit_weights(d_child, d_parent.state_dict())
-    g_child.set_alpha(0.0)
+    g_child.set_alpha(torch.zeros((), device=dev))  # as under graphs: alpha as a device tensor
     d_child.set_alpha(0.0)
-    z, x = torch.randn(16, 128, device="cuda"), torch.randn(16, 3, 16, 16, device="cuda")
+    z, x = torch.randn(16, genome.latent_size, device=dev), torch.randn(16, 3, 16, 16, device=dev)
     with torch.no_grad():
         err_g = (g_child(z) - F.interpolate(g_parent(z), scale_factor=2.0)).abs().max().item()
         err_d = (d_child(x) - d_parent(F.avg_pool2d(x, 2))).abs().max().item()
@@ -97,75 +331,512 @@ def fade_in() -> float:
     return max(err_g, err_d)
 
 
-@check("throughput_cuda")
-def throughput() -> list[dict[str, Any]]:
-    rows = []
+# ====================================================================================== timing
+def busy_ns(intervals: Iterable[tuple[int, int]]) -> int:
+    """Length of the union of [start, end) intervals: the time the device was doing something."""
+    total, cur_start, cur_end = 0, None, None
+    for start, end in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start  # type: ignore[operator]
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        total += cur_end - cur_start  # type: ignore[operator]
+    return total
+
+
+def device_events(prof: Any, cuda: bool) -> list[tuple[str, int, int]]:
+    """(name, start ns, duration ns) of what ran on the device (kernels, copies, memsets); --dry-run: CPU ops."""
+    want = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
+    out = []
+    for e in prof.profiler.kineto_results.events():
+        if e.device_type() == want and e.duration_ns() > 0:
+            out.append((e.name(), int(e.start_ns()), int(e.duration_ns())))
+    return out
+
+
+def top_kernels(events: list[tuple[str, int, int]], steps: int, n: int = 12) -> list[dict[str, Any]]:
+    by_name: dict[str, list[int]] = collections.defaultdict(list)
+    for name, _, duration in events:
+        by_name[name].append(duration)
+    rows = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:n]
+    return [{"kernel": name[:110], "ms_per_step": round(sum(d) / steps / 1e6, 4), "calls_per_step": len(d) / steps}
+            for name, d in rows]
+
+
+def measure(ctx: Ctx, genome: Genome, *, bf16: bool, graphs: bool, steps: int, profile_steps: int,
+            channels_last: bool | None = None, label: str = "") -> dict[str, Any]:
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = TrainConfig(iterations=10**9, batch_size=BATCH, bf16=bf16, channels_last=channels_last, seed=0,
+                      log_every=10**9)
+    trainer = make_trainer(ctx, genome, cfg, graphs)
+    trainer.train(until=8, progress=False)  # warm-up: cuDNN plans, optimizer state, the capture
+    sync(ctx)
+    if ctx.cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train(until=trainer.iteration + steps, progress=False)  # ends with the loss check's sync
+    sync(ctx)
+    wall = (time.perf_counter() - start) / steps
+    activities = [ProfilerActivity.CUDA] if ctx.cuda else [ProfilerActivity.CPU]
+    with profile(activities=activities) as prof:
+        trainer.train(until=trainer.iteration + profile_steps, progress=False)
+        sync(ctx)
+    events = device_events(prof, ctx.cuda)
+    busy = busy_ns((s, s + d) for _, s, d in events) / profile_steps / 1e6 if events else None
+    row = {"label": label, "channels": dict(genome.channels)[genome.resolution], "latent": genome.latent_size,
+           "res": genome.resolution, "precision": "bf16" if bf16 else "fp32", "mode": "graphed" if graphs else "eager",
+           "channels_last": nhwc(trainer),
+           "wall_ms": round(wall * 1e3, 3), "busy_ms": None if busy is None else round(busy, 3),
+           "kernels_per_step": round(len(events) / profile_steps, 1), "img_per_s": round(BATCH / wall, 1),
+           "wall_over_busy": None if not busy else round(wall * 1e3 / busy, 3),
+           "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20) if ctx.cuda else None,
+           "captures": captures(trainer), "top_kernels": top_kernels(events, profile_steps)}
+    del trainer
+    if ctx.cuda:
+        torch.cuda.empty_cache()
+    return row
+
+
+def table_plan(ctx: Ctx) -> list[dict[str, Any]]:
+    """Every row of the timing table, in the order they run (the most important first)."""
+    if ctx.dry:
+        return [{"genome": cifar_like(r, 16, 16), "bf16": False, "graphs": g, "steps": 3, "profile_steps": 2}
+                for r in (8, 16) for g in (False, True)]
+    plan = []
+    resolutions = (8, 32) if ctx.quick else (8, 16, 32)
     for channels in (128, 512):
-        genome = Genome.base(latent_size=128, channels=constant_channels(32, channels))
-        while True:
+        for res in resolutions:
+            steps = 60 if res <= 16 else 30
             for bf16 in (False, True):
-                trainer = Trainer(genome, TrainConfig(iterations=10_000, device="cuda", bf16=bf16), DATA)
-                for _ in range(10):
-                    trainer.step()
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                start, steps = time.perf_counter(), 50
-                for _ in range(steps):
-                    trainer.step()
-                torch.cuda.synchronize()
-                rows.append({"channels": channels, "res": genome.resolution, "bf16": bf16,
-                             "img_per_s": round(steps * 16 / (time.perf_counter() - start), 1),
-                             "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20)})
-                print(rows[-1], flush=True)
-            if genome.resolution == 32:
-                break
-            genome = apply_action(genome, Action("grow_res"))
-    return rows
+                for graphs in (False, True):
+                    plan.append({"genome": cifar_like(res, channels), "bf16": bf16, "graphs": graphs, "steps": steps,
+                                 "profile_steps": 10})
+    big = cifar_like(32, 512)
+    plan.append({"genome": big, "bf16": True, "graphs": True, "channels_last": False, "steps": 30,
+                 "profile_steps": 10, "label": "bf16 NCHW"})
+    plan.append({"genome": big, "bf16": False, "graphs": True, "channels_last": True, "steps": 30,
+                 "profile_steps": 10, "label": "fp32 channels-last"})
+    for res in ((256,) if ctx.quick else (64, 128, 256)):
+        plan.append({"genome": lsun_like(res), "bf16": False, "graphs": True, "steps": 15, "profile_steps": 4,
+                     "label": "lsun"})
+    plan.append({"genome": lsun_like(256), "bf16": True, "graphs": True, "steps": 15, "profile_steps": 4,
+                 "label": "lsun"})
+    return plan
 
 
-def tiny_search(executor: str, workers: int, gpus: float) -> dict[str, Any]:
-    config = SearchConfig.from_dict({
-        "data": "synthetic:n=512,res=16", "metric": "swd256", "baseline": {8: 100.0, 16: 100.0},
-        "initial_channels": [32], "latent_size": 32, "target_resolution": 16, "top_k": 2, "p": 0.3,
-        "filters": [16, 32, 64], "iterations": 100, "final_iterations": 50, "max_steps": 2,
-        "device": "cuda", "executor": executor, "workers": workers, "gpus_per_candidate": gpus})
-    ex = make_executor(executor, workers, "cuda", gpus)
+def run_table(ctx: Ctx) -> None:
+    rows, skipped = [], []
+    for spec in table_plan(ctx):
+        genome = spec.pop("genome")
+        what = f"{genome.summary().split('|')[0].strip()} {'bf16' if spec['bf16'] else 'fp32'}" \
+               f" {'graphed' if spec['graphs'] else 'eager'} {spec.get('label', '')}".strip()
+        if ctx.time_left() < 0:
+            skipped.append(what)
+            continue
+        try:
+            row = measure(ctx, genome, **spec)
+        except Exception:  # noqa: BLE001 (a row that fails is reported, the others still run)
+            row = {"label": spec.get("label", ""), "what": what, "error": traceback.format_exc(limit=4)}
+        rows.append(row)
+        print("table:", what, {k: row.get(k) for k in ("wall_ms", "busy_ms", "img_per_s", "kernels_per_step",
+                                                      "error")}, flush=True)
+    # A graphed row whose replayed kernels the profiler did not see borrows the eager row's GPU time
+    # (the same kernels): marked, so the table says where the number comes from.
+    for row in rows:
+        if row.get("mode") == "graphed" and not row.get("busy_ms"):
+            twin = next((r for r in rows if r.get("mode") == "eager" and r.get("busy_ms") and
+                         all(r.get(k) == row.get(k) for k in ("channels", "res", "precision", "latent"))), None)
+            if twin:
+                row["busy_ms"], row["busy_source"] = twin["busy_ms"], "eager row (profiler saw no graph kernels)"
+                row["wall_over_busy"] = round(row["wall_ms"] / twin["busy_ms"], 3)
+    ctx.results["table"] = rows
+    ctx.results["table_skipped"] = skipped
+
+
+# ====================================================================================== several candidates
+def bench_worker(spec: dict[str, Any]) -> None:
+    """One process of the several-candidates measurement: ``trainers`` candidates on their own streams."""
+    from dggan.threads import set_threads
+
+    set_threads(None, workers=spec["processes"])
+    folder, index, n = Path(spec["dir"]), spec["index"], spec["trainers"]
+    device = spec["device"]
+    genome = cifar_like(spec["res"], spec["channels"], spec.get("latent", 128))
+    cfg = TrainConfig(iterations=10**9, batch_size=BATCH, device=device, cuda_graphs=spec["graphs"], log_every=10**9)
+    trainers = [Trainer(genome, dataclasses.replace(cfg, seed=index * 100 + i), data_at(genome.resolution))
+                for i in range(n)]
+    if spec["graphs"] and not device.startswith("cuda"):
+        for t in trainers:
+            t.use_static_inputs(PlainRunner())
+    cuda = device.startswith("cuda")
+    streams = [torch.cuda.Stream() if cuda and n > 1 else None for _ in trainers]
+    runs = [t.train_steps(progress=False) for t in trainers]  # the loop train_together runs
+    for _ in range(spec.get("warmup", 10)):
+        for run, stream in zip(runs, streams, strict=True):
+            with on_stream(stream):
+                next(run)
+    if cuda:
+        torch.cuda.synchronize()
+    (folder / f"ready_{index}").touch()
+    deadline = time.time() + 600
+    while not (folder / "go").exists():
+        if time.time() > deadline:
+            raise SystemExit("no go signal")
+        time.sleep(0.005)
+    first = [t.iteration for t in trainers]
+    start = time.perf_counter()
+    while time.perf_counter() - start < spec["duration"]:
+        for run, stream in zip(runs, streams, strict=True):
+            with on_stream(stream):
+                next(run)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    images = sum(t.iteration - f for t, f in zip(trainers, first, strict=True)) * BATCH
+    (folder / f"result_{index}.json").write_text(json.dumps({"images": images, "seconds": seconds,
+                                                             "img_per_s": images / seconds}))
+
+
+def run_workers(ctx: Ctx, processes: int, trainers: int, graphs: bool, env: dict[str, str] | None = None,
+                res: int = 16, channels: int = 128) -> dict[str, Any]:
+    """Start ``processes`` worker processes of ``trainers`` candidates each; time them together."""
+    duration = 1.0 if ctx.dry else (3.0 if ctx.quick else 5.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        procs = []
+        for i in range(processes):
+            spec = {"dir": tmp, "index": i, "trainers": trainers, "graphs": graphs, "res": res,
+                    "channels": 16 if ctx.dry else channels, "latent": 16 if ctx.dry else 128, "device": ctx.device,
+                    "duration": duration, "processes": processes, "warmup": 4 if ctx.dry else 10}
+            procs.append(subprocess.Popen([sys.executable, str(HERE), "--_worker", json.dumps(spec)],
+                                          env=env or os.environ.copy(), stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+        try:
+            deadline = time.time() + 240
+            while sum((folder / f"ready_{i}").exists() for i in range(processes)) < processes:
+                dead = [p for p in procs if p.poll() is not None]
+                if dead or time.time() > deadline:
+                    output = dead[0].communicate()[0] if dead else "timed out waiting for the workers"
+                    raise RuntimeError(f"a worker did not get ready: {output[-2000:]}")
+                time.sleep(0.05)
+            (folder / "go").touch()
+            outputs = [p.communicate(timeout=duration + 120)[0] for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        results = []
+        for i, output in enumerate(outputs):
+            path = folder / f"result_{i}.json"
+            if not path.exists():
+                raise RuntimeError(f"worker {i} gave no result: {output[-2000:]}")
+            results.append(json.loads(path.read_text()))
+    return {"processes": processes, "trainers_per_process": trainers, "graphs": graphs,
+            "img_per_s": round(sum(r["img_per_s"] for r in results), 1),
+            "per_process": [round(r["img_per_s"], 1) for r in results]}
+
+
+@contextlib.contextmanager
+def private_mps(folder: Path) -> Iterator[dict[str, str] | None]:
+    """A CUDA MPS control daemon of our own (its own pipe and log folders), quit on exit; None where there is
+    no ``nvidia-cuda-mps-control``."""
+    binary = shutil.which("nvidia-cuda-mps-control")
+    if binary is None:
+        yield None
+        return
+    env = {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": str(folder / "pipe"), "CUDA_MPS_LOG_DIRECTORY": str(folder / "log")}
+    (folder / "pipe").mkdir()
+    (folder / "log").mkdir()
+    subprocess.run([binary, "-d"], env=env, check=True, timeout=30)
+    try:
+        time.sleep(1.0)
+        yield env
+    finally:
+        subprocess.run([binary], input="quit\n", env=env, text=True, timeout=30, check=False)
+        time.sleep(1.0)
+
+
+def run_several(ctx: Ctx) -> None:
+    from dggan.search.executors import mps_running
+
+    out: dict[str, Any] = {"res": 16, "channels": 16 if ctx.dry else 128, "runs": {},
+                           "mps_already_running": mps_running()}
+    ns = (2,) if ctx.dry else ((4,) if ctx.quick else (4, 8))
+
+    def attempt(name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        if ctx.time_left() < 0:
+            out["runs"][name] = {"skipped": "time budget"}
+            return
+        try:
+            out["runs"][name] = fn()
+        except Exception:  # noqa: BLE001
+            out["runs"][name] = {"error": traceback.format_exc(limit=4)}
+        print("several:", name, out["runs"][name].get("img_per_s", out["runs"][name]), flush=True)
+
+    attempt("1 eager", lambda: run_workers(ctx, 1, 1, False))
+    attempt("1 graphed", lambda: run_workers(ctx, 1, 1, True))
+    for n in ns:
+        attempt(f"{n} streams, 1 process", lambda n=n: run_workers(ctx, 1, n, True))
+        attempt(f"{n} processes", lambda n=n: run_workers(ctx, n, 1, True))
+    if ctx.cuda:
+        with tempfile.TemporaryDirectory(prefix="mps") as tmp:
+            try:
+                with private_mps(Path(tmp)) as env:
+                    if env is None:
+                        out["mps"] = "nvidia-cuda-mps-control not found: no MPS measurement"
+                    else:
+                        for n in ns:
+                            attempt(f"{n} processes under MPS", lambda n=n, env=env: run_workers(ctx, n, 1, True, env))
+            except Exception:  # noqa: BLE001 (no MPS here: say why, keep the other numbers)
+                out["mps"] = f"could not start an MPS daemon: {traceback.format_exc(limit=2)}"
+    base = out["runs"].get("1 eager", {}).get("img_per_s")
+    for run in out["runs"].values():
+        if base and run.get("img_per_s"):
+            run["vs_one_eager"] = round(run["img_per_s"] / base, 2)
+    ctx.results["several"] = out
+
+
+# ====================================================================================== searches
+def tiny_search(ctx: Ctx, executor: str, **options: Any) -> dict[str, Any]:
+    from dggan.search.config import SearchConfig
+    from dggan.search.driver import run_search
+    from dggan.search.executors import make_executor
+    from dggan.search.ledger import Ledger
+
+    settings = {"data": "synthetic:n=512,res=16", "metric": "swd256", "baseline": {8: 100.0, 16: 100.0},
+                "initial_channels": [32], "latent_size": 32, "target_resolution": 16, "top_k": 2, "p": 0.3,
+                "filters": [16, 32, 64], "iterations": 60, "final_iterations": 30, "max_steps": 2, "seed": 3,
+                "device": "cuda", "executor": executor, "cudnn_benchmark": False, "sample_grid": 0, "tables": False}
+    config = SearchConfig.from_dict({**settings, **{k: v for k, v in options.items() if k != "workers"}})
+    ex = make_executor(executor, options.get("workers", torch.cuda.device_count()), "cuda",
+                       config.gpus_per_candidate, candidates_per_gpu=config.candidates_per_gpu,
+                       gpu_sharing=config.gpu_sharing)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             summary = run_search(Path(tmp) / "run", config, executor=ex, progress=False)
+            with Ledger.open(Path(tmp) / "run" / "ledger.sqlite", readonly=True) as ledger:
+                rows = ledger.candidates()
     finally:
         ex.close()
-    assert summary.final_status == "done", summary
-    return {k: v for k, v in dataclasses.asdict(summary).items() if k != "run_dir"}
+    per_step = collections.Counter(r.step for r in rows)
+    return {"final_status": summary.final_status, "steps": summary.steps,
+            "candidates_per_step": [per_step[s] for s in sorted(per_step)],
+            "statuses": sorted({str(r.status) for r in rows}), "wall_seconds": round(summary.wall_seconds, 1),
+            "workers": getattr(ex, "workers", None), "group": getattr(ex, "group", None),
+            "gpu_share": getattr(ex, "gpu_share", None)}
 
 
-@check("search_local_cuda")
-def search_local() -> dict[str, Any]:
-    return {"one_per_gpu": tiny_search("local", torch.cuda.device_count(), 1.0),
-            "two_per_gpu": tiny_search("local", 2 * torch.cuda.device_count(), 1.0)}
+@check("search_local", "search")
+def search_local(ctx: Ctx) -> dict[str, Any]:
+    runs = {"one per GPU": tiny_search(ctx, "local", candidates_per_gpu=1),
+            "2 processes per GPU": tiny_search(ctx, "local", candidates_per_gpu=2),
+            "2 streams per worker": tiny_search(ctx, "local", candidates_per_gpu=2, gpu_sharing="streams")}
+    shapes = {name: (r["final_status"], r["steps"], r["candidates_per_step"], r["statuses"])
+              for name, r in runs.items()}
+    assert all(r["final_status"] == "done" and r["statuses"] == ["done"] for r in runs.values()), runs
+    assert len(set(map(json.dumps, shapes.values()))) == 1, f"ledger shapes differ: {shapes}"
+    return runs
 
 
-@check("search_ray_fractional_gpu")
-def search_ray() -> dict[str, Any]:
-    return tiny_search("ray", 4, 0.5)
+@check("search_ray", "search")
+def search_ray(ctx: Ctx) -> dict[str, Any]:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return {"skipped": "ray is not installed"}
+    result = tiny_search(ctx, "ray", candidates_per_gpu=2, workers=4)
+    assert result["final_status"] == "done" and result["gpu_share"] == 0.5, result
+    return result
 
 
+# ====================================================================================== targets and report
+def find(rows: list[dict[str, Any]], **want: Any) -> dict[str, Any] | None:
+    return next((r for r in rows if "error" not in r and not r.get("label") and
+                 all(r.get(k) == v for k, v in want.items())), None)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured numbers and pass/fail (None: not measured)."""
+    rows = results.get("table", [])
+    out = []
+    graphed = [r for r in rows if r.get("mode") == "graphed" and "error" not in r and not r.get("label")]
+    ratios = [r["wall_over_busy"] for r in graphed if r.get("wall_over_busy")]
+    out.append({"target": "graphed wall per step <= 1.3x GPU-busy per step, every size",
+                "measured": f"worst {max(ratios):.2f}x over {len(ratios)} rows" if ratios else None,
+                "ok": (max(ratios) <= 1.3) if ratios else None})
+    small = find(rows, channels=128, res=8, precision="fp32", mode="graphed")
+    out.append({"target": ">= 4,000 img/s at 128 ch / 8 px fp32",
+                "measured": f"{small['img_per_s']:.0f} img/s" if small else None,
+                "ok": (small["img_per_s"] >= 4000) if small else None})
+    f32 = find(rows, channels=512, res=32, precision="fp32", mode="graphed")
+    b16 = find(rows, channels=512, res=32, precision="bf16", mode="graphed")
+    f32_eager = find(rows, channels=512, res=32, precision="fp32", mode="eager")
+    if f32 and b16:
+        speed = b16["img_per_s"] / f32["img_per_s"]
+        busy_ok = b16.get("busy_ms") is not None and f32.get("busy_ms") is not None and b16["busy_ms"] < f32["busy_ms"]
+        vs_eager = f" ({b16['img_per_s'] / f32_eager['img_per_s']:.2f}x eager fp32)" if f32_eager else ""
+        out.append({"target": "bf16 at 512 ch / 32 px >= 1.5x fp32, with less GPU work",
+                    "measured": f"{speed:.2f}x graphed fp32{vs_eager}; GPU-busy {b16.get('busy_ms')} vs"
+                                f" {f32.get('busy_ms')} ms/step", "ok": speed >= 1.5 and busy_ok})
+    else:
+        out.append({"target": "bf16 at 512 ch / 32 px >= 1.5x fp32, with less GPU work", "measured": None, "ok": None})
+    several = results.get("several", {}).get("runs", {})
+    base = several.get("1 eager", {}).get("img_per_s")
+    best = max(((name, r["img_per_s"]) for name, r in several.items() if r.get("img_per_s") and name != "1 eager"),
+               key=lambda kv: kv[1], default=None)
+    out.append({"target": "best several-candidates-per-GPU >= 3x one eager candidate at 128 ch / 16 px",
+                "measured": f"{best[0]}: {best[1]:.0f} img/s = {best[1] / base:.2f}x" if best and base else None,
+                "ok": (best[1] >= 3 * base) if best and base else None})
+    return out
+
+
+PRESET_COST = {  # candidates (as README's presets table says) and the resolutions they train at
+    "cifar10": {"candidates": 2100, "resolutions": (8, 16, 32), "paper_gpu_days": 580},
+    "lsun-bedroom": {"candidates": 1100, "resolutions": (8, 16, 32, 64, 128, 256), "paper_gpu_days": 1720},
+}
+
+
+def preset_cost(results: dict[str, Any]) -> dict[str, Any]:
+    """GPU-days of the paper presets' training from this run's graphed img/s (best of fp32 and bf16 per size),
+    candidates spread evenly over their resolutions, 100k iterations x batch 16 each; scoring not included."""
+    rows = [r for r in results.get("table", []) if r.get("mode") == "graphed" and "error" not in r]
+    out = {}
+    for name, spec in PRESET_COST.items():
+        per_res = {}
+        for res in spec["resolutions"]:
+            pool = [r for r in rows if r["res"] == res and (r.get("label") == "lsun" if res > 32 else
+                                                            r["channels"] == 512 and not r.get("label"))]
+            if pool:
+                per_res[res] = max(r["img_per_s"] for r in pool)
+        if len(per_res) != len(spec["resolutions"]):
+            out[name] = {"missing": [r for r in spec["resolutions"] if r not in per_res]}
+            continue
+        seconds_per_image = sum(1 / v for v in per_res.values()) / len(per_res)
+        days = spec["candidates"] * 100_000 * BATCH * seconds_per_image / 86400
+        out[name] = {"img_per_s_by_res": per_res, "candidates": spec["candidates"],
+                     "gpu_days_one_candidate_per_gpu": round(days, 1), "paper_gpu_days": spec["paper_gpu_days"]}
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    dry = " (dry run on the CPU)" if results.get("dry_run") else ""
+    lines = [f"# gpu_check: {results.get('device')}", "",
+             f"torch {results.get('torch')}, CUDA {results.get('cuda')}, cuDNN {results.get('cudnn')},"
+             f" {results.get('started')}, {results.get('seconds')} s{dry}", "", "## Checks", "",
+             "| check | result | seconds |", "|---|---|---:|"]
+    for name, entry in results.get("checks", {}).items():
+        summary = "ok" if entry["ok"] else "**FAILED**: " + entry["error"].strip().splitlines()[-1][:150]
+        lines.append(f"| {name} | {summary} | {entry['seconds']} |")
+    lines += ["", "## Targets" + (" (numbers from a CPU dry run mean nothing)" if dry else ""), "",
+              "| target | measured | met |", "|---|---|---|"]
+    for t in results.get("targets", []):
+        met = "n/a" if t["ok"] is None else ("yes" if t["ok"] else "**no**")
+        lines.append(f"| {t['target']} | {t['measured'] or 'not measured'} | {met} |")
+    lines += ["", "## Training step (batch 16)", "",
+              "| ch | latent | px | precision | mode | layout | wall ms/step | GPU-busy ms/step | wall/busy |"
+              " kernels/step | img/s | peak MiB |", "|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results.get("table", []):
+        if "error" in r:
+            lines.append(f"| {r.get('what')} | error: {r['error'].strip().splitlines()[-1][:100]} |")
+            continue
+        lines.append(f"| {r['channels']} | {r['latent']} | {r['res']} | {r['precision']} | {r['mode']} |"
+                     f" {'NHWC' if r['channels_last'] else 'NCHW'} | {r['wall_ms']} | {r['busy_ms']} |"
+                     f" {r['wall_over_busy']} | {r['kernels_per_step']} | {r['img_per_s']} | {r['peak_mib']} |")
+    if results.get("table_skipped"):
+        lines += ["", f"Skipped (time budget): {', '.join(results['table_skipped'])}"]
+    big = [r for r in results.get("table", []) if "error" not in r and r["channels"] == 512 and r["res"] == 32
+           and r["mode"] == "graphed"]
+    if big:
+        lines += ["", "## Where the GPU time goes at 512 ch / 32 px (graphed)"]
+        for r in big:
+            lines += ["", f"**{r['precision']} {'NHWC' if r['channels_last'] else 'NCHW'}** (GPU-busy {r['busy_ms']}"
+                      " ms/step)", "", "| kernel | ms/step | calls/step |", "|---|---:|---:|"]
+            lines += [f"| `{k['kernel']}` | {k['ms_per_step']} | {k['calls_per_step']} |" for k in r["top_kernels"]]
+    several = results.get("several")
+    if several:
+        lines += ["", f"## Several candidates on one GPU ({several['channels']} ch, {several['res']} px, fp32)", "",
+                  "| setting | total img/s | x one eager candidate | per process |", "|---|---:|---:|---|"]
+        for name, r in several["runs"].items():
+            lines.append(f"| {name} | {r.get('img_per_s', r.get('skipped', 'error'))} | {r.get('vs_one_eager', '')} |"
+                         f" {r.get('per_process', '')} |")
+        if several.get("mps"):
+            lines += ["", str(several["mps"]).strip().splitlines()[-1]]
+        if several.get("mps_already_running"):
+            lines += ["", "An MPS daemon was already running: the rows without MPS ran under it too."]
+    costs = results.get("preset_cost")
+    if costs:
+        lines += ["", "## Paper presets from these numbers", "",
+                  "GPU-days of training, one candidate per GPU at the best graphed img/s of each size, candidates"
+                  " spread evenly over the resolutions, 100k iterations x 16 images each (scoring not included):", ""]
+        for name, c in costs.items():
+            if "missing" in c:
+                lines.append(f"- {name}: not computed (no numbers at {c['missing']} px)")
+            else:
+                lines.append(f"- {name}: {c['candidates']} candidates -> {c['gpu_days_one_candidate_per_gpu']}"
+                             f" GPU-days (the paper: {c['paper_gpu_days']}); img/s by px {c['img_per_s_by_res']}")
+    return "\n".join(lines) + "\n"
+
+
+# ====================================================================================== main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
-    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("gpu_check_out"), help="folder for the JSON and markdown")
+    parser.add_argument("--dry-run", action="store_true", help="no GPU needed: run the logic on the CPU, tiny sizes")
+    parser.add_argument("--quick", action="store_true", help="fewer rows and shorter runs (about half the time)")
+    parser.add_argument("--only", default="correctness,timing,several,search",
+                        help="comma-separated groups: correctness, timing, several, search")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="no new timing row or sharing run starts after this many seconds")
+    parser.add_argument("--_worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: this script is for a GPU machine")
-    RESULTS["device"] = torch.cuda.get_device_name(0)
-    RESULTS["torch"] = torch.__version__
-    checks = [train_resume, fade_in, search_local, search_ray]
-    if not args.skip_throughput:
-        checks.insert(2, throughput)
-    for run in checks:
-        run()
-    args.out.write_text(json.dumps(RESULTS, indent=2))
-    print(json.dumps({k: v.get("ok") if isinstance(v, dict) else v for k, v in RESULTS.items()}, indent=2))
+    if args._worker:
+        bench_worker(json.loads(args._worker))
+        return
+    if not args.dry_run and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device here (torch.cuda.is_available() is False). Run it on a GPU"
+                         " machine, or with --dry-run to exercise its CPU-side logic.")
+    groups = set(args.only.split(","))
+    start = time.perf_counter()
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.dry_run else "cpu",
+        "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+        "python": platform.python_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "dry_run": args.dry_run, "checks": {}}
+    ctx = Ctx("cpu" if args.dry_run else "cuda", args.dry_run, args.quick, start + args.budget_s, results)
+    if args.dry_run:
+        from dggan.threads import set_threads
+
+        set_threads(1)
+    # Correctness first, then the timing table and the sharing measurement (budgeted), then the searches.
+    for name, group, fn in CHECKS:
+        if group == "correctness" and group in groups:
+            run_check(ctx, name, fn)
+    if "timing" in groups:
+        run_table(ctx)
+    if "several" in groups:
+        run_several(ctx)
+    for name, group, fn in CHECKS:
+        if group == "search" and group in groups and not ctx.dry:
+            run_check(ctx, name, fn)
+    results["targets"] = targets(results)
+    results["preset_cost"] = preset_cost(results)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu_check.json").write_text(json.dumps(results, indent=2, default=str))
+    (args.out / "gpu_check.md").write_text(markdown(results))
+    failed = [n for n, e in results["checks"].items() if not e["ok"]]
+    print(f"\n{len(results['checks']) - len(failed)}/{len(results['checks'])} checks passed"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    for t in results["targets"]:
+        print(f"target: {t['target']}: {t['measured'] or 'not measured'}"
+              f" -> {'n/a' if t['ok'] is None else ('met' if t['ok'] else 'NOT met')}")
+    print(f"wrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'} in {results['seconds']} s")
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
