@@ -29,7 +29,10 @@ Search:
                          2 streams per worker; all finish with the same ledger shape
   search_ray             the Ray executor with 2 candidates per GPU (0.5 GPU each), when Ray is installed
 
-Correctness checks run deterministic cuDNN (``cudnn_benchmark`` off); the timing runs the defaults.
+The several-candidates runs go first, before this process creates a CUDA context of its own (an MPS server
+may refuse to start beside one). Correctness checks run deterministic cuDNN and cuBLAS (``cudnn_benchmark``
+off, ``CUBLAS_WORKSPACE_CONFIG``); the timing runs the defaults. Timing rows and sharing runs stop starting
+after ``--budget-s`` seconds; the report lists what was skipped.
 """
 
 from __future__ import annotations
@@ -52,17 +55,19 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, before CUDA starts
 
-from dggan.actions import Action, apply_action
-from dggan.checkpoint import load_checkpoint
-from dggan.cuda_step import on_stream
-from dggan.data import SyntheticShapes
-from dggan.genome import Genome, constant_channels, proggan_channels
-from dggan.inherit import inherit_weights
-from dggan.networks import Discriminator, Generator
-from dggan.train import TrainConfig, Trainer
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from dggan.actions import Action, apply_action  # noqa: E402
+from dggan.checkpoint import load_checkpoint  # noqa: E402
+from dggan.cuda_step import on_stream  # noqa: E402
+from dggan.data import SyntheticShapes  # noqa: E402
+from dggan.genome import Genome, constant_channels, proggan_channels  # noqa: E402
+from dggan.inherit import inherit_weights  # noqa: E402
+from dggan.networks import Discriminator, Generator  # noqa: E402
+from dggan.train import TrainConfig, Trainer  # noqa: E402
 
 HERE = Path(__file__).resolve()
 BATCH = 16
@@ -234,6 +239,7 @@ def graphs_match_eager(ctx: Ctx) -> dict[str, Any]:
             assert worst <= TOLERANCE, f"{name}: graphed losses differ from eager by {worst:.3g} (relative)"
             assert alpha_err <= 1e-7, f"{name}: alpha differs from the eager schedule by {alpha_err}"
             assert out[name]["finite"], f"{name}: non-finite losses"
+        assert out["plain"]["captures"] == 1, "one capture for a candidate that does not fade in"
         assert out["fade_in"]["captures"] == 2, "the end of the fade-in must recapture exactly once"
         assert out["fade_in"]["alpha_steps_checked"] == fade
     return out
@@ -256,6 +262,7 @@ def resume_graphs(ctx: Ctx) -> dict[str, Any]:
         assert resumed.graphed == ctx.cuda and resumed.iteration == n
         got = [resumed.step() for _ in range(2 * n)]
     diff = max(float((a - b).abs().max()) for a, b in zip(expected, got, strict=True))
+    assert captures(trainer) == captures(resumed) == 2, (captures(trainer), captures(resumed))
     assert diff == 0.0, f"resumed run differs by {diff} (absolute) from the uninterrupted one"
     return {"steps_compared": 2 * n, "max_abs_diff": diff, "captures_original": captures(trainer),
             "captures_resumed": captures(resumed)}
@@ -286,6 +293,7 @@ def no_host_sync(ctx: Ctx) -> dict[str, Any]:
             if ctx.cuda:
                 torch.cuda.set_sync_debug_mode(0)
         sync(ctx)
+        assert captures(trainer) == (1 if graphs else 0)
         out["graphed" if graphs else "eager"] = "20 iterations without a host sync"
     return out
 
@@ -308,6 +316,7 @@ def bf16_graphs(ctx: Ctx) -> dict[str, Any]:
             resumed.use_static_inputs(PlainRunner())
         got = [resumed.step() for _ in range(3)]
     diff = max(rel_diff(a, b) for a, b in zip(expected, got, strict=True))
+    assert captures(trainer) == 2, f"expected a capture before and one after the fade-in, got {captures(trainer)}"
     assert diff <= 1e-2, f"bf16 resume differs by {diff:.3g} (relative)"
     return {"layout": layout, "stats": result.stats, "captures": captures(trainer), "resume_max_rel_diff": diff}
 
@@ -394,7 +403,9 @@ def measure(ctx: Ctx, genome: Genome, *, bf16: bool, graphs: bool, steps: int, p
            "kernels_per_step": round(len(events) / profile_steps, 1), "img_per_s": round(BATCH / wall, 1),
            "wall_over_busy": None if not busy else round(wall * 1e3 / busy, 3),
            "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20) if ctx.cuda else None,
-           "captures": captures(trainer), "top_kernels": top_kernels(events, profile_steps)}
+           "captures": captures(trainer),
+           "graph_failed": getattr(getattr(trainer._graph, "plan", None), "failed", None),
+           "top_kernels": top_kernels(events, profile_steps)}
     del trainer
     if ctx.cuda:
         torch.cuda.empty_cache()
@@ -609,7 +620,7 @@ def tiny_search(ctx: Ctx, executor: str, **options: Any) -> dict[str, Any]:
 
     settings = {"data": "synthetic:n=512,res=16", "metric": "swd256", "baseline": {8: 100.0, 16: 100.0},
                 "initial_channels": [32], "latent_size": 32, "target_resolution": 16, "top_k": 2, "p": 0.3,
-                "filters": [16, 32, 64], "iterations": 60, "final_iterations": 30, "max_steps": 2, "seed": 3,
+                "filters": [16, 32, 64], "iterations": 40, "final_iterations": 20, "max_steps": 2, "seed": 3,
                 "device": "cuda", "executor": executor, "cudnn_benchmark": False, "sample_grid": 0, "tables": False}
     config = SearchConfig.from_dict({**settings, **{k: v for k, v in options.items() if k != "workers"}})
     ex = make_executor(executor, options.get("workers", torch.cuda.device_count()), "cuda",
@@ -743,7 +754,8 @@ def markdown(results: dict[str, Any]) -> str:
         if "error" in r:
             lines.append(f"| {r.get('what')} | error: {r['error'].strip().splitlines()[-1][:100]} |")
             continue
-        lines.append(f"| {r['channels']} | {r['latent']} | {r['res']} | {r['precision']} | {r['mode']} |"
+        mode = r["mode"] + (" (capture FAILED: ran eagerly)" if r.get("graph_failed") else "")
+        lines.append(f"| {r['channels']} | {r['latent']} | {r['res']} | {r['precision']} | {mode} |"
                      f" {'NHWC' if r['channels_last'] else 'NCHW'} | {r['wall_ms']} | {r['busy_ms']} |"
                      f" {r['wall_over_busy']} | {r['kernels_per_step']} | {r['img_per_s']} | {r['peak_mib']} |")
     if results.get("table_skipped"):
@@ -789,7 +801,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rows and shorter runs (about half the time)")
     parser.add_argument("--only", default="correctness,timing,several,search",
                         help="comma-separated groups: correctness, timing, several, search")
-    parser.add_argument("--budget-s", type=float, default=420.0,
+    parser.add_argument("--budget-s", type=float, default=330.0,
                         help="no new timing row or sharing run starts after this many seconds")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -802,8 +814,8 @@ def main() -> None:
     groups = set(args.only.split(","))
     start = time.perf_counter()
     results: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.dry_run else "cpu",
-        "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+        "device": "cpu", "torch": torch.__version__, "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
         "python": platform.python_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "dry_run": args.dry_run, "checks": {}}
     ctx = Ctx("cpu" if args.dry_run else "cuda", args.dry_run, args.quick, start + args.budget_s, results)
@@ -811,14 +823,17 @@ def main() -> None:
         from dggan.threads import set_threads
 
         set_threads(1)
-    # Correctness first, then the timing table and the sharing measurement (budgeted), then the searches.
+    # The sharing runs (subprocesses only) before this process touches the GPU, then correctness, the timing
+    # table (budgeted with the sharing runs), the searches.
+    if "several" in groups:
+        run_several(ctx)
+    if ctx.cuda:
+        results["device"] = torch.cuda.get_device_name(0)
     for name, group, fn in CHECKS:
         if group == "correctness" and group in groups:
             run_check(ctx, name, fn)
     if "timing" in groups:
         run_table(ctx)
-    if "several" in groups:
-        run_several(ctx)
     for name, group, fn in CHECKS:
         if group == "search" and group in groups and not ctx.dry:
             run_check(ctx, name, fn)

@@ -129,7 +129,7 @@ class Uploader:
         if out.is_cuda:
             if event is None:
                 event = self.events[i] = torch.cuda.Event()
-            event.record()
+            event.record(torch.cuda.current_stream(out.device))
         return out
 
 
