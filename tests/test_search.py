@@ -385,5 +385,5 @@ def test_resume_may_change_where_a_search_runs_but_not_what_it_computes(tmp_path
     assert result.exit_code == 0, result.output
     assert "torch threads: 2" in (run / "log.txt").read_text()
     result = runner.invoke(app, ["search", "--resume", str(run), "--no-progress", "--set", "top_k=4"])
-    assert result.exit_code == 2 and "only ['device', 'executor', 'gpus_per_candidate', 'threads', 'workers']" \
-        in result.output
+    assert result.exit_code == 2 and "only ['device', 'executor', 'gpus_per_candidate', 'slurm_array_parallelism'" \
+        in result.output and "'threads', 'workers'] may change (not ['top_k'])" in result.output

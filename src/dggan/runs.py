@@ -6,6 +6,8 @@ RUN/
   ledger.sqlite           the search's ledger
   .lock                   held by the search that writes this run
   log.txt                 what the search said, timestamped
+  tb/                     TensorBoard logs: search/ (per step), c00007/ (per candidate), best/, baseline/c00001/
+  slurm/                  the slurm executor's job files and logs (submitit)
   baseline/               the auto baseline: a run folder of its own
   candidates/c00007/      checkpoint.safetensors, genome.json, samples.png, stats.jsonl, inheritance.json
   best/                   the final model
@@ -49,6 +51,16 @@ class RunLayout:
     @property
     def lock(self) -> Path:
         return self.root / ".lock"
+
+    @property
+    def tb(self) -> Path:
+        """TensorBoard logs (``tensorboard --logdir RUN/tb``)."""
+        return self.root / "tb"
+
+    @property
+    def slurm(self) -> Path:
+        """The slurm executor's job files, logs and results (submitit's folder)."""
+        return self.root / "slurm"
 
     @property
     def baseline(self) -> RunLayout:

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 PRESET_NAMES = ("cifar10", "demo", "lsun-bedroom", "shapes")
 # Settings that say where and how fast a search runs, not what it computes: --resume may change them.
-RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device"})
+RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "tensorboard",
+                              "slurm_cluster", "slurm_partition", "slurm_gpus", "slurm_cpus_per_task", "slurm_time_min",
+                              "slurm_max_timeouts", "slurm_array_parallelism", "slurm_extra", "slurm_setup",
+                              "slurm_folder"})
 
 
 def build_config(preset_name: str | None, config_file: Path | None, overrides: list[str],
@@ -47,7 +50,7 @@ def print_summary(summary: SearchSummary) -> None:
 
 
 Progress = Annotated[bool, typer.Option(help="Show progress bars")]
-Executor = Annotated[str | None, typer.Option(help="inprocess, local or ray")]
+Executor = Annotated[str | None, typer.Option(help="inprocess, local, ray or slurm")]
 Workers = Annotated[int | None, typer.Option(help="Worker processes (local) / CPUs (ray)")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: KEY=VALUE (value as JSON or"

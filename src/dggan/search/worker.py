@@ -14,12 +14,14 @@ import functools
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..board import Board
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..data.base import ImageSource
 from ..errors import ConfigError, GenomeError
@@ -41,6 +43,33 @@ def set_worker_device(device: str | None) -> None:
     _WORKER_DEVICE = device
 
 
+# Preemption (the slurm executor): a signal handler asks the candidate training in this process to save a
+# checkpoint at its next logged iteration and then call ``_PREEMPTED`` (which requeues the job and exits), so a
+# requeued job loses no training. Logged iterations are iteration boundaries: a resume from there is exact.
+_TRAINING = False
+_PREEMPTED: Callable[[], None] | None = None
+
+
+def preempt(then: Callable[[], None]) -> bool:
+    """Checkpoint the candidate training in this process at its next logged iteration, then call ``then``.
+    False, and nothing asked, when no candidate is training (the caller can stop right away)."""
+    global _PREEMPTED
+    if not _TRAINING:
+        return False
+    _PREEMPTED = then
+    return True
+
+
+def _honour_preemption(trainer: Trainer, ckpt_path: Path, board: Board) -> None:
+    global _PREEMPTED
+    if _PREEMPTED is None:
+        return
+    then, _PREEMPTED = _PREEMPTED, None
+    trainer.save(ckpt_path)  # the requeued job resumes exactly here
+    board.close()
+    then()
+
+
 @dataclass(frozen=True)
 class CandidateTask:
     candidate_id: int
@@ -59,6 +88,7 @@ class CandidateTask:
     continue_from: str | None = None  # final training: continue this checkpoint up to train["iterations"]
     threads: int | None = None  # torch CPU threads (the same count everywhere keeps CPU results identical)
     until: int | None = None  # a rung of successive halving: train up to this iteration, score, stop
+    tb_dir: str | None = None  # TensorBoard logs of this candidate (when tensorboard is installed)
 
 
 @dataclass
@@ -141,21 +171,38 @@ def _run(task: CandidateTask) -> CandidateResult:
             raise CandidateFailure(str(exc)) from exc
         if trainer.inheritance:
             atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
+    with Board(task.tb_dir, purge_step=trainer.iteration + 1) as board:  # hides an interrupted writer's tail
+        return _train_and_score(task, trainer, config, data, out, ckpt_path, board)
+
+
+def _train_and_score(task: CandidateTask, trainer: Trainer, config: TrainConfig, data: ImageSource, out: Path,
+                     ckpt_path: Path, board: Board) -> CandidateResult:
+    global _TRAINING
+    genome = trainer.genome
     every = task.checkpoint_every or max(1, config.iterations // 4)
     end = config.iterations if task.until is None else min(task.until, config.iterations)
+
+    def on_log(row: dict[str, float]) -> None:
+        append_jsonl(out / "stats.jsonl", row)
+        board.scalars({k: v for k, v in row.items() if k != "iteration"}, int(row["iteration"]), "train/")
+        _honour_preemption(trainer, ckpt_path, board)
+
     if trainer.iteration < end or (trainer.fading and end == config.iterations):
+        _TRAINING = True
         try:
             result = trainer.train(end, progress=task.progress, checkpoint_path=ckpt_path, checkpoint_every=every,
-                                   desc=f"{out.name} {genome.resolution}px",
-                                   on_log=lambda row: append_jsonl(out / "stats.jsonl", row))
+                                   desc=f"{out.name} {genome.resolution}px", on_log=on_log)
         except RuntimeError as exc:
             if is_out_of_memory(exc):
                 raise CandidateFailure(f"does not fit the device: {exc}") from exc
             raise
+        finally:
+            _TRAINING = False
         if result.status != Status.DONE:
             return CandidateResult(task.candidate_id, Status(result.status), train_seconds=trainer.train_seconds,
                                    error=result.reason, extra={"stats": result.stats}, iterations=trainer.iteration)
         trainer.save(ckpt_path)
+        _honour_preemption(trainer, ckpt_path, board)  # asked for after the last logged iteration
     elif not ckpt_path.exists():
         trainer.save(ckpt_path)  # e.g. a final training of 0 extra iterations: the result still lives here
 
@@ -165,10 +212,13 @@ def _run(task: CandidateTask) -> CandidateResult:
                                eval_seconds=time.perf_counter() - start, iterations=trainer.iteration,
                                error="the EMA generator's output is not finite")
     scores = evaluate_trainer(trainer, data, task)
-    if task.sample_grid:
-        save_grid(trainer.sample(task.sample_grid, seed=0), out / SAMPLES_NAME)
-    eval_seconds = time.perf_counter() - start
     value = float(scores["value"])
+    board.scalars({task.metric: value}, trainer.iteration, "metric/")
+    if task.sample_grid:
+        samples = trainer.sample(task.sample_grid, seed=0)
+        save_grid(samples, out / SAMPLES_NAME)
+        board.images("samples", samples, trainer.iteration)
+    eval_seconds = time.perf_counter() - start
     extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}
     # The driver normalises: only it knows the baseline at this candidate's route iterations.
     return CandidateResult(task.candidate_id, Status.DONE, metric=value, extra=extra,
