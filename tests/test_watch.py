@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,6 @@ TINY: dict[str, Any] = {  # tests/test_search.py's tiny search
 
 def tiny(**overrides: Any) -> SearchConfig:
     return SearchConfig.from_dict({**TINY, **overrides})
-
 
 
 def events(folder: Path) -> Any:
@@ -72,3 +72,96 @@ def test_without_tensorboard_nothing_breaks(tmp_path: Path, monkeypatch: pytest.
     quiet = tmp_path / "quiet"
     run_search(quiet, tiny(max_steps=1, final_iterations=0, tensorboard=False), progress=False)
     assert "tensorboard" not in (quiet / "log.txt").read_text()
+
+
+# ---------------------------------------------------------------------- dggan status
+def _row(cid: int, step: int, status: str, *, res: int = 8, norm: float | None = None, train: float | None = None,
+         evals: float | None = None, updated: float = 100.0, iterations: int = 100) -> Any:
+    from dggan.genome import Genome, constant_channels
+    from dggan.search.ledger import CandidateRow, Status
+
+    genome = Genome.base(latent_size=8, channels=constant_channels(8, 8), base_resolution=8)
+    return CandidateRow(id=cid, parent=None, step=step, action=None, genome=genome, resolution=res, g_params=1,
+                        d_params=1, status=Status(status), metric=None if norm is None else norm * 10,
+                        normalized_metric=norm, extra={}, train_seconds=train, eval_seconds=evals, checkpoint=None,
+                        error=None, seed=0, kept=False, iterations=iterations, route_iterations=iterations,
+                        updated=updated)
+
+
+def test_status_is_a_pure_function_of_the_rows() -> None:
+    from dggan.search.status import Progress, compute_status
+
+    rows = [_row(1, 0, "done", norm=1.0, train=30, evals=6),
+            _row(2, 1, "done", norm=0.8, train=10, evals=2), _row(3, 1, "done", norm=0.9, train=20, evals=4),
+            _row(4, 1, "failed"), _row(5, 1, "pruned", norm=None, train=3),
+            _row(6, 1, "running"),  # training: stats written since it was handed out, half way
+            _row(7, 1, "running"),  # handed out with the same batch, waiting for a worker
+            _row(8, 1, "pending", res=16)]
+    progress = {6: Progress({"iteration": 50, "images_per_s": 120.0}, mtime=200.0),
+                7: Progress({"iteration": 25, "images_per_s": 99.0}, mtime=50.0)}  # an earlier rung's (stale)
+    settings = {"metric": "swd512", "iterations": 100, "max_steps": 3, "final_iterations": 10}
+    status = compute_status(rows, None, settings, run="RUN", locked=True, pid=42, progress=progress, now=300.0)
+    assert (status.state, status.pid, status.phase, status.step) == ("running", 42, "step 1", 1)
+    assert status.counts == {"pending": 1, "running": 2, "done": 3, "diverged": 0, "failed": 1, "pruned": 1}
+    assert status.step_counts["done"] == 2 and status.step_counts["running"] == 2
+    assert status.training == [6] and status.images_per_s == 120.0
+    # Mean of step 1's finished candidates: (12 + 24) / 2 = 18 s; c6 is half done, c7 a quarter (an earlier
+    # rung), c8 not started; one trains at a time, as now.
+    assert status.eta_seconds == pytest.approx(18 * 0.5 + 18 * 0.75 + 18)
+    assert "mean of 2 finished one(s) of step 1" in status.eta_note
+    assert [(b.resolution, b.candidate, b.normalized_metric) for b in status.best] == [(8, 2, 0.8)]
+    assert status.score == "swd512 / ProgGAN"
+    text = "\n".join(status.lines())
+    assert "running (pid 42) — step 1" in text and "1 of the 2 running candidate(s)" in text and "120 images/s" in text
+    assert "3 done, 2 running, 1 pending, 1 failed, 1 pruned" in text and "c00002" in text
+    # Nothing finished yet in the newest step: the previous step's candidates are the estimate's basis.
+    early = compute_status(rows[:1] + [_row(9, 1, "running")], None, settings, locked=True, progress={})
+    assert early.eta_seconds == pytest.approx(36.0) and "of step 0" in early.eta_note
+    alone = compute_status(rows[:1], None, settings, locked=True)
+    assert alone.eta_seconds == 0.0
+    first = compute_status([_row(1, 0, "running")], None, settings, locked=True)
+    assert first.eta_seconds is None and "no estimate" in first.eta_note
+    stopped = compute_status(rows, None, settings, locked=False, completed=False)
+    assert stopped.state == "stopped" and stopped.eta_seconds is None and stopped.pid is None
+    assert "dggan search --resume" in "\n".join(stopped.lines())
+    assert compute_status([], None, settings).state == "empty"
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file()}
+
+
+def test_status_command_reads_a_run_without_writing(tmp_path: Path) -> None:
+    import fcntl
+
+    from typer.testing import CliRunner
+
+    from dggan.cli import app
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    run_search(run, tiny(max_steps=1, final_iterations=2, tensorboard=False), progress=False)
+    before = _snapshot(run)
+    result = runner.invoke(app, ["status", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        rows = ledger.candidates()
+    assert status["state"] == "finished" and status["final"] == "done"
+    assert sum(status["counts"].values()) == len(rows) and status["counts"]["done"] == len(rows)
+    best16 = min((r for r in rows if r.resolution == 16), key=lambda r: r.normalized_metric)
+    assert next(b for b in status["best"] if b["resolution"] == 16)["candidate"] == best16.id
+    text = runner.invoke(app, ["status", str(run), "--watch", "--interval", "0.1"])  # not running: one screen
+    assert text.exit_code == 0 and "finished" in text.output and best16.genome.summary() in text.output
+    with open(run / ".lock", "a+") as handle:  # a search holds the run
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.truncate(0)
+        handle.write("4242")
+        handle.flush()
+        before = _snapshot(run)
+        result = runner.invoke(app, ["status", str(run), "--json"])
+        assert json.loads(result.output)["state"] == "running" and json.loads(result.output)["pid"] == 4242
+    assert _snapshot(run) == before  # read-only: nothing written, nothing created
+    missing = runner.invoke(app, ["status", str(tmp_path)])
+    assert missing.exit_code == 2 and "not a search run folder" in missing.output

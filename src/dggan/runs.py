@@ -18,6 +18,7 @@ Paths stored in the ledger are relative to the run folder, so a run can be moved
 
 from __future__ import annotations
 
+import fcntl
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,25 @@ class RunLayout:
             return str(Path(path).resolve().relative_to(self.root.resolve()))
         except ValueError:
             return str(path)
+
+
+def search_lock(run_dir: str | Path) -> tuple[bool, int | None]:
+    """Whether a search holds the run folder's lock (it is running) and, if so, its pid (from the lock file).
+    Only reads: the file is never created or written, and the shared lock it tries is released at once."""
+    try:
+        handle = open(RunLayout(run_dir).lock, "rb")  # noqa: SIM115 (closed below; "rb" never creates it)
+    except OSError:
+        return False, None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # the search's exclusive lock
+            text = handle.read(32).decode(errors="replace").strip()
+            return True, int(text) if text.isdigit() else None
+        except OSError:  # a filesystem without locks: nothing to tell
+            return False, None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False, None
 
 
 def new_run_dir(root: str | Path, desc: str) -> Path:
