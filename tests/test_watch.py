@@ -128,8 +128,15 @@ def test_status_is_a_pure_function_of_the_rows() -> None:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
-            if p.is_file()}
+    """Every file of a run, with its size and time of change; but the lock, which a test writes itself, and
+    SQLite's shared-memory index (ledger.sqlite-shm, where WAL readers take their read marks) and an empty
+    write-ahead log (a reader may open one; a write would fill it)."""
+    import gc
+
+    gc.collect()  # close the ledger connections a finished in-process search leaves to the collector
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name not in (".lock", "ledger.sqlite-shm")
+             and not (p.name == "ledger.sqlite-wal" and p.stat().st_size == 0)]
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
 
 
 def test_status_command_reads_a_run_without_writing(tmp_path: Path) -> None:
@@ -165,3 +172,41 @@ def test_status_command_reads_a_run_without_writing(tmp_path: Path) -> None:
     assert _snapshot(run) == before  # read-only: nothing written, nothing created
     missing = runner.invoke(app, ["status", str(tmp_path)])
     assert missing.exit_code == 2 and "not a search run folder" in missing.output
+
+
+# ---------------------------------------------------------------------- the report of a running search
+def test_report_of_a_running_search_is_a_dated_snapshot(tmp_path: Path) -> None:
+    import fcntl
+    import re
+
+    from dggan.analysis import generate_report
+
+    run = tmp_path / "run"
+    run_search(run, tiny(max_steps=1, final_iterations=0, tensorboard=False), progress=False)
+    with Ledger.open(run / "ledger.sqlite") as ledger:  # as in the middle of a step
+        last = ledger.candidates()[-1].id
+        ledger.update(last, status="running", metric=None, normalized_metric=None)
+    before = _snapshot(run)
+    with open(run / ".lock", "a+") as handle:  # the search holds the run while the report is built
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.truncate(0)
+        handle.write("4242")
+        handle.flush()
+        result = generate_report(run)
+    assert result.snapshot is not None and "running search (pid 4242)" in result.snapshot
+    html = result.path.read_text()
+    banner = re.search(r'<div class="snapshot" id="snapshot" role="status">([^<]*)</div>', html)
+    assert banner and re.search(r"Snapshot of a running search \(pid 4242\), taken at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+                                banner.group(1))
+    assert html.index('id="snapshot"') < html.index('<section id="result"')  # said first
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert summary["snapshot"] == result.snapshot and summary["generated"] in result.snapshot
+    after = {k: v for k, v in _snapshot(run).items() if not k.startswith("report/")}
+    assert after == {k: v for k, v in before.items() if not k.startswith("report/")}  # the run is only read
+    # Not running, but unfinished: still a snapshot, and the page says how to continue.
+    stopped = generate_report(run)
+    assert stopped.snapshot is not None and "unfinished search" in stopped.snapshot and "--resume" in stopped.snapshot
+    with Ledger.open(run / "ledger.sqlite") as ledger:
+        ledger.update(last, status="done")
+    assert generate_report(run).snapshot is None  # finished: no banner
+    assert 'id="snapshot"' not in (run / "report" / "index.html").read_text()
