@@ -152,7 +152,7 @@ def compare_command(
     if executor is not None or workers is not None:
         from ..search.driver import load_run_config
 
-        chosen = executor_for(load_run_config(run), executor=executor, workers=workers)
+        chosen = executor_for(load_run_config(run), run, executor=executor, workers=workers)
     try:
         result = compare(run, eval_seeds=eval_seeds, executor=chosen, progress=progress)
     finally:

@@ -662,10 +662,19 @@ def check_sizes(config: SearchConfig) -> None:
                        f"a child with the action space's largest {kind} layer")
 
 
+def check_executor(config: SearchConfig) -> None:
+    """The slurm executor's submitit (and SLURM) are here before any work starts."""
+    if config.executor == "slurm":
+        from .slurm import check_slurm
+
+        check_slurm(config.slurm_cluster)
+
+
 def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None) -> None:
     """Everything that can be checked before a run folder is made or any work is done."""
     if run_dir is not None:
         check_new_run_dir(Path(run_dir))
+    check_executor(config)
     static_curve(config)
     check_device(config)
     check_sizes(config)
@@ -694,6 +703,7 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
         if runtime:
             config = SearchConfig.from_dict({**config.to_dict(), **runtime}, source="--resume settings")
         check_device(config)
+        check_executor(config)
         check_data(config)  # the files may have moved since the run started
         check_metric(config)
     elif config is None:
@@ -702,7 +712,7 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
         validate_new_search(config, run_dir)  # before any folder is made or work is done
         create_run(run_dir, config)
     own = executor is None
-    executor = executor or executor_for(config)
+    executor = executor or executor_for(config, run_dir)
     try:
         return Search(run_dir, config, executor, progress).run()
     finally:
@@ -724,7 +734,7 @@ def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executo
              for k, res in enumerate(resolutions(config))}
     needs[config.target_resolution] = reach
     own = executor is None
-    executor = executor or executor_for(config)
+    executor = executor or executor_for(config, run_dir)
     try:
         search = Search(run_dir, sub, executor, progress)
         with run_lock(run_dir):
