@@ -62,6 +62,27 @@ def test_tensorboard_logs_every_candidate_and_every_step(tmp_path: Path) -> None
     assert search.Scalars("search/best_normalized/16px")[-1].value == pytest.approx(best16, rel=1e-5)
 
 
+def test_a_resumed_candidate_hides_what_it_trains_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tensorboard")
+    from dggan.board import Board
+
+    with Board(tmp_path / "c1") as board:  # interrupted after iteration 5; its checkpoint is at 2
+        for i in range(1, 6):
+            board.scalars({"loss_d": float(i)}, i, "train/")
+    with Board(tmp_path / "c1", purge_step=3) as board:  # the worker resumes at 2: purge_step = iteration + 1
+        for i in range(3, 6):
+            board.scalars({"loss_d": 10.0 + i, "nan": float("nan")}, i, "train/")
+    acc = events(tmp_path / "c1")
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss_d")] == [(1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0),
+                                                                         (5, 15.0)]
+    assert "train/nan" not in acc.Tags()["scalars"]  # non-finite values are left out
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    off = Board(tmp_path / "c2")
+    off.scalars({"x": 1.0}, 1)
+    off.close()
+    assert not off.active and not (tmp_path / "c2").exists()
+
+
 def test_without_tensorboard_nothing_breaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # `import tensorboard` now fails
     run = tmp_path / "run"
