@@ -73,7 +73,8 @@ def one_line_error(result: Any, needle: str, code: int = 2) -> None:
     ({"data": "synthetic:n=3,res=16"}, "has 3 images, fewer than one batch"),
     ({"device": "cuda"}, "CUDA is not available"),
     ({"lr": "Infinity"}, "lr must be a number, got Infinity"),
-    ({"inception_weights": "/etc/passwd", "metric": "fid16"}, "is not a plain tensor state dict"),
+    ({"inception_weights": "/etc/passwd", "metric": "fid16", "rung_metric": "fid8"},
+     "is not a plain tensor state dict"),
 ])
 def test_what_cannot_work_fails_before_any_work(tmp_path: Path, overrides: dict[str, Any], needle: str) -> None:
     if overrides.get("device") == "cuda" and torch.cuda.is_available():
