@@ -16,7 +16,7 @@ import numpy as np
 from ..actions import Action, ActionSpace, GrowthLimits, apply_action
 from ..genome import Genome
 from ..io import atomic_write_json
-from ..metrics.normalize import PROGGAN_FID_CIFAR10
+from ..metrics.paper import PROGGAN_FID_CIFAR10
 from ..runs import RunLayout
 from ..search.algorithm import Rules, best_candidate
 from ..search.ledger import Ledger, Status

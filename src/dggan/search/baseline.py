@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError, SearchError
-from ..metrics.normalize import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM
+from ..metrics.paper import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM
 from ..runs import RunLayout
 from .config import SearchConfig
 from .ledger import CandidateRow, Ledger, RungRow, Status

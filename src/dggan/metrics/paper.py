@@ -1,4 +1,4 @@
-"""Normalised metrics: a candidate's FID divided by ProgGAN's FID at the same resolution.
+"""The paper's ProgGAN FIDs per resolution, and a metric normalised by a per-resolution baseline.
 
 FIDs at different resolutions are not comparable, so the paper's search ranks candidates by FID over
 the per-scale ProgGAN baseline (< 1 means better than ProgGAN at that scale).
