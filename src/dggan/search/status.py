@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..durations import duration
 from ..errors import LedgerError
 from ..runs import RunLayout, search_lock
 from .ledger import CandidateRow, FinalRow, Ledger, Status
@@ -62,8 +63,6 @@ class SearchStatus:
 
     def lines(self) -> list[str]:
         """The screen ``dggan status`` prints."""
-        from ..analysis.headline import duration
-
         head = {"running": f"running (pid {self.pid or '?'}) — {self.phase}",
                 "finished": "finished", "empty": "no candidate yet",
                 "stopped": "not running, unfinished: continue it with `dggan search --resume RUN`"}[self.state]
