@@ -29,6 +29,7 @@ COMMANDS = [
     ["compare", "--help"],
     ["tables", "--help"],
     ["ls", "{run}"],  # a real run folder: reads the ledger, no torch
+    ["status", "{run}"],  # the same run: read-only ledger and stats files, no torch
     ["genome", "base"],
 ]
 

@@ -339,7 +339,7 @@ class ReferenceTrainer:
         return self.step_on(real, z, eps)
 
     def step_on(self, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """[loss_d, loss_g, gp, mean D(real), mean D(fake)] after one iteration on these inputs."""
+        """[loss_d, loss_g, gp, mean D(real), mean D(fake), mean D(real)^2] after one iteration on these inputs."""
         fake = self.G(z)
         detached = fake.detach()
         if self.concat:
@@ -350,7 +350,8 @@ class ReferenceTrainer:
         d_mixed = self.D(mixed)
         (grad,) = torch.autograd.grad(d_mixed.sum(), mixed, create_graph=True)
         gp = (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
-        loss_d = d_fake.mean() - d_real.mean() + self.gp_lambda * gp + self.drift * d_real.square().mean()
+        drift = d_real.square().mean()
+        loss_d = d_fake.mean() - d_real.mean() + self.gp_lambda * gp + self.drift * drift
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -361,4 +362,4 @@ class ReferenceTrainer:
         self.opt_g.step()
         with torch.no_grad():
             torch._foreach_lerp_(self.ema_params, self.g_params, 1.0 - self.ema_beta)
-        return torch.stack([loss_d, loss_g, gp, d_real.mean(), d_fake.mean()]).detach()
+        return torch.stack([loss_d, loss_g, gp, d_real.mean(), d_fake.mean(), drift]).detach()

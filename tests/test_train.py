@@ -25,6 +25,12 @@ def test_losses_are_finite_and_ema_moves(tiny_genome: Genome, tiny_data: Synthet
     assert result.status == "done" and result.iterations == 12
     assert [row["iteration"] for row in logs] == [4, 8, 12]
     assert all(torch.isfinite(torch.tensor(row["loss_d"])) for row in logs)
+    names = {"loss_d", "loss_g", "gp", "d_real", "d_fake", "drift", "alpha", "images_per_s", "iteration"}
+    assert all(set(row) == names for row in logs)
+    for row in logs:  # the logged terms add up to the critic loss (averages over the same iterations)
+        assert row["drift"] >= 0  # E[D(real)^2]
+        parts = row["d_fake"] - row["d_real"] + CFG.gp_lambda * row["gp"] + CFG.drift * row["drift"]
+        assert row["loss_d"] == pytest.approx(parts, rel=1e-4, abs=1e-5)
     after = list(trainer.G_ema.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     # EMA lags G: it moved, but not all the way.

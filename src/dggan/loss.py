@@ -24,6 +24,7 @@ class CriticTerms:
     gp: torch.Tensor
     d_real: torch.Tensor
     d_fake: torch.Tensor
+    drift: torch.Tensor  # E[D(real)^2], unweighted like gp (ProgGAN logs its epsilon penalty the same way)
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,9 @@ class WGANGP:
             d_mixed = D(mixed).float()
         (grad,) = torch.autograd.grad(d_mixed.sum(), mixed, create_graph=True)
         gp = (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
-        loss = d_fake.mean() - d_real.mean() + self.gp_lambda * gp + self.drift * d_real.square().mean()
-        return CriticTerms(loss, gp, d_real.mean(), d_fake.mean())
+        drift = d_real.square().mean()
+        loss = d_fake.mean() - d_real.mean() + self.gp_lambda * gp + self.drift * drift
+        return CriticTerms(loss, gp, d_real.mean(), d_fake.mean(), drift)
 
     @staticmethod
     def generator(D: nn.Module, fake: torch.Tensor, autocast: Autocast) -> torch.Tensor:

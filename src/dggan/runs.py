@@ -6,6 +6,8 @@ RUN/
   ledger.sqlite           the search's ledger
   .lock                   held by the search that writes this run
   log.txt                 what the search said, timestamped
+  tb/                     TensorBoard logs: search/ (per step), c00007/ (per candidate), best/, baseline/c00001/
+  slurm/                  the slurm executor's job files and logs (submitit)
   baseline/               the auto baseline: a run folder of its own
   candidates/c00007/      checkpoint.safetensors, genome.json, samples.png, stats.jsonl, inheritance.json
   best/                   the final model
@@ -16,6 +18,7 @@ Paths stored in the ledger are relative to the run folder, so a run can be moved
 
 from __future__ import annotations
 
+import fcntl
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +54,16 @@ class RunLayout:
         return self.root / ".lock"
 
     @property
+    def tb(self) -> Path:
+        """TensorBoard logs (``tensorboard --logdir RUN/tb``)."""
+        return self.root / "tb"
+
+    @property
+    def slurm(self) -> Path:
+        """The slurm executor's job files, logs and results (submitit's folder)."""
+        return self.root / "slurm"
+
+    @property
     def baseline(self) -> RunLayout:
         """The auto baseline's own run folder inside this one."""
         return RunLayout(self.root / "baseline")
@@ -83,6 +96,25 @@ class RunLayout:
             return str(Path(path).resolve().relative_to(self.root.resolve()))
         except ValueError:
             return str(path)
+
+
+def search_lock(run_dir: str | Path) -> tuple[bool, int | None]:
+    """Whether a search holds the run folder's lock (it is running) and, if so, its pid (from the lock file).
+    Only reads: the file is never created or written, and the shared lock it tries is released at once."""
+    try:
+        handle = open(RunLayout(run_dir).lock, "rb")  # noqa: SIM115 (closed below; "rb" never creates it)
+    except OSError:
+        return False, None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # the search's exclusive lock
+            text = handle.read(32).decode(errors="replace").strip()
+            return True, int(text) if text.isdigit() else None
+        except OSError:  # a filesystem without locks: nothing to tell
+            return False, None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False, None
 
 
 def new_run_dir(root: str | Path, desc: str) -> Path:

@@ -39,6 +39,8 @@ def type_name(tp: Any) -> str:
             names.append("null")
         elif typing.get_origin(option) is tuple:
             names.append(f"a list of {type_name(typing.get_args(option)[0])}")
+        elif option is dict or typing.get_origin(option) is dict:
+            names.append("a JSON object")
         elif option is float:
             names.append("a number")
         elif option is int:
@@ -100,6 +102,12 @@ def _convert_one(value: Any, tp: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return json.dumps(value)  # --set data=123: the user meant the text
         raise ValueError
+    if tp is dict or typing.get_origin(tp) is dict:
+        if isinstance(value, str):
+            value = json.loads(value)  # --set 'slurm_extra={"account": "lab"}' (a JSONDecodeError is a ValueError)
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError
+        return value
     if typing.get_origin(tp) is tuple:
         item = typing.get_args(tp)[0]
         if isinstance(value, str):

@@ -80,7 +80,8 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-_STAT_NAMES = ("loss_d", "loss_g", "gp", "d_real", "d_fake")
+# Logged per iteration; "drift" is E[D(real)^2], the term the critic loss weights by ``drift``.
+_STAT_NAMES = ("loss_d", "loss_g", "gp", "d_real", "d_fake", "drift")
 
 
 class Trainer:
@@ -336,7 +337,7 @@ class Trainer:
         self.opt_g.step()
         with torch.no_grad():
             ema_update(self._ema_params, self._g_params, ema_weight)
-        return torch.stack([critic.loss, loss_g, critic.gp, critic.d_real, critic.d_fake]).detach()
+        return torch.stack([critic.loss, loss_g, critic.gp, critic.d_real, critic.d_fake, critic.drift]).detach()
 
     # ------------------------------------------------------------------ loop
     def train(self, until: int | None = None, *, progress: bool = True, desc: str | None = None,

@@ -9,23 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from ..actions import action_label
+from ..durations import duration  # noqa: F401 (also imported from here; it lives where quick commands load it)
 from ..runs import RunLayout
 from ..search.algorithm import best_candidate
 from ..search.ledger import CandidateRow, FinalRow, Ledger, Status
 from .analyses import route as route_of
-
-
-def duration(seconds: float | None) -> str:
-    """One format for every duration the tool prints: 42 s, 9.7 min, 3.2 h, 2.1 days."""
-    if seconds is None:
-        return "–"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def route_text(route: list[CandidateRow]) -> str:

@@ -1,4 +1,5 @@
-"""Command line: ``dggan train | sample | genome | search | baseline | ls | eval | ref | export-lsun | report``.
+"""Command line: ``dggan train | sample | genome | search | baseline | ls | status | eval | ref | export-lsun |
+report``.
 
 One Typer app (``app``); each module below registers its commands on it with ``@app.command()``.
 """
@@ -15,7 +16,7 @@ from .app import app
 __all__ = ["app", "main"]
 
 # Each module registers its commands on ``app``; this order is the order ``dggan --help`` lists them in.
-COMMAND_MODULES = ("search", "report", "train", "genome", "eval")
+COMMAND_MODULES = ("search", "status", "report", "train", "genome", "eval")
 for _module in COMMAND_MODULES:
     importlib.import_module(f".{_module}", __name__)
 

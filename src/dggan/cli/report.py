@@ -28,6 +28,8 @@ def report(
 
     result = generate_report(run, out, zoom_threshold=zoom_threshold, replay_seeds=replay_seeds, n_samples=samples,
                              device=device)
+    if result.snapshot:
+        typer.echo(f"note: {result.snapshot}", err=True)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(str(result.path))

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 PRESET_NAMES = ("cifar10", "demo", "lsun-bedroom", "shapes")
 # Settings that say where and how fast a search runs, not what it computes: --resume may change them.
 RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "candidates_per_gpu",
-                              "gpu_sharing", "cuda_graphs", "cudnn_benchmark", "channels_last"})
+                              "gpu_sharing", "cuda_graphs", "cudnn_benchmark", "channels_last", "tensorboard",
+                              "slurm_cluster", "slurm_partition", "slurm_gpus", "slurm_cpus_per_task", "slurm_time_min",
+                              "slurm_max_timeouts", "slurm_array_parallelism", "slurm_extra", "slurm_setup",
+                              "slurm_folder"})
 
 
 def build_config(preset_name: str | None, config_file: Path | None, overrides: list[str],
@@ -48,7 +51,7 @@ def print_summary(summary: SearchSummary) -> None:
 
 
 Progress = Annotated[bool, typer.Option(help="Show progress bars")]
-Executor = Annotated[str | None, typer.Option(help="inprocess, local or ray")]
+Executor = Annotated[str | None, typer.Option(help="inprocess, local, ray or slurm")]
 Workers = Annotated[int | None, typer.Option(help="Worker processes (local) / CPUs (ray)")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: KEY=VALUE (value as JSON or"
@@ -150,7 +153,7 @@ def compare_command(
     if executor is not None or workers is not None:
         from ..search.driver import load_run_config
 
-        chosen = executor_for(load_run_config(run), executor=executor, workers=workers)
+        chosen = executor_for(load_run_config(run), run, executor=executor, workers=workers)
     try:
         result = compare(run, eval_seeds=eval_seeds, executor=chosen, progress=progress)
     finally:

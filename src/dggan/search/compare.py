@@ -149,9 +149,9 @@ def train_proggan(layout: RunLayout, config: SearchConfig, needs: list[dict[int,
     if not sub.ledger.exists():
         create_run(sub.root, baseline_config(config))
     own = executor is None
-    executor = executor or executor_for(config)
+    executor = executor or executor_for(config, layout.root)
     try:
-        proggan = Search(sub.root, baseline_config(config), executor, progress)
+        proggan = Search(sub.root, baseline_config(config), executor, progress, tb_root=layout.tb / sub.root.name)
         # The search itself must not extend the same baseline meanwhile.
         with run_lock(layout.root) if lock else contextlib.nullcontext():
             for need in needs:

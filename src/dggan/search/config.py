@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from ..settings import coerce, normalize_fields
 from ..train_config import TrainConfig
 from .algorithm import Rules
 
+EXECUTORS = ("inprocess", "local", "ray", "slurm")
 _TRAIN = TrainConfig()  # the training knobs' defaults, so the search's defaults cannot drift from them
 # TrainConfig fields the search sets per candidate rather than from a setting of the same name.
 SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
@@ -88,6 +89,18 @@ class SearchConfig:
     candidates_per_gpu: int | None = None
     gpu_sharing: str = "processes"  # processes | streams (local executor only)
     threads: int | None = None  # torch CPU threads per candidate (default: the executor's choice)
+    tensorboard: bool = True  # losses, metrics and samples under RUN/tb when tensorboard is installed ([tb] extra)
+    # The slurm executor (submitit, the [slurm] extra): every candidate a SLURM job, a batch of them one job array.
+    slurm_cluster: str = "slurm"  # "local": submitit's local executor (processes on this machine), for tests
+    slurm_partition: str | None = None
+    slurm_gpus: int = 1  # GPUs per candidate job (0: CPU jobs)
+    slurm_cpus_per_task: int = 4  # also the job's torch threads unless `threads` is set
+    slurm_time_min: int = 24 * 60  # a job's time limit; a longer candidate is requeued and resumes
+    slurm_max_timeouts: int = 20  # requeues after hitting the time limit (preemptions do not count)
+    slurm_array_parallelism: int = 256  # jobs of one array running at once
+    slurm_extra: dict[str, Any] = field(default_factory=dict)  # more sbatch options: {"account": "lab", "mem": "64G"}
+    slurm_setup: tuple[str, ...] = ()  # shell lines run before each job ("module load cuda", "source .venv/...")
+    slurm_folder: str | None = None  # submitit's job files and logs (default RUN/slurm; a shared filesystem)
 
     def __post_init__(self) -> None:
         normalize_fields(self, "search config")
@@ -117,7 +130,7 @@ class SearchConfig:
         need(self.inherit_policy in ("adapt", "fresh"), "inherit_policy must be 'adapt' or 'fresh'")
         need(self.new_layer_init in ("random", "identity"), "new_layer_init must be 'random' or 'identity'")
         need(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device must be auto, cpu or cuda")
-        need(self.executor in ("inprocess", "local", "ray"), f"executor must be inprocess, local or ray, got"
+        need(self.executor in EXECUTORS, f"executor must be {', '.join(EXECUTORS[:-1])} or {EXECUTORS[-1]}, got"
              f" {self.executor!r}")
         need(self.workers >= 1, "workers must be >= 1")
         need(0 < self.gpus_per_candidate <= 8, "gpus_per_candidate must be in (0, 8]")
@@ -129,6 +142,7 @@ class SearchConfig:
              "gpu_sharing=streams is for the local executor; Ray shares GPUs between processes (fractional GPUs)")
         need(self.threads is None or self.threads >= 1, "threads must be >= 1 or null")
         need(self.eval_batch_size >= 1 and self.sample_grid >= 0, "eval_batch_size >= 1 and sample_grid >= 0")
+        self._check_slurm(need)
         try:
             self.action_space().actions()
         except InvalidActionError as exc:
@@ -157,6 +171,19 @@ class SearchConfig:
              "SWD uses 7x7 neighbourhoods, so it needs images of at least 8x8: use base_resolution >= 8 or FID")
         if isinstance(self.baseline, dict):
             need(all(v > 0 for v in self.baseline.values()), "baseline values must be > 0")
+
+    def _check_slurm(self, need: Any) -> None:
+        need(self.slurm_cluster in ("slurm", "local"), f"slurm_cluster must be 'slurm' (sbatch) or 'local' (this"
+             f" machine's processes, for tests), got {self.slurm_cluster!r}")
+        need(self.slurm_gpus >= 0, f"slurm_gpus must be >= 0 (0: CPU jobs), got {self.slurm_gpus}")
+        need(self.slurm_cpus_per_task >= 1, f"slurm_cpus_per_task must be >= 1, got {self.slurm_cpus_per_task}")
+        need(self.slurm_time_min >= 1, f"slurm_time_min must be >= 1 (minutes), got {self.slurm_time_min}")
+        need(self.slurm_max_timeouts >= 0, f"slurm_max_timeouts must be >= 0, got {self.slurm_max_timeouts}")
+        need(self.slurm_array_parallelism >= 1, "slurm_array_parallelism must be >= 1")
+        bad = sorted(k for k, v in self.slurm_extra.items()
+                     if not k or not isinstance(v, (str, int, float, bool)) or isinstance(v, bool) and not v)
+        need(not bad, f"slurm_extra maps sbatch options to a string, number or true (a flag), e.g."
+             f" {{\"account\": \"lab\", \"exclusive\": true}}; bad option(s): {bad}")
 
     # ------------------------------------------------------------------ derived objects
     def action_space(self) -> ActionSpace:

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..actions import Action, apply_action
+from ..board import INSTALL_HINT, Board
+from ..board import available as board_available
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..errors import DatasetError, DgganError, InvalidActionError, MetricError, SearchError
 from ..io import atomic_write_json
@@ -129,8 +132,10 @@ class Search:
     """One run folder's search: reads the ledger, does the next thing, writes the result back."""
 
     def __init__(self, run_dir: str | Path, config: SearchConfig, executor: Executor, progress: bool = True,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, tb_root: Path | None = None):
         self.layout = RunLayout(run_dir)
+        # TensorBoard logs: RUN/tb; a baseline searched inside a run logs under that run's RUN/tb/baseline.
+        self.tb_root = tb_root or self.layout.tb
         self.run_dir = self.layout.root
         self.config = config
         self.rules = config.rules()
@@ -174,7 +179,7 @@ class Search:
             checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
             eval_options=self._eval_options(), continue_from=continue_from,
             progress=self.progress and self.executor.name == "inprocess",  # bars of other processes would garble
-            threads=self.config.threads)
+            threads=self.config.threads, tb_dir=str(self.tb_root / out_dir.name) if self.config.tensorboard else None)
 
     def own_budget(self, row: CandidateRow) -> int:
         return row.iterations or (self.config.iterations if row.parent is not None
@@ -325,7 +330,8 @@ class Search:
         sub = self.layout.baseline
         if not sub.ledger.exists():
             create_run(sub.root, baseline_config(self.config))
-        proggan = Search(sub.root, baseline_config(self.config), self.executor, self.progress, self.log)
+        proggan = Search(sub.root, baseline_config(self.config), self.executor, self.progress, self.log,
+                         tb_root=self.tb_root / "baseline")
         wanted = {res: max(i, (needs or {}).get(res, 0)) for res, i in self.baseline_needs().items()}
         self._curve = proggan.extend_route(wanted, desc="baseline (ProgGAN)")
         # Intermediate rungs are compared with the baseline's own scores at the same fraction of its budget.
@@ -483,6 +489,55 @@ class Search:
             "candidate": best.id, **result.to_dict(), "normalized_metric": normalized, **info,
             "route_iterations": route, "genome_summary": best.genome.summary()})
 
+    # ---------------------------------------------------------------- TensorBoard
+    def _board(self) -> Board:
+        """The search's own TensorBoard log (RUN/tb/search), or a Board that does nothing."""
+        if not self.config.tensorboard:
+            return Board(None)
+        if not board_available():
+            self.log(f"TensorBoard logs are off: tensorboard is not installed ({INSTALL_HINT}; or --set"
+                     " tensorboard=false to silence this)")
+            return Board(None)
+        return Board(self.tb_root / "search")
+
+    def _log_step(self, board: Board, step: int) -> None:
+        """After a step's selection: the best normalised metric so far per resolution (and its genome), and how
+        many candidates are in each status."""
+        if not board.active:
+            return
+        rows = self.ledger.candidates()
+        counts = Counter(r.status.value for r in rows)
+        board.scalars({s.value: counts.get(s.value, 0) for s in Status}, step, "search/candidates/")
+        best: dict[int, CandidateRow] = {}
+        for r in rows:
+            if r.status == Status.DONE and r.normalized_metric is not None and (
+                    r.resolution not in best or r.normalized_metric < (best[r.resolution].normalized_metric or 0)):
+                best[r.resolution] = r
+        board.scalars({f"{res}px": r.normalized_metric for res, r in sorted(best.items())}, step,
+                      "search/best_normalized/")
+        for res, r in sorted(best.items()):
+            board.text(f"search/best_{res}px", f"c{r.id:05d} ({r.normalized_metric:.4g}): {r.genome.summary()}", step)
+        board.flush()
+
+    def _grow(self, board: Board) -> int:
+        """Algorithm 1's steps, from the first unfinished one to the stopping rule; returns the last step."""
+        step = 0
+        while True:
+            self.train_step(step)
+            fresh = self.ledger.kept(step) is None  # a resumed search does not log a step twice
+            kept = self.select(step)
+            if fresh:
+                self._log_step(board, step)
+            if not kept:
+                self.log(f"step {step}: no candidate finished, so the search cannot grow further")
+                return step
+            parents = [self.ledger.get(cid) for cid in kept]
+            if self.rules.should_stop(step, parents):
+                return step
+            if not self.ledger.candidates(step=step + 1):
+                self.sample_children(step + 1, parents)
+            step += 1
+
     def run(self) -> SearchSummary:
         start = time.perf_counter()
         with run_lock(self.run_dir):
@@ -498,28 +553,20 @@ class Search:
                                                    "iterations": first, "route_iterations": first}
                                                   for i, g in enumerate(self.config.initial_genomes(channels))])
                 self._reuse_baseline_start(ids[0])
-            step = 0
-            while True:
-                self.train_step(step)
-                kept = self.select(step)
-                if not kept:
-                    self.log(f"step {step}: no candidate finished, so the search cannot grow further")
-                    break
-                parents = [self.ledger.get(cid) for cid in kept]
-                if self.rules.should_stop(step, parents):
-                    break
-                if not self.ledger.candidates(step=step + 1):
-                    self.sample_children(step + 1, parents)
-                step += 1
-            if self.config.final_iterations > 0 or self.config.baseline != "none":
-                self.final()
-                final = self.ledger.final()
-                if self.config.tables and final is not None and final.status == Status.DONE \
-                        and not (self.layout.best / "tables.json").exists():
-                    from .tables import tables
+            with self._board() as board:
+                step = self._grow(board)
+                if self.config.final_iterations > 0 or self.config.baseline != "none":
+                    self.final()
+                    final = self.ledger.final()
+                    if final is not None:
+                        board.scalars({"final_normalized": final.normalized_metric, "final_metric": final.metric},
+                                      step, "search/")
+                    if self.config.tables and final is not None and final.status == Status.DONE \
+                            and not (self.layout.best / "tables.json").exists():
+                        from .tables import tables
 
-                    self.log("scoring the paper's tables (dggan tables) into RUN/best/tables.md")
-                    tables(self.run_dir, executor=self.executor, progress=self.progress, lock=False)
+                        self.log("scoring the paper's tables (dggan tables) into RUN/best/tables.md")
+                        tables(self.run_dir, executor=self.executor, progress=self.progress, lock=False)
         rows = self.ledger.candidates()
         final = self.ledger.final()
         best = self.best_at_target()
@@ -615,10 +662,19 @@ def check_sizes(config: SearchConfig) -> None:
                        f"a child with the action space's largest {kind} layer")
 
 
+def check_executor(config: SearchConfig) -> None:
+    """The slurm executor's submitit (and SLURM) are here before any work starts."""
+    if config.executor == "slurm":
+        from .slurm import check_slurm
+
+        check_slurm(config.slurm_cluster)
+
+
 def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None) -> None:
     """Everything that can be checked before a run folder is made or any work is done."""
     if run_dir is not None:
         check_new_run_dir(Path(run_dir))
+    check_executor(config)
     static_curve(config)
     check_device(config)
     check_sizes(config)
@@ -647,6 +703,7 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
         if runtime:
             config = SearchConfig.from_dict({**config.to_dict(), **runtime}, source="--resume settings")
         check_device(config)
+        check_executor(config)
         check_data(config)  # the files may have moved since the run started
         check_metric(config)
     elif config is None:
@@ -655,7 +712,7 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
         validate_new_search(config, run_dir)  # before any folder is made or work is done
         create_run(run_dir, config)
     own = executor is None
-    executor = executor or executor_for(config)
+    executor = executor or executor_for(config, run_dir)
     try:
         return Search(run_dir, config, executor, progress).run()
     finally:
@@ -677,7 +734,7 @@ def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executo
              for k, res in enumerate(resolutions(config))}
     needs[config.target_resolution] = reach
     own = executor is None
-    executor = executor or executor_for(config)
+    executor = executor or executor_for(config, run_dir)
     try:
         search = Search(run_dir, sub, executor, progress)
         with run_lock(run_dir):

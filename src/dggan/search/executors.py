@@ -3,6 +3,7 @@
 - ``inprocess``: one after another in this process (no engine; laptops and CI).
 - ``local``: a pool of worker processes, each pinned to one GPU (or to a share of the CPU cores).
 - ``ray``: Ray core tasks, fractional GPUs so small candidates share a card, retries on worker loss.
+- ``slurm``: every candidate a SLURM job through submitit, requeued on preemption (see ``slurm``).
 
 Several candidates per GPU (``candidates_per_gpu``): one candidate's iteration, even replayed as a CUDA
 graph, leaves most of a big GPU idle. ``gpu_sharing="processes"`` runs that many worker processes per GPU
@@ -232,20 +233,48 @@ def _ray_run_candidate(task: CandidateTask, device: str) -> CandidateResult:
 
 def make_executor(name: str, workers: int = 1, device: str = "cpu", gpus_per_candidate: float = 1.0,
                   threads: int | None = None, candidates_per_gpu: int | None = 1,
-                  gpu_sharing: str = "processes") -> Executor:
+                  gpu_sharing: str = "processes", slurm: dict[str, Any] | None = None) -> Executor:
+    """``slurm``: the slurm executor's options (``folder`` at least; see ``dggan.search.slurm.SlurmExecutor``)."""
     if name == "inprocess":
         return InProcessExecutor(device)
     if name == "local":
         return LocalExecutor(workers, device, threads, candidates_per_gpu, gpu_sharing)
     if name == "ray":
         return RayExecutor(workers, device, gpus_per_candidate, candidates_per_gpu=candidates_per_gpu)
-    raise ValueError(f"unknown executor {name!r}; use inprocess, local or ray")
+    if name == "slurm":
+        from .slurm import SlurmExecutor  # submitit loads only for this executor
+
+        if not slurm or "folder" not in slurm:
+            raise ValueError("the slurm executor needs its options, a folder at least: use executor_for(config,"
+                             " run_dir)")
+        return SlurmExecutor(**slurm)
+    raise ValueError(f"unknown executor {name!r}; use inprocess, local, ray or slurm")
 
 
-def executor_for(config: Any, **changes: Any) -> Executor:
-    """The executor a search's settings ask for (``changes`` override them, e.g. ``workers=4``)."""
+def slurm_options(config: Any, run_dir: str | Path | None) -> dict[str, Any]:
+    """The slurm executor's options from a search's settings; its folder defaults to RUN/slurm."""
+    from ..errors import SearchError
+    from ..runs import RunLayout
+
+    if config.slurm_folder:
+        folder = Path(config.slurm_folder)
+    elif run_dir is not None:
+        folder = RunLayout(run_dir).slurm
+    else:
+        raise SearchError("the slurm executor keeps its jobs in the run folder; give the run folder, or set"
+                          " slurm_folder to a folder on the shared filesystem")
+    return {"folder": folder, "cluster": config.slurm_cluster, "partition": config.slurm_partition,
+            "gpus": config.slurm_gpus, "cpus_per_task": config.slurm_cpus_per_task, "time_min": config.slurm_time_min,
+            "max_timeouts": config.slurm_max_timeouts, "array_parallelism": config.slurm_array_parallelism,
+            "extra": dict(config.slurm_extra), "setup": tuple(config.slurm_setup)}
+
+
+def executor_for(config: Any, run_dir: str | Path | None = None, **changes: Any) -> Executor:
+    """The executor a search's settings ask for (``changes`` override them, e.g. ``workers=4``); ``run_dir``
+    is where the slurm executor keeps its jobs (RUN/slurm)."""
     values = {"executor": config.executor, "workers": config.workers, "gpus_per_candidate": config.gpus_per_candidate,
               "threads": config.threads, "candidates_per_gpu": config.candidates_per_gpu,
               "gpu_sharing": config.gpu_sharing, **{k: v for k, v in changes.items() if v is not None}}
+    slurm = slurm_options(config, run_dir) if values["executor"] == "slurm" else None
     return make_executor(values["executor"], values["workers"], config.resolved_device(), values["gpus_per_candidate"],
-                         values["threads"], values["candidates_per_gpu"], values["gpu_sharing"])
+                         values["threads"], values["candidates_per_gpu"], values["gpu_sharing"], slurm)

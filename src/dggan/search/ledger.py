@@ -147,6 +147,7 @@ class CandidateRow:
     kept: bool
     iterations: int | None = None  # its own budget (None in a version-1 ledger)
     route_iterations: int | None = None  # its ancestors' iterations plus its own
+    updated: float | None = None  # when the row last changed (e.g. was handed to an executor), unix time
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``dggan ls --json``."""
@@ -474,7 +475,8 @@ def _row(r: sqlite3.Row, path: Path) -> CandidateRow:
             train_seconds=r["train_seconds"], eval_seconds=r["eval_seconds"], checkpoint=r["checkpoint"],
             error=r["error"], seed=r["seed"], kept=bool(r["kept"]),
             iterations=r["iterations"] if "iterations" in keys else None,
-            route_iterations=r["route_iterations"] if "route_iterations" in keys else None)
+            route_iterations=r["route_iterations"] if "route_iterations" in keys else None,
+            updated=r["updated"] if "updated" in keys else None)
     except (ValueError, TypeError) as exc:  # a broken genome, action or JSON in one row
         raise LedgerError(f"{path}: candidate {r['id']} is unreadable ({exc}); the ledger was edited or"
                           " damaged: restore it from a backup") from None

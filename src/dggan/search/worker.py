@@ -14,12 +14,14 @@ import functools
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..board import Board
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..data.base import ImageSource
 from ..errors import ConfigError, GenomeError
@@ -42,6 +44,33 @@ def set_worker_device(device: str | None) -> None:
     _WORKER_DEVICE = device
 
 
+# Preemption (the slurm executor): a signal handler asks the candidate training in this process to save a
+# checkpoint at its next logged iteration and then call ``_PREEMPTED`` (which requeues the job and exits), so a
+# requeued job loses no training. Logged iterations are iteration boundaries: a resume from there is exact.
+_TRAINING = False
+_PREEMPTED: Callable[[], None] | None = None
+
+
+def preempt(then: Callable[[], None]) -> bool:
+    """Checkpoint the candidate training in this process at its next logged iteration, then call ``then``.
+    False, and nothing asked, when no candidate is training (the caller can stop right away)."""
+    global _PREEMPTED
+    if not _TRAINING:
+        return False
+    _PREEMPTED = then
+    return True
+
+
+def _honour_preemption(trainer: Trainer, ckpt_path: Path, board: Board) -> None:
+    global _PREEMPTED
+    if _PREEMPTED is None:
+        return
+    then, _PREEMPTED = _PREEMPTED, None
+    trainer.save(ckpt_path)  # the requeued job resumes exactly here
+    board.close()
+    then()
+
+
 @dataclass(frozen=True)
 class CandidateTask:
     candidate_id: int
@@ -60,6 +89,7 @@ class CandidateTask:
     continue_from: str | None = None  # final training: continue this checkpoint up to train["iterations"]
     threads: int | None = None  # torch CPU threads (the same count everywhere keeps CPU results identical)
     until: int | None = None  # a rung of successive halving: train up to this iteration, score, stop
+    tb_dir: str | None = None  # TensorBoard logs of this candidate (when tensorboard is installed)
 
 
 @dataclass
@@ -120,7 +150,8 @@ def run_candidates(tasks: list[CandidateTask]) -> list[CandidateResult]:
         except Exception as exc:  # noqa: BLE001 (becomes this candidate's result)
             jobs.append(_failure(task, exc))
     training = [job for job in jobs if isinstance(job, _Job) and job.needs_training]
-    outcomes = train_together([(job.trainer, job.train_kwargs()) for job in training])
+    with _training():
+        outcomes = train_together([(job.trainer, job.train_kwargs()) for job in training])
     trained = {id(job): outcome for job, outcome in zip(training, outcomes, strict=True)}
     results = []
     for job in jobs:
@@ -131,19 +162,34 @@ def run_candidates(tasks: list[CandidateTask]) -> list[CandidateResult]:
             results.append(_conclude(job, trained.get(id(job))))
         except Exception as exc:  # noqa: BLE001
             results.append(_failure(job.task, exc))
+        finally:
+            job.board.close()
         job.trainer = None  # free the device memory before the next candidate is scored
     return results
 
 
+@contextlib.contextmanager
+def _training() -> Iterator[None]:
+    """While candidates train here, a preemption request waits for their next logged iteration."""
+    global _TRAINING
+    _TRAINING = True
+    try:
+        yield
+    finally:
+        _TRAINING = False
+
+
 def _run(task: CandidateTask) -> CandidateResult:
     job = _prepare(task)
-    outcome: TrainResult | Exception | None = None
-    if job.needs_training:
-        try:
-            outcome = job.trainer.train(**job.train_kwargs())
-        except RuntimeError as exc:
-            outcome = exc  # out of memory: the candidate's own failure (see _conclude); anything else re-raised
-    return _conclude(job, outcome)
+    with job.board:
+        outcome: TrainResult | Exception | None = None
+        if job.needs_training:
+            try:
+                with _training():
+                    outcome = job.trainer.train(**job.train_kwargs())
+            except RuntimeError as exc:
+                outcome = exc  # out of memory: the candidate's own failure (see _conclude); anything else re-raised
+        return _conclude(job, outcome)
 
 
 def _failure(task: CandidateTask, exc: Exception) -> CandidateResult:
@@ -170,6 +216,7 @@ class _Job:
     trainer: Any
     end: int
     every: int
+    board: Board  # its TensorBoard writer (does nothing without tensorboard)
 
     @property
     def ckpt_path(self) -> Path:
@@ -182,7 +229,12 @@ class _Job:
     def train_kwargs(self) -> dict[str, Any]:
         return {"until": self.end, "progress": self.task.progress, "checkpoint_path": self.ckpt_path,
                 "checkpoint_every": self.every, "desc": f"{self.out.name} {self.genome.resolution}px",
-                "on_log": lambda row: append_jsonl(self.out / "stats.jsonl", row)}
+                "on_log": self.on_log}
+
+    def on_log(self, row: dict[str, float]) -> None:
+        append_jsonl(self.out / "stats.jsonl", row)
+        self.board.scalars({k: v for k, v in row.items() if k != "iteration"}, int(row["iteration"]), "train/")
+        _honour_preemption(self.trainer, self.ckpt_path, self.board)
 
 
 def _prepare(task: CandidateTask) -> _Job:
@@ -219,7 +271,8 @@ def _prepare(task: CandidateTask) -> _Job:
             atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
     every = task.checkpoint_every or max(1, config.iterations // 4)
     end = config.iterations if task.until is None else min(task.until, config.iterations)
-    return _Job(task, out, genome, config, data, trainer, end, every)
+    board = Board(task.tb_dir, purge_step=trainer.iteration + 1)  # hides an interrupted writer's tail
+    return _Job(task, out, genome, config, data, trainer, end, every, board)
 
 
 def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateResult:
@@ -234,6 +287,7 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
             return CandidateResult(task.candidate_id, Status(outcome.status), train_seconds=trainer.train_seconds,
                                    error=outcome.reason, extra={"stats": outcome.stats}, iterations=trainer.iteration)
         trainer.save(ckpt_path)
+        _honour_preemption(trainer, ckpt_path, job.board)  # asked for after the last logged iteration
     elif not ckpt_path.exists():
         trainer.save(ckpt_path)  # e.g. a final training of 0 extra iterations: the result still lives here
 
@@ -243,10 +297,13 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
                                eval_seconds=time.perf_counter() - start, iterations=trainer.iteration,
                                error="the EMA generator's output is not finite")
     scores = evaluate_trainer(trainer, job.data, task)
-    if task.sample_grid:
-        save_grid(trainer.sample(task.sample_grid, seed=0), job.out / SAMPLES_NAME)
-    eval_seconds = time.perf_counter() - start
     value = float(scores["value"])
+    job.board.scalars({task.metric: value}, trainer.iteration, "metric/")
+    if task.sample_grid:
+        samples = trainer.sample(task.sample_grid, seed=0)
+        save_grid(samples, job.out / SAMPLES_NAME)
+        job.board.images("samples", samples, trainer.iteration)
+    eval_seconds = time.perf_counter() - start
     extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}
     # The driver normalises: only it knows the baseline at this candidate's route iterations.
     return CandidateResult(task.candidate_id, Status.DONE, metric=value, extra=extra,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ReportError
+from ...runs import search_lock
 from .compute import Analyses, RunData, compute_analyses, read_run
 from .render import PAGE_SIZE, Page, page_html, sections, write_json, write_text
 
@@ -27,6 +28,7 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)  # what the page could not show, and why
     n_candidates: int = 0
     seconds: float = 0.0
+    snapshot: str | None = None  # the page's banner when the search was running or unfinished
 
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, **options: object) -> Path:
@@ -52,7 +54,10 @@ def generate_report(
     errors of its candidates, and a note saying what is missing.
     """
     t0 = time.perf_counter()
+    taken = time.strftime("%Y-%m-%d %H:%M:%S")
+    locked, pid = search_lock(run_dir)  # read before the ledger: a search that ends meanwhile is still a snapshot
     data = read_run(run_dir)
+    snapshot = snapshot_banner(data, locked, pid, taken)
     out = Path(out_dir) if out_dir is not None else data.layout.report
     out.mkdir(parents=True, exist_ok=True)
     page = Page(out)
@@ -63,15 +68,31 @@ def generate_report(
     write_json(out / "analyses.json", analyses.to_json(data))
     write_json(out / "summary.json", {
         "run": str(data.run.resolve()),
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "generated": taken,
+        "snapshot": snapshot,
         "candidates": len(data.rows),
         "statuses": dict(data.statuses),
         "best": None if data.best is None else data.best.id,
         "notes": page.notes,
     })
     index = out / "index.html"
-    write_text(index, page_html(data.run, content, page.notes))
-    return ReportResult(index, page.notes, len(data.rows), time.perf_counter() - t0)
+    write_text(index, page_html(data.run, content, page.notes, snapshot=snapshot, generated=taken))
+    return ReportResult(index, page.notes, len(data.rows), time.perf_counter() - t0, snapshot)
+
+
+def snapshot_banner(data: RunData, locked: bool, pid: int | None, taken: str) -> str | None:
+    """What the page says when it shows a search that is not over: running (a search holds the run's lock), or
+    stopped with candidates left to train."""
+    if locked:
+        who = f" (pid {pid})" if pid else ""
+        return (f"Snapshot of a running search{who}, taken at {taken}: candidates still training and the steps"
+                " to come are not in it. Build the report again for newer results.")
+    unfinished = data.statuses.get("pending", 0) + data.statuses.get("running", 0)
+    if unfinished:
+        return (f"Snapshot of an unfinished search, taken at {taken}: {unfinished} candidate(s) are not trained yet"
+                f" and it is not running now; continue it with `dggan search --resume {data.run}`, then build the"
+                " report again.")
+    return None
 
 
 def _data_notes(data: RunData) -> list[str]:

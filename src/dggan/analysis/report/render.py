@@ -734,8 +734,12 @@ def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, s
     return out
 
 
-def page_html(run: Path, sections: list[Section], notes: list[str]) -> str:
+def page_html(run: Path, sections: list[Section], notes: list[str], snapshot: str | None = None,
+              generated: str | None = None) -> str:
     nav = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title, _ in sections)
+    generated = generated or time.strftime("%Y-%m-%d %H:%M:%S")
+    # A running (or stopped) search: said first, in a banner, with the time of the snapshot.
+    banner = f'<div class="snapshot" id="snapshot" role="status">{_e(snapshot)}</div>' if snapshot else ""
     note_html = ""
     if notes:
         note_html = (
@@ -749,6 +753,6 @@ def page_html(run: Path, sections: list[Section], notes: list[str]) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>DGGAN search report — {_e(run.name)}</title><style>{asset("report.css")}</style></head>
 <body><header><h1>DGGAN search report — {_e(run.name)}</h1>
-<p>{_e(run.resolve())} · generated {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}</p></header>
-<nav>{nav}</nav><main>{note_html}{body}</main><script>{asset("report.js")}</script></body></html>
+<p>{_e(run.resolve())} · generated {_e(generated)}{" · snapshot" if snapshot else ""}</p></header>
+<nav>{nav}</nav><main>{banner}{note_html}{body}</main><script>{asset("report.js")}</script></body></html>
 """

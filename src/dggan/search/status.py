@@ -1,0 +1,241 @@
+"""``dggan status RUN``: where a search stands, read without writing anything, so it is safe while the
+search runs (the ledger is opened read-only, stats files are only read).
+
+``compute_status`` is a pure function from the ledger's rows (and the newest training stats of the
+unfinished candidates) to a ``SearchStatus``; ``read_status`` gathers its inputs from a run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..durations import duration
+from ..errors import LedgerError
+from ..runs import RunLayout, search_lock
+from .ledger import CandidateRow, FinalRow, Ledger, Status
+
+UNFINISHED = (Status.PENDING, Status.RUNNING)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A candidate's newest line of stats.jsonl and when its file was last written (unix time)."""
+
+    row: dict[str, float]
+    mtime: float
+
+
+@dataclass(frozen=True)
+class BestAt:
+    resolution: int
+    candidate: int
+    normalized_metric: float | None
+    metric: float | None
+    summary: str
+
+
+@dataclass
+class SearchStatus:
+    run: str
+    state: str  # running | finished | stopped (not running, unfinished) | empty (no candidate yet)
+    pid: int | None  # the running search's process
+    phase: str  # what it is doing: "step 2", "ProgGAN baseline", "final training", "done"
+    step: int | None  # the newest step with candidates
+    max_steps: int | None
+    counts: dict[str, int]  # every candidate by status
+    step_counts: dict[str, int]  # the newest step's candidates by status
+    score: str  # what the best are ranked by, e.g. "swd512 / ProgGAN"
+    best: list[BestAt]  # the best finished candidate so far at each resolution
+    training: list[int]  # candidates training now (stats written since they were handed out)
+    images_per_s: float | None  # of those together, from their newest stats lines
+    eta_seconds: float | None  # time left in the current step
+    eta_note: str  # what the estimate assumes, or why there is none
+    final: str | None  # the final training's status
+    taken: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The screen ``dggan status`` prints."""
+        head = {"running": f"running (pid {self.pid or '?'}) — {self.phase}",
+                "finished": "finished", "empty": "no candidate yet",
+                "stopped": "not running, unfinished: continue it with `dggan search --resume RUN`"}[self.state]
+        out = [f"{self.run}: {head}   [{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.taken))}]"]
+        if self.step is not None:
+            of = f" (max_steps {self.max_steps}, then grow_res until the target)" if self.max_steps else ""
+            out.append(f"step {self.step}{of}: {_counts(self.step_counts)}")
+        total = sum(self.counts.values())
+        out.append(f"candidates: {total} — {_counts(self.counts)}")
+        if self.state == "running":
+            speed = "–" if self.images_per_s is None else f"{self.images_per_s:,.0f} images/s"
+            now = ", ".join(f"c{c:05d}" for c in self.training[:8]) + (" ..." if len(self.training) > 8 else "")
+            handed = self.counts.get(Status.RUNNING.value, 0)
+            out.append(f"training now: {len(self.training)} of the {handed} running candidate(s) (the others wait for"
+                       f" a worker), {speed}" + (f" ({now})" if now else ""))
+            left = "–" if self.eta_seconds is None else f"about {duration(self.eta_seconds)}"
+            out.append(f"time left in step {self.step}: {left} ({self.eta_note})")
+        if self.best:
+            out.append(f"best so far ({self.score}, lower is better):")
+            for b in self.best:
+                value = b.normalized_metric if b.normalized_metric is not None else b.metric
+                shown = "–" if value is None else f"{value:.4g}"
+                out.append(f"  {b.resolution:>4}px  c{b.candidate:05d}  {shown:>8}  {b.summary}")
+        out.append(f"final training: {self.final or 'not yet'}")
+        return out
+
+
+ORDER = (Status.DONE, Status.RUNNING, Status.PENDING, Status.FAILED, Status.DIVERGED, Status.PRUNED)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """``3 done, 2 running, 4 pending, 0 failed`` (diverged and pruned only when there are some)."""
+    return ", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in ORDER
+                     if counts.get(s.value, 0) or s not in (Status.DIVERGED, Status.PRUNED))
+
+
+def compute_status(rows: list[CandidateRow], final: FinalRow | None, settings: dict[str, Any], *, run: str = "",
+                   locked: bool = False, pid: int | None = None, completed: bool = False,
+                   progress: dict[int, Progress] | None = None, baseline_unfinished: int = 0,
+                   now: float | None = None) -> SearchStatus:
+    """Where a search stands, from its ledger rows and the newest stats of its unfinished candidates.
+    ``locked``: a search holds the run (it is running); ``completed``: a search session ran to its end."""
+    progress = progress or {}
+    now = time.time() if now is None else now
+    counts = _count(rows)
+    step = max((r.step for r in rows), default=None)
+    current = [r for r in rows if r.step == step]
+    unfinished = [r for r in rows if r.status in UNFINISHED]
+    # Training now: handed to the executor and writing stats since (a batch is marked running all at once).
+    training = [r for r in rows if r.status == Status.RUNNING and r.id in progress
+                and progress[r.id].mtime >= (r.updated or 0)]
+    speeds = [progress[r.id].row.get("images_per_s") for r in training]
+    speed = sum(s for s in speeds if isinstance(s, (int, float))) if training else None
+
+    final_needed = int(settings.get("final_iterations") or 0) > 0 or settings.get("baseline", "auto") != "none"
+    if locked:
+        state = "running"
+    elif not rows:
+        state = "empty"
+    elif completed and not unfinished:
+        state = "finished"
+    else:
+        state = "stopped"
+    if state == "finished":
+        phase = "done"
+    elif any(r.status == Status.RUNNING for r in rows):
+        phase = f"step {step}"
+    elif baseline_unfinished:
+        phase = "ProgGAN baseline"
+    elif rows and not unfinished and final is None and final_needed:
+        phase = "final training"
+    else:
+        phase = f"step {step}" if step is not None else "starting"
+
+    eta, note = _eta(current, step, rows, progress, max(1, len(training)), settings)
+    metric = str(settings.get("metric", "metric"))
+    normalized = any(r.normalized_metric is not None for r in rows)
+    return SearchStatus(
+        run=run, state=state, pid=pid if locked else None, phase=phase, step=step,
+        max_steps=settings.get("max_steps"), counts=counts, step_counts=_count(current),
+        score=f"{metric} / ProgGAN" if normalized else metric, best=_best(rows, normalized),
+        training=[r.id for r in training], images_per_s=speed, eta_seconds=eta if state == "running" else None,
+        eta_note=note, final=None if final is None else final.status.value, taken=now)
+
+
+def _count(rows: list[CandidateRow]) -> dict[str, int]:
+    out = {s.value: 0 for s in Status}
+    for r in rows:
+        out[r.status.value] += 1
+    return out
+
+
+def _best(rows: list[CandidateRow], normalized: bool) -> list[BestAt]:
+    best: dict[int, CandidateRow] = {}
+    for r in rows:
+        value = r.normalized_metric if normalized else r.metric
+        if r.status != Status.DONE or value is None:
+            continue
+        held = best.get(r.resolution)
+        if held is None or value < ((held.normalized_metric if normalized else held.metric) or 0):
+            best[r.resolution] = r
+    return [BestAt(res, r.id, r.normalized_metric, r.metric, r.genome.summary()) for res, r in sorted(best.items())]
+
+
+def _eta(current: list[CandidateRow], step: int | None, rows: list[CandidateRow], progress: dict[int, Progress],
+         parallel: int, settings: dict[str, Any]) -> tuple[float | None, str]:
+    """Seconds left in the current step: each unfinished candidate takes the mean time (training and scoring)
+    of the step's finished ones (the previous step's while none has finished), less the share of its own
+    iterations already trained, and ``parallel`` train at once, as now."""
+    left = [r for r in current if r.status in UNFINISHED]
+    if not left:
+        return 0.0, "nothing left in this step"
+    basis, where = _durations(current), f"step {step}"
+    if not basis and step:
+        basis, where = _durations([r for r in rows if r.step == step - 1]), f"step {step - 1}"
+    if not basis:
+        return None, "no estimate until a candidate of this step finishes"
+    mean = sum(basis) / len(basis)
+    work = 0.0
+    for r in left:
+        budget = r.iterations or int(settings.get("iterations") or 0)
+        trained = progress[r.id].row.get("iteration", 0) if r.id in progress else 0
+        done = min(1.0, trained / budget) if budget else 0.0
+        work += mean * (1.0 - done)
+    note = (f"{len(left)} unfinished candidate(s), each taking the mean of {len(basis)} finished one(s) of {where}"
+            f" ({mean:.0f} s) less what it has trained, {parallel} at once as now")
+    return work / parallel, note
+
+
+def _durations(rows: list[CandidateRow]) -> list[float]:
+    return [(r.train_seconds or 0.0) + (r.eval_seconds or 0.0) for r in rows
+            if r.status == Status.DONE and r.train_seconds and not r.extra.get("reused")]
+
+
+def newest_line(path: Path) -> Progress | None:
+    """The last complete JSON line of a stats.jsonl (read from its end), or None."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 8192))
+            tail = f.read()
+            mtime = os.fstat(f.fileno()).st_mtime
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line being written, or cut by the 8 KiB window
+            continue
+        if isinstance(row, dict):
+            return Progress(row, mtime)
+    return None
+
+
+def read_status(run_dir: str | Path) -> SearchStatus:
+    """The status of the search in ``run_dir``; LedgerError when it is not a run folder."""
+    layout = RunLayout(run_dir)
+    if not layout.ledger.is_file():
+        raise LedgerError(f"{layout.root}: no {layout.ledger.name} here, so this is not a search run folder (or the"
+                          " search has not started yet); pass the folder given to `dggan search --run-dir`")
+    locked, pid = search_lock(layout.root)
+    with Ledger.open(layout.ledger, readonly=True) as ledger:
+        rows, final, settings = ledger.candidates(), ledger.final(), ledger.settings()
+        completed = ledger.get_meta("sessions") is not None  # written when a session runs to its end
+    progress = {}
+    for r in rows:
+        if r.status in UNFINISHED:
+            line = newest_line(layout.candidate(r.id) / "stats.jsonl")
+            if line is not None:
+                progress[r.id] = line
+    baseline_unfinished = 0
+    if locked and layout.baseline.ledger.is_file():
+        with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
+            baseline_unfinished = sum(r.status in UNFINISHED for r in sub.candidates())
+    return compute_status(rows, final, settings, run=str(layout.root), locked=locked, pid=pid, completed=completed,
+                          progress=progress, baseline_unfinished=baseline_unfinished)
