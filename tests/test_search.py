@@ -11,31 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from searches import tiny
 from typer.testing import CliRunner
 
 from dggan.cli import app
 from dggan.search import worker as worker_module
 from dggan.search.baseline import BaselineCurve
-from dggan.search.config import SearchConfig, preset
+from dggan.search.config import preset
 from dggan.search.driver import SearchError, run_search
 from dggan.search.executors import InProcessExecutor, LocalExecutor, make_executor
 from dggan.search.ledger import Ledger
 from dggan.train import ConfigError
 
 runner = CliRunner()
-
-TINY: dict[str, Any] = {
-    "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": {8: 100.0, 16: 100.0},
-    "initial_channels": [8], "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5,
-    "kernels": [3], "filters": [8, 16], "iterations": 4, "final_iterations": 2, "max_steps": 2,
-    "batch_size": 8, "sample_grid": 4, "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu",
-    "threads": 1, "cache_dir": None, "tables": False,
-}
-
-
-def tiny(**overrides: Any) -> SearchConfig:
-    return SearchConfig.from_dict({**TINY, **overrides})
-
 
 def ledger_rows(run: Path) -> list[dict[str, Any]]:
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:

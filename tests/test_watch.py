@@ -8,22 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from searches import tiny
 
-from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
-
-TINY: dict[str, Any] = {  # tests/test_search.py's tiny search
-    "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": {8: 100.0, 16: 100.0},
-    "initial_channels": [8], "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5,
-    "kernels": [3], "filters": [8, 16], "iterations": 4, "final_iterations": 2, "max_steps": 2,
-    "batch_size": 8, "sample_grid": 4, "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu",
-    "threads": 1, "cache_dir": None, "tables": False,
-}
-
-
-def tiny(**overrides: Any) -> SearchConfig:
-    return SearchConfig.from_dict({**TINY, **overrides})
 
 
 def events(folder: Path) -> Any:
