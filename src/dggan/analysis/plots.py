@@ -340,6 +340,7 @@ def plot_search_tree(rows: Sequence[CandidateRow], key: ScoreKey, route_ids: Seq
     markers = {
         "diverged": ("x", "black"),
         "failed": ("X", "#d62728"),
+        "pruned": ("s", "#9e9e9e"),  # stopped at an early rung of successive halving
         "pending": (".", "#bbbbbb"),
         "running": (".", "#1f77b4"),
         "done": (".", "#bbbbbb"),
