@@ -54,7 +54,7 @@ Progress = Annotated[bool, typer.Option(help="Show progress bars")]
 Executor = Annotated[str | None, typer.Option(help="inprocess, local, ray or slurm")]
 Workers = Annotated[int | None, typer.Option(help="Worker processes (local) / CPUs (ray)")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda")]
-Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: KEY=VALUE (value as JSON or"
+Sets = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a setting: KEY=VALUE (value as JSON or"
                                                              " plain text), e.g. --set top_k=8")]
 Preset = Annotated[str | None, typer.Option("--preset", help=f"Settings preset: one of {', '.join(PRESET_NAMES)}"
                                                              " (default demo)")]
