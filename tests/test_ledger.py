@@ -131,3 +131,15 @@ def test_unreadable_ledgers_are_one_line_errors(tmp_path: Path) -> None:
     good.write_bytes(good.read_bytes()[:2048])  # truncated
     with pytest.raises(LedgerError):
         Ledger.open(good, readonly=True).candidates()
+
+
+def test_a_version_1_run_opens_in_the_report(tmp_path: Path) -> None:
+    from dggan.analysis.report import generate_report
+
+    write_v1_ledger(tmp_path / "ledger.sqlite")
+    result = generate_report(tmp_path, replay_seeds=2)
+    text = result.path.read_text()
+    assert "8px: 2, 16px: 4" in text  # its fixed baseline, as version 1 stored it
+    assert (tmp_path / "ledger.sqlite").read_bytes()[:16] == b"SQLite format 3\x00"
+    with Ledger.open(tmp_path / "ledger.sqlite", readonly=True) as ledger:
+        assert ledger.version == 1  # the report only read it
