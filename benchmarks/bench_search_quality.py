@@ -8,7 +8,7 @@ per seed, then ``dggan compare`` (the final model against ProgGAN at equal train
 search's whole compute, over ``--eval-seeds`` evaluation seeds) and, where the data has a held-out split
 (digits), the final model's SWD against the held-out images next to the SWD between two halves of them.
 
-``halving``: plain (``halving_eta=1``) against successive halving (eta 3, rungs 1/9, 1/3, 1) on searches
+``halving``: plain (``halving_eta=1``) against successive halving (eta 3, rungs 1/27, 1/9, 1/3, 1) on searches
 with many children per step (``WIDE``: every one of 7 actions of 2 parents, as the paper's steps are wide
 against K), in one
 process, alternating the variants seed by seed so that the machine's load hits both alike.
@@ -73,10 +73,10 @@ def held_out_scores(run: Path, config: Any, seeds: list[int]) -> dict[str, Any] 
             "real_vs_real": floor, "real_vs_real_mean": float(np.mean(floor))}
 
 
-# Many children per step (2 parents x 7 actions, p 1: 14), short budgets: where halving has work to do, as in
-# the paper's steps (~200 children for K = 20).
+# Many children per step (2 parents x 7 actions, p 1: 14) over 4 steps, short budgets: where halving has work to
+# do, as in the paper's steps (~200 children for K = 20); rungs 1/27, 1/9, 1/3, 1.
 WIDE: dict[str, Any] = {"p": 1.0, "filters": (16, 32, 64), "iterations": 300, "initial_iterations": 300,
-                        "final_iterations": 600, "max_steps": 2, "halving_min_fraction": 1 / 9}
+                        "final_iterations": 600, "max_steps": 4, "halving_min_fraction": 1 / 27}
 VARIANTS: dict[str, dict[str, Any]] = {"preset": {}, "halving": {**WIDE, "halving_eta": 3},
                                        "plain": {**WIDE, "halving_eta": 1}}
 
