@@ -134,3 +134,25 @@ def test_ls_and_report_show_pruned_candidates(tmp_path: Path) -> None:
     assert "pruned" in statuses
     text = generate_report(run, replay_seeds=2).path.read_text()
     assert "Is an early score predictive?" in text and "Spearman" in text
+
+
+@pytest.mark.slow
+def test_rungs_run_in_parallel_on_the_local_executor(tmp_path: Path) -> None:
+    from dggan.search.executors import InProcessExecutor, make_executor
+
+    config = halving(max_steps=1, final_iterations=0, tables=False)
+    run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)
+    executor = make_executor("local", workers=2, device="cpu", threads=1)
+    try:
+        run_search(tmp_path / "local", config, executor=executor, progress=False)
+    finally:
+        executor.close()
+
+    def shape(run: Path) -> list[tuple[Any, ...]]:
+        rows, rungs, ledger = rows_and_rungs(run)
+        ledger.close()
+        candidates = [(r.id, r.status.value, r.iterations, None if r.metric is None else round(r.metric, 6))
+                      for r in rows]
+        return candidates + [(g.candidate, g.rung, round(g.metric, 6)) for g in rungs]
+
+    assert shape(tmp_path / "local") == shape(tmp_path / "inprocess")
