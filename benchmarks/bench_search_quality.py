@@ -144,7 +144,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
             f" ({c['equal_compute']['route_iterations']:,} its) | {c['final_vs_equal_compute']} |"
             f" {held} | {floor} |")
     lines += ["", "| preset | candidate-iterations halving / plain | wall halving / plain | best norm. halving |"
-              " best norm. plain |", "|---|---|---|---|---|"]
+              " best norm. plain | final norm. halving | final norm. plain |", "|---|---|---|---|---|---|---|"]
     for name in sorted({r["preset"] for r in records}):
         h = [r for r in records if r["preset"] == name and r["variant"] == "halving"]
         p = [r for r in records if r["preset"] == name and r["variant"] == "plain"]
@@ -155,7 +155,9 @@ def markdown(records: list[dict[str, Any]]) -> str:
         wall = statistics.fmean(x["wall_seconds"] for x in h) / statistics.fmean(x["wall_seconds"] for x in p)
         lines.append(f"| {name} | {its:.2f} | {wall:.2f} |"
                      f" {spread([x['best_normalized_at_target'] for x in h if x['best_normalized_at_target']])} |"
-                     f" {spread([x['best_normalized_at_target'] for x in p if x['best_normalized_at_target']])} |")
+                     f" {spread([x['best_normalized_at_target'] for x in p if x['best_normalized_at_target']])} |"
+                     f" {spread([x['final_normalized'] for x in h if x['final_normalized']])} |"
+                     f" {spread([x['final_normalized'] for x in p if x['final_normalized']])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -76,21 +76,25 @@ def main() -> None:
     cfg_file.write_text(json.dumps(cfg.to_dict()))
     run = root / "run"
     problems: list[str] = []
+    kills = 0
     for k in range(args.kills):
         cmd = [sys.executable, "-m", "dggan", "search", "--no-progress"]
         cmd += ["--resume", str(run)] if (run / "ledger.sqlite").exists() else ["--config", str(cfg_file),
                                                                                  "--run-dir", str(run)]
         before = snapshot(run)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delay = rng.uniform(0.5, reference_seconds / 3)
+        # Each resume spends a few seconds starting up, so short delays keep the kills inside the search.
+        delay = rng.uniform(1.5, reference_seconds / 4)
         try:
             proc.wait(timeout=delay)
-            print(f"round {k + 1}: the search finished before the kill ({delay:.1f}s)")
+            print(f"round {k + 1}: the search finished before the kill ({delay:.1f}s)", end="")
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            print(f"round {k + 1}: killed after {delay:.1f}s")
+            kills += 1
+            print(f"round {k + 1}: killed after {delay:.1f}s", end="")
         after = snapshot(run)
+        print(f"; finished candidates {len(before)} -> {len(after)}")
         for cid, state in before.items():
             if after.get(cid) != state:
                 problems.append(f"round {k + 1}: finished candidate {cid} changed: {state} -> {after.get(cid)}")
@@ -100,7 +104,8 @@ def main() -> None:
         problems.append(f"the final resume failed: {result.stderr.strip()[-500:]}")
     elif outcome(run) != outcome(root / "reference"):
         problems.append("the resumed run's ledger differs from the uninterrupted reference")
-    print(f"{args.kills} kills, {len(problems)} problems" + ("" if args.keep else f" (runs in {root})"))
+    where = "" if args.keep else f" (runs in {root})"
+    print(f"{args.kills} rounds, {kills} killed mid-search, {len(problems)} problems{where}")
     for p in problems:
         print("  " + p)
     sys.exit(1 if problems else 0)

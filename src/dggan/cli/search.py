@@ -54,8 +54,9 @@ Progress = Annotated[bool, typer.Option(help="Show progress bars")]
 Executor = Annotated[str | None, typer.Option(help="inprocess, local, ray or slurm")]
 Workers = Annotated[int | None, typer.Option(help="Worker processes (local) / CPUs (ray)")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda")]
-Sets = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a setting: KEY=VALUE (value as JSON or"
-                                                             " plain text), e.g. --set top_k=8")]
+Sets = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE",
+    help="Override a setting: KEY=VALUE (value as JSON or plain text), e.g. --set top_k=8")]
 Preset = Annotated[str | None, typer.Option("--preset", help=f"Settings preset: one of {', '.join(PRESET_NAMES)}"
                                                              " (default demo)")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="Settings JSON file (instead of a preset)")]
