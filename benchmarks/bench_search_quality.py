@@ -84,6 +84,10 @@ VARIANTS: dict[str, dict[str, Any]] = {"preset": {}, "halving": {**WIDE, "halvin
 def one_run(name: str, variant: str, seed: int, out: Path, eval_seeds: int, threads: int) -> dict[str, Any]:
     config = preset(name, seed=seed, threads=threads, **VARIANTS[variant])
     run = out / f"{name}-{variant}-s{seed}"
+    if run.exists():  # an earlier invocation was stopped mid-run: its wall time is lost, so start over
+        aside = run.with_name(f"{run.name}.interrupted-{int(time.time())}")
+        run.rename(aside)
+        print(f"{run} was left unfinished; moved to {aside} and started again", flush=True)
     t0 = time.perf_counter()
     summary = run_search(run, config, progress=False)
     wall = time.perf_counter() - t0
