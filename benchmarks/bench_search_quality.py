@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/bench_search_quality.py claim   [--presets demo shapes] [--seeds 0 1 2] [--out DIR]
        python benchmarks/bench_search_quality.py halving [--presets demo shapes] [--seeds 0 1 2] [--out DIR]
+       python benchmarks/bench_search_quality.py selection --out CLAIM_DIR [--eval-seeds 5]
 
 ``claim``: each preset as it is (``demo``: the handwritten digits, ``shapes``: the synthetic shapes), one run
 per seed, then ``dggan compare`` (the final model against ProgGAN at equal training and ProgGAN with the
@@ -12,6 +13,10 @@ search's whole compute, over ``--eval-seeds`` evaluation seeds) and, where the d
 with many children per step (``WIDE``: every one of 7 actions of 2 parents, as the paper's steps are wide
 against K), in one
 process, alternating the variants seed by seed so that the machine's load hits both alike.
+
+``selection`` (after ``claim``): every full-budget candidate at the target re-scored over ``--eval-seeds``
+seeds other than the one the search ranked by, next to the ProgGAN baseline at the same route iterations:
+are there grown architectures that beat ProgGAN, and did the search's one-draw ranking find them?
 
 Writes ``OUT/results.json`` and ``OUT/results.md``: per run the candidate-iterations the search trained,
 its wall time, the best normalised metric at the target, the final model's metric and the comparisons;
@@ -165,9 +170,58 @@ def markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def selection(out: Path, eval_seeds: int) -> str:
+    """Re-score every full-budget candidate at the target of finished ``claim`` runs over several evaluation
+    seeds, each next to the baseline curve's model at the same route iterations and the same seeds: does a
+    grown architecture beat ProgGAN at equal training, and did the search's one-draw ranking pick it?"""
+    from dggan.runs import RunLayout
+    from dggan.search.compare import _point
+
+    seeds = [1000 + i for i in range(eval_seeds)]  # not the draws the search ranked by
+    lines = [f"Evaluation seeds {seeds[0]}-{seeds[-1]}; (a) = the ProgGAN baseline at the same route iterations.", "",
+             "| run | candidate | action | route its | search's normalised (one draw) | re-scored | (a) |"
+             " vs (a) |", "|---|---|---|---|---|---|---|---|"]
+    summary: list[str] = []
+    records = json.loads((out / "results.json").read_text())
+    for rec in records:
+        run = out / f"{rec['preset']}-{rec['variant']}-s{rec['seed']}"
+        config = preset(rec["preset"], seed=rec["seed"], threads=1)
+        layout = RunLayout(run)
+        base = layout.baseline
+        with Ledger.open(layout.ledger, readonly=True) as ledger:
+            rows = [r for r in ledger.candidates() if r.status == Status.DONE
+                    and r.resolution == config.target_resolution]
+        with Ledger.open(base.ledger, readonly=True) as ledger:
+            base_rows = ledger.candidates()
+        cache: dict[int, list[float]] = {}
+
+        def scores(path: Path, config: Any = config) -> list[float]:
+            return [float(score_checkpoint(path, config, s)["value"]) for s in seeds]
+
+        beats, picked, results = 0, None, []
+        for r in sorted(rows, key=lambda r: r.normalized_metric or float("inf")):
+            point = _point(base_rows, config.target_resolution, r.route_iterations or 0)
+            if point.id not in cache:
+                cache[point.id] = scores(base.resolve(point.checkpoint or base.checkpoint(point.id)))
+            mine, theirs = scores(layout.resolve(r.checkpoint or layout.checkpoint(r.id))), cache[point.id]
+            m, sm = statistics.fmean(mine), statistics.pstdev(mine)
+            b, sb = statistics.fmean(theirs), statistics.pstdev(theirs)
+            verdict = "better" if m + sm < b - sb else "worse" if m - sm > b + sb else "tie"
+            beats += verdict == "better"
+            picked = picked or r.id
+            results.append((m / b, r.id))
+            lines.append(f"| {run.name} | {r.id} | {r.action.label() if r.action else 'ProgGAN route'} |"
+                         f" {r.route_iterations:,} | {r.normalized_metric:.3f} | {m:.4g} ± {sm:.2g} |"
+                         f" {b:.4g} ± {sb:.2g} | {verdict} |")
+        best = min(results)[1] if results else None
+        summary.append(f"- {run.name}: {len(rows)} full-budget at {config.target_resolution} px, {beats} beat (a)"
+                       f" beyond the spread; the search ranked {picked} first, the re-scoring ranks {best} first")
+    return "\n".join(lines + [""] + summary) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", choices=["claim", "halving", "rescore-held-out"])
+    parser.add_argument("study", choices=["claim", "halving", "rescore-held-out", "selection"])
     parser.add_argument("--presets", nargs="+", default=["demo", "shapes"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--eval-seeds", type=int, default=3)
@@ -177,6 +231,11 @@ def main() -> None:
     set_threads(args.threads)
     args.out = args.out or Path(f"runs/bench-{args.study}")
     variants = ["preset"] if args.study == "claim" else ["halving", "plain"]
+    if args.study == "selection":  # after ``claim``: re-score its candidates at the target
+        text = selection(args.out, args.eval_seeds)
+        (args.out / "selection.md").write_text(text)
+        print(text)
+        return
     if args.study == "rescore-held-out":  # recompute the held-out scores of finished claim runs
         results = args.out / "results.json"
         records = json.loads(results.read_text())

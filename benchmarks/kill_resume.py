@@ -51,6 +51,17 @@ def snapshot(run: Path) -> dict[int, tuple[Any, ...]]:
     return out
 
 
+PROGRESS_FILES = {"ledger.sqlite", "ledger.sqlite-wal", "checkpoint.safetensors", "stats.jsonl"}
+
+
+def last_write(run: Path) -> float:
+    """When the search last wrote progress (training stats, a checkpoint, the ledger) into the run folder;
+    the lock and log files, written at start-up, do not count."""
+    if not run.exists():
+        return 0.0
+    return max((p.stat().st_mtime for p in run.rglob("*") if p.name in PROGRESS_FILES), default=0.0)
+
+
 def outcome(run: Path) -> list[tuple[Any, ...]]:
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
         rows, final = ledger.candidates(), ledger.final()
@@ -72,12 +83,6 @@ def main() -> None:
     run_search(root / "reference", cfg, progress=False)
     reference_seconds = time.perf_counter() - t0
     print(f"reference run: {reference_seconds:.1f}s")
-    # A resumed search first spends its start-up (imports, reopening the ledger) doing nothing a kill can
-    # test; kills are aimed past it so that, over the rounds, they land across the whole search.
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, dggan.search.driver"], check=True)
-    startup = time.perf_counter() - t0
-    print(f"start-up of a resumed search: about {startup:.1f}s")
     cfg_file = root / "config.json"
     cfg_file.write_text(json.dumps(cfg.to_dict()))
     run = root / "run"
@@ -88,17 +93,24 @@ def main() -> None:
         cmd += ["--resume", str(run)] if (run / "ledger.sqlite").exists() else ["--config", str(cfg_file),
                                                                                  "--run-dir", str(run)]
         before = snapshot(run)
+        started = time.time()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # On average each round advances the search by 1.5 / kills of its length, less the work lost.
-        delay = startup + rng.uniform(0.2, 3 * reference_seconds / args.kills)
+        # A timer alone lands most kills in the start-up (imports, reopening the run) or before the first
+        # checkpoint, and the search never moves. Waiting for the round's first progress (training stats, a
+        # checkpoint, a ledger row), then a random delay, makes every round advance and puts kills across the
+        # whole search, often right after a write: the moment most likely to tear one.
+        while proc.poll() is None and last_write(run) <= started:
+            time.sleep(0.02)
+        delay = rng.uniform(0.0, 2 * reference_seconds / args.kills)
         try:
             proc.wait(timeout=delay)
-            print(f"round {k + 1}: the search finished before the kill ({delay:.1f}s)", end="")
+            print(f"round {k + 1}: the search finished before the kill", end="")
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
-            print(f"round {k + 1}: killed after {delay:.1f}s", end="")
+            print(f"round {k + 1}: killed {time.time() - started:.1f}s in, {delay:.1f}s after its first write",
+                  end="")
         after = snapshot(run)
         print(f"; finished candidates {len(before)} -> {len(after)}")
         for cid, state in before.items():
