@@ -82,8 +82,13 @@ def held_out_scores(run: Path, config: Any, seeds: list[int]) -> dict[str, Any] 
 # do, as in the paper's steps (~200 children for K = 20); rungs 1/27, 1/9, 1/3, 1.
 WIDE: dict[str, Any] = {"p": 1.0, "filters": (16, 32, 64), "iterations": 300, "initial_iterations": 300,
                         "final_iterations": 600, "max_steps": 4, "halving_min_fraction": 1 / 27}
-VARIANTS: dict[str, dict[str, Any]] = {"preset": {}, "halving": {**WIDE, "halving_eta": 3},
+# ``claim-long``: the presets with four times the training per candidate, to test whether longer candidates
+# let grown architectures pull ahead of ProgGAN at equal training.
+LONG: dict[str, Any] = {"iterations": 2400, "initial_iterations": 2400, "final_iterations": 4800,
+                        "checkpoint_every": 1200}
+VARIANTS: dict[str, dict[str, Any]] = {"preset": {}, "long": LONG, "halving": {**WIDE, "halving_eta": 3},
                                        "plain": {**WIDE, "halving_eta": 1}}
+CLAIM_VARIANTS = {"claim": "preset", "claim-long": "long"}
 
 
 def one_run(name: str, variant: str, seed: int, out: Path, eval_seeds: int, threads: int) -> dict[str, Any]:
@@ -111,7 +116,7 @@ def one_run(name: str, variant: str, seed: int, out: Path, eval_seeds: int, thre
         "final_normalized": None if final is None else final.normalized_metric,
         "reached_target_before_forced_growth": first_at_target is not None and first_at_target < forced_step,
     }
-    if variant == "preset" and summary.ok:
+    if variant in CLAIM_VARIANTS.values() and summary.ok:
         comparison = compare(run, eval_seeds=eval_seeds, progress=False).to_dict()
         record["compare"] = {k: comparison[k] for k in ("final", "equal_training", "equal_compute",
                                                         "final_vs_equal_training", "final_vs_equal_compute",
@@ -185,7 +190,7 @@ def selection(out: Path, eval_seeds: int) -> str:
     records = json.loads((out / "results.json").read_text())
     for rec in records:
         run = out / f"{rec['preset']}-{rec['variant']}-s{rec['seed']}"
-        config = preset(rec["preset"], seed=rec["seed"], threads=1)
+        config = preset(rec["preset"], seed=rec["seed"], threads=1, **VARIANTS[rec["variant"]])
         layout = RunLayout(run)
         base = layout.baseline
         with Ledger.open(layout.ledger, readonly=True) as ledger:
@@ -221,7 +226,7 @@ def selection(out: Path, eval_seeds: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", choices=["claim", "halving", "rescore-held-out", "selection"])
+    parser.add_argument("study", choices=["claim", "claim-long", "halving", "rescore-held-out", "selection"])
     parser.add_argument("--presets", nargs="+", default=["demo", "shapes"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--eval-seeds", type=int, default=3)
@@ -230,7 +235,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     args.out = args.out or Path(f"runs/bench-{args.study}")
-    variants = ["preset"] if args.study == "claim" else ["halving", "plain"]
+    variants = [CLAIM_VARIANTS[args.study]] if args.study in CLAIM_VARIANTS else ["halving", "plain"]
     if args.study == "selection":  # after ``claim``: re-score its candidates at the target
         text = selection(args.out, args.eval_seeds)
         (args.out / "selection.md").write_text(text)
@@ -242,7 +247,7 @@ def main() -> None:
         for r in records:
             if r.get("held_out") and r.get("compare"):
                 run = args.out / f"{r['preset']}-{r['variant']}-s{r['seed']}"
-                config = preset(r["preset"], seed=r["seed"], threads=args.threads)
+                config = preset(r["preset"], seed=r["seed"], threads=args.threads, **VARIANTS[r["variant"]])
                 r["held_out"] = held_out_scores(run, config, r["compare"]["final"].get("seeds")
                                                 or [r["seed"] + i for i in range(args.eval_seeds)])
         results.write_text(json.dumps(records, indent=1))
