@@ -2,12 +2,14 @@
 
 Usage: python benchmarks/bench_search_quality.py claim   [--presets demo shapes] [--seeds 0 1 2] [--out DIR]
        python benchmarks/bench_search_quality.py halving [--presets demo shapes] [--seeds 0 1 2] [--out DIR]
+       python benchmarks/bench_search_quality.py claim-long [--presets shapes] [--seeds 0 1 2] [--out DIR]
        python benchmarks/bench_search_quality.py selection --out CLAIM_DIR [--eval-seeds 5]
 
 ``claim``: each preset as it is (``demo``: the handwritten digits, ``shapes``: the synthetic shapes), one run
 per seed, then ``dggan compare`` (the final model against ProgGAN at equal training and ProgGAN with the
 search's whole compute, over ``--eval-seeds`` evaluation seeds) and, where the data has a held-out split
 (digits), the final model's SWD against the held-out images next to the SWD between two halves of them.
+``claim-long``: the same with every candidate trained four times longer (``LONG``).
 
 ``halving``: plain (``halving_eta=1``) against successive halving (eta 3, rungs 1/27, 1/9, 1/3, 1) on searches
 with many children per step (``WIDE``: every one of 7 actions of 2 parents, as the paper's steps are wide
