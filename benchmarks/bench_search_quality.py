@@ -182,7 +182,7 @@ def selection(out: Path, eval_seeds: int) -> str:
     seeds, each next to the baseline curve's model at the same route iterations and the same seeds: does a
     grown architecture beat ProgGAN at equal training, and did the search's one-draw ranking pick it?"""
     from dggan.runs import RunLayout
-    from dggan.search.compare import _point
+    from dggan.search.compare import baseline_point
 
     seeds = [1000 + i for i in range(eval_seeds)]  # not the draws the search ranked by
     lines = [f"Evaluation seeds {seeds[0]}-{seeds[-1]}; (a) = the ProgGAN baseline at the same route iterations.", "",
@@ -207,7 +207,7 @@ def selection(out: Path, eval_seeds: int) -> str:
 
         beats, picked, results = 0, None, []
         for r in sorted(rows, key=lambda r: r.normalized_metric or float("inf")):
-            point = _point(base_rows, config.target_resolution, r.route_iterations or 0)
+            point = baseline_point(base_rows, config.target_resolution, r.route_iterations or 0)
             if point.id not in cache:
                 cache[point.id] = scores(base.resolve(point.checkpoint or base.checkpoint(point.id)))
             mine, theirs = scores(layout.resolve(r.checkpoint or layout.checkpoint(r.id))), cache[point.id]

@@ -107,7 +107,7 @@ def search_iterations(rows: list[CandidateRow], final_iterations: int) -> int:
     return total + final_iterations
 
 
-def _point(rows: list[CandidateRow], resolution: int, route: int) -> CandidateRow:
+def baseline_point(rows: list[CandidateRow], resolution: int, route: int) -> CandidateRow:
     """The baseline's model at ``resolution`` with ``route`` iterations (or the nearest after it)."""
     at = sorted((r for r in rows if r.resolution == resolution and r.status == Status.DONE),
                 key=lambda r: r.route_iterations or 0)
@@ -183,7 +183,7 @@ def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | No
     target = config.target_resolution
     sub, base_rows, notes = train_proggan(layout, config, [{target: route}, {target: max(route, total)}],
                                           executor=executor, progress=progress)
-    a, b = _point(base_rows, target, route), _point(base_rows, target, total)
+    a, b = baseline_point(base_rows, target, route), baseline_point(base_rows, target, total)
     for row, want in ((a, route), (b, total)):
         if (row.route_iterations or 0) != want:
             notes.append(f"ProgGAN has no model at exactly {want:,} iterations; the nearest after it"

@@ -24,7 +24,7 @@ from ..io import atomic_write_json, atomic_write_text
 from ..metrics.registry import parse_metric
 from ..runs import RunLayout
 from .baseline import resolutions
-from .compare import _point, final_model, score_checkpoint, train_proggan
+from .compare import baseline_point, final_model, score_checkpoint, train_proggan
 from .config import SearchConfig
 from .driver import check_data, load_run_config
 from .executors import Executor
@@ -136,7 +136,7 @@ def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executo
     final_ckpt = layout.resolve(final.checkpoint or "")
 
     def proggan_at(res: int) -> Path:
-        point = _point(base_rows, res, routes[res])
+        point = baseline_point(base_rows, res, routes[res])
         if (point.route_iterations or 0) != routes[res]:
             notes.append(f"{res}px: ProgGAN has no model at exactly {routes[res]:,} iterations; the nearest after"
                          f" it ({point.route_iterations:,}) stands in")
