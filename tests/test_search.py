@@ -391,6 +391,19 @@ def test_compare_against_proggan_at_equal_training_and_equal_compute(tmp_path: P
     assert result.exit_code == 2 and "has no final model yet" in result.output
 
 
+def test_compare_says_when_the_search_kept_the_proggan_route(tmp_path: Path) -> None:
+    run = tmp_path / "run"  # no layer may be added: the only route to 16 px is ProgGAN's
+    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2, max_g_layers=0, max_d_layers=0),
+               progress=False)
+    result = runner.invoke(app, ["compare", str(run), "--eval-seeds", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads((run / "compare.json").read_text())["notes"]
+    assert any("ProgGAN's own architecture" in n for n in notes), notes
+    assert "ProgGAN's own architecture" in (run / "compare.md").read_text()
+    assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    assert "own architecture: no grown layer beat" in (run / "report" / "index.html").read_text()
+
+
 def test_resume_may_change_where_a_search_runs_but_not_what_it_computes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run_search(run, tiny(max_steps=1, final_iterations=0), progress=False)

@@ -188,6 +188,10 @@ def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | No
         if (row.route_iterations or 0) != want:
             notes.append(f"ProgGAN has no model at exactly {want:,} iterations; the nearest after it"
                          f" ({row.route_iterations:,}) stands in")
+    best = next(r for r in rows if r.id == final.candidate)
+    if best.genome.key() == a.genome.key():
+        notes.append("the final model has ProgGAN's own architecture: no grown layer beat the ProgGAN route, so"
+                     " (a) is the same network, and a tie with it says nothing for or against growing")
     seeds = [config.seed + i for i in range(eval_seeds)]
     device = config.resolved_device()
 

@@ -653,7 +653,8 @@ def _result_html(page: Page, data: RunData, n: int, seed: int, device: str) -> s
                                           ("(b) ProgGAN, the search's whole compute", c["equal_compute"],
                                            c["final_vs_equal_compute"]))]
         parts.append(f"<h3>dggan compare ({_e(c['metric'])}, evaluation seeds {_e(c['eval_seeds'])})</h3>"
-                     + _table(["model", "training iterations", "score (mean ± std)", "final is"], rows))
+                     + _table(["model", "training iterations", "score (mean ± std)", "final is"], rows)
+                     + "".join(f'<p class="muted">{_e(note)}</p>' for note in c.get("notes", [])))
     elif head.ok:
         parts.append(f'<p class="muted">For the same against ProgGAN trained with the search\'s whole compute,'
                      f" and with several evaluation seeds: <code>dggan compare {_e(data.run)}</code>.</p>")
