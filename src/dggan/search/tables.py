@@ -15,6 +15,7 @@ error before anything is trained or scored.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,7 @@ def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executo
     seed = config.seed
     final_ckpt = layout.resolve(final.checkpoint or "")
 
+    @functools.cache
     def proggan_at(res: int) -> Path:
         point = baseline_point(base_rows, res, routes[res])
         if (point.route_iterations or 0) != routes[res]:
@@ -142,18 +144,24 @@ def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executo
                          f" it ({point.route_iterations:,}) stands in")
         return sub.resolve(point.checkpoint or sub.checkpoint(point.id))
 
-    table1 = {m: float(score_checkpoint(final_ckpt, config, seed, device, m)["value"]) for m in plan["table1"]}
+    # The tables share metrics (a SWD search scores the final model with the same metric in all three, a FID
+    # search with fid50k in Tables 1 and 2): each checkpoint is scored once per metric.
+    @functools.cache
+    def score(path: Path, metric: str) -> dict[str, Any]:
+        return score_checkpoint(path, config, seed, device, metric)
+
+    table1 = {m: float(score(final_ckpt, m)["value"]) for m in plan["table1"]}
     table2 = []
     for res in resolutions(config):
         ours_ckpt = final_ckpt if res == target else layout.resolve(models[res].checkpoint or
                                                                     layout.checkpoint(models[res].id))
-        ours = float(score_checkpoint(ours_ckpt, config, seed, device, plan["table2"])["value"])
-        theirs = float(score_checkpoint(proggan_at(res), config, seed, device, plan["table2"])["value"])
+        ours = float(score(ours_ckpt, plan["table2"])["value"])
+        theirs = float(score(proggan_at(res), plan["table2"])["value"])
         table2.append({"resolution": res, "candidate": "final" if res == target else models[res].id,
                        "route_iterations": routes[res], "ours": ours, "proggan": theirs,
                        "improvement_pct": 100.0 * (theirs - ours) / theirs if theirs else 0.0})
-    swd_ours = score_checkpoint(final_ckpt, config, seed, device, plan["table3"])
-    swd_theirs = score_checkpoint(proggan_at(target), config, seed, device, plan["table3"])
+    swd_ours = score(final_ckpt, plan["table3"])
+    swd_theirs = score(proggan_at(target), plan["table3"])
     levels = sorted((int(k) for k in swd_ours["swd_levels"]), reverse=True)
     table3 = {"metric": plan["table3"], "resolution": target, "levels": levels,
               "ours": {"levels": swd_ours["swd_levels"], "avg": swd_ours["swd_avg"]},
