@@ -17,6 +17,7 @@ from typing import Any
 from ..durations import duration
 from ..errors import LedgerError
 from ..runs import RunLayout, search_lock
+from .algorithm import rank
 from .ledger import CandidateRow, FinalRow, Ledger, Status
 
 UNFINISHED = (Status.PENDING, Status.RUNNING)
@@ -157,13 +158,8 @@ def _count(rows: list[CandidateRow]) -> dict[str, int]:
 
 def _best(rows: list[CandidateRow], normalized: bool) -> list[BestAt]:
     best: dict[int, CandidateRow] = {}
-    for r in rows:
-        value = r.normalized_metric if normalized else r.metric
-        if r.status != Status.DONE or value is None:
-            continue
-        held = best.get(r.resolution)
-        if held is None or value < ((held.normalized_metric if normalized else held.metric) or 0):
-            best[r.resolution] = r
+    for r in rank(rows, "normalized_metric" if normalized else "metric"):  # best first: keep each resolution's first
+        best.setdefault(r.resolution, r)
     return [BestAt(res, r.id, r.normalized_metric, r.metric, r.genome.summary()) for res, r in sorted(best.items())]
 
 
