@@ -77,6 +77,14 @@ def rank(rows: Iterable[C], key: str = "normalized_metric") -> list[C]:
     return sorted(scored, key=lambda r: (score_of(r, key), r.id))
 
 
+def best_per_resolution(rows: Iterable[C], key: str = "normalized_metric") -> dict[int, C]:
+    """The best finished candidate at each resolution, by resolution."""
+    best: dict[int, C] = {}
+    for r in rank(rows, key):  # best first: each resolution keeps its first
+        best.setdefault(r.resolution, r)
+    return dict(sorted(best.items()))
+
+
 def best_candidate(rows: Iterable[C], target_resolution: int | None = None,
                    key: str = "normalized_metric") -> C | None:
     """The best finished candidate at ``target_resolution``; before any reached it (or without a target),

@@ -33,7 +33,7 @@ from ..io import atomic_write_json
 from ..metrics.refstats import default_cache_dir
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout
 from ..threads import set_threads
-from .algorithm import best_candidate, halving_keep
+from .algorithm import best_candidate, best_per_resolution, halving_keep
 from .baseline import BaselineCurve, baseline_config, longest_route, resolutions, static_curve
 from .config import SearchConfig
 from .executors import Executor, executor_for
@@ -508,14 +508,9 @@ class Search:
         rows = self.ledger.candidates()
         counts = Counter(r.status.value for r in rows)
         board.scalars({s.value: counts.get(s.value, 0) for s in Status}, step, "search/candidates/")
-        best: dict[int, CandidateRow] = {}
-        for r in rows:
-            if r.status == Status.DONE and r.normalized_metric is not None and (
-                    r.resolution not in best or r.normalized_metric < (best[r.resolution].normalized_metric or 0)):
-                best[r.resolution] = r
-        board.scalars({f"{res}px": r.normalized_metric for res, r in sorted(best.items())}, step,
-                      "search/best_normalized/")
-        for res, r in sorted(best.items()):
+        best = best_per_resolution(rows)
+        board.scalars({f"{res}px": r.normalized_metric for res, r in best.items()}, step, "search/best_normalized/")
+        for res, r in best.items():
             board.text(f"search/best_{res}px", f"c{r.id:05d} ({r.normalized_metric:.4g}): {r.genome.summary()}", step)
         board.flush()
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..durations import duration
 from ..errors import LedgerError
 from ..runs import RunLayout, search_lock
-from .algorithm import rank
+from .algorithm import best_per_resolution
 from .ledger import CandidateRow, FinalRow, Ledger, Status
 
 UNFINISHED = (Status.PENDING, Status.RUNNING)
@@ -157,10 +157,8 @@ def _count(rows: list[CandidateRow]) -> dict[str, int]:
 
 
 def _best(rows: list[CandidateRow], normalized: bool) -> list[BestAt]:
-    best: dict[int, CandidateRow] = {}
-    for r in rank(rows, "normalized_metric" if normalized else "metric"):  # best first: keep each resolution's first
-        best.setdefault(r.resolution, r)
-    return [BestAt(res, r.id, r.normalized_metric, r.metric, r.genome.summary()) for res, r in sorted(best.items())]
+    best = best_per_resolution(rows, "normalized_metric" if normalized else "metric")
+    return [BestAt(res, r.id, r.normalized_metric, r.metric, r.genome.summary()) for res, r in best.items()]
 
 
 def _eta(current: list[CandidateRow], step: int | None, rows: list[CandidateRow], progress: dict[int, Progress],
