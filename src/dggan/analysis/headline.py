@@ -41,6 +41,7 @@ class Headline:
     comparison: dict[str, Any] | None  # compare.json, when `dggan compare` ran
     samples: Path | None
     reason: str = ""  # why there is no result yet
+    run_dir: str = "RUN"
 
     @property
     def ok(self) -> bool:
@@ -66,6 +67,10 @@ class Headline:
         out = [self.sentence()]
         if self.ok:
             out.append(f"Route: {self.route}")
+        if self.ok and not self.comparison and self.baseline_kind in ("auto", "run"):
+            # One SWD/FID draw moves by 10-20% between evaluation seeds at demo scale (benchmarks/README.md).
+            out.append(f"One evaluation draw each: `dggan compare {self.run_dir}` re-scores both over several"
+                       " seeds before a difference is trusted.")
         if self.comparison:
             c = self.comparison
             a, b = c["equal_training"], c["equal_compute"]
@@ -108,4 +113,4 @@ def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final:
         final_normalized=final.normalized_metric, route_iterations=final.extra.get("route_iterations"),
         baseline_value=final.extra.get("baseline"), baseline_kind=final.extra.get("baseline_kind"),
         route=route_text(route_of(rows, final.candidate)), comparison=comparison,
-        samples=samples if samples.is_file() else None)
+        samples=samples if samples.is_file() else None, run_dir=str(run_dir))
