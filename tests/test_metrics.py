@@ -398,6 +398,24 @@ def test_swd_with_a_small_dataset_draws_with_replacement():
     assert out["num_real"] == 10 and out["value"] > 0
 
 
+
+def test_a_generate_that_repeats_its_batches_is_warned_about():
+    """Re-seeding latents on every call (the easy mistake) scores the same batch over and over."""
+    real = SyntheticShapes(64, 16, seed=0)
+    pool = to_float(SyntheticShapes(64, 16, seed=1).array, 16)
+
+    def reseeded(n: int) -> torch.Tensor:
+        return pool[torch.randperm(64, generator=torch.Generator().manual_seed(7))[:n]]
+
+    with pytest.warns(MetricWarning, match="same 16 images for its first two batches"):
+        repeated = evaluate("swd64", reseeded, real, 16, batch_size=16, progress=False)
+    order = iter(torch.randperm(64, generator=torch.Generator().manual_seed(7)).split(16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MetricWarning)
+        fresh = evaluate("swd64", lambda n: pool[next(order)[:n]], real, 16, batch_size=16, progress=False)
+    assert repeated["value"] > fresh["value"]  # 16 distinct images, not 64: a worse (and wrong) score
+
+
 # ---------------------------------------------------------------------------------------------- normalisation
 
 

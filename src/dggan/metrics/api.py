@@ -38,6 +38,7 @@ def generated_batches(generate: Generate, count: int, resolution: int,
                       batch_size: int) -> Iterator[torch.Tensor]:
     """uint8 batches of ``generate(n)`` (float [-1, 1] NCHW at ``resolution``), checked for shape and NaNs."""
     done = 0
+    first: torch.Tensor | None = None
     while done < count:
         n = min(batch_size, count - done)
         with torch.no_grad():
@@ -47,7 +48,17 @@ def generated_batches(generate: Generate, count: int, resolution: int,
             shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
             raise MetricError(f"generate({n}) must return a float tensor [{n}, 3, {resolution},"
                               f" {resolution}], got {shape}")
-        yield to_uint8(images.detach())
+        batch = to_uint8(images.detach())
+        if done == 0:
+            first = batch
+        elif first is not None and done == n == first.shape[0] > 1 and torch.equal(batch, first):
+            # The easy mistake: a generate() that re-seeds its latents on every call (scored, but barely).
+            warnings.warn(f"generate() returned the same {n} images for its first two batches, so the metric"
+                          " scores them over and over: either the generator collapsed to a constant output, or"
+                          " generate() re-seeds its latents on every call; draw them from one"
+                          " dggan.sampling.LatentStream instead (lambda n: generate(net, stream.take(n)))",
+                          MetricWarning, stacklevel=3)
+        yield batch
         done += n
 
 
@@ -58,8 +69,11 @@ def evaluate(metric: str, generate: Generate, real: ImageSource | None, resoluti
     """Score ``generate`` with ``metric`` (e.g. "fid10k", "is50k", "swd16k", "swd1k") at ``resolution``.
 
     ``generate(n)`` returns n images, float in [-1, 1], NCHW at ``resolution`` (the caller decides the
-    latents). Real images are area-downsampled to ``resolution`` and both sides are quantised to uint8
-    the same way. FID reference statistics are cached under ``cache_dir`` (``None``: only in memory).
+    latents). It is called once per batch, so each call must return *new* images: draw latents from one
+    ``dggan.sampling.LatentStream`` (``lambda n: generate(net, stream.take(n))``); a function that re-seeds
+    per call returns the same batch again and again, and the metric then scores far fewer distinct images.
+    Real images are area-downsampled to ``resolution`` and both sides are quantised to uint8 the same way.
+    FID reference statistics are cached under ``cache_dir`` (``None``: only in memory).
     ``seed`` drives SWD's patches and directions and its real subset.
 
     Returns at least ``{"metric", "value"}``; also kind, lower_is_better, resolution, num_fake, num_real,
