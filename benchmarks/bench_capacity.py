@@ -140,6 +140,7 @@ def plot(records: list[dict[str, Any]], floors: dict[str, list[float]], path: Pa
     """One panel per (data, width): every variant's curve, ProgGAN's thick, the floor dashed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
 
     by_curve = curves(records)
     panels = sorted({(data, width) for data, width, _, _ in by_curve}, key=lambda p: (p[0], -p[1]))
@@ -166,6 +167,11 @@ def plot(records: list[dict[str, Any]], floors: dict[str, list[float]], path: Pa
                        label="real vs real (the floor)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        marks = sorted({x for key in keys for x in by_curve[key]})
+        ax.set_xticks(marks, [f"{x:,}" for x in marks], minor=False)
+        ax.set_xticks([], minor=True)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
         ax.set_xlabel("iterations at 16 px (after 600 at 8 px; fading in over the first half)")
         ax.set_ylabel(f"SWD against held-out images ({next(r['metric'] for r in records if r['data'] == data)})")
         ax.set_title(f"{data}, width {width}: grown layers vs ProgGAN", fontsize=10)
