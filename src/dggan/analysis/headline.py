@@ -68,7 +68,7 @@ class Headline:
         if self.ok:
             out.append(f"Route: {self.route}")
         if self.ok and not self.comparison and self.baseline_kind in ("auto", "run"):
-            # One SWD/FID draw moves by 10-20% between evaluation seeds at demo scale (benchmarks/README.md).
+            # At demo scale one SWD draw moves by 10-20% between evaluation seeds (benchmarks/README.md).
             out.append(f"One evaluation draw each: `dggan compare {self.run_dir}` re-scores both over several"
                        " seeds before a difference is trusted.")
         if self.comparison:
