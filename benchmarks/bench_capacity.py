@@ -46,7 +46,8 @@ SHAPES_HELD_OUT = 512  # of the 2,048 synthetic shapes (the `shapes` preset's da
 def data_split(name: str) -> tuple[ImageSource, ImageSource, str]:
     """(training images, held-out images, the SWD metric sized to the held-out set)."""
     if name == "digits":
-        return open_dataset("digits:split=train"), open_dataset("digits:split=test"), "swd360"
+        held = open_dataset("digits:split=test")
+        return open_dataset("digits:split=train"), held, f"swd{len(held)}"
     if name != "shapes":
         raise SystemExit(f"--data must be shapes or digits, got {name!r}")
     full = open_dataset("synthetic:n=2048,res=16").array

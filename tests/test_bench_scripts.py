@@ -50,3 +50,6 @@ def test_bench_capacity_compares_variants_and_resumes(tmp_path: Path) -> None:
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
     bad = study("G32*D32")
     assert bad.returncode != 0 and "G128, D64 or G64k7" in bad.stderr
+    digits = study("P", "--data", "digits")  # the digits' held-out split: a metric sized to it, its own floor
+    assert digits.returncode == 0, digits.stderr[-2000:]
+    assert "| digits | 8 | 3 | P |" in digits.stdout and "Real vs real on digits" in digits.stdout
