@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from dggan import Action, Genome, TrainConfig, Trainer, apply_action, constant_channels, evaluate
 from dggan.checkpoint import load_checkpoint
 from dggan.data import open_dataset
-from dggan.data.base import ArraySource, ImageSource, to_float
+from dggan.data.base import ArraySource, ImageSource
 from dggan.io import atomic_write_bytes, atomic_write_text
+from dggan.metrics import real_vs_real
 from dggan.sampling import LatentStream, generate
 from dggan.threads import set_threads
 
@@ -107,21 +107,9 @@ def one_run(data: str, variant: str, width: int, seed: int, n8: int, n16: int, e
 
 
 def real_floor(data: str, eval_seeds: int) -> list[float]:
-    """SWD of as many real training images as the held-out set against it, per evaluation seed: what a
-    perfect generator would score."""
+    """The floor per evaluation seed: as many training images as the held-out set against it."""
     train, held, metric = data_split(data)
-    floor = []
-    for e in range(eval_seeds):
-        idx = np.sort(np.random.default_rng(e).choice(len(train), size=len(held), replace=False))
-        images = to_float(torch.from_numpy(train.get(idx)), 16)
-        taken = [0]
-
-        def serve(n: int, images: torch.Tensor = images, taken: list[int] = taken) -> torch.Tensor:
-            taken[0] += n
-            return images[taken[0] - n:taken[0]]
-
-        floor.append(float(evaluate(metric, serve, held, 16, seed=e, progress=False)["value"]))
-    return floor
+    return [float(real_vs_real(metric, train, held, 16, seed=e, progress=False)["value"]) for e in range(eval_seeds)]
 
 
 Key = tuple[str, int, int, str]  # data, width, 16 px iterations (the fade-in is half of them), variant

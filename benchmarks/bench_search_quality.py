@@ -49,10 +49,9 @@ def held_out_scores(run: Path, config: Any, seeds: list[int]) -> dict[str, Any] 
     import dataclasses
 
     import numpy as np
-    import torch
 
-    from dggan.data import open_dataset, to_float
-    from dggan.metrics import evaluate
+    from dggan.data import open_dataset
+    from dggan.metrics import real_vs_real
 
     spec = HELD_OUT.get(config.data)
     if spec is None:
@@ -64,18 +63,8 @@ def held_out_scores(run: Path, config: Any, seeds: list[int]) -> dict[str, Any] 
     final = [float(score_checkpoint(run / "best" / "checkpoint.safetensors", test_config, s, metric=metric)["value"])
              for s in seeds]
     train = open_dataset(config.data)
-    floor = []
-    for s in seeds:
-        idx = np.sort(np.random.default_rng(s).choice(len(train), size=n, replace=False))
-        images = to_float(torch.from_numpy(train.get(idx)), config.target_resolution)
-        pos = {"i": 0}
-
-        def serve(k: int, images: torch.Tensor = images, pos: dict[str, int] = pos) -> torch.Tensor:
-            out = images[pos["i"]:pos["i"] + k]
-            pos["i"] += k
-            return out
-
-        floor.append(float(evaluate(metric, serve, held, config.target_resolution, seed=s, progress=False)["value"]))
+    floor = [float(real_vs_real(metric, train, held, config.target_resolution, seed=s, progress=False)["value"])
+             for s in seeds]
     return {"data": spec, "metric": metric, "final": final, "final_mean": float(np.mean(final)),
             "real_vs_real": floor, "real_vs_real_mean": float(np.mean(floor))}
 

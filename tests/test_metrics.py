@@ -416,6 +416,22 @@ def test_a_generate_that_repeats_its_batches_is_warned_about():
     assert repeated["value"] > fresh["value"]  # 16 distinct images, not 64: a worse (and wrong) score
 
 
+
+def test_real_vs_real_is_the_floor_a_perfect_generator_would_score():
+    from dggan.metrics import real_vs_real
+
+    train, held = SyntheticShapes(96, 16, seed=1), SyntheticShapes(64, 16, seed=2)  # one distribution, two draws
+    noise = ArraySource(np.random.default_rng(0).integers(0, 256, (96, 3, 16, 16), dtype=np.uint8))
+    floor = real_vs_real("swd64", train, held, 16, seed=3, progress=False)
+    assert floor["num_fake"] == 64 and floor["value"] > 0
+    assert real_vs_real("swd64", noise, held, 16, seed=3, progress=False)["value"] > 2 * floor["value"]
+    # The same subset and directions as a generator serving those training images (seeded alike).
+    again = real_vs_real("swd64", train, held, 16, seed=3, progress=False)
+    assert again["value"] == floor["value"]
+    with pytest.raises(MetricError, match=r"swd128 scores 128 generated images, but .* has 96.*swd96"):
+        real_vs_real("swd128", train, held, 16)
+
+
 # ---------------------------------------------------------------------------------------------- normalisation
 
 

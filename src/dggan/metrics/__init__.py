@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "laplacian_pyramid": "swd",
     "normalize": "paper",
     "parse_metric": "registry",
+    "real_vs_real": "api",
     "resolve_inception_weights": "fid",
     "sample_patches": "swd",
     "sliced_wasserstein": "swd",

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..data.base import DatasetError, ImageSource
+from ..data.base import DatasetError, ImageSource, to_float
 from ..genome import is_power_of_two
 from .fid import (
     FID_LAYER,
@@ -129,3 +129,23 @@ def evaluate(metric: str, generate: Generate, real: ImageSource | None, resoluti
         result.update(value=swd["swd_avg"], num_real=min(len(real), spec.num_real), **swd)
     result["time_s"] = round(time.perf_counter() - start, 3)
     return result
+
+
+def real_vs_real(metric: str, sample: ImageSource, real: ImageSource, resolution: int, *, seed: int = 0,
+                 **options: Any) -> dict[str, Any]:
+    """``metric`` of real images from ``sample``, scored as if generated, against ``real``: the floor, what a
+    generator that reproduced ``sample``'s images exactly would score (e.g. training images against held-out
+    ones). The generated side is a subset of ``sample`` as large as the metric asks, drawn with ``seed``;
+    ``options`` go to ``evaluate``."""
+    spec = parse_metric(metric)
+    if len(sample) < spec.num_fake:
+        raise MetricError(f"{spec.name} scores {spec.num_fake} generated images, but {sample.name} has"
+                          f" {len(sample)}; use a metric of at most {len(sample)} images (e.g. swd{len(sample)})")
+    images = to_float(sample.get(real_indices(len(sample), spec.num_fake, seed)), resolution)
+    served = [0]
+
+    def serve(n: int) -> torch.Tensor:
+        served[0] += n
+        return images[served[0] - n:served[0]]
+
+    return evaluate(metric, serve, real, resolution, seed=seed, **options)
