@@ -31,13 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from dggan import Action, Genome, TrainConfig, Trainer, apply_action, constant_channels, evaluate
+from dggan import Action, Genome, TrainConfig, Trainer, apply_action, constant_channels
 from dggan.checkpoint import load_checkpoint
 from dggan.data import open_dataset
 from dggan.data.base import ArraySource, ImageSource
 from dggan.io import atomic_write_bytes, atomic_write_text
-from dggan.metrics import real_vs_real
-from dggan.sampling import LatentStream, generate
+from dggan.metrics import evaluate_generator, real_vs_real
 from dggan.threads import set_threads
 
 SHAPES_HELD_OUT = 512  # of the 2,048 synthetic shapes (the `shapes` preset's data), held out for scoring
@@ -96,11 +95,8 @@ def one_run(data: str, variant: str, width: int, seed: int, n8: int, n16: int, e
     curve: dict[int, list[float]] = {}
     for mark in sorted({n16 // 3, 2 * n16 // 3, n16}):
         child.train(until=mark, progress=False)
-        curve[mark] = []
-        for e in range(eval_seeds):
-            stream = LatentStream(g16.latent_size, 100 + e)  # evaluate() asks batch by batch: new latents each time
-            curve[mark].append(float(evaluate(metric, lambda n, s=stream: generate(child.G_ema, s.take(n)), held, 16,
-                                              seed=e, progress=False)["value"]))
+        curve[mark] = [float(evaluate_generator(metric, child.G_ema, held, seed=e, latent_seed=100 + e,
+                                                progress=False)["value"]) for e in range(eval_seeds)]
     return {"data": data, "variant": variant, "width": width, "seed": seed, "n8": n8, "n16": n16,
             "metric": metric, "g_params": g16.g_params(), "d_params": g16.d_params(),
             "seconds": time.perf_counter() - t0, "curve": {str(k): v for k, v in curve.items()}}

@@ -15,9 +15,12 @@ from dggan.cli import app as dggan_app
 
 
 class _TinyGenerator(torch.nn.Module):
-    def __init__(self, latent: int, res: int):
+    """A stand-in with the real Generator's interface: a ``genome`` and latents in, images out."""
+
+    def __init__(self, latent: int, res: int, genome: object = None):
         super().__init__()
         self.res = res
+        self.genome = genome
         self.fc = torch.nn.Linear(latent, 3 * res * res)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -32,7 +35,7 @@ def app(monkeypatch) -> typer.Typer:
     def fake_load(path, device="cpu"):
         loaded.append((str(path), device))
         torch.manual_seed(0)
-        return genome, _TinyGenerator(8, 16).eval()
+        return genome, _TinyGenerator(8, 16, genome).eval()
 
     monkeypatch.setattr(cli_eval, "load_generator", fake_load)
     monkeypatch.setattr(cli_eval, "recorded_data", lambda path: None)

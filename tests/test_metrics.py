@@ -417,6 +417,25 @@ def test_a_generate_that_repeats_its_batches_is_warned_about():
 
 
 
+def test_evaluate_generator_draws_new_latents_for_every_batch():
+    from dggan import Generator, Genome, constant_channels
+    from dggan.metrics import evaluate_generator
+    from dggan.sampling import LatentStream, generate
+
+    torch.manual_seed(0)
+    net = Generator(Genome.base(latent_size=8, channels=constant_channels(16, 8), max_resolution=16)).eval()
+    real = SyntheticShapes(64, 8, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MetricWarning)  # no repeated batch
+        ours = evaluate_generator("swd64", net, real, seed=2, latent_seed=5, batch_size=16, progress=False)
+    stream = LatentStream(8, 5)
+    by_hand = evaluate("swd64", lambda n: generate(net, stream.take(n), 16), real, 8, seed=2, batch_size=16,
+                       progress=False)
+    assert ours["value"] == by_hand["value"] and ours["resolution"] == 8  # the net's own resolution
+    same_seeds = evaluate_generator("swd64", net, real, seed=5, batch_size=16, progress=False)
+    assert same_seeds["value"] != ours["value"]  # latent_seed defaults to seed
+
+
 def test_real_vs_real_is_the_floor_a_perfect_generator_would_score():
     from dggan.metrics import real_vs_real
 

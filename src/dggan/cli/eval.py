@@ -52,8 +52,7 @@ def eval_command(
     """Score a checkpoint's EMA generator at its resolution and append the result to metrics.jsonl."""
     from ..data import open_dataset
     from ..io import append_jsonl
-    from ..metrics import default_cache_dir, evaluate, parse_metric
-    from ..sampling import LatentStream, generate
+    from ..metrics import default_cache_dir, evaluate_generator, parse_metric
     from ..train import pick_device
     from .train import resolve_checkpoint
 
@@ -69,10 +68,9 @@ def eval_command(
                               " dataset: pass --data SPEC (e.g. --data synthetic, or the data it was trained on)")
     genome, generator = load_generator(checkpoint, device=device)
     real = open_dataset(data) if data is not None and spec.kind != "is" else None
-    stream = LatentStream(genome.latent_size, seed)
-    result = evaluate(spec.name, lambda n: generate(generator, stream.take(n), batch_size), real, genome.resolution,
-                      cache_dir=cache_dir or default_cache_dir(), device=device,
-                      inception_weights=inception_weights, batch_size=batch_size, seed=seed, progress=progress)
+    result = evaluate_generator(spec.name, generator, real, cache_dir=cache_dir or default_cache_dir(), device=device,
+                                inception_weights=inception_weights, batch_size=batch_size, seed=seed,
+                                progress=progress)
     record = {**result, "checkpoint": str(checkpoint), "data": data, "seed": seed, "time": time.time(),
               "genome_key": genome.key()}
     path = checkpoint.parent / METRICS_FILE

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "compute_swd": "swd",
     "default_cache_dir": "refstats",
     "evaluate": "api",
+    "evaluate_generator": "api",
     "fid_reference": "refstats",
     "frechet_distance": "fid",
     "generated_batches": "api",

@@ -69,9 +69,9 @@ def evaluate(metric: str, generate: Generate, real: ImageSource | None, resoluti
     """Score ``generate`` with ``metric`` (e.g. "fid10k", "is50k", "swd16k", "swd1k") at ``resolution``.
 
     ``generate(n)`` returns n images, float in [-1, 1], NCHW at ``resolution`` (the caller decides the
-    latents). It is called once per batch, so each call must return *new* images: draw latents from one
-    ``dggan.sampling.LatentStream`` (``lambda n: generate(net, stream.take(n))``); a function that re-seeds
-    per call returns the same batch again and again, and the metric then scores far fewer distinct images.
+    latents). It is called once per batch, so each call must return *new* images: ``evaluate_generator``
+    does that for a generator network (latents from one ``LatentStream``); a function that re-seeds per call
+    returns the same batch again and again, and the metric then scores far fewer distinct images.
     Real images are area-downsampled to ``resolution`` and both sides are quantised to uint8 the same way.
     FID reference statistics are cached under ``cache_dir`` (``None``: only in memory).
     ``seed`` drives SWD's patches and directions and its real subset.
@@ -129,6 +129,19 @@ def evaluate(metric: str, generate: Generate, real: ImageSource | None, resoluti
         result.update(value=swd["swd_avg"], num_real=min(len(real), spec.num_real), **swd)
     result["time_s"] = round(time.perf_counter() - start, 3)
     return result
+
+
+def evaluate_generator(metric: str, net: torch.nn.Module, real: ImageSource | None, *, seed: int = 0,
+                       latent_seed: int | None = None, batch_size: int = 64, **options: Any) -> dict[str, Any]:
+    """``evaluate`` a generator network (one with a ``genome``) at its own resolution, its latents drawn from
+    one ``LatentStream`` (seed ``latent_seed``, default ``seed``) across the batches the metric asks for, so
+    every batch is new images. ``seed`` drives the metric itself; ``options`` go to ``evaluate``."""
+    from ..sampling import LatentStream, generate
+
+    genome = net.genome
+    stream = LatentStream(genome.latent_size, seed if latent_seed is None else latent_seed)
+    return evaluate(metric, lambda n: generate(net, stream.take(n), batch_size), real, genome.resolution,
+                    seed=seed, batch_size=batch_size, **options)
 
 
 def real_vs_real(metric: str, sample: ImageSource, real: ImageSource, resolution: int, *, seed: int = 0,

@@ -122,19 +122,15 @@ def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = 
     """Score a checkpoint's EMA generator with ``metric`` (default: the search's) for one evaluation seed;
     the metric's whole result (``value``, SWD's per-level values, ...)."""
     from ..checkpoint import load_generator
-    from ..metrics import default_cache_dir, evaluate
-    from ..sampling import LatentStream, generate
+    from ..metrics import default_cache_dir, evaluate_generator
     from .worker import open_data_cached
 
-    genome, net = load_generator(path, device=device)
-    stream = LatentStream(genome.latent_size, seed)
+    _, net = load_generator(path, device=device)
     opts: dict[str, Any] = {"cache_dir": config.cache_dir or str(default_cache_dir())}
     if config.inception_weights:
         opts["inception_weights"] = config.inception_weights
-    batch = config.eval_batch_size
-    return evaluate(metric or config.metric, lambda n: generate(net, stream.take(n), batch),
-                    open_data_cached(config.data), genome.resolution, device=device, batch_size=batch, seed=seed,
-                    progress=False, **opts)
+    return evaluate_generator(metric or config.metric, net, open_data_cached(config.data), device=device,
+                              batch_size=config.eval_batch_size, seed=seed, progress=False, **opts)
 
 
 def train_proggan(layout: RunLayout, config: SearchConfig, needs: list[dict[int, int]], *,

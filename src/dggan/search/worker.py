@@ -29,7 +29,6 @@ from ..genome import Genome
 from ..images import save_grid
 from ..io import append_jsonl, atomic_write_json, atomic_write_text
 from ..runs import CHECKPOINT_NAME, SAMPLES_NAME
-from ..sampling import LatentStream, generate
 from ..threads import set_threads
 from ..train import TrainConfig, Trainer, TrainResult, train_together
 from ..train_config import RUNTIME_FIELDS
@@ -328,12 +327,10 @@ def _resume_if_possible(ckpt_path: Path, genome: Genome, data: ImageSource,
 
 
 def evaluate_trainer(trainer: Trainer, data: ImageSource, task: CandidateTask) -> dict[str, Any]:
-    from ..metrics import evaluate
+    from ..metrics import evaluate_generator
 
     opts = dict(task.eval_options)
     batch = int(opts.pop("batch_size", 64))
     seed = int(opts.pop("seed", 0))
-    stream = LatentStream(trainer.genome.latent_size, seed)
-    net = trainer.G_ema.eval()
-    return evaluate(task.metric, lambda n: generate(net, stream.take(n), batch), data, trainer.genome.resolution,
-                    device=str(trainer.device), batch_size=batch, seed=seed, progress=task.progress, **opts)
+    return evaluate_generator(task.metric, trainer.G_ema.eval(), data, device=str(trainer.device), batch_size=batch,
+                              seed=seed, progress=task.progress, **opts)
