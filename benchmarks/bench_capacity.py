@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from dggan import Action, Genome, TrainConfig, Trainer, apply_action, constant_channels
-from dggan.checkpoint import load_checkpoint
+from dggan._util.files import atomic_write_bytes, atomic_write_text
+from dggan._util.threads import set_threads
 from dggan.data import open_dataset
 from dggan.data.base import ArraySource, ImageSource
-from dggan.io import atomic_write_bytes, atomic_write_text
 from dggan.metrics import evaluate_generator, real_vs_real
-from dggan.threads import set_threads
+from dggan.training.checkpoint import load_checkpoint
 
 SHAPES_HELD_OUT = 512  # of the 2,048 synthetic shapes (the `shapes` preset's data), held out for scoring
 

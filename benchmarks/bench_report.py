@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +21,10 @@ from pathlib import Path
 from dggan.analysis import analyses as A
 from dggan.analysis import plots as P
 from dggan.analysis.report import generate_report
-from dggan.analysis.synthetic import write_synthetic_run
 from dggan.search.ledger import Ledger
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic ledger is a test fixture
+from fixtures.synthetic_ledger import write_synthetic_run  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):  # noqa: ANN001, ANN201 (a tiny timing helper)

@@ -34,11 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dggan._util.threads import set_threads
 from dggan.search.compare import compare, score_checkpoint, search_iterations
 from dggan.search.config import preset
 from dggan.search.driver import run_search
-from dggan.search.ledger import Ledger, Status
-from dggan.threads import set_threads
+from dggan.search.ledger import Ledger
+from dggan.search.state import Status
 
 HELD_OUT = {"digits": "digits:split=test"}  # presets' data -> a held-out split of the same images
 

@@ -35,7 +35,8 @@ COMMANDS = [
 
 
 def make_run(folder: Path) -> Path:
-    from dggan.analysis.synthetic import write_synthetic_run
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # a test fixture
+    from fixtures.synthetic_ledger import write_synthetic_run
 
     return write_synthetic_run(folder / "run", 200, seed=0)
 

@@ -43,10 +43,10 @@ from pathlib import Path
 import reference_proggan as ref  # this script's folder is on sys.path when run as a script
 import torch
 
-from dggan.actions import Action, apply_action
 from dggan.data import SyntheticShapes
-from dggan.genome import Genome, constant_channels
-from dggan.train import TrainConfig, Trainer
+from dggan.model.actions import Action, apply_action
+from dggan.model.genome import Genome, constant_channels
+from dggan.training.trainer import TrainConfig, Trainer
 
 IMPLS = ("dggan", "reference")
 MiB = 2**20

@@ -60,14 +60,14 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuB
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from dggan.actions import Action, apply_action  # noqa: E402
-from dggan.checkpoint import load_checkpoint  # noqa: E402
-from dggan.cuda_step import on_stream  # noqa: E402
 from dggan.data import SyntheticShapes  # noqa: E402
-from dggan.genome import Genome, constant_channels, proggan_channels  # noqa: E402
-from dggan.inherit import inherit_weights  # noqa: E402
-from dggan.networks import Discriminator, Generator  # noqa: E402
-from dggan.train import TrainConfig, Trainer  # noqa: E402
+from dggan.model.actions import Action, apply_action  # noqa: E402
+from dggan.model.genome import Genome, constant_channels, proggan_channels  # noqa: E402
+from dggan.model.inherit import inherit_weights  # noqa: E402
+from dggan.model.networks import Discriminator, Generator  # noqa: E402
+from dggan.training.checkpoint import load_checkpoint  # noqa: E402
+from dggan.training.cuda_graphs import on_stream  # noqa: E402
+from dggan.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 HERE = Path(__file__).resolve()
 BATCH = 16
@@ -471,7 +471,7 @@ def run_table(ctx: Ctx) -> None:
 # ====================================================================================== several candidates
 def bench_worker(spec: dict[str, Any]) -> None:
     """One process of the several-candidates measurement: ``trainers`` candidates on their own streams."""
-    from dggan.threads import set_threads
+    from dggan._util.threads import set_threads
 
     set_threads(None, workers=spec["processes"])
     folder, index, n = Path(spec["dir"]), spec["index"], spec["trainers"]
@@ -820,7 +820,7 @@ def main() -> None:
         "dry_run": args.dry_run, "checks": {}}
     ctx = Ctx("cpu" if args.dry_run else "cuda", args.dry_run, args.quick, start + args.budget_s, results)
     if args.dry_run:
-        from dggan.threads import set_threads
+        from dggan._util.threads import set_threads
 
         set_threads(1)
     # The sharing runs (subprocesses only) before this process touches the GPU, then correctness, the timing

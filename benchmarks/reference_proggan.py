@@ -18,7 +18,7 @@ Building blocks (ProgGAN, Karras et al. 2018):
 - 1x1 toRGB (linear) and fromRGB (LeakyReLU).
 
 The training step (``ReferenceTrainer``) is one WGAN-GP iteration with ProgGAN's drift term, written
-to be the same math as ``dggan.train.Trainer.step``: G forward once; D on cat(real, fake.detach()) in one
+to be the same math as ``dggan.training.trainer.Trainer.step``: G forward once; D on cat(real, fake.detach()) in one
 pass; the gradient penalty on a random interpolate; D update; the G loss reuses the same fake with the
 updated D; Adam(betas 0, 0.99, foreach); EMA of G via ``torch._foreach_lerp_``.
 """
@@ -307,7 +307,7 @@ class ReferenceSampler:
 
 
 class ReferenceTrainer:
-    """Hand-written WGAN-GP + drift step, same math as ``dggan.train.Trainer.step`` (no fade-in, fp32).
+    """Hand-written WGAN-GP + drift step, same math as ``dggan.training.trainer.Trainer.step`` (no fade-in, fp32).
 
     Seeds follow the same convention as dggan's trainer (data ``seed + 1``, noise ``seed + 2``) so that,
     given the same initial weights and images, both produce the same numbers step for step.

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from dggan.data import SyntheticShapes
-from dggan.genome import Genome, constant_channels
+from dggan.model.genome import Genome, constant_channels
 
 
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
-    from dggan.threads import set_threads
+    from dggan._util.threads import set_threads
 
     set_threads(1)  # tests are tiny; one torch and one BLAS thread is fastest and deterministic
 

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from dggan.actions import Action, ActionSpace, GrowthLimits
 from dggan.analysis import analyses as A
-from dggan.genome import Genome
+from dggan.model.actions import Action, ActionSpace, GrowthLimits
+from dggan.model.genome import Genome
 from dggan.search.algorithm import Rules, best_candidate
 from dggan.search.config import SearchConfig
 from dggan.search.driver import Search, create_run
-from dggan.search.ledger import Ledger, Status
+from dggan.search.ledger import Ledger
+from dggan.search.state import Status
 from dggan.search.worker import CandidateResult, CandidateTask
 
 BASE = Genome.base(latent_size=8, channels={4: 8, 8: 8, 16: 8, 32: 8})
@@ -177,8 +178,8 @@ def test_rules_from_the_settings_match_the_config() -> None:
 @pytest.mark.parametrize("value,needle", [("abc", "p must be a number, got 'abc'"),
                                           ("Infinity", "p must be a number, got Infinity")])
 def test_wrong_types_name_the_setting(value: str, needle: str) -> None:
+    from dggan._util.settings import parse_assignment
     from dggan.errors import ConfigError
-    from dggan.settings import parse_assignment
 
     key, parsed = parse_assignment(f"p={value}")
     with pytest.raises(ConfigError, match=needle):
@@ -189,7 +190,7 @@ def test_wrong_types_name_the_setting(value: str, needle: str) -> None:
 
 def test_every_training_knob_is_a_search_setting() -> None:
     from dggan.search.config import SEARCH_MANAGED
-    from dggan.train import TrainConfig
+    from dggan.training.trainer import TrainConfig
 
     knobs = {f.name for f in dataclasses.fields(TrainConfig)} - SEARCH_MANAGED
     assert knobs <= {f.name for f in dataclasses.fields(SearchConfig)}

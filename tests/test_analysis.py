@@ -7,11 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fixtures.synthetic_ledger import write_synthetic_run
 
-from dggan.actions import Action, GrowthLimits, apply_action
 from dggan.analysis import analyses as A
-from dggan.analysis.synthetic import write_synthetic_run
-from dggan.genome import Genome
+from dggan.model.actions import Action, GrowthLimits, apply_action
+from dggan.model.genome import Genome
 from dggan.search.ledger import CandidateRow, Ledger
 
 LIMITS = GrowthLimits(target_resolution=32)

@@ -99,8 +99,8 @@ def test_ref_command(app, tmp_path, monkeypatch):
 def test_eval_of_a_real_checkpoint(tmp_path):
     from dggan.cli import app as main_app
     from dggan.data import SyntheticShapes
-    from dggan.genome import Genome, constant_channels
-    from dggan.train import TrainConfig, Trainer
+    from dggan.model.genome import Genome, constant_channels
+    from dggan.training.trainer import TrainConfig, Trainer
 
     genome = Genome.base(latent_size=8, channels=constant_channels(16, 8))
     trainer = Trainer(genome, TrainConfig(iterations=2, batch_size=8), SyntheticShapes(32, 16))
@@ -118,8 +118,8 @@ def test_metric_warnings_are_one_line(tmp_path):
     import sys
 
     from dggan.data import SyntheticShapes
-    from dggan.genome import Genome, constant_channels
-    from dggan.train import TrainConfig, Trainer
+    from dggan.model.genome import Genome, constant_channels
+    from dggan.training.trainer import TrainConfig, Trainer
 
     genome = Genome.base(latent_size=8, channels=constant_channels(16, 8))
     ckpt = Trainer(genome, TrainConfig(iterations=2, batch_size=8), SyntheticShapes(32, 16)).save(tmp_path / "c.st")

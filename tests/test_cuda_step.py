@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dggan.actions import Action, apply_action
-from dggan.checkpoint import load_checkpoint
-from dggan.cuda_step import (
+from dggan.data import SyntheticShapes
+from dggan.errors import ConfigError
+from dggan.model.actions import Action, apply_action
+from dggan.model.genome import Genome
+from dggan.search.config import SearchConfig
+from dggan.search.executors import mps_running, resolve_candidates_per_gpu
+from dggan.training.checkpoint import load_checkpoint
+from dggan.training.cuda_graphs import (
     CapturePlan,
     StaticInputs,
     Uploader,
@@ -21,12 +26,7 @@ from dggan.cuda_step import (
     ema_update,
     graphs_enabled,
 )
-from dggan.data import SyntheticShapes
-from dggan.errors import ConfigError
-from dggan.genome import Genome
-from dggan.search.config import SearchConfig
-from dggan.search.executors import mps_running, resolve_candidates_per_gpu
-from dggan.train import TrainConfig, Trainer, train_together
+from dggan.training.trainer import TrainConfig, Trainer, train_together
 
 CFG = TrainConfig(iterations=12, batch_size=8, log_every=4, seed=7)
 

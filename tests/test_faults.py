@@ -27,7 +27,8 @@ from dggan.errors import ConfigError, LedgerError, SearchError
 from dggan.search import worker as worker_module
 from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
-from dggan.search.ledger import Ledger, Status
+from dggan.search.ledger import Ledger
+from dggan.search.state import Status
 
 runner = CliRunner()
 
@@ -238,7 +239,7 @@ def test_a_full_disk_in_the_ledger_is_named(tmp_path: Path) -> None:
 
 
 def test_a_report_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
-    from dggan.analysis.synthetic import write_synthetic_run
+    from fixtures.synthetic_ledger import write_synthetic_run
 
     run = write_synthetic_run(tmp_path / "run", 30, seed=1)
     blocker = tmp_path / "blocked"
@@ -249,10 +250,10 @@ def test_a_report_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- 5. sizes
 def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path: Path) -> None:
-    from dggan.actions import Action, ActionSpace, apply_action
     from dggan.data import SyntheticShapes
-    from dggan.genome import Genome, constant_channels
-    from dggan.train import TrainConfig, Trainer
+    from dggan.model.actions import Action, ActionSpace, apply_action
+    from dggan.model.genome import Genome, constant_channels
+    from dggan.training.trainer import TrainConfig, Trainer
 
     huge = apply_action(Genome.base(latent_size=8, channels=constant_channels(16, 8)), Action("grow_g", 3, 10**9),
                         space=ActionSpace(filters=(10**9,)))

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from dggan.actions import Action, ActionSpace, GrowthLimits, InvalidActionError, apply_action, valid_actions
-from dggan.genome import ConvLayer, Genome, GenomeError, constant_channels, d_plan, g_plan, proggan_channels
-from dggan.networks import Discriminator, Generator
+from dggan.model.actions import Action, ActionSpace, GrowthLimits, InvalidActionError, apply_action, valid_actions
+from dggan.model.genome import ConvLayer, Genome, GenomeError, constant_channels, d_plan, g_plan, proggan_channels
+from dggan.model.networks import Discriminator, Generator
 
 
 def grown(genome: Genome, *actions: str) -> Genome:

@@ -13,7 +13,8 @@ from dggan.search import worker as worker_module
 from dggan.search.algorithm import halving_keep
 from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
-from dggan.search.ledger import Ledger, Status
+from dggan.search.ledger import Ledger
+from dggan.search.state import Status
 
 HALVING: dict[str, Any] = {
     "data": "synthetic:n=64,res=16", "metric": "swd32", "rung_metric": "swd16", "baseline": "auto",

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dggan.actions import Action, ActionSpace, GrowthLimits, apply_action
-from dggan.genome import Genome
-from dggan.inherit import inherit_weights
-from dggan.networks import Discriminator, Generator
+from dggan.model.actions import Action, ActionSpace, GrowthLimits, apply_action
+from dggan.model.genome import Genome
+from dggan.model.inherit import inherit_weights
+from dggan.model.networks import Discriminator, Generator
 
 SPACE = ActionSpace(filters=(8, 16, 24, 32, 64))
 
@@ -94,7 +94,7 @@ def test_unknown_policy_rejected(tiny_genome: Genome) -> None:
 
 
 def test_identity_init_keeps_the_child_close_to_its_parent(tiny_genome: Genome) -> None:
-    from dggan.inherit import identity_init
+    from dggan.model.inherit import identity_init
 
     parent = trained_like(Generator(tiny_genome), 3).eval()
     z = torch.randn(16, tiny_genome.latent_size)

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dggan.actions import Action, apply_action
 from dggan.cli import app
 from dggan.errors import LedgerError
-from dggan.genome import Genome
-from dggan.search.ledger import SCHEMA_VERSION, Ledger, Status
+from dggan.model.actions import Action, apply_action
+from dggan.model.genome import Genome
+from dggan.search.ledger import SCHEMA_VERSION, Ledger
+from dggan.search.state import Status
 
 # The version-1 schema as dggan 0.1 wrote it.
 V1_SCHEMA = """

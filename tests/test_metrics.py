@@ -420,7 +420,7 @@ def test_a_generate_that_repeats_its_batches_is_warned_about():
 def test_evaluate_generator_draws_new_latents_for_every_batch():
     from dggan import Generator, Genome, constant_channels
     from dggan.metrics import evaluate_generator
-    from dggan.sampling import LatentStream, generate
+    from dggan.training.sampling import LatentStream, generate
 
     torch.manual_seed(0)
     net = Generator(Genome.base(latent_size=8, channels=constant_channels(16, 8), max_resolution=16)).eval()

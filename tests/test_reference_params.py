@@ -16,11 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-from dggan.actions import Action, apply_action
 from dggan.data import SyntheticShapes
-from dggan.genome import Genome, constant_channels
-from dggan.networks import Discriminator, Generator
-from dggan.train import TrainConfig, Trainer
+from dggan.model.actions import Action, apply_action
+from dggan.model.genome import Genome, constant_channels
+from dggan.model.networks import Discriminator, Generator
+from dggan.training.trainer import TrainConfig, Trainer
 
 RESOLUTIONS = (8, 16, 32)
 

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.synthetic_ledger import write_synthetic_run
 from PIL import Image
 from typer.testing import CliRunner
 
-from dggan.actions import Action, apply_action
 from dggan.analysis import ReportError, build_report, generate_report
 from dggan.analysis import plots as P
-from dggan.analysis.synthetic import write_synthetic_run
-from dggan.checkpoint import save_checkpoint
-from dggan.genome import Genome
-from dggan.networks import Generator
+from dggan.model.actions import Action, apply_action
+from dggan.model.genome import Genome
+from dggan.model.networks import Generator
 from dggan.search.ledger import Ledger
+from dggan.training.checkpoint import save_checkpoint
 
 # The result first, the settings collapsed at the end (issue: "the result first").
 SECTIONS = ["result", "overview", "best", "route", "capacity", "actions", "pruning", "replay", "tree", "samples",

@@ -21,7 +21,7 @@ from dggan.search.config import preset
 from dggan.search.driver import SearchError, run_search
 from dggan.search.executors import InProcessExecutor, LocalExecutor, make_executor
 from dggan.search.ledger import Ledger
-from dggan.train import ConfigError
+from dggan.training.trainer import ConfigError
 
 runner = CliRunner()
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dggan.actions import Action, apply_action
-from dggan.checkpoint import CheckpointError, load_checkpoint, load_generator
 from dggan.data import SyntheticShapes
-from dggan.genome import Genome
-from dggan.train import ConfigError, TrainConfig, Trainer
+from dggan.model.actions import Action, apply_action
+from dggan.model.genome import Genome
+from dggan.training.checkpoint import CheckpointError, load_checkpoint, load_generator
+from dggan.training.trainer import ConfigError, TrainConfig, Trainer
 
 CFG = TrainConfig(iterations=12, batch_size=8, log_every=4, seed=7)
 

@@ -52,7 +52,7 @@ def test_tensorboard_logs_every_candidate_and_every_step(tmp_path: Path) -> None
 
 def test_a_resumed_candidate_hides_what_it_trains_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("tensorboard")
-    from dggan.board import Board
+    from dggan._util.tensorboard import Board
 
     with Board(tmp_path / "c1") as board:  # interrupted after iteration 5; its checkpoint is at 2
         for i in range(1, 6):
@@ -86,8 +86,9 @@ def test_without_tensorboard_nothing_breaks(tmp_path: Path, monkeypatch: pytest.
 # ---------------------------------------------------------------------- dggan status
 def _row(cid: int, step: int, status: str, *, res: int = 8, norm: float | None = None, train: float | None = None,
          evals: float | None = None, updated: float = 100.0, iterations: int = 100) -> Any:
-    from dggan.genome import Genome, constant_channels
-    from dggan.search.ledger import CandidateRow, Status
+    from dggan.model.genome import Genome, constant_channels
+    from dggan.search.ledger import CandidateRow
+    from dggan.search.state import Status
 
     genome = Genome.base(latent_size=8, channels=constant_channels(8, 8), base_resolution=8)
     return CandidateRow(id=cid, parent=None, step=step, action=None, genome=genome, resolution=res, g_params=1,
@@ -98,7 +99,7 @@ def _row(cid: int, step: int, status: str, *, res: int = 8, norm: float | None =
 
 
 def test_status_is_a_pure_function_of_the_rows() -> None:
-    from dggan.search.status import Progress, compute_status
+    from dggan.search.watch import Progress, compute_status
 
     rows = [_row(1, 0, "done", norm=1.0, train=30, evals=6),
             _row(2, 1, "done", norm=0.8, train=10, evals=2), _row(3, 1, "done", norm=0.9, train=20, evals=4),

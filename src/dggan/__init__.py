@@ -13,29 +13,27 @@ The small public API, one hop from here (imported on first use, so ``import dgga
 
 from __future__ import annotations
 
-from ._lazy import lazy_getattr
+from ._util.lazy import lazy_getattr
 
 __version__ = "0.2.0"
 
 _EXPORTS: dict[str, str] = {
-    "Action": "actions", "ActionSpace": "actions", "GrowthLimits": "actions", "apply_action": "actions",
-    "valid_actions": "actions",
-    "ConvLayer": "genome", "Genome": "genome", "constant_channels": "genome", "proggan_channels": "genome",
-    "Generator": "networks", "Discriminator": "networks",
-    "InheritanceReport": "inherit", "inherit_weights": "inherit",
-    "TrainConfig": "train", "TrainResult": "train", "Trainer": "train",
-    "WGANGP": "loss",
-    "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "load_generator": "checkpoint",
-    "sample_images": "sampling",
+    **dict.fromkeys(("Action", "ActionSpace", "GrowthLimits", "apply_action", "valid_actions"), "model.actions"),
+    **dict.fromkeys(("ConvLayer", "Genome", "constant_channels", "proggan_channels"), "model.genome"),
+    "Generator": "model.networks", "Discriminator": "model.networks",
+    "InheritanceReport": "model.inherit", "inherit_weights": "model.inherit",
+    "TrainConfig": "training.config", "TrainResult": "training.trainer", "Trainer": "training.trainer",
+    "WGANGP": "training.loss",
+    **dict.fromkeys(("Checkpoint", "load_checkpoint", "load_generator"), "training.checkpoint"),
+    "sample_images": "training.sampling",
     "RunLayout": "runs",
     "SearchConfig": "search.config", "preset": "search.config",
     "Rules": "search.algorithm",
     "run_search": "search.driver",
-    "Ledger": "search.ledger", "Status": "search.ledger",
+    "Ledger": "search.ledger", "Status": "search.state",
     "evaluate": "metrics", "open_dataset": "data",
-    "DgganError": "errors", "ConfigError": "errors", "GenomeError": "errors", "InvalidActionError": "errors",
-    "CheckpointError": "errors", "DatasetError": "errors", "MetricError": "errors", "SearchError": "errors",
-    "LedgerError": "errors", "ReportError": "errors",
+    **dict.fromkeys(("DgganError", "ConfigError", "GenomeError", "InvalidActionError", "CheckpointError",
+                     "DatasetError", "MetricError", "SearchError", "LedgerError", "ReportError"), "errors"),
 }
 
 __all__ = sorted(_EXPORTS)

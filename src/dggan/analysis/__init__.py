@@ -19,7 +19,6 @@ from .analyses import (
     search_hyperparameters,
 )
 from .report import ReportError, ReportResult, build_report, generate_report
-from .synthetic import write_synthetic_run
 
 __all__ = [
     "ActionEffect",
@@ -42,5 +41,4 @@ __all__ = [
     "route",
     "score_key",
     "search_hyperparameters",
-    "write_synthetic_run",
 ]

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ..actions import Action, action_label
+from ..model.actions import Action, action_label
 from ..search import algorithm
 from ..search.algorithm import Rules, halving_keep
-from ..search.ledger import CandidateRow, RungRow, Status
+from ..search.ledger import CandidateRow, RungRow
+from ..search.state import Status
 
 ScoreKey = str  # "normalized_metric" or "metric"
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..actions import action_label
-from ..durations import duration  # noqa: F401 (also imported from here; it lives where quick commands load it)
+from .._util.durations import duration  # noqa: F401 (also imported from here; it lives where quick commands load it)
+from ..model.actions import action_label
 from ..runs import RunLayout
 from ..search.algorithm import best_candidate
-from ..search.ledger import CandidateRow, FinalRow, Ledger, Status
+from ..search.ledger import CandidateRow, FinalRow, Ledger
+from ..search.state import Status
 from .analyses import route as route_of
 
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Patch
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from ..genome import Genome, LayerSpec, d_plan, g_plan
+from ..model.genome import Genome, LayerSpec, d_plan, g_plan
 from ..search.ledger import CandidateRow
 from .analyses import ActionEffect, Capacity, PruningRisk, ReplayCell, ReplayRun, ScoreKey, score
 

@@ -18,14 +18,14 @@ METRICS_FILE = "metrics.jsonl"
 
 def load_generator(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
     """(genome, EMA generator in eval mode) of a checkpoint; a module-level name so tests can replace it."""
-    from ..checkpoint import load_generator as load
+    from ..training.checkpoint import load_generator as load
 
     return load(path, device=device)
 
 
 def recorded_data(path: Path) -> str | None:
     """The dataset spec a checkpoint was trained on (None when it does not record one)."""
-    from ..checkpoint import load_checkpoint
+    from ..training.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(path, tensors=False).state.get("data")
@@ -50,10 +50,10 @@ def eval_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Score a checkpoint's EMA generator at its resolution and append the result to metrics.jsonl."""
+    from .._util.files import append_jsonl
     from ..data import open_dataset
-    from ..io import append_jsonl
     from ..metrics import default_cache_dir, evaluate_generator, parse_metric
-    from ..train import pick_device
+    from ..training.trainer import pick_device
     from .train import resolve_checkpoint
 
     if batch_size < 1:
@@ -95,7 +95,7 @@ def ref_command(
     """Precompute (and cache) the real data's reference statistics for a metric at a resolution."""
     from ..data import open_dataset
     from ..metrics import default_cache_dir, fid_reference, get_inception, parse_metric
-    from ..train import pick_device
+    from ..training.trainer import pick_device
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")

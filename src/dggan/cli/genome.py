@@ -23,7 +23,7 @@ def genome_base(
     out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of printing it")] = None,
 ) -> None:
     """Print (or write) a base genome: ProgGAN's network at the base resolution."""
-    from ..genome import Genome, constant_channels, proggan_channels
+    from ..model.genome import Genome, constant_channels, proggan_channels
 
     chans = constant_channels(max_resolution, channels) if channels else proggan_channels(max_resolution)
     _emit(Genome.base(latent_size=latent_size, base_resolution=base_resolution, channels=chans,
@@ -37,8 +37,8 @@ def genome_grow(
     out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of printing it")] = None,
 ) -> None:
     """Apply growth actions to a genome file."""
-    from ..actions import Action, GrowthLimits, apply_action
-    from ..genome import Genome
+    from ..model.actions import Action, GrowthLimits, apply_action
+    from ..model.genome import Genome
 
     genome = Genome.from_file(genome_file)
     limits = GrowthLimits(target_resolution=max(genome.channel_map))
@@ -52,7 +52,7 @@ def genome_show(genome_file: Annotated[Path, typer.Argument(help="Genome JSON fi
     """One-line summary and parameter counts of a genome file."""
     import json
 
-    from ..genome import Genome
+    from ..model.genome import Genome
 
     genome = Genome.from_file(genome_file)
     typer.echo(genome.summary())
@@ -60,7 +60,7 @@ def genome_show(genome_file: Annotated[Path, typer.Argument(help="Genome JSON fi
 
 
 def _emit(genome: object, out: Path | None) -> None:
-    from ..io import atomic_write_text
+    from .._util.files import atomic_write_text
 
     if out is None:
         typer.echo(genome.to_json())  # type: ignore[attr-defined]

@@ -27,8 +27,8 @@ RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candid
 def build_config(preset_name: str | None, config_file: Path | None, overrides: list[str],
                  options: dict[str, Any]) -> SearchConfig:
     """Preset (default demo) or settings file, then ``--set KEY=VALUE`` overrides, then the shortcut options."""
+    from .._util.settings import parse_assignment
     from ..search.config import SearchConfig, preset
-    from ..settings import parse_assignment
 
     if preset_name and config_file:
         raise ConfigError("use either --preset or --config, not both")
@@ -80,7 +80,7 @@ def search(
     if resume is not None:
         if preset_name or config_file or run_dir:
             raise ConfigError("--resume continues with the run's saved settings; drop --preset/--config/--run-dir")
-        from ..settings import parse_assignment
+        from .._util.settings import parse_assignment
 
         changes = dict(parse_assignment(item) for item in overrides or [])
         changes.update({k: v for k, v in shortcuts.items() if v is not None})
@@ -198,7 +198,7 @@ def ls_command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..actions import action_label
+    from ..model.actions import action_label
 
     table = Table(title=str(run))
     for col in ("id", "parent", "step", "action", "res", "G params", "D params", "status", "metric", "norm",

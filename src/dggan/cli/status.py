@@ -23,7 +23,7 @@ def status(
 ) -> None:
     """Where a search stands: step, candidates by status, the best so far per resolution, images/s and the time
     left in the current step. Reads the ledger read-only, so it never disturbs the search."""
-    from ..search.status import read_status
+    from ..search.watch import read_status
 
     while True:
         state = read_status(run)

@@ -77,15 +77,15 @@ def train(
         raise ConfigError(f"--checkpoint-every must be >= 0 (0: only at the end), got {checkpoint_every}")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file; it must be a folder (it holds numbered run folders)")
-    from ..actions import Action, GrowthLimits, apply_action  # torch loads here, after the arguments are checked
-    from ..checkpoint import load_checkpoint
+    from .._util.files import append_jsonl, atomic_write_json, atomic_write_text
+    from .._util.threads import set_threads
     from ..data import open_dataset
-    from ..genome import Genome, constant_channels
-    from ..images import save_grid
-    from ..io import append_jsonl, atomic_write_json, atomic_write_text
+    from ..model.actions import Action, GrowthLimits, apply_action  # torch loads here, after the arguments are checked
+    from ..model.genome import Genome, constant_channels
     from ..runs import CHECKPOINT_NAME, SAMPLES_NAME, new_run_dir
-    from ..threads import set_threads
-    from ..train import TrainConfig, Trainer
+    from ..training.checkpoint import load_checkpoint
+    from ..training.images import save_grid
+    from ..training.trainer import TrainConfig, Trainer
 
     chosen = set_threads(threads)
     start_iteration = 0
@@ -156,10 +156,10 @@ def sample(
     """Write a grid of samples from a checkpoint's EMA generator."""
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
-    from ..checkpoint import load_generator
-    from ..images import save_grid
-    from ..sampling import sample_images
-    from ..train import pick_device
+    from ..training.checkpoint import load_generator
+    from ..training.images import save_grid
+    from ..training.sampling import sample_images
+    from ..training.trainer import pick_device
 
     pick_device(device)
     genome, net = load_generator(resolve_checkpoint(checkpoint), device=device)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DatasetError
-from ..genome import is_power_of_two
+from ..model.genome import is_power_of_two
 
 
 class ImageSource:

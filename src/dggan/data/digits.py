@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..genome import is_power_of_two
+from ..model.genome import is_power_of_two
 from .base import ArraySource, DatasetError
 
 SPLITS = ("train", "test", "all")

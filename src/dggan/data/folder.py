@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..genome import is_power_of_two
+from ..model.genome import is_power_of_two
 from .base import ArraySource, DatasetError
 from .imaging import DECODE_ERRORS, IMAGE_EXTENSIONS, crop_resize, floor_power_of_two, warn
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..genome import is_power_of_two
+from ..model.genome import is_power_of_two
 from .base import DatasetError, ImageSource
 from .imaging import DECODE_ERRORS, crop_resize, decode, warn
 

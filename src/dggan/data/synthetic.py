@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-from ..genome import is_power_of_two
+from ..model.genome import is_power_of_two
 from .base import ArraySource, DatasetError
 
 

@@ -7,7 +7,7 @@ metric name (``parse_metric``) does not import torch.
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._util.lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     "CACHE_ENV": "refstats",

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._util.files import atomic_write_bytes
 from ..data.base import ImageSource, to_float
-from ..io import atomic_write_bytes
 from .fid import FID_LAYER, extract_features, fid_statistics, to_uint8
 
 CACHE_ENV = "DGGAN_CACHE"

@@ -28,9 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from ..actions import Action, ActionSpace, GrowthLimits, valid_actions
-from ..genome import Genome
-from .ledger import Status
+from ..model.actions import Action, ActionSpace, GrowthLimits, valid_actions
+from ..model.genome import Genome
+from .state import Status
 
 
 class Candidate(Protocol):

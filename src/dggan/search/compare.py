@@ -22,14 +22,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import SearchError
-from ..io import atomic_write_json, atomic_write_text
 from ..runs import RunLayout
 from .baseline import baseline_config
 from .config import SearchConfig
 from .driver import Search, create_run, load_run_config, run_lock
 from .executors import Executor, executor_for
-from .ledger import CandidateRow, FinalRow, Ledger, Status
+from .ledger import CandidateRow, FinalRow, Ledger
+from .state import Status
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
@@ -121,8 +122,8 @@ def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = 
                      metric: str | None = None) -> dict[str, Any]:
     """Score a checkpoint's EMA generator with ``metric`` (default: the search's) for one evaluation seed;
     the metric's whole result (``value``, SWD's per-level values, ...)."""
-    from ..checkpoint import load_generator
     from ..metrics import default_cache_dir, evaluate_generator
+    from ..training.checkpoint import load_generator
     from .worker import open_data_cached
 
     _, net = load_generator(path, device=device)

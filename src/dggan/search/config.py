@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
+from .._util.settings import coerce, normalize_fields
 from ..errors import ConfigError, InvalidActionError, MetricError
-from ..genome import Genome, is_power_of_two, proggan_channels
 from ..metrics.registry import parse_metric
-from ..settings import coerce, normalize_fields
-from ..train_config import TrainConfig
+from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
+from ..model.genome import Genome, is_power_of_two, proggan_channels
+from ..training.config import TrainConfig
 from .algorithm import Rules
 
 EXECUTORS = ("inprocess", "local", "ray", "slurm")
@@ -50,7 +50,7 @@ class SearchConfig:
     iterations: int = 100_000
     initial_iterations: int | None = None  # default: iterations
     final_iterations: int = 100_000
-    # Training: every TrainConfig knob (see dggan.train), with its defaults.
+    # Training: every TrainConfig knob (see dggan.training.trainer), with its defaults.
     batch_size: int = _TRAIN.batch_size
     lr: float = _TRAIN.lr
     beta1: float = _TRAIN.beta1
@@ -71,7 +71,7 @@ class SearchConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False
-    cuda_graphs: bool = _TRAIN.cuda_graphs  # CUDA: one captured graph per iteration, replayed (dggan.cuda_step)
+    cuda_graphs: bool = _TRAIN.cuda_graphs  # CUDA: one captured graph per iteration, replayed (training.cuda_graphs)
     cudnn_benchmark: bool = _TRAIN.cudnn_benchmark
     channels_last: bool | None = _TRAIN.channels_last  # None: with bf16
     checkpoint_every: int = 0  # iterations between in-candidate checkpoints (0: a quarter of the budget)

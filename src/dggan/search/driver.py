@@ -24,20 +24,21 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..actions import Action, apply_action
-from ..board import INSTALL_HINT, Board
-from ..board import available as board_available
-from ..checkpoint import CheckpointError, load_checkpoint
+from .._util.files import atomic_write_json
+from .._util.tensorboard import INSTALL_HINT, Board
+from .._util.tensorboard import available as board_available
+from .._util.threads import set_threads
 from ..errors import DatasetError, DgganError, InvalidActionError, MetricError, SearchError
-from ..io import atomic_write_json
 from ..metrics.refstats import default_cache_dir
+from ..model.actions import Action, apply_action
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout
-from ..threads import set_threads
+from ..training.checkpoint import CheckpointError, load_checkpoint
 from .algorithm import best_candidate, best_per_resolution, halving_keep
 from .baseline import BaselineCurve, baseline_config, longest_route, resolutions, static_curve
 from .config import SearchConfig
 from .executors import Executor, executor_for
-from .ledger import CandidateRow, FinalRow, Ledger, Status
+from .ledger import CandidateRow, FinalRow, Ledger
+from .state import Status
 from .worker import CandidateResult, CandidateTask
 
 __all__ = ["LEDGER_NAME", "OPTIONS_NAME", "Search", "SearchError", "SearchSummary", "baseline_config",
@@ -627,7 +628,7 @@ def check_metric(config: SearchConfig) -> None:
 def check_device(config: SearchConfig) -> None:
     """A CUDA device that does not exist fails now, not inside every candidate."""
     if config.device.startswith("cuda"):
-        from ..train import pick_device
+        from ..training.trainer import pick_device
 
         try:
             pick_device(config.device)
@@ -638,8 +639,8 @@ def check_device(config: SearchConfig) -> None:
 def check_sizes(config: SearchConfig) -> None:
     """The initial genomes, and each with the largest layer of the action space grown into G or D, fit the
     device (absurd widths or filter counts fail here, not by exhausting the machine)."""
-    from ..actions import Action, apply_action
-    from ..memory import check_fits
+    from ..model.actions import Action, apply_action
+    from ..model.memory import check_fits
 
     device = config.resolved_device()
     space = config.action_space()

@@ -28,8 +28,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..threads import default_threads, set_threads
-from .ledger import Status
+from .._util.threads import default_threads, set_threads
+from .state import Status
 from .worker import CandidateResult, CandidateTask, run_candidate, run_candidates, set_worker_device
 
 GPU_SHARING = ("processes", "streams")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SearchError
-from .ledger import Status
+from .state import Status
 from .worker import CandidateResult, CandidateTask
 
 LOST = "the SLURM job ended without a result"
@@ -49,8 +49,8 @@ class CandidateJob:
         self.threads = threads
 
     def __call__(self) -> CandidateResult:
+        from .._util.threads import set_threads
         from ..runs import CHECKPOINT_NAME
-        from ..threads import set_threads
         from .worker import run_candidate
 
         set_threads(self.task.threads or self.threads)
@@ -58,7 +58,7 @@ class CandidateJob:
         checkpoint = Path(self.task.out_dir) / CHECKPOINT_NAME
         if checkpoint.exists():  # a requeued or resubmitted job, or the next rung: said in the job's log
             with contextlib.suppress(Exception):
-                from ..checkpoint import load_checkpoint
+                from ..training.checkpoint import load_checkpoint
 
                 iteration = load_checkpoint(checkpoint, tensors=False).state["iteration"]
                 print(f"candidate {self.task.candidate_id}: resuming from its checkpoint at iteration {iteration}",
@@ -152,7 +152,7 @@ class SlurmExecutor:
         return self.folder / "tasks" / f"c{task.candidate_id:05d}-{task_key(task)}"
 
     def _remember(self, task: CandidateTask, job: Any) -> None:
-        from ..io import atomic_write_text
+        from .._util.files import atomic_write_text
 
         atomic_write_text(self._id_file(task), str(job.job_id))
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import SearchError
-from ..io import atomic_write_json, atomic_write_text
 from ..metrics.registry import parse_metric
 from ..runs import RunLayout
 from .baseline import resolutions

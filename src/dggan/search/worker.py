@@ -21,18 +21,18 @@ from typing import Any
 
 import torch
 
-from ..board import Board
-from ..checkpoint import CheckpointError, load_checkpoint
+from .._util.files import append_jsonl, atomic_write_json, atomic_write_text
+from .._util.tensorboard import Board
+from .._util.threads import set_threads
 from ..data.base import ImageSource
 from ..errors import ConfigError, GenomeError
-from ..genome import Genome
-from ..images import save_grid
-from ..io import append_jsonl, atomic_write_json, atomic_write_text
+from ..model.genome import Genome
 from ..runs import CHECKPOINT_NAME, SAMPLES_NAME
-from ..threads import set_threads
-from ..train import TrainConfig, Trainer, TrainResult, train_together
-from ..train_config import RUNTIME_FIELDS
-from .ledger import Status
+from ..training.checkpoint import CheckpointError, load_checkpoint
+from ..training.config import RUNTIME_FIELDS
+from ..training.images import save_grid
+from ..training.trainer import TrainConfig, Trainer, TrainResult, train_together
+from .state import Status
 
 # Set by executors that pin each worker process to one device.
 _WORKER_DEVICE: str | None = None

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ...io import atomic_write_bytes
+from ..._util.files import atomic_write_bytes
 from ...runs import CHECKPOINT_NAME, SAMPLES_NAME, RunLayout
 from ...search.ledger import CandidateRow, FinalRow
 from .. import analyses as A
@@ -438,9 +438,9 @@ def _checkpoint_path(layout: RunLayout, row: CandidateRow) -> Path:
 
 def _sample_png(path: Path, n: int, seed: int, device: str) -> bytes:
     # torch loads only when there is a checkpoint to sample: it is slow to import
-    from ...checkpoint import load_generator
-    from ...images import grid_image
-    from ...sampling import sample_images
+    from ...training.checkpoint import load_generator
+    from ...training.images import grid_image
+    from ...training.sampling import sample_images
 
     _, G = load_generator(path, device)
     images = sample_images(G, n, seed)
@@ -613,7 +613,7 @@ def _real_png(data: RunData, n: int, seed: int) -> bytes | None:
 
     from ...data import open_dataset, to_float
     from ...errors import DgganError
-    from ...images import grid_image
+    from ...training.images import grid_image
 
     spec, target = data.settings.get("data"), data.target_resolution
     if not isinstance(spec, str) or target is None:

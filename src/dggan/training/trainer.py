@@ -7,10 +7,10 @@ one D step per G step, without a second G forward).
 The fade-in schedule is fixed when a trainer is built (``fade_iterations``) and saved in every
 checkpoint, so continuing a run for longer (``extend``) never moves alpha.
 
-On CUDA an iteration is captured once as a CUDA graph and replayed (``cuda_graphs``, see ``dggan.cuda_step``);
-nothing in the loop waits for the GPU except the loss check every ``check_every`` iterations. The CPU runs
-the plain eager loop. ``train_together`` trains several candidates in one thread, each on its own CUDA
-stream, so one GPU runs their iterations side by side.
+On CUDA an iteration is captured once as a CUDA graph and replayed (``cuda_graphs``, see
+``dggan.training.cuda_graphs``); nothing in the loop waits for the GPU except the loss check every
+``check_every`` iterations. The CPU runs the plain eager loop. ``train_together`` trains several
+candidates in one thread, each on its own CUDA stream, so one GPU runs their iterations side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data.base import BatchSampler, ImageSource
+from ..errors import ConfigError
+from ..model.genome import Genome
+from ..model.inherit import InheritanceReport, InheritPolicy, NewLayerInit, identity_init, inherit_weights
+from ..model.memory import check_fits
+from ..model.networks import Discriminator, Generator
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -36,7 +42,8 @@ from .checkpoint import (
     optimizer_tensors,
     save_checkpoint,
 )
-from .cuda_step import (
+from .config import RUNTIME_FIELDS, TrainConfig
+from .cuda_graphs import (
     GraphedStep,
     StaticInputs,
     Uploader,
@@ -46,14 +53,7 @@ from .cuda_step import (
     graphs_enabled,
     on_stream,
 )
-from .data.base import BatchSampler, ImageSource
-from .errors import ConfigError
-from .genome import Genome
-from .inherit import InheritanceReport, InheritPolicy, NewLayerInit, identity_init, inherit_weights
-from .memory import check_fits
-from .networks import Discriminator, Generator
 from .sampling import sample_images
-from .train_config import RUNTIME_FIELDS, TrainConfig
 
 
 @dataclass

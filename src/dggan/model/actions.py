@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import InvalidActionError
+from ..errors import InvalidActionError
 from .genome import ConvLayer, Genome
 
 ActionKind = Literal["grow_g", "grow_d", "grow_res"]

@@ -13,10 +13,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import CheckpointError, GenomeError
-from .genome import Genome
-from .io import readable, temp_path_for
-from .networks import Generator
+from .._util.files import readable, temp_path_for
+from ..errors import CheckpointError, GenomeError
+from ..model.genome import Genome
+from ..model.networks import Generator
 
 CHECKPOINT_FORMAT = "dggan-checkpoint/1"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import GenomeError
+from ..errors import GenomeError
 
 GENOME_FORMAT = 1
 

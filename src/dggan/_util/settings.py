@@ -15,7 +15,7 @@ import typing
 from functools import cache
 from typing import Any, Union
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 @cache

@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..durations import duration
+from .._util.durations import duration
 from ..errors import LedgerError
 from ..runs import RunLayout, search_lock
 from .algorithm import best_per_resolution
-from .ledger import CandidateRow, FinalRow, Ledger, Status
+from .ledger import CandidateRow, FinalRow, Ledger
+from .state import Status
 
 UNFINISHED = (Status.PENDING, Status.RUNNING)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .genome import Genome, d_plan, g_plan
 
 BYTES = 4  # float32

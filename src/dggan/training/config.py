@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
-from .settings import coerce, normalize_fields
+from .._util.settings import coerce, normalize_fields
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from .loss import WGANGP
@@ -39,7 +39,8 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast for forward passes (CUDA only)
     # CUDA only (the CPU ignores them): record one training iteration as a CUDA graph and replay it (see
-    # dggan.cuda_step); let cuDNN time its algorithms for each conv shape (a candidate's shapes never change);
+    # dggan.training.cuda_graphs); let cuDNN time its algorithms for each conv shape (a candidate's shapes never
+    # change);
     # keep conv weights and activations channels-last (NHWC, what tensor cores read; None: with bf16).
     cuda_graphs: bool = True
     cudnn_benchmark: bool = True
