@@ -13,8 +13,8 @@ from dggan.analysis import analyses as A
 from dggan.model.actions import Action, ActionSpace, GrowthLimits
 from dggan.model.genome import Genome
 from dggan.search.algorithm import Rules, best_candidate
-from dggan.search.config import SearchConfig
-from dggan.search.driver import Search, create_run
+from dggan.search.config import SearchConfig, create_run
+from dggan.search.driver import Search
 from dggan.search.ledger import Ledger
 from dggan.search.state import Status
 from dggan.search.worker import CandidateResult, CandidateTask

@@ -130,7 +130,8 @@ def test_a_lost_parent_checkpoint_stops_the_search_and_resume_continues_exactly(
     run = tmp_path / "run"
     config = fast(p=1.0, max_steps=2)
     # Run step 0 only, then lose the parent's checkpoint behind the search's back.
-    from dggan.search.driver import Search, create_run
+    from dggan.search.config import create_run
+    from dggan.search.driver import Search
     from dggan.search.executors import InProcessExecutor
 
     create_run(run, config)

@@ -19,9 +19,14 @@ Paths stored in the ledger are relative to the run folder, so a run can be moved
 from __future__ import annotations
 
 import fcntl
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import SearchError
 
 LEDGER_NAME = "ledger.sqlite"
 OPTIONS_NAME = "options.json"
@@ -96,6 +101,36 @@ class RunLayout:
             return str(Path(path).resolve().relative_to(self.root.resolve()))
         except ValueError:
             return str(path)
+
+
+def check_new_run_dir(run_dir: str | Path) -> None:
+    """A new run never goes into a file or a folder that holds anything."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SearchError(f"--run-dir {run_dir} is a file, not a folder; choose a new --run-dir")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
+                          " or choose a new --run-dir")
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder: two searches on one folder would corrupt each other."""
+    with open(RunLayout(run_dir).lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise SearchError(f"{run_dir} is in use by another search (pid {handle.read().strip() or '?'});"
+                              " wait for it to finish or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def search_lock(run_dir: str | Path) -> tuple[bool, int | None]:

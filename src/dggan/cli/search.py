@@ -88,7 +88,8 @@ def search(
         if fixed:
             raise ConfigError(f"--resume keeps the run's settings; only {sorted(RUNTIME_SETTINGS)} may change"
                               f" (not {fixed})")
-        from ..search.driver import load_run_config, run_search  # torch loads here: the real work starts
+        from ..search.config import load_run_config
+        from ..search.driver import run_search  # torch loads here: the real work starts
 
         load_run_config(resume)
         summary = run_search(resume, resume=True, progress=progress, runtime=changes)
@@ -98,7 +99,8 @@ def search(
             typer.echo(json.dumps(config.to_dict(), indent=2))
             return
         from ..runs import new_run_dir
-        from ..search.driver import run_search, validate_new_search  # torch loads here: the real work starts
+        from ..search.driver import run_search
+        from ..search.preflight import validate_new_search  # torch loads here: the real work starts
 
         validate_new_search(config, run_dir)  # before any folder is made
         target = run_dir or new_run_dir("runs", f"search-{preset_name or 'custom'}")
@@ -124,7 +126,8 @@ def baseline(
     --set baseline=RUN."""
     from ..runs import new_run_dir
     from ..search.baseline import baseline_config
-    from ..search.driver import run_baseline, validate_new_search
+    from ..search.driver import run_baseline
+    from ..search.preflight import validate_new_search
 
     config = build_config(preset_name, config_file, overrides or [],
                           {"executor": executor, "workers": workers, "device": device})
@@ -152,7 +155,7 @@ def compare_command(
 
     chosen = None
     if executor is not None or workers is not None:
-        from ..search.driver import load_run_config
+        from ..search.config import load_run_config
 
         chosen = executor_for(load_run_config(run), run, executor=executor, workers=workers)
     try:

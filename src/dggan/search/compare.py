@@ -24,10 +24,10 @@ from typing import Any
 
 from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import SearchError
-from ..runs import RunLayout
+from ..runs import RunLayout, run_lock
 from .baseline import baseline_config
-from .config import SearchConfig
-from .driver import Search, create_run, load_run_config, run_lock
+from .config import SearchConfig, create_run, load_run_config
+from .driver import Search
 from .executors import Executor, executor_for
 from .ledger import CandidateRow, FinalRow, Ledger
 from .state import Status

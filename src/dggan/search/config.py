@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._util.files import atomic_write_json
 from .._util.settings import coerce, normalize_fields
-from ..errors import ConfigError, InvalidActionError, MetricError
+from ..errors import ConfigError, InvalidActionError, MetricError, SearchError
 from ..metrics.registry import parse_metric
 from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
 from ..model.genome import Genome, is_power_of_two, proggan_channels
+from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir
 from ..training.config import TrainConfig
 from .algorithm import Rules
+from .ledger import Ledger
 
 EXECUTORS = ("inprocess", "local", "ray", "slurm")
 _TRAIN = TrainConfig()  # the training knobs' defaults, so the search's defaults cannot drift from them
@@ -308,3 +311,23 @@ def preset(name: str, **overrides: Any) -> SearchConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return SearchConfig.from_dict({**PRESETS[name], **overrides}, source=f"preset {name}")
+
+
+# ---------------------------------------------------------------------- a search's run folder
+def create_run(run_dir: str | Path, config: SearchConfig) -> Path:
+    """Make a new run folder with its resolved options and an empty ledger; never reuses a folder."""
+    run_dir = Path(run_dir)
+    check_new_run_dir(run_dir)
+    layout = RunLayout(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(layout.options, config.to_dict())
+    Ledger.create(layout.ledger, config.to_dict()).close()
+    return run_dir
+
+
+def load_run_config(run_dir: str | Path) -> SearchConfig:
+    layout = RunLayout(run_dir)
+    if not layout.is_run():
+        raise SearchError(f"{run_dir} is not a dggan search run (no {LEDGER_NAME} / {OPTIONS_NAME});"
+                          " start a new search with --run-dir instead of --resume")
+    return SearchConfig.from_file(layout.options)

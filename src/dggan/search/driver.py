@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
-import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +25,17 @@ from .._util.files import atomic_write_json
 from .._util.tensorboard import INSTALL_HINT, Board
 from .._util.tensorboard import available as board_available
 from .._util.threads import set_threads
-from ..errors import DatasetError, DgganError, InvalidActionError, MetricError, SearchError
+from ..errors import SearchError
 from ..metrics.refstats import default_cache_dir
 from ..model.actions import Action, apply_action
-from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout
+from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, run_lock
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from .algorithm import best_candidate, best_per_resolution, halving_keep
 from .baseline import BaselineCurve, baseline_config, longest_route, resolutions, static_curve
-from .config import SearchConfig
+from .config import SearchConfig, create_run, load_run_config
 from .executors import Executor, executor_for
 from .ledger import CandidateRow, FinalRow, Ledger
+from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
 from .state import Status
 from .worker import CandidateResult, CandidateTask
 
@@ -77,55 +75,6 @@ class SearchSummary:
         if self.final_needed and self.final_status != Status.DONE:
             return f"the final training did not finish (status {self.final_status}; see RUN/best/error.txt)"
         return ""
-
-
-# ---------------------------------------------------------------------- run folders
-def create_run(run_dir: str | Path, config: SearchConfig) -> Path:
-    """Make a new run folder with its resolved options and an empty ledger; never reuses a folder."""
-    run_dir = Path(run_dir)
-    check_new_run_dir(run_dir)
-    layout = RunLayout(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(layout.options, config.to_dict())
-    Ledger.create(layout.ledger, config.to_dict()).close()
-    return run_dir
-
-
-def check_new_run_dir(run_dir: Path) -> None:
-    """A new run never goes into a file or a folder that holds anything."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SearchError(f"--run-dir {run_dir} is a file, not a folder; choose a new --run-dir")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
-                          " or choose a new --run-dir")
-
-
-def load_run_config(run_dir: str | Path) -> SearchConfig:
-    layout = RunLayout(run_dir)
-    if not layout.is_run():
-        raise SearchError(f"{run_dir} is not a dggan search run (no {LEDGER_NAME} / {OPTIONS_NAME});"
-                          " start a new search with --run-dir instead of --resume")
-    return SearchConfig.from_file(layout.options)
-
-
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run folder: two searches on one folder would corrupt each other."""
-    with open(RunLayout(run_dir).lock, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise SearchError(f"{run_dir} is in use by another search (pid {handle.read().strip() or '?'});"
-                              " wait for it to finish or stop it first") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------- the search
@@ -363,7 +312,7 @@ class Search:
                                   " lr, or use a fixed baseline (--set baseline={res: value}) or baseline=none")
             new: list[dict[str, Any]] = []
             if not rows:
-                genome = self.config.initial_genomes(_channels(self.config))[0]
+                genome = self.config.initial_genomes(data_channels(self.config))[0]
                 new.append({"step": 0, "parent": None, "action": None, "genome": genome,
                             "seed": self.config.seed * 100_003 + 1, "iterations": first, "route_iterations": first})
             for res in resolutions(self.config):
@@ -543,7 +492,7 @@ class Search:
             first = self.config.initial_iterations or self.config.iterations
             self.baseline({self.config.base_resolution: first})
             if not self.ledger.candidates(step=0):
-                channels = _channels(self.config)  # 1 for greyscale data such as digits
+                channels = data_channels(self.config)  # 1 for greyscale data such as digits
                 ids = self.ledger.add_candidates([{"step": 0, "parent": None, "action": None, "genome": g,
                                                    "seed": self.config.seed * 100_003 + i + 1,
                                                    "iterations": first, "route_iterations": first}
@@ -588,94 +537,6 @@ class Search:
             "wall_seconds": summary.total_wall_seconds, "train_seconds": train_s, "eval_seconds": eval_s,
             "candidates": summary.candidates, "executor": self.executor.name}))
         return summary
-
-
-def _channels(config: SearchConfig) -> int:
-    from .worker import open_data_cached
-
-    return open_data_cached(config.data).channels
-
-
-def check_data(config: SearchConfig) -> None:
-    """The dataset opens, is large enough for the target resolution and holds at least one batch."""
-    from .worker import open_data_cached
-
-    try:
-        source = open_data_cached(config.data)
-    except DatasetError as exc:
-        raise SearchError(f"data {config.data!r}: {exc} (set it with --set data=KIND:PATH,"
-                          " e.g. data=cifar10:/data/cifar-10-batches-py)") from None
-    if source.resolution < config.target_resolution:
-        raise SearchError(f"data {config.data!r} is stored at {source.resolution}px, below the target resolution"
-                          f" {config.target_resolution}px; use larger images or a lower target_resolution")
-    if len(source) < config.batch_size:
-        raise SearchError(f"data {config.data!r} has {len(source)} images, fewer than one batch of"
-                          f" {config.batch_size}; use more images or --set batch_size={max(2, len(source))}")
-
-
-def check_metric(config: SearchConfig) -> None:
-    """FID and IS need the Inception weights: load them now, not after the first candidate's training."""
-    from ..metrics.fid import get_inception
-    from ..metrics.registry import parse_metric
-
-    if parse_metric(config.metric).kind in ("fid", "is"):
-        try:
-            get_inception(config.inception_weights, "cpu")
-        except MetricError as exc:
-            raise SearchError(f"metric {config.metric}: {exc} (for a search: --set inception_weights=PATH)") from None
-
-
-def check_device(config: SearchConfig) -> None:
-    """A CUDA device that does not exist fails now, not inside every candidate."""
-    if config.device.startswith("cuda"):
-        from ..training.trainer import pick_device
-
-        try:
-            pick_device(config.device)
-        except DgganError as exc:
-            raise SearchError(f"{exc} (or --device auto)") from None
-
-
-def check_sizes(config: SearchConfig) -> None:
-    """The initial genomes, and each with the largest layer of the action space grown into G or D, fit the
-    device (absurd widths or filter counts fail here, not by exhausting the machine)."""
-    from ..model.actions import Action, apply_action
-    from ..model.memory import check_fits
-
-    device = config.resolved_device()
-    space = config.action_space()
-    for genome in config.initial_genomes():
-        check_fits(genome, config.batch_size, device, config.memory_limit_gb, "an initial genome")
-        for kind, enabled in (("grow_g", config.grow_g), ("grow_d", config.grow_d)):
-            if not enabled:
-                continue
-            try:
-                grown = apply_action(genome, Action(kind, max(config.kernels), max(config.filters)),  # type: ignore[arg-type]
-                                     config.limits(), space)
-            except InvalidActionError:  # e.g. max_g_layers = 0: that layer is never grown
-                continue
-            check_fits(grown, config.batch_size, device, config.memory_limit_gb,
-                       f"a child with the action space's largest {kind} layer")
-
-
-def check_executor(config: SearchConfig) -> None:
-    """The slurm executor's submitit (and SLURM) are here before any work starts."""
-    if config.executor == "slurm":
-        from .slurm import check_slurm
-
-        check_slurm(config.slurm_cluster)
-
-
-def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None) -> None:
-    """Everything that can be checked before a run folder is made or any work is done."""
-    if run_dir is not None:
-        check_new_run_dir(Path(run_dir))
-    check_executor(config)
-    static_curve(config)
-    check_device(config)
-    check_sizes(config)
-    check_data(config)
-    check_metric(config)
 
 
 def _work_seconds(rows: list[CandidateRow], final: FinalRow | None) -> tuple[float, float]:

@@ -26,10 +26,10 @@ from ..metrics.registry import parse_metric
 from ..runs import RunLayout
 from .baseline import resolutions
 from .compare import baseline_point, final_model, score_checkpoint, train_proggan
-from .config import SearchConfig
-from .driver import check_data, load_run_config
+from .config import SearchConfig, load_run_config
 from .executors import Executor
 from .ledger import CandidateRow
+from .preflight import check_data
 
 TABLES_JSON = "tables.json"
 TABLES_MD = "tables.md"
