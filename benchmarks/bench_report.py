@@ -21,6 +21,7 @@ from pathlib import Path
 from dggan.analysis import analyses as A
 from dggan.analysis import plots as P
 from dggan.analysis.report import generate_report
+from dggan.search.algorithm import best_candidate, route
 from dggan.search.ledger import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic ledger is a test fixture
@@ -41,12 +42,12 @@ def bench(root: Path, n: int, seeds: int) -> dict[str, float | int | str]:
         rows, t_read = timed(ledger.candidates)
         settings = ledger.settings()
     key = A.score_key(rows)
-    best = A.best_candidate(rows, key)
+    best = best_candidate(rows, key=key)
     k, p = A.search_hyperparameters(rows, settings)
     ks, ps = A.default_grid(k, p)
     cells, t_replay = timed(A.replay_grid, rows, ks, ps, seeds, key)
     _, t_effects = timed(A.action_effects, rows, key)
-    _, t_tree = timed(P.plot_search_tree, rows, key, [r.id for r in A.route(rows, best.id)])
+    _, t_tree = timed(P.plot_search_tree, rows, key, [r.id for r in route(rows, best.id)])
     cap = A.capacity(rows, key, 1.2, best.id)
     _, t_cap = timed(P.plot_capacity, cap, key)
     html = result.path.stat().st_size

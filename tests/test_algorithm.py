@@ -209,3 +209,23 @@ def test_cli_set_with_a_wrong_type_names_the_field(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["search", "--run-dir", str(tmp_path / "r"), "--set", "p=abc"])
     assert result.exit_code == 2 and "p must be a number, got 'abc'" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("eta", [1, 3])
+def test_a_replay_with_the_runs_own_settings_reproduces_its_kept_sets(tmp_path: Path, eta: int) -> None:
+    """The search and the report's replay run one loop (``algorithm.run_steps``) and one halving rule, so a
+    replay with the run's own K, p, eta and seed keeps exactly what the search kept, step by step."""
+    run, rows = fake_search(tmp_path, p=0.6, top_k=2, max_steps=3, halving_eta=eta, iterations=9)
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        settings, rungs = ledger.settings(), ledger.rungs()
+        recorded = tuple(tuple(ledger.kept(s) or ()) for s in range(max(r.step for r in rows) + 1))
+    assert eta == 1 or any(r.status == Status.PRUNED for r in rows)  # halving did prune
+    index = A.ReplayIndex(rows, settings=settings, rungs=rungs)
+    replay = index.run(2, 0.6, seed=settings["seed"], eta=eta)
+    assert replay.kept == recorded
+    # A plain replay of a halving run costs what a plain search costs: every child its whole budget.
+    plain = index.run(2, 0.6, seed=settings["seed"], eta=1)
+    children = [r for r in rows if r.parent is not None]
+    assert plain.iterations == sum(9 for _ in children) + sum(int(r.iterations or 0) for r in rows if r.parent is None)
+    if eta > 1:
+        assert replay.iterations < plain.iterations

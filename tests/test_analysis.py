@@ -12,6 +12,7 @@ from fixtures.synthetic_ledger import write_synthetic_run
 from dggan.analysis import analyses as A
 from dggan.model.actions import Action, GrowthLimits, apply_action
 from dggan.model.genome import Genome
+from dggan.search.algorithm import best_candidate, route, search_result
 from dggan.search.ledger import CandidateRow, Ledger
 
 LIMITS = GrowthLimits(target_resolution=32)
@@ -80,10 +81,10 @@ def test_labels() -> None:
 
 def test_best_is_lowest_at_the_highest_resolution_and_its_route(hand: list[CandidateRow]) -> None:
     # 10 (0.36) is lower but only 8px; 9 is the one 16px model.
-    best = A.best_candidate(hand)
+    best = best_candidate(hand)
     assert best is not None and best.id == 9 and best.resolution == 16
-    assert [r.id for r in A.route(hand, 9)] == [2, 7, 9]
-    assert A.best_candidate(hand, final_id=10).id == 10  # the search's own pick wins
+    assert [r.id for r in route(hand, 9)] == [2, 7, 9]
+    assert search_result(hand, 10).id == 10  # the search's own pick wins
     assert A.score_key(hand) == "normalized_metric"
 
 
@@ -200,7 +201,7 @@ def test_synthetic_ledger_is_realistic(tmp_path: Path) -> None:
     assert (run / "options.json").is_file()
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
         rows = ledger.candidates()
-        kept = {s: ledger.kept(s) for s in range(ledger.max_step() + 1)}
+        kept = {s: ledger.kept(s) for s in range(max(r.step for r in ledger.candidates()) + 1)}
         final = ledger.final()
     assert len(rows) == 300
     by_id = {r.id: r for r in rows}
@@ -221,7 +222,7 @@ def test_synthetic_ledger_is_realistic(tmp_path: Path) -> None:
                       key=lambda r: (r.normalized_metric, r.id))
         assert ids == [r.id for r in done[:5]]
     assert max(r.resolution for r in rows) == 32
-    assert final is not None and final.candidate == A.best_candidate(rows).id
+    assert final is not None and final.candidate == best_candidate(rows).id
 
 
 def test_replay_with_full_k_and_p1_reproduces_the_real_search(tmp_path: Path) -> None:
@@ -229,7 +230,7 @@ def test_replay_with_full_k_and_p1_reproduces_the_real_search(tmp_path: Path) ->
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
         rows = ledger.candidates()
         settings = ledger.settings()
-    real_best = A.best_candidate(rows, final_id=None)
+    real_best = best_candidate(rows)
     k, p = A.search_hyperparameters(rows, settings)
     assert (k, p) == (6, 0.4)
     index = A.ReplayIndex(rows)

@@ -138,9 +138,9 @@ def test_a_lost_parent_checkpoint_stops_the_search_and_resume_continues_exactly(
     search = Search(run, config, InProcessExecutor("cpu"), progress=False)
     search.ledger.add_candidates([{"step": 0, "parent": None, "action": None, "seed": config.seed * 100_003 + 1,
                                    "genome": config.initial_genomes()[0], "iterations": 4, "route_iterations": 4}])
-    search.train_step(0)
-    kept = search.select(0)
-    search.sample_children(1, [search.ledger.get(c) for c in kept])
+    step0 = search.candidates(0)  # trained
+    kept = search.keep(0, lambda: search.rules.select(step0, 0))
+    search.grow(1, search.rules.children(1, kept))
     parent_ckpt = run / "candidates" / "c00001" / "checkpoint.safetensors"
     saved = parent_ckpt.read_bytes()
     parent_ckpt.unlink()

@@ -171,7 +171,7 @@ def test_fid_matches_torch_fidelity(random_inception, tmp_path, monkeypatch):
     # Both sides end in torch-fidelity's fid_statistics_to_metric, whose np.linalg.eigvals takes ~15 s on
     # the rank-2 2048x2048 product that 3 samples give; swap in an exact low-rank solver for both.
     monkeypatch.setattr(np.linalg, "eigvals", _low_rank_eigvals)
-    refstats.clear_memo()
+    refstats._MEMO.clear()
     fakes = torch.from_numpy(SyntheticShapes(3, 16, seed=1).array)
     real = SyntheticShapes(3, 32, seed=2)  # stored at 32, compared at 16
     ours = evaluate("fid3", _serve(to_float(fakes, 16)), real, 16, cache_dir=tmp_path,
@@ -221,9 +221,9 @@ class _CountingExtractor:
 def counting_extractor(monkeypatch) -> _CountingExtractor:
     extractor = _CountingExtractor()
     monkeypatch.setattr("dggan.metrics.api.get_inception", lambda weights=None, device="cpu": extractor)
-    refstats.clear_memo()
+    refstats._MEMO.clear()
     yield extractor
-    refstats.clear_memo()
+    refstats._MEMO.clear()
 
 
 def _generator_from(source: ArraySource, resolution: int):
@@ -246,7 +246,7 @@ def test_reference_statistics_are_cached_on_disk(counting_extractor, tmp_path):
     files = list((tmp_path / "refstats").iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz" and "16px-40" in files[0].name  # no temp files
 
-    refstats.clear_memo()  # a new process: only the disk cache remains
+    refstats._MEMO.clear()  # a new process: only the disk cache remains
     second = evaluate("fid40", _generator_from(fake, 16), real, 16, cache_dir=tmp_path, progress=False)
     assert counting_extractor.images_seen == 120  # only the 40 generated images were extracted
     assert second["reference"] == "disk" and second["value"] == pytest.approx(first["value"], rel=1e-9)
@@ -269,11 +269,11 @@ def test_corrupt_cache_is_recomputed_with_a_warning(counting_extractor, tmp_path
     first = evaluate("fid20", _generator_from(fake, 16), real, 16, cache_dir=tmp_path, progress=False)
     (path,) = (tmp_path / "refstats").iterdir()
     path.write_bytes(path.read_bytes()[:100])
-    refstats.clear_memo()
+    refstats._MEMO.clear()
     with pytest.warns(CacheWarning, match="recomputing"):
         again = evaluate("fid20", _generator_from(fake, 16), real, 16, cache_dir=tmp_path, progress=False)
     assert again["reference"] == "computed" and again["value"] == pytest.approx(first["value"], rel=1e-9)
-    refstats.clear_memo()
+    refstats._MEMO.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the rewritten file is valid again
         assert evaluate("fid20", _generator_from(fake, 16), real, 16, cache_dir=tmp_path,
@@ -420,7 +420,7 @@ def test_a_generate_that_repeats_its_batches_is_warned_about():
 def test_evaluate_generator_draws_new_latents_for_every_batch():
     from dggan import Generator, Genome, constant_channels
     from dggan.metrics import evaluate_generator
-    from dggan.training.sampling import LatentStream, generate
+    from dggan.model.sampling import LatentStream, generate
 
     torch.manual_seed(0)
     net = Generator(Genome.base(latent_size=8, channels=constant_channels(16, 8), max_resolution=16)).eval()

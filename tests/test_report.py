@@ -19,7 +19,7 @@ from fixtures.synthetic_ledger import write_synthetic_run
 from PIL import Image
 from typer.testing import CliRunner
 
-from dggan.analysis import ReportError, build_report, generate_report
+from dggan.analysis import ReportError, generate_report
 from dggan.analysis import plots as P
 from dggan.model.actions import Action, apply_action
 from dggan.model.genome import Genome
@@ -96,7 +96,7 @@ def png_of(src: str) -> Image.Image:
 @pytest.fixture(scope="module")
 def big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = write_synthetic_run(tmp_path_factory.mktemp("big") / "run", BIG, seed=0)
-    build_report(run, replay_seeds=10)
+    generate_report(run, replay_seeds=10)
     return run
 
 
@@ -152,16 +152,16 @@ def test_plots_are_pngs() -> None:
 # ---------------------------------------------------------------------- bad input
 def test_no_such_folder(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no such run folder"):
-        build_report(tmp_path / "nope")
+        generate_report(tmp_path / "nope")
 
 
 def test_folder_without_ledger(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no ledger.sqlite here"):
-        build_report(tmp_path)
+        generate_report(tmp_path)
     assert not (tmp_path / "report").exists()
     write_synthetic_run(tmp_path / "00003-search", 5)
     with pytest.raises(ReportError, match="00003-search"):  # pointed at the runs root: name the runs inside
-        build_report(tmp_path)
+        generate_report(tmp_path)
 
 
 def test_old_schema_and_garbage(tmp_path: Path) -> None:
@@ -172,11 +172,11 @@ def test_old_schema_and_garbage(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(ReportError, match="schema version 0 is not supported"):
-        build_report(tmp_path / "old")
+        generate_report(tmp_path / "old")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "ledger.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(ReportError, match="not a dggan ledger"):
-        build_report(tmp_path / "junk")
+        generate_report(tmp_path / "junk")
 
 
 def test_run_without_finished_candidates(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def test_slurm_executor_gives_the_same_ledger_and_a_new_driver_reuses_its_jobs(t
     # A driver that died after its jobs finished: the candidates are unfinished in the ledger, the jobs'
     # results are in RUN/slurm. The resumed driver takes them instead of running the jobs again.
     with Ledger.open(run / "ledger.sqlite") as ledger:
-        last = ledger.candidates(step=ledger.max_step())
+        last = ledger.candidates(step=max(r.step for r in ledger.candidates()))
         ledger.update_many([r.id for r in last], status="running", metric=None, normalized_metric=None)
     run_search(run, resume=True, progress=False)
     assert sorted((run / "slurm").glob("*_submitted.pkl")) == submitted

@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "training.config", "TrainResult": "training.trainer", "Trainer": "training.trainer",
     "WGANGP": "training.loss",
     **dict.fromkeys(("Checkpoint", "load_checkpoint", "load_generator"), "training.checkpoint"),
-    "sample_images": "training.sampling",
+    "sample_images": "model.sampling",
     "RunLayout": "runs",
     "SearchConfig": "search.config", "preset": "search.config",
     "Rules": "search.algorithm",

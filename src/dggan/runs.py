@@ -9,8 +9,10 @@ RUN/
   tb/                     TensorBoard logs: search/ (per step), c00007/ (per candidate), best/, baseline/c00001/
   slurm/                  the slurm executor's job files and logs (submitit)
   baseline/               the auto baseline: a run folder of its own
-  candidates/c00007/      checkpoint.safetensors, genome.json, samples.png, stats.jsonl, inheritance.json
-  best/                   the final model
+  candidates/c00007/      a ModelFolder: checkpoint.safetensors, genome.json, samples.png, stats.jsonl,
+                          inheritance.json, error.txt
+  best/                   the final model: the same, and metrics.json, tables.json, tables.md
+  compare.json, .md       dggan compare (compare-baseline/: its ProgGAN when the baseline is not auto)
   report/                 dggan report
 ```
 Paths stored in the ledger are relative to the run folder, so a run can be moved or copied whole.
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import SearchError
 
@@ -32,6 +35,84 @@ LEDGER_NAME = "ledger.sqlite"
 OPTIONS_NAME = "options.json"
 CHECKPOINT_NAME = "checkpoint.safetensors"
 SAMPLES_NAME = "samples.png"
+STATS_NAME = "stats.jsonl"
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A folder holding one trained model and what describes it: a candidate's, the final model's (``best/``)
+    or a ``dggan train`` run's."""
+
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / CHECKPOINT_NAME
+
+    @property
+    def genome(self) -> Path:
+        return self.root / "genome.json"
+
+    @property
+    def inheritance(self) -> Path:
+        """What the model took from its parent: copied, adapted, fresh (``InheritanceReport``)."""
+        return self.root / "inheritance.json"
+
+    @property
+    def stats(self) -> Path:
+        """One JSON line of training stats per ``log_every`` iterations."""
+        return self.root / STATS_NAME
+
+    @property
+    def samples(self) -> Path:
+        return self.root / SAMPLES_NAME
+
+    def samples_at(self, iteration: int) -> Path:
+        """A ``dggan train`` run's grid at a checkpoint."""
+        return self.root / f"samples-{iteration:06d}.png"
+
+    @property
+    def result(self) -> Path:
+        """How a ``dggan train`` run ended (``TrainResult``)."""
+        return self.root / "result.json"
+
+    @property
+    def error(self) -> Path:
+        """The traceback of a failed training."""
+        return self.root / "error.txt"
+
+    @property
+    def metrics(self) -> Path:
+        """The final model's scores (``best/metrics.json``)."""
+        return self.root / "metrics.json"
+
+    @property
+    def options(self) -> Path:
+        """A ``dggan train`` run's resolved settings."""
+        return self.root / OPTIONS_NAME
+
+    @property
+    def tables_json(self) -> Path:
+        """The paper's Tables 1-3 for the final model (``dggan tables``)."""
+        return self.root / "tables.json"
+
+    @property
+    def tables_md(self) -> Path:
+        return self.root / "tables.md"
+
+
+def write_model_description(folder: ModelFolder, genome_json: str,
+                            inheritance: dict[str, Any] | None = None) -> None:
+    """The files that describe a model before it trains: its genome, and what it inherited (a child)."""
+    from ._util.files import atomic_write_json, atomic_write_text
+
+    folder.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder.genome, genome_json + "\n")
+    if inheritance:
+        atomic_write_json(folder.inheritance, inheritance)
 
 
 @dataclass(frozen=True)
@@ -78,6 +159,37 @@ class RunLayout:
         return self.root / "best"
 
     @property
+    def best_model(self) -> ModelFolder:
+        """The final model: checkpoint, samples, metrics.json, tables.json/.md."""
+        return ModelFolder(self.best)
+
+    @property
+    def final_metrics(self) -> Path:
+        return self.best_model.metrics
+
+    @property
+    def tables_json(self) -> Path:
+        return self.best_model.tables_json
+
+    @property
+    def tables_md(self) -> Path:
+        return self.best_model.tables_md
+
+    @property
+    def compare_json(self) -> Path:
+        """``dggan compare``: the final model against ProgGAN at equal training and at equal compute."""
+        return self.root / "compare.json"
+
+    @property
+    def compare_md(self) -> Path:
+        return self.root / "compare.md"
+
+    @property
+    def compare_baseline(self) -> RunLayout:
+        """The ProgGAN route ``dggan compare`` trains when the run's baseline is not ``auto``."""
+        return RunLayout(self.root / "compare-baseline")
+
+    @property
     def report(self) -> Path:
         return self.root / "report"
 
@@ -86,6 +198,9 @@ class RunLayout:
 
     def checkpoint(self, candidate: int) -> Path:
         return self.candidate(candidate) / CHECKPOINT_NAME
+
+    def model(self, candidate: int) -> ModelFolder:
+        return ModelFolder(self.candidate(candidate))
 
     def is_run(self) -> bool:
         return self.ledger.is_file() and self.options.is_file()

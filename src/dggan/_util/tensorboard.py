@@ -67,7 +67,7 @@ class Board:
             return
         import numpy as np
 
-        from ..training.images import grid_image
+        from .images import grid_image
 
         array = np.asarray(grid_image(images))
         self._call("add_image", tag, array, step, dataformats="HW" if array.ndim == 2 else "HWC")

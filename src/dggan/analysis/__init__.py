@@ -10,15 +10,13 @@ from .analyses import (
     ReplayRun,
     action_effects,
     action_label,
-    best_candidate,
     capacity,
     pruning_risk,
     replay_grid,
-    route,
     score_key,
     search_hyperparameters,
 )
-from .report import ReportError, ReportResult, build_report, generate_report
+from .report import ReportError, ReportResult, generate_report
 
 __all__ = [
     "ActionEffect",
@@ -32,13 +30,10 @@ __all__ = [
     "ReportResult",
     "action_effects",
     "action_label",
-    "best_candidate",
-    "build_report",
     "capacity",
     "generate_report",
     "pruning_risk",
     "replay_grid",
-    "route",
     "score_key",
     "search_hyperparameters",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..model.actions import Action, action_label
 from ..search import algorithm
-from ..search.algorithm import Rules, halving_keep
+from ..search.algorithm import Rules, best_candidate, halve, route, run_steps
 from ..search.ledger import CandidateRow, RungRow
 from ..search.state import Status
 
@@ -66,34 +66,6 @@ def score(row: CandidateRow, key: ScoreKey = "normalized_metric") -> float | Non
 
 def finished(rows: Iterable[CandidateRow], key: ScoreKey = "normalized_metric") -> list[CandidateRow]:
     return [r for r in rows if score(r, key) is not None]
-
-
-def best_candidate(
-    rows: Sequence[CandidateRow],
-    key: ScoreKey = "normalized_metric",
-    final_id: int | None = None,
-    target_resolution: int | None = None,
-) -> CandidateRow | None:
-    """The search's best candidate: ``final_id`` (the candidate the search trained further) when it is in
-    ``rows``, else Algorithm 1's rule (``dggan.search.algorithm.best_candidate``)."""
-    if final_id is not None:
-        for r in rows:
-            if r.id == final_id:
-                return r
-    return algorithm.best_candidate(rows, target_resolution, key)
-
-
-def route(rows: Sequence[CandidateRow], candidate: int) -> list[CandidateRow]:
-    """The ancestor chain of ``candidate`` via ``parent``, root first (the growing route)."""
-    by_id = {r.id: r for r in rows}
-    chain: list[CandidateRow] = []
-    seen: set[int] = set()
-    cur: int | None = candidate
-    while cur is not None and cur in by_id and cur not in seen:  # `seen` guards a corrupt cyclic ledger
-        seen.add(cur)
-        chain.append(by_id[cur])
-        cur = by_id[cur].parent
-    return chain[::-1]
 
 
 # ---------------------------------------------------------------------- 1. G-to-D capacity
@@ -288,14 +260,16 @@ class ReplayRun:
     cost: int  # candidates it trained (including diverged and failed ones)
     iterations: int = 0  # candidate-iterations it trained (a pruned child counts up to its last rung)
     eta: int = 1  # successive halving's eta in this replay (1: off)
+    kept: tuple[tuple[int, ...], ...] = ()  # the parents it kept at each step (ids, best first)
 
 
 class ReplayIndex:
     """The recorded search, indexed for replays of Algorithm 1 with other K, p and seeds.
 
-    A replay runs the search's own rules (``dggan.search.algorithm.Rules``) over the recorded candidates:
-    a (parent, action) pair the real search never trained is skipped, so a replay explores no more than
-    the real run did. With the run's own K, p and seed it retraces the real search exactly.
+    A replay runs the search's own rules and loop (``dggan.search.algorithm.Rules`` and ``run_steps``) over
+    the recorded candidates: a (parent, action) pair the real search never trained is skipped, so a replay
+    explores no more than the real run did. With the run's own K, p, eta and seed it retraces the real
+    search exactly (the same kept sets at every step).
     """
 
     def __init__(
@@ -323,7 +297,13 @@ class ReplayIndex:
         self.target_resolution = (target_resolution or settings.get("target_resolution")
                                   or (max(r.resolution for r in done) if done else None))
         settings["target_resolution"] = max(self.target_resolution or reached, reached)
-        self.rules = Rules.from_settings(settings, key=key)
+        self.rules = Rules.from_settings({**_REPLAY_DEFAULTS, **settings}, key=key)
+        # A candidate's whole budget: what a search without halving trains it for (the row of a child that
+        # halving pruned holds the iterations it reached).
+        budget = settings.get("iterations")
+        self.child_budget = budget if isinstance(budget, int) else None
+        first = settings.get("initial_iterations") or budget
+        self.initial_budget = first if isinstance(first, int) else None
 
     def run(self, k: int | None, p: float, seed: int = 0, eta: int = 1) -> ReplayRun:
         """Algorithm 1 over the recorded candidates with top-K ``k`` (None: keep all), ``p`` and ``seed``; with
@@ -331,61 +311,45 @@ class ReplayIndex:
         without a score at a rung, because the real search pruned it earlier, drops out there)."""
         rules = Rules(top_k=k, p=p, seed=seed, space=self.rules.space, limits=self.rules.limits,
                       max_steps=self.rules.max_steps, key=self.key)
-        visited = list(self.initial)
-        iterations = sum(self._trained(r, None) for r in self.initial)
-        parents = rules.select(self.initial, 0)
-        step = 0
-        while parents and not rules.should_stop(step, parents):
-            step += 1
-            kids = [child for parent, action in rules.children(step, parents)
-                    if (child := self.children.get((parent.id, action_key(action)))) is not None]  # type: ignore[arg-type]
-            visited += kids
-            survivors, stopped_at = self._halve(kids, eta, k)
-            iterations += sum(self._trained(r, stopped_at.get(r.id)) for r in kids)
-            parents = rules.select(survivors, step)
-        best = self.best(visited if eta <= 1 else (r for r in visited if r.status == Status.DONE))
-        return ReplayRun(
-            k,
-            float(p),
-            seed,
-            None if best is None else score(best, self.key),
-            None if best is None else best.id,
-            len(visited),
-            iterations,
-            eta,
-        )
+        replay = _Replay(self, eta, k)
+        run_steps(rules, replay)
+        best = self.best(replay.visited if eta <= 1 else (r for r in replay.visited if r.status == Status.DONE))
+        return ReplayRun(k, float(p), seed, None if best is None else score(best, self.key),
+                         None if best is None else best.id, len(replay.visited), replay.iterations, eta,
+                         tuple(replay.kept))
 
-    def _halve(self, kids: list[CandidateRow], eta: int, k: int | None) -> tuple[list[CandidateRow], dict[int, int]]:
-        """(children that reach their whole budget, {pruned child: rung it stopped at})."""
+    def survivors(self, kids: list[CandidateRow], eta: int,
+                  k: int | None) -> tuple[list[CandidateRow], dict[int, int]]:
+        """(children that reach their whole budget, {pruned child: rung it stopped at}), decided by
+        ``algorithm.halve`` on the recorded rung scores, as the search decided."""
         if eta <= 1:
             return kids, {}
         stopped: dict[int, int] = {}
         alive = list(kids)
         last = max((max(s) for c in kids if (s := self.rung_scores.get(c.id))), default=0)
         for rung in range(last):
-            scored = [c for c in alive if rung in self.rung_scores.get(c.id, {})
-                      and self.rung_scores[c.id][rung].normalized_metric is not None]
-            for c in alive:
-                if c not in scored:
-                    stopped[c.id] = rung
-            scored.sort(key=lambda c: (self.rung_scores[c.id][rung].normalized_metric, c.id))
-            keep = halving_keep(len(scored), eta, k)
-            for c in scored[keep:]:
-                stopped[c.id] = rung
-            alive = scored[:keep]
+            def rung_score(c: CandidateRow, rung: int = rung) -> float | None:
+                g = self.rung_scores.get(c.id, {}).get(rung)
+                return None if g is None else g.normalized_metric
+
+            alive, stop = halve(alive, rung_score, eta, k)
+            stopped.update({c.id: rung for c in stop})
         return alive, stopped
 
-    def _trained(self, row: CandidateRow, stopped_rung: int | None) -> int:
-        """Iterations a replay trains ``row`` for: up to ``stopped_rung`` when pruned there, else its budget."""
-        if stopped_rung is not None and stopped_rung in self.rung_scores.get(row.id, {}):
-            return self.rung_scores[row.id][stopped_rung].iterations
-        full = self.rung_scores.get(row.id, {})
-        budget = max((g.iterations for g in full.values()), default=0)
-        return int(row.iterations or budget) if row.status != Status.PRUNED else int(budget or row.iterations or 0)
+    def trained(self, row: CandidateRow, stopped_rung: int | None) -> int:
+        """Iterations a replay trains ``row`` for: up to ``stopped_rung`` when it prunes it there, else its whole
+        budget (a child the real search pruned gets the budget a search without halving would have given it)."""
+        scores = self.rung_scores.get(row.id, {})
+        if stopped_rung is not None and stopped_rung in scores:
+            return scores[stopped_rung].iterations
+        reached = max((g.iterations for g in scores.values()), default=0)
+        if row.status == Status.PRUNED:
+            budget = self.initial_budget if row.parent is None else self.child_budget
+            return int(budget if budget is not None else reached or row.iterations or 0)
+        return int(row.iterations or reached)
 
     def best(self, visited: Iterable[CandidateRow]) -> CandidateRow | None:
-        cands = [r for r in visited if r.resolution == self.target_resolution and score(r, self.key) is not None]
-        return min(cands, key=lambda r: (score(r, self.key), r.id)) if cands else None
+        return best_candidate(visited, self.target_resolution, self.key, exact=True)
 
     def actual(self) -> ReplayRun:
         """The real search as a replay row: its best at the target resolution and every trained candidate."""
@@ -400,6 +364,40 @@ class ReplayIndex:
             len(trained),
             sum(int(r.iterations or 0) for r in trained),
         )
+
+
+class _Replay:
+    """``algorithm.Steps`` over a recorded search: a step's children are the recorded ones of the drawn pairs;
+    those that successive halving lets through compete for the next parents."""
+
+    def __init__(self, index: ReplayIndex, eta: int, k: int | None):
+        self.index, self.eta, self.k = index, eta, k
+        self.visited: list[CandidateRow] = list(index.initial)
+        self.iterations = sum(index.trained(r, None) for r in index.initial)
+        self.kept: list[tuple[int, ...]] = []
+        self._current: list[CandidateRow] = list(index.initial)
+
+    def candidates(self, step: int) -> list[CandidateRow]:
+        return self._current
+
+    def keep(self, step: int, choose: Callable[[], list[CandidateRow]]) -> list[CandidateRow]:
+        parents = choose()
+        self.kept.append(tuple(r.id for r in parents))
+        return parents
+
+    def grow(self, step: int, pairs: list[tuple[CandidateRow, Action]]) -> None:
+        kids = [child for parent, action in pairs
+                if (child := self.index.children.get((parent.id, action_key(action)))) is not None]  # type: ignore[arg-type]
+        self.visited += kids
+        survivors, stopped_at = self.index.survivors(kids, self.eta, self.k)
+        self.iterations += sum(self.index.trained(r, stopped_at.get(r.id)) for r in kids)
+        self._current = survivors
+
+
+# What a replay assumes of a ledger whose settings lack a key (written before the key existed).
+_REPLAY_DEFAULTS: dict[str, Any] = {"top_k": None, "p": 1.0, "seed": 0, "kernels": [3, 7],
+                                    "filters": [32, 64, 128, 256, 512, 1024], "grow_g": True, "grow_d": True,
+                                    "grow_res": True, "max_g_layers": None, "max_d_layers": None, "max_steps": None}
 
 
 def _trained(r: CandidateRow) -> bool:

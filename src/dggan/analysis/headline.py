@@ -11,10 +11,10 @@ from typing import Any
 from .._util.durations import duration  # noqa: F401 (also imported from here; it lives where quick commands load it)
 from ..model.actions import action_label
 from ..runs import RunLayout
-from ..search.algorithm import best_candidate
+from ..search.algorithm import route as route_of
+from ..search.algorithm import search_result
 from ..search.ledger import CandidateRow, FinalRow, Ledger
 from ..search.state import Status
-from .analyses import route as route_of
 
 
 def route_text(route: list[CandidateRow]) -> str:
@@ -94,11 +94,11 @@ def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final:
             rows, final, settings = ledger.candidates(), ledger.final(), ledger.settings()
     target = settings.get("target_resolution")
     metric = str(settings.get("metric", "metric"))
-    best = best_candidate(rows, target) if final is None else next((r for r in rows if r.id == final.candidate), None)
+    best = search_result(rows, None if final is None else final.candidate, target)
     comparison = None
-    if (layout.root / "compare.json").is_file():
+    if layout.compare_json.is_file():
         try:
-            comparison = json.loads((layout.root / "compare.json").read_text())
+            comparison = json.loads(layout.compare_json.read_text())
         except (OSError, json.JSONDecodeError):
             comparison = None
     if final is None or final.status != Status.DONE:
@@ -108,7 +108,7 @@ def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final:
             reason = "no candidate has finished at the target resolution yet"
         return Headline(metric, target, None if best is None else best.id, None, None, None, None, None,
                         route_text(route_of(rows, best.id)) if best else "–", comparison, None, reason)
-    samples = layout.best / "samples.png"
+    samples = layout.best_model.samples
     return Headline(
         metric=metric, target_resolution=target, candidate=final.candidate, final_metric=final.metric,
         final_normalized=final.normalized_metric, route_iterations=final.extra.get("route_iterations"),

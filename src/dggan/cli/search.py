@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import ConfigError
+from ..runs import RunLayout
 from .app import app, error_exit
 
 if TYPE_CHECKING:
@@ -164,7 +165,8 @@ def compare_command(
         if chosen is not None:
             chosen.close()
     typer.echo(result.markdown())
-    typer.echo(f"wrote {Path(run) / 'compare.json'} and compare.md")
+    layout = RunLayout(run)
+    typer.echo(f"wrote {layout.compare_json} and {layout.compare_md.name}")
 
 
 @app.command("tables")
@@ -181,7 +183,8 @@ def tables_command(
 
     result = tables(run, samples=samples, progress=progress)
     typer.echo(result.markdown())
-    typer.echo(f"wrote {Path(run) / 'best' / 'tables.json'} and tables.md")
+    layout = RunLayout(run)
+    typer.echo(f"wrote {layout.tables_json} and {layout.tables_md.name}")
 
 
 @app.command("ls")

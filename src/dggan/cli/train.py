@@ -77,14 +77,14 @@ def train(
         raise ConfigError(f"--checkpoint-every must be >= 0 (0: only at the end), got {checkpoint_every}")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file; it must be a folder (it holds numbered run folders)")
-    from .._util.files import append_jsonl, atomic_write_json, atomic_write_text
+    from .._util.files import append_jsonl, atomic_write_json
+    from .._util.images import save_grid
     from .._util.threads import set_threads
     from ..data import open_dataset
     from ..model.actions import Action, GrowthLimits, apply_action  # torch loads here, after the arguments are checked
     from ..model.genome import Genome, constant_channels
-    from ..runs import CHECKPOINT_NAME, SAMPLES_NAME, new_run_dir
+    from ..runs import ModelFolder, new_run_dir, write_model_description
     from ..training.checkpoint import load_checkpoint
-    from ..training.images import save_grid
     from ..training.trainer import TrainConfig, Trainer
 
     chosen = set_threads(threads)
@@ -119,28 +119,28 @@ def train(
         desc = f"train-{trainer.genome.key()}"
 
     out = new_run_dir(run_dir, desc)
-    atomic_write_json(out / "options.json", {
+    folder = ModelFolder(out)
+    atomic_write_json(folder.options, {
         "command": "train", "data": data, "train": trainer.config.to_dict(), "threads": chosen,
         "from": str(from_checkpoint) if from_checkpoint else None, "parent": str(parent) if parent else None,
         "action": action, "genome": trainer.genome.to_dict()})
-    atomic_write_text(out / "genome.json", trainer.genome.to_json() + "\n")
-    if trainer.inheritance:
-        atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
+    write_model_description(folder, trainer.genome.to_json(),
+                            {k: v.to_dict() for k, v in trainer.inheritance.items()} or None)
     typer.echo(f"run folder: {out}\n{trainer.genome.summary()}\ntorch threads: {chosen}")
-    ckpt_path = out / CHECKPOINT_NAME
+    ckpt_path = folder.checkpoint
 
     def grid_at(iteration: int) -> None:
-        save_grid(trainer.sample(64, seed=0), out / f"samples-{iteration:06d}.png")
+        save_grid(trainer.sample(64, seed=0), folder.samples_at(iteration))
 
-    result = trainer.train(progress=progress, on_log=lambda row: append_jsonl(out / "stats.jsonl", row),
+    result = trainer.train(progress=progress, on_log=lambda row: append_jsonl(folder.stats, row),
                            checkpoint_path=ckpt_path, checkpoint_every=checkpoint_every, on_checkpoint=grid_at)
     trainer.save(ckpt_path)
-    save_grid(trainer.sample(64, seed=0), out / SAMPLES_NAME)
-    atomic_write_json(out / "result.json", result.to_dict())
+    save_grid(trainer.sample(64, seed=0), folder.samples)
+    atomic_write_json(folder.result, result.to_dict())
     span = f" ({start_iteration} -> {result.iterations})" if start_iteration else ""
     typer.echo(f"{result.status}: trained {result.trained} iterations{span} in {result.seconds:.1f}s"
                + (f" ({result.reason})" if result.reason else ""))
-    typer.echo(f"checkpoint: {ckpt_path}\nsamples: {out / SAMPLES_NAME}")
+    typer.echo(f"checkpoint: {ckpt_path}\nsamples: {folder.samples}")
     if result.status != "done":
         raise typer.Exit(code=1)
 
@@ -156,9 +156,9 @@ def sample(
     """Write a grid of samples from a checkpoint's EMA generator."""
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
+    from .._util.images import save_grid
+    from ..model.sampling import sample_images
     from ..training.checkpoint import load_generator
-    from ..training.images import save_grid
-    from ..training.sampling import sample_images
     from ..training.trainer import pick_device
 
     pick_device(device)

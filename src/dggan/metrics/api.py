@@ -56,7 +56,7 @@ def generated_batches(generate: Generate, count: int, resolution: int,
             warnings.warn(f"generate() returned the same {n} images for its first two batches, so the metric"
                           " scores them over and over: either the generator collapsed to a constant output, or"
                           " generate() re-seeds its latents on every call; draw them from one"
-                          " dggan.training.sampling.LatentStream instead (lambda n: generate(net, stream.take(n)))",
+                          " dggan.model.sampling.LatentStream instead (lambda n: generate(net, stream.take(n)))",
                           MetricWarning, stacklevel=3)
         yield batch
         done += n
@@ -136,7 +136,7 @@ def evaluate_generator(metric: str, net: torch.nn.Module, real: ImageSource | No
     """``evaluate`` a generator network (one with a ``genome``) at its own resolution, its latents drawn from
     one ``LatentStream`` (seed ``latent_seed``, default ``seed``) across the batches the metric asks for, so
     every batch is new images. ``seed`` drives the metric itself; ``options`` go to ``evaluate``."""
-    from ..training.sampling import LatentStream, generate
+    from ..model.sampling import LatentStream, generate
 
     genome = net.genome
     stream = LatentStream(genome.latent_size, seed if latent_seed is None else latent_seed)

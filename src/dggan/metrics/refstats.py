@@ -145,8 +145,3 @@ def fid_reference(source: ImageSource, resolution: int, num_wanted: int,
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)
     return ReferenceStats(cached[0], cached[1], cached[2], key, path, origin)
-
-
-def clear_memo() -> None:
-    """Forget in-process reference statistics (tests; or to free memory)."""
-    _MEMO.clear()

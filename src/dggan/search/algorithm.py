@@ -24,10 +24,11 @@ from __future__ import annotations
 import functools
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from ..errors import LedgerError
 from ..model.actions import Action, ActionSpace, GrowthLimits, valid_actions
 from ..model.genome import Genome
 from .state import Status
@@ -50,6 +51,16 @@ class Candidate(Protocol):
 
 
 C = TypeVar("C", bound=Candidate)
+
+# The settings Algorithm 1 reads (``Rules.from_settings``).
+_RULE_KEYS = ("top_k", "p", "seed", "kernels", "filters", "grow_g", "grow_d", "grow_res", "target_resolution",
+              "max_g_layers", "max_d_layers", "max_steps")
+
+
+def seed_for(search_seed: int, candidate_id: int) -> int:
+    """A candidate's training seed: a function of the search seed and its id only (the baseline's
+    candidates are numbered in their own ledger), so a resumed or replayed search trains the same nets."""
+    return search_seed * 100_003 + candidate_id
 
 
 @functools.lru_cache(maxsize=8192)
@@ -86,17 +97,51 @@ def best_per_resolution(rows: Iterable[C], key: str = "normalized_metric") -> di
 
 
 def best_candidate(rows: Iterable[C], target_resolution: int | None = None,
-                   key: str = "normalized_metric") -> C | None:
+                   key: str = "normalized_metric", *, exact: bool = False) -> C | None:
     """The best finished candidate at ``target_resolution``; before any reached it (or without a target),
-    the best at the highest resolution reached."""
+    the best at the highest resolution reached, unless ``exact`` (then None). "The best" everywhere: the
+    search's final pick, the report, ``dggan status``, the headline and the replay all ask this."""
     ranked = rank(rows, key)
-    if not ranked:
-        return None
     at_target = [r for r in ranked if r.resolution == target_resolution]
     if at_target:
         return at_target[0]
+    if not ranked or exact:
+        return None
     top = max(r.resolution for r in ranked)
     return next(r for r in ranked if r.resolution == top)
+
+
+def search_result(rows: Iterable[C], final_candidate: int | None, target_resolution: int | None = None,
+                  key: str = "normalized_metric") -> C | None:
+    """The candidate a run's result is about: the one the search trained further (``final_candidate``), else,
+    while no final training exists, ``best_candidate``."""
+    rows = list(rows)
+    if final_candidate is not None:
+        found = next((r for r in rows if r.id == final_candidate), None)
+        if found is not None:
+            return found
+    return best_candidate(rows, target_resolution, key)
+
+
+class Linked(Candidate, Protocol):
+    @property
+    def parent(self) -> int | None: ...
+
+
+L = TypeVar("L", bound=Linked)
+
+
+def route(rows: Iterable[L], candidate: int) -> list[L]:
+    """The ancestor chain of ``candidate`` via ``parent``, root first (its growing route)."""
+    by_id = {r.id: r for r in rows}
+    chain: list[L] = []
+    seen: set[int] = set()
+    cur: int | None = candidate
+    while cur is not None and cur in by_id and cur not in seen:  # `seen` guards a corrupt cyclic ledger
+        seen.add(cur)
+        chain.append(by_id[cur])
+        cur = by_id[cur].parent
+    return chain[::-1]
 
 
 def halving_keep(n: int, eta: int, top_k: int | None) -> int:
@@ -105,6 +150,17 @@ def halving_keep(n: int, eta: int, top_k: int | None) -> int:
     if eta <= 1 or top_k is None:
         return n
     return min(n, max(math.ceil(n / eta), top_k))
+
+
+def halve(children: Sequence[C], rung_score: Callable[[C], float | None], eta: int,
+          top_k: int | None) -> tuple[list[C], list[C]]:
+    """One rung of successive halving: (go on, stop). Children with a finite rung score are ranked (ties:
+    lower id) and the best ``halving_keep`` go on; a child without a score (it did not finish the rung)
+    stops. The search and the report's replay both decide with this."""
+    scored = [c for c in children if (v := rung_score(c)) is not None and math.isfinite(v)]
+    scored.sort(key=lambda c: (rung_score(c), c.id))
+    keep = halving_keep(len(scored), eta, top_k)
+    return scored[:keep], [c for c in children if c not in scored[:keep]]
 
 
 @dataclass(frozen=True)
@@ -124,17 +180,21 @@ class Rules:
         return self.limits.target_resolution
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any], **overrides: Any) -> Rules:
-        """Rules from a run's settings (``SearchConfig.to_dict()``, as the ledger stores them)."""
-        space = ActionSpace(kernels=tuple(settings.get("kernels", ActionSpace.kernels)),
-                            filters=tuple(settings.get("filters", ActionSpace.filters)),
-                            grow_g=bool(settings.get("grow_g", True)), grow_d=bool(settings.get("grow_d", True)),
-                            grow_res=bool(settings.get("grow_res", True)))
-        limits = GrowthLimits(int(settings.get("target_resolution", 32)), settings.get("max_g_layers"),
-                              settings.get("max_d_layers"))
-        values: dict[str, Any] = {"top_k": settings.get("top_k"), "p": float(settings.get("p", 1.0)),
-                                  "seed": int(settings.get("seed", 0)), "space": space, "limits": limits,
-                                  "max_steps": settings.get("max_steps")}
+    def from_settings(cls, settings: Mapping[str, Any], **overrides: Any) -> Rules:
+        """The rules of a run's settings (``SearchConfig.to_dict()``, as options.json and the ledger store
+        them): the one way rules are built (``SearchConfig.rules`` calls this), so a replay and the search
+        read the same values. A missing key is an error, not a default that could differ from the search's."""
+        missing = [k for k in _RULE_KEYS if k not in settings]
+        if missing:
+            raise LedgerError(f"the run's settings lack {', '.join(missing)}; they were not written by a dggan"
+                              " search (options.json / the ledger's settings)")
+        space = ActionSpace(kernels=tuple(settings["kernels"]), filters=tuple(settings["filters"]),
+                            grow_g=bool(settings["grow_g"]), grow_d=bool(settings["grow_d"]),
+                            grow_res=bool(settings["grow_res"]))
+        limits = GrowthLimits(int(settings["target_resolution"]), settings["max_g_layers"], settings["max_d_layers"])
+        values: dict[str, Any] = {"top_k": settings["top_k"], "p": float(settings["p"]),
+                                  "seed": int(settings["seed"]), "space": space, "limits": limits,
+                                  "max_steps": settings["max_steps"]}
         values.update(overrides)
         return cls(**values)
 
@@ -174,3 +234,34 @@ class Rules:
             return True
         at_target = any(p.resolution == self.target_resolution for p in parents)
         return self.max_steps is not None and step >= self.max_steps and at_target
+
+
+class Steps(Protocol[C]):
+    """Where Algorithm 1's candidates come from: the search trains them and records them in its ledger; the
+    report's replay looks them up among the recorded ones; the synthetic ledger makes their scores up."""
+
+    def candidates(self, step: int) -> Sequence[C]:
+        """The candidates of ``step``, trained and scored (step 0: the initial ones)."""
+        ...
+
+    def keep(self, step: int, choose: Callable[[], list[C]]) -> list[C]:
+        """The parents of step + 1: ``choose()`` (the rules' top-K), recorded; or what was recorded before."""
+        ...
+
+    def grow(self, step: int, pairs: list[tuple[C, Action]]) -> None:
+        """Make the children of ``step`` from the drawn (parent, action) pairs."""
+        ...
+
+
+def run_steps(rules: Rules, steps: Steps[C]) -> tuple[int, list[C]]:
+    """Algorithm 1: train a step, keep its top-K, stop or draw the next step's children from them; returns the
+    last step and its parents (empty when no candidate of that step finished). The one loop of the search,
+    the replay and the synthetic ledger."""
+    step = 0
+    while True:
+        current = steps.candidates(step)
+        parents = steps.keep(step, lambda: rules.select(current, step))  # noqa: B023 (called at once)
+        if not parents or rules.should_stop(step, parents):
+            return step, parents
+        steps.grow(step + 1, rules.children(step + 1, parents))
+        step += 1

@@ -15,7 +15,6 @@ Re-scoring with several evaluation seeds gives each score a spread, so a differe
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -25,15 +24,11 @@ from typing import Any
 from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import SearchError
 from ..runs import RunLayout, run_lock
-from .baseline import baseline_config
-from .config import SearchConfig, create_run, load_run_config
-from .driver import Search
+from .config import SearchConfig, load_run_config
 from .executors import Executor, executor_for
 from .ledger import CandidateRow, FinalRow, Ledger
+from .proggan import train_route
 from .state import Status
-
-COMPARE_JSON = "compare.json"
-COMPARE_MD = "compare.md"
 
 
 @dataclass
@@ -135,25 +130,21 @@ def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = 
 
 
 def train_proggan(layout: RunLayout, config: SearchConfig, needs: list[dict[int, int]], *,
-                  executor: Executor | None = None, progress: bool = True,
-                  lock: bool = True) -> tuple[RunLayout, list[CandidateRow], list[str]]:
+                  executor: Executor | None = None,
+                  progress: bool = True) -> tuple[RunLayout, list[CandidateRow], list[str]]:
     """The run's ProgGAN route, trained (further) until it covers each of ``needs`` ({res: route iterations})
     in turn: ``RUN/baseline`` for the auto baseline, else ``RUN/compare-baseline``. Returns its folder, its
-    candidates and notes for the reader. ``lock=False`` when the caller already holds the run's lock."""
-    sub = layout.baseline if config.baseline == "auto" else RunLayout(layout.root / "compare-baseline")
+    candidates and notes for the reader."""
+    sub = layout.baseline if config.baseline == "auto" else layout.compare_baseline
     notes = [] if config.baseline == "auto" else [
         f"the run's baseline is {config.baseline!r}; ProgGAN was trained in {sub.root} for this comparison"]
-    if not sub.ledger.exists():
-        create_run(sub.root, baseline_config(config))
     own = executor is None
     executor = executor or executor_for(config, layout.root)
     try:
-        proggan = Search(sub.root, baseline_config(config), executor, progress, tb_root=layout.tb / sub.root.name)
-        # The search itself must not extend the same baseline meanwhile.
-        with run_lock(layout.root) if lock else contextlib.nullcontext():
-            for need in needs:
-                proggan.extend_route(need, desc="ProgGAN for comparison")
-        return sub, proggan.ledger.candidates(), notes
+        with run_lock(layout.root):  # the search itself must not extend the same baseline meanwhile
+            proggan = train_route(sub.root, config, needs, executor, progress, tb_root=layout.tb / sub.root.name,
+                                  desc="ProgGAN for comparison")
+            return sub, proggan.ledger.candidates(), notes
     finally:
         if own:
             executor.close()
@@ -204,6 +195,6 @@ def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | No
         equal_compute=scored("proggan_equal_compute", sub.resolve(b.checkpoint or sub.checkpoint(b.id)),
                              b.route_iterations or 0),
         search_iterations=total, notes=notes)
-    atomic_write_json(layout.root / COMPARE_JSON, result.to_dict())
-    atomic_write_text(layout.root / COMPARE_MD, result.markdown())
+    atomic_write_json(layout.compare_json, result.to_dict())
+    atomic_write_text(layout.compare_md, result.markdown())
     return result

@@ -94,7 +94,7 @@ class SearchConfig:
     threads: int | None = None  # torch CPU threads per candidate (default: the executor's choice)
     tensorboard: bool = True  # losses, metrics and samples under RUN/tb when tensorboard is installed ([tb] extra)
     # The slurm executor (submitit, the [slurm] extra): every candidate a SLURM job, a batch of them one job array.
-    slurm_cluster: str = "slurm"  # "local": submitit's local executor (processes on this machine), for tests
+    slurm_cluster: str = "slurm"  # "local": the same jobs as processes of this machine (try a SLURM setup)
     slurm_partition: str | None = None
     slurm_gpus: int = 1  # GPUs per candidate job (0: CPU jobs)
     slurm_cpus_per_task: int = 4  # also the job's torch threads unless `threads` is set
@@ -214,8 +214,7 @@ class SearchConfig:
 
     def rules(self) -> Rules:
         """Algorithm 1's rules for these settings (see ``dggan.search.algorithm``)."""
-        return Rules(top_k=self.top_k, p=self.p, seed=self.seed, space=self.action_space(), limits=self.limits(),
-                     max_steps=self.max_steps)
+        return Rules.from_settings(self.to_dict())
 
     def initial_genomes(self, image_channels: int = 3) -> list[Genome]:
         """One base genome per initial width, on ProgGAN's schedule scaled to that width."""

@@ -1,46 +1,42 @@
-"""Algorithm 1 (top-K greedy pruning with random action sampling) as a thin loop over the ledger.
+"""Algorithm 1 (top-K greedy pruning with random action sampling) and the final training, as a thin loop
+over the ledger.
 
-The driver keeps no state of its own: at every point it reads what is done from the ledger and does
-the next thing (train pending candidates, select the top-K, sample the next step's children, run the
-final training). A killed search therefore resumes by simply running the loop again. The rules of
-Algorithm 1 live in ``algorithm``, the baseline curve in ``baseline``; this module only sequences them.
+The driver keeps no state of its own: at every point it reads what is done from the ledger and does the
+next thing (train pending candidates, select the top-K, sample the next step's children, run the final
+training). A killed search therefore resumes by simply running the loop again. The rules and the loop of
+Algorithm 1 live in ``algorithm``, running candidates in ``runner``, the baseline curve in ``baseline`` and
+its ProgGAN route in ``proggan``; this module only sequences them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from .._util.files import atomic_write_json
 from .._util.tensorboard import INSTALL_HINT, Board
 from .._util.tensorboard import available as board_available
 from .._util.threads import set_threads
 from ..errors import SearchError
-from ..metrics.refstats import default_cache_dir
 from ..model.actions import Action, apply_action
-from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, run_lock
+from ..runs import RunLayout, run_lock
 from ..training.checkpoint import CheckpointError, load_checkpoint
-from .algorithm import best_candidate, best_per_resolution, halving_keep
-from .baseline import BaselineCurve, baseline_config, longest_route, resolutions, static_curve
+from .algorithm import best_candidate, best_per_resolution, run_steps, seed_for
+from .baseline import BaselineCurve, resolutions, static_curve
 from .config import SearchConfig, create_run, load_run_config
 from .executors import Executor, executor_for
 from .ledger import CandidateRow, FinalRow, Ledger
 from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
+from .proggan import run_baseline, train_route
+from .runner import Runner
 from .state import Status
-from .worker import CandidateResult, CandidateTask
 
-__all__ = ["LEDGER_NAME", "OPTIONS_NAME", "Search", "SearchError", "SearchSummary", "baseline_config",
-           "run_baseline", "run_search", "validate_new_search"]
+__all__ = ["Search", "SearchError", "SearchSummary", "run_baseline", "run_search"]
 
 
 @dataclass
@@ -77,276 +73,49 @@ class SearchSummary:
         return ""
 
 
-# ---------------------------------------------------------------------- the search
 class Search:
     """One run folder's search: reads the ledger, does the next thing, writes the result back."""
 
     def __init__(self, run_dir: str | Path, config: SearchConfig, executor: Executor, progress: bool = True,
-                 log: Callable[[str], None] | None = None, tb_root: Path | None = None):
-        self.layout = RunLayout(run_dir)
-        # TensorBoard logs: RUN/tb; a baseline searched inside a run logs under that run's RUN/tb/baseline.
-        self.tb_root = tb_root or self.layout.tb
-        self.run_dir = self.layout.root
-        self.config = config
+                 log: Callable[[str], None] | None = None):
+        self.runner = Runner(run_dir, config, executor, progress, log)
+        self.layout, self.run_dir, self.ledger = self.runner.layout, self.runner.run_dir, self.runner.ledger
+        self.config, self.executor, self.progress, self.log = config, executor, progress, self.runner.log
         self.rules = config.rules()
-        self.executor = executor
-        self.progress = progress
-        self.log = log or self._log
-        self.ledger = Ledger.open(self.layout.ledger)
-        self.device = "worker" if executor.name != "inprocess" else config.resolved_device()
-        self._curve = static_curve(config)
-        self._rung_curve = self._curve  # intermediate rungs' baseline (auto: the baseline's own rung scores)
-
-    def _log(self, message: str) -> None:
-        """To the terminal (above the progress bars) and to RUN/log.txt, so a quiet run still says it."""
-        if self.progress:
-            tqdm.write(message)
-        else:
-            print(message, file=sys.stderr, flush=True)
-        with contextlib.suppress(OSError), open(self.layout.log, "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-
-    # ---------------------------------------------------------------- one candidate's task
-    def _eval_options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {"batch_size": self.config.eval_batch_size, "seed": self.config.seed}
-        if self.config.inception_weights:
-            opts["inception_weights"] = self.config.inception_weights
-        opts["cache_dir"] = self.config.cache_dir or str(default_cache_dir())
-        return opts
-
-    def _checkpoint_of(self, candidate: int) -> str:
-        row = self.ledger.get(candidate)
-        return str(self.layout.resolve(row.checkpoint) if row.checkpoint else self.layout.checkpoint(candidate))
-
-    def _task(self, row: CandidateRow, iterations: int, out_dir: Path, parent_checkpoint: str | None = None,
-              continue_from: str | None = None) -> CandidateTask:
-        train = self.config.train_config(iterations, seed=row.seed, device="cpu").to_dict()
-        train["device"] = self.device
-        return CandidateTask(
-            candidate_id=row.id, genome_json=row.genome.to_json(indent=None), parent_checkpoint=parent_checkpoint,
-            out_dir=str(out_dir), train=train, data=self.config.data, metric=self.config.metric,
-            inherit_policy=self.config.inherit_policy, new_layer_init=self.config.new_layer_init,
-            checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
-            eval_options=self._eval_options(), continue_from=continue_from,
-            progress=self.progress and self.executor.name == "inprocess",  # bars of other processes would garble
-            threads=self.config.threads, tb_dir=str(self.tb_root / out_dir.name) if self.config.tensorboard else None)
-
-    def own_budget(self, row: CandidateRow) -> int:
-        return row.iterations or (self.config.iterations if row.parent is not None
-                                  else self.config.initial_iterations or self.config.iterations)
-
-    def _candidate_task(self, row: CandidateRow, rung: tuple[int, str] | None = None) -> CandidateTask:
-        """Train ``row``: from scratch, as a child of its parent, or (no action) continuing its parent; with
-        ``rung`` = (iterations, metric) only up to that many of its own iterations, scored with that metric."""
-        own = self.own_budget(row)
-        start = 0
-        if row.parent is None:
-            task = self._task(row, own, self.layout.candidate(row.id))
-        else:
-            parent = self._checkpoint_of(row.parent)
-            if row.action is None:  # a baseline point: the same network trained ``own`` iterations more
-                start = int(load_checkpoint(parent, tensors=False).state["iteration"])
-                task = self._task(row, start + own, self.layout.candidate(row.id), continue_from=parent)
-            else:
-                task = self._task(row, own, self.layout.candidate(row.id), parent_checkpoint=parent)
-        if rung is not None and rung[0] < own:
-            task = dataclasses.replace(task, until=start + rung[0], metric=rung[1])
-        return task
-
-    def _record(self, result: CandidateResult, row: CandidateRow, rung: int, rung_its: int, last: bool) -> None:
-        """A candidate's score at a rung (the last rung is its whole budget: its result)."""
-        route = (row.route_iterations or 0) - self.own_budget(row) + rung_its
-        curve = self._curve if last else self._rung_curve
-        normalized, info = None, {}
-        if result.status == Status.DONE and curve is not None:
-            normalized, info = curve.normalize(result.metric, row.resolution, route)
-        if result.status == Status.DONE:
-            metric_name = self.config.metric if last else (self.config.rung_metric or self.config.metric)
-            self.ledger.add_rung(candidate=row.id, rung=rung, iterations=rung_its, route_iterations=route,
-                                 metric=result.metric, normalized_metric=normalized,
-                                 extra={"metric": metric_name, **info})
-        checkpoint = None if result.checkpoint is None else self.layout.relative(result.checkpoint)
-        if last or result.status != Status.DONE:  # a candidate that diverged at an early rung ends there
-            fields: dict[str, Any] = {}
-            if not last:
-                fields = {"iterations": result.iterations if result.iterations is not None else rung_its}
-            self.ledger.update(result.candidate_id, status=result.status,
-                               metric=result.metric if last else None, normalized_metric=normalized if last else None,
-                               extra={**result.extra, **info}, train_seconds=result.train_seconds,
-                               eval_seconds=result.eval_seconds, checkpoint=checkpoint, error=result.error, **fields)
-        else:
-            self.ledger.update(result.candidate_id, status=Status.PENDING, train_seconds=result.train_seconds,
-                               checkpoint=checkpoint)
-
-    def train(self, rows: list[CandidateRow], desc: str, step: int | None = None) -> None:
-        """Train and score ``rows`` rung by rung (without successive halving: one rung, the whole budget),
-        recording every result as it comes; with ``step`` the children of that step compete at each rung."""
-        if not rows:
-            return
-        ids = {r.id for r in rows}
-        rung_count = max(len(self.config.rungs(self.own_budget(r))) for r in rows)
-        for rung in range(rung_count):
-            current = [r for r in self.ledger.candidates() if r.id in ids]
-            alive = [r for r in current if r.status in (Status.PENDING, Status.RUNNING)]
-            if not alive:
-                return
-            scored = {g.candidate for g in self.ledger.rungs() if g.candidate in ids and g.rung == rung}
-            todo = []
-            for r in alive:
-                rungs = self.config.rungs(self.own_budget(r))
-                last = rung == len(rungs) - 1
-                if rung < len(rungs) and (r.id not in scored or last):
-                    todo.append((r, rung, rungs[rung], last))
-            label = desc if rung_count == 1 else f"{desc} rung {rung + 1}/{rung_count}"
-            self._run_tasks(todo, label)
-            if step is not None and rung < rung_count - 1:
-                self._halve(step, rung, ids)
-
-    def _run_tasks(self, todo: list[tuple[CandidateRow, int, tuple[int, str], bool]], desc: str) -> None:
-        if not todo:
-            return
-        by_id = {r.id: (r, rung, its, last) for r, rung, (its, _), last in todo}
-        tasks = [self._candidate_task(r, rung_spec) for r, _, rung_spec, _ in todo]
-        self.ledger.update_many(list(by_id), status=Status.RUNNING)
-        bar = tqdm(total=len(tasks), desc=desc, unit="cand", disable=None if self.progress else True)
-        label = f"best {self.config.metric}/ProgGAN" if self._curve is not None and self._curve.kind != "none" \
-            else f"best {self.config.metric}"
-        try:
-            for result in self.executor.run(tasks):
-                if result.retry:
-                    unfinished = [r.id for r in self.ledger.candidates() if r.id in by_id
-                                  and r.status == Status.RUNNING and r.id != result.candidate_id]
-                    self.ledger.update_many(unfinished, status=Status.PENDING)
-                    self._stop(result)
-                row, rung, its, last = by_id[result.candidate_id]
-                self._record(result, row, rung, its, last)
-                best = self.ledger.best_normalized()
-                bar.set_postfix_str(f"{label} {best:.3f}" if best is not None else "")
-                bar.update(1)
-                if result.status != Status.DONE:
-                    self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
-        finally:
-            bar.close()
-
-    def _halve(self, step: int, rung: int, ids: set[int]) -> None:
-        """The verdict of ``rung``: the step's children still in, ranked by their normalised rung score; the
-        best 1/eta (never fewer than K) go on, the others are pruned. Made once, recorded with the statuses."""
-        if self.ledger.pruned_at(step, rung) is not None:
-            return
-        alive = [r for r in self.ledger.candidates(step=step) if r.id in ids
-                 and r.status in (Status.PENDING, Status.RUNNING)]
-        scores = {g.candidate: g for g in self.ledger.rungs() if g.rung == rung and g.candidate in ids}
-
-        def key(r: CandidateRow) -> tuple[bool, float, int]:
-            value = scores[r.id].normalized_metric if r.id in scores else None
-            return (value is None, value or 0.0, r.id)
-
-        ranked = sorted(alive, key=key)
-        keep = halving_keep(len(ranked), self.config.halving_eta, self.config.top_k)
-        pruned = {r.id: (scores[r.id].iterations, scores[r.id].route_iterations) for r in ranked[keep:]
-                  if r.id in scores}
-        self.ledger.prune(step, rung, pruned)
-        if pruned:
-            self.log(f"step {step} rung {rung + 1}: {len(ranked) - len(pruned)} of {len(ranked)} children go on,"
-                     f" {len(pruned)} pruned")
-
-    def _stop(self, result: CandidateResult) -> None:
-        """A fault that is not the candidate's: keep it pending (and everything in flight unfinished) and stop,
-        so that ``--resume`` continues exactly once the problem is fixed."""
-        self.ledger.update(result.candidate_id, status=Status.PENDING, error=f"interrupted: {result.error}")
-        message = (f"candidate {result.candidate_id} could not be trained: {result.error}. This is not the"
-                   f" candidate's fault, so it stays pending; fix the cause, then continue with"
-                   f" `dggan search --resume {self.run_dir}` (nothing finished is lost)")
-        self.log(message)
-        raise SearchError(message)
+        self.runner.curve = self.runner.rung_curve = static_curve(config)
+        self._board = Board(None)
 
     # ---------------------------------------------------------------- the baseline
     def baseline(self, needs: dict[int, int] | None = None) -> BaselineCurve:
         """The baseline curve, trained (``auto``) far enough to cover ``needs`` ({res: route iterations})."""
-        if self._curve is not None and (not needs or self.config.baseline != "auto"
-                                        or all(self._curve.covers(r, i) for r, i in needs.items())):
+        curve = self.runner.curve
+        if curve is not None and (not needs or self.config.baseline != "auto"
+                                  or all(curve.covers(r, i) for r, i in needs.items())):
             if self.config.baseline != "auto" and self.ledger.get_meta("baseline") is None:
-                self.ledger.set_meta("baseline", self._curve.to_json())  # what the report shows as used
-            return self._curve
+                self.ledger.set_meta("baseline", curve.to_json())  # what the report shows as used
+            return curve
         if self.config.baseline != "auto":
             raise SearchError("internal: a static baseline has no curve")  # static_curve always returns one
         stored = self.ledger.get_meta("baseline")
-        if stored and self._curve is None:
-            self._curve = BaselineCurve.from_json(stored)
+        if stored and curve is None:
+            curve = self.runner.curve = BaselineCurve.from_json(stored)
             rungs = self.ledger.get_meta("baseline_rungs")
-            self._rung_curve = BaselineCurve.from_json(rungs) if rungs else self._curve
-            if not needs or all(self._curve.covers(r, i) for r, i in needs.items()):
-                return self._curve
-        sub = self.layout.baseline
-        if not sub.ledger.exists():
-            create_run(sub.root, baseline_config(self.config))
-        proggan = Search(sub.root, baseline_config(self.config), self.executor, self.progress, self.log,
-                         tb_root=self.tb_root / "baseline")
-        wanted = {res: max(i, (needs or {}).get(res, 0)) for res, i in self.baseline_needs().items()}
-        self._curve = proggan.extend_route(wanted, desc="baseline (ProgGAN)")
-        # Intermediate rungs are compared with the baseline's own scores at the same fraction of its budget.
-        self._rung_curve = BaselineCurve.from_rungs(proggan.ledger.candidates(), proggan.ledger.rungs(),
-                                                    self.config.rung_metric or self.config.metric, "auto")
-        self.ledger.set_meta("baseline_rungs", self._rung_curve.to_json())
-        self.ledger.set_meta("baseline", self._curve.to_json())
-        return self._curve
-
-    def baseline_needs(self) -> dict[int, int]:
-        """The least the auto baseline must cover: the ProgGAN route's first point at every resolution."""
+            self.runner.rung_curve = BaselineCurve.from_json(rungs) if rungs else curve
+            if not needs or all(curve.covers(r, i) for r, i in needs.items()):
+                return curve
         first = self.config.initial_iterations or self.config.iterations
-        return {res: first + k * self.config.iterations for k, res in enumerate(resolutions(self.config))}
-
-    def extend_route(self, needs: dict[int, int], desc: str = "baseline") -> BaselineCurve:
-        """(A baseline run.) Train the ProgGAN route, then continue it at each resolution, scoring every
-        ``iterations``, until its route iterations reach ``needs[res]``."""
-        step_size = self.config.iterations
-        first = self.config.initial_iterations or step_size
-        top = max(needs)
-        while True:
-            rows = self.ledger.candidates()
-            broken = [r for r in rows if r.status in (Status.DIVERGED, Status.FAILED)]
-            if broken:
-                r = broken[0]
-                raise SearchError(f"the ProgGAN baseline {r.status} at {r.resolution}px (candidate {r.id} of"
-                                  f" {self.run_dir}: {r.error}); candidates cannot be normalised without it. Lower"
-                                  " lr, or use a fixed baseline (--set baseline={res: value}) or baseline=none")
-            new: list[dict[str, Any]] = []
-            if not rows:
-                genome = self.config.initial_genomes(data_channels(self.config))[0]
-                new.append({"step": 0, "parent": None, "action": None, "genome": genome,
-                            "seed": self.config.seed * 100_003 + 1, "iterations": first, "route_iterations": first})
-            for res in resolutions(self.config):
-                if not rows or res > top:
-                    break
-                chain = sorted((r for r in rows if r.resolution == res), key=lambda r: r.route_iterations or 0)
-                if not chain:
-                    below = sorted((r for r in rows if r.resolution == res // 2), key=lambda r: r.route_iterations or 0)
-                    if below and below[0].status == Status.DONE:  # ProgGAN grows right after its first budget
-                        route = below[0]
-                        new.append({"step": route.step + 1, "parent": route.id, "action": Action("grow_res"),
-                                    "genome": apply_action(route.genome, Action("grow_res"), self.rules.limits,
-                                                           self.rules.space),
-                                    "iterations": step_size, "route_iterations": (route.route_iterations or 0)
-                                    + step_size})
-                    continue
-                last = chain[-1]
-                need = needs.get(res, 0)
-                if last.status == Status.DONE and (last.route_iterations or 0) < need:
-                    more = min(step_size, need - (last.route_iterations or 0))
-                    new.append({"step": last.step + 1, "parent": last.id, "action": None, "genome": last.genome,
-                                "iterations": more, "route_iterations": (last.route_iterations or 0) + more})
-            if new:
-                first_id = self.ledger.max_id() + 1
-                for i, row in enumerate(new):
-                    row.setdefault("seed", self.config.seed * 100_003 + first_id + i)
-                self.ledger.add_candidates(new)
-            rows = self.ledger.candidates()
-            status = {r.id: r.status for r in rows}
-            ready = [r for r in rows if r.status in (Status.PENDING, Status.RUNNING)
-                     and (r.parent is None or status[r.parent] == Status.DONE)]
-            if not ready:
-                return BaselineCurve.from_rows(rows, "auto")
-            self.train(ready, desc)
+        least = {res: first + k * self.config.iterations for k, res in enumerate(resolutions(self.config))}
+        wanted = {res: max(i, (needs or {}).get(res, 0)) for res, i in least.items()}
+        proggan = train_route(self.layout.baseline.root, self.config, [wanted], self.executor, self.progress,
+                              self.log, tb_root=self.layout.tb / "baseline")
+        assert proggan.curve is not None
+        # Intermediate rungs are compared with the baseline's own scores at the same fraction of its budget.
+        self.runner.curve = proggan.curve
+        self.runner.rung_curve = BaselineCurve.from_rungs(proggan.ledger.candidates(), proggan.ledger.rungs(),
+                                                          self.config.rung_metric or self.config.metric, "auto")
+        self.ledger.set_meta("baseline_rungs", self.runner.rung_curve.to_json())
+        self.ledger.set_meta("baseline", proggan.curve.to_json())
+        return proggan.curve
 
     def _reuse_baseline_start(self, candidate: int) -> None:
         """With the auto baseline, the first initial candidate is exactly the baseline's first one (same
@@ -366,41 +135,44 @@ class Search:
                            train_seconds=0.0, eval_seconds=0.0,
                            checkpoint=self.layout.relative(sub.resolve(twin.checkpoint)))
 
-    # ---------------------------------------------------------------- Algorithm 1
-    def train_step(self, step: int) -> None:
+    # ---------------------------------------------------------------- Algorithm 1 (algorithm.Steps)
+    def candidates(self, step: int) -> Sequence[CandidateRow]:
+        """Train the step's unfinished candidates (the baseline first covers their routes); its candidates."""
         rows = [r for r in self.ledger.candidates(step=step) if r.status in (Status.PENDING, Status.RUNNING)]
-        if not rows:
-            return
-        needs: dict[int, int] = {}
-        for r in rows:
-            needs[r.resolution] = max(needs.get(r.resolution, 0), r.route_iterations or 0)
-        self.baseline(needs)  # equal-training normalisation: the baseline covers every route of this step
-        self.train(rows, f"step {step}", step=step)
+        if rows:
+            needs: dict[int, int] = {}
+            for r in rows:
+                needs[r.resolution] = max(needs.get(r.resolution, 0), r.route_iterations or 0)
+            self.baseline(needs)  # equal-training normalisation: the baseline covers every route of this step
+            self.runner.train_candidates(rows, f"step {step}", step=step)
+        return self.ledger.candidates(step=step)
 
-    def select(self, step: int) -> list[int]:
+    def keep(self, step: int, choose: Callable[[], list[CandidateRow]]) -> list[CandidateRow]:
         kept = self.ledger.kept(step)
-        if kept is None:
-            kept = [r.id for r in self.rules.select(self.ledger.candidates(step=step), step)]
+        if kept is None:  # a resumed search neither selects nor logs a step twice
+            kept = [r.id for r in choose()]
             self.ledger.set_kept(step, kept)
-        return kept
+            self._log_step(step)
+        if not kept:
+            self.log(f"step {step}: no candidate finished, so the search cannot grow further")
+        return [self.ledger.get(cid) for cid in kept]
 
-    def sample_children(self, step: int, parents: list[CandidateRow]) -> int:
-        """Add the children of ``step`` that Algorithm 1 draws from ``parents`` (ranked best first)."""
-        pairs = self.rules.children(step, parents)
+    def grow(self, step: int, pairs: list[tuple[CandidateRow, Action]]) -> None:
+        if self.ledger.candidates(step=step):
+            return  # drawn before an interruption
         first_id = self.ledger.max_id() + 1
         own = self.config.iterations
         self.ledger.add_candidates([
-            {"step": step, "parent": parent.id, "action": action, "seed": self.config.seed * 100_003 + first_id + i,
+            {"step": step, "parent": parent.id, "action": action, "seed": seed_for(self.config.seed, first_id + i),
              "genome": apply_action(parent.genome, action, self.rules.limits, self.rules.space),
              "iterations": own, "route_iterations": (parent.route_iterations or 0) + own}
             for i, (parent, action) in enumerate(pairs)])
-        return len(pairs)
 
     def best_at_target(self) -> CandidateRow | None:
-        """The finished candidate at the target resolution with the lowest normalised metric."""
-        best = best_candidate(self.ledger.candidates(status=Status.DONE), self.config.target_resolution)
-        return best if best is not None and best.resolution == self.config.target_resolution else None
+        return best_candidate(self.ledger.candidates(status=Status.DONE), self.config.target_resolution,
+                              exact=True)
 
+    # ---------------------------------------------------------------- the final training
     def final(self) -> None:
         existing = self.ledger.final()
         if existing is not None and existing.status == Status.DONE:
@@ -411,14 +183,14 @@ class Search:
             return
         route = (best.route_iterations or 0) + self.config.final_iterations
         curve = self.baseline({best.resolution: route})  # the ProgGAN baseline at equal training
-        source = self._checkpoint_of(best.id)
+        source = self.runner.checkpoint_of(best.id)
         try:
             source_state = load_checkpoint(source, tensors=False).state  # only its clock and iteration
         except CheckpointError as exc:
             raise SearchError(f"the final training needs candidate {best.id}'s checkpoint, which is missing or"
                               f" damaged ({exc}); restore it from a backup and resume. Nothing was changed") from None
         iterations = int(source_state["iteration"]) + self.config.final_iterations
-        task = self._task(best, iterations, self.layout.best, continue_from=source)
+        task = self.runner.task(best, iterations, self.layout.best, continue_from=source)
         self.log(f"final training of candidate {best.id} for {self.config.final_iterations} more iterations")
         (result,) = list(self.executor.run([task]))
         if result.retry:
@@ -435,12 +207,12 @@ class Search:
                               iterations=iterations, train_seconds=result.train_seconds,
                               checkpoint=None if result.checkpoint is None else self.layout.relative(result.checkpoint),
                               error=result.error)
-        atomic_write_json(self.layout.best / "metrics.json", {
+        atomic_write_json(self.layout.final_metrics, {
             "candidate": best.id, **result.to_dict(), "normalized_metric": normalized, **info,
             "route_iterations": route, "genome_summary": best.genome.summary()})
 
     # ---------------------------------------------------------------- TensorBoard
-    def _board(self) -> Board:
+    def _open_board(self) -> Board:
         """The search's own TensorBoard log (RUN/tb/search), or a Board that does nothing."""
         if not self.config.tensorboard:
             return Board(None)
@@ -448,11 +220,12 @@ class Search:
             self.log(f"TensorBoard logs are off: tensorboard is not installed ({INSTALL_HINT}; or --set"
                      " tensorboard=false to silence this)")
             return Board(None)
-        return Board(self.tb_root / "search")
+        return Board(self.layout.tb / "search")
 
-    def _log_step(self, board: Board, step: int) -> None:
+    def _log_step(self, step: int) -> None:
         """After a step's selection: the best normalised metric so far per resolution (and its genome), and how
         many candidates are in each status."""
+        board = self._board
         if not board.active:
             return
         rows = self.ledger.candidates()
@@ -464,25 +237,7 @@ class Search:
             board.text(f"search/best_{res}px", f"c{r.id:05d} ({r.normalized_metric:.4g}): {r.genome.summary()}", step)
         board.flush()
 
-    def _grow(self, board: Board) -> int:
-        """Algorithm 1's steps, from the first unfinished one to the stopping rule; returns the last step."""
-        step = 0
-        while True:
-            self.train_step(step)
-            fresh = self.ledger.kept(step) is None  # a resumed search does not log a step twice
-            kept = self.select(step)
-            if fresh:
-                self._log_step(board, step)
-            if not kept:
-                self.log(f"step {step}: no candidate finished, so the search cannot grow further")
-                return step
-            parents = [self.ledger.get(cid) for cid in kept]
-            if self.rules.should_stop(step, parents):
-                return step
-            if not self.ledger.candidates(step=step + 1):
-                self.sample_children(step + 1, parents)
-            step += 1
-
+    # ---------------------------------------------------------------- the whole run
     def run(self) -> SearchSummary:
         start = time.perf_counter()
         with run_lock(self.run_dir):
@@ -493,25 +248,23 @@ class Search:
             self.baseline({self.config.base_resolution: first})
             if not self.ledger.candidates(step=0):
                 channels = data_channels(self.config)  # 1 for greyscale data such as digits
+                first_id = self.ledger.max_id() + 1
                 ids = self.ledger.add_candidates([{"step": 0, "parent": None, "action": None, "genome": g,
-                                                   "seed": self.config.seed * 100_003 + i + 1,
+                                                   "seed": seed_for(self.config.seed, first_id + i),
                                                    "iterations": first, "route_iterations": first}
                                                   for i, g in enumerate(self.config.initial_genomes(channels))])
                 self._reuse_baseline_start(ids[0])
-            with self._board() as board:
-                step = self._grow(board)
+            with self._open_board() as self._board:
+                step, _ = run_steps(self.rules, self)
                 if self.config.final_iterations > 0 or self.config.baseline != "none":
                     self.final()
                     final = self.ledger.final()
                     if final is not None:
-                        board.scalars({"final_normalized": final.normalized_metric, "final_metric": final.metric},
-                                      step, "search/")
-                    if self.config.tables and final is not None and final.status == Status.DONE \
-                            and not (self.layout.best / "tables.json").exists():
-                        from .tables import tables
+                        self._board.scalars({"final_normalized": final.normalized_metric,
+                                             "final_metric": final.metric}, step, "search/")
+        return self._summary(step, time.perf_counter() - start)
 
-                        self.log("scoring the paper's tables (dggan tables) into RUN/best/tables.md")
-                        tables(self.run_dir, executor=self.executor, progress=self.progress, lock=False)
+    def _summary(self, step: int, wall: float) -> SearchSummary:
         rows = self.ledger.candidates()
         final = self.ledger.final()
         best = self.best_at_target()
@@ -520,7 +273,6 @@ class Search:
             with Ledger.open(self.layout.baseline.ledger, readonly=True) as sub:
                 sub_train, sub_eval = _work_seconds(sub.candidates(), sub.final())
             train_s, eval_s = train_s + sub_train, eval_s + sub_eval
-        wall = time.perf_counter() - start
         sessions = json.loads(self.ledger.get_meta("sessions") or "[]")
         sessions.append({"ended": time.time(), "wall_seconds": wall, "executor": self.executor.name})
         self.ledger.set_meta("sessions", json.dumps(sessions))
@@ -549,7 +301,8 @@ def _work_seconds(rows: list[CandidateRow], final: FinalRow | None) -> tuple[flo
 def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resume: bool = False,
                executor: Executor | None = None, progress: bool = True,
                runtime: dict[str, Any] | None = None) -> SearchSummary:
-    """Start (``config``) or resume (``resume=True``) a search in ``run_dir`` and run it to the end.
+    """Start (``config``) or resume (``resume=True``) a search in ``run_dir`` and run it to the end, then
+    score the paper's tables (``tables``) for its final model.
 
     ``runtime`` changes, on resume, settings that say where the search runs (threads, executor, workers,
     device) without touching what it computes.
@@ -571,31 +324,15 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
     own = executor is None
     executor = executor or executor_for(config, run_dir)
     try:
-        return Search(run_dir, config, executor, progress).run()
-    finally:
-        if own:
-            executor.close()
+        search = Search(run_dir, config, executor, progress)
+        summary = search.run()
+        layout = RunLayout(run_dir)
+        if config.tables and summary.final_status == Status.DONE and not layout.tables_json.exists():
+            from .tables import tables
 
-
-def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executor | None = None,
-                 progress: bool = True) -> BaselineCurve:
-    """``dggan baseline``: the ProgGAN route of ``config``'s search in a run folder of its own, continued at
-    every resolution as far as that search can reach (``longest_route``), for ``--set baseline=RUN``."""
-    run_dir = Path(run_dir)
-    sub = baseline_config(config)
-    validate_new_search(sub, run_dir)
-    create_run(run_dir, sub)
-    first = config.initial_iterations or config.iterations
-    reach = longest_route(config)
-    needs = {res: min(reach, first + (config.max_steps or 0) * config.iterations + k * config.iterations)
-             for k, res in enumerate(resolutions(config))}
-    needs[config.target_resolution] = reach
-    own = executor is None
-    executor = executor or executor_for(config, run_dir)
-    try:
-        search = Search(run_dir, sub, executor, progress)
-        with run_lock(run_dir):
-            return search.extend_route(needs)
+            search.log("scoring the paper's tables (dggan tables) into RUN/best/tables.md")
+            tables(run_dir, executor=executor, progress=progress)
+        return summary
     finally:
         if own:
             executor.close()

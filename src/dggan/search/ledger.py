@@ -355,14 +355,6 @@ class Ledger:
     def max_id(self) -> int:
         return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) AS m FROM candidates").fetchone()["m"])
 
-    def best_normalized(self) -> float | None:
-        row = self._conn.execute("SELECT MIN(normalized_metric) AS m FROM candidates WHERE status = 'done'").fetchone()
-        return row["m"]
-
-    def max_step(self) -> int | None:
-        row = self._conn.execute("SELECT MAX(step) AS m FROM candidates").fetchone()
-        return None if row["m"] is None else int(row["m"])
-
     # ------------------------------------------------------------------ rungs (successive halving)
     def add_rung(self, *, candidate: int, rung: int, iterations: int, route_iterations: int | None,
                  metric: float | None, normalized_metric: float | None, extra: dict[str, Any] | None = None) -> None:

@@ -24,15 +24,13 @@ from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import SearchError
 from ..metrics.registry import parse_metric
 from ..runs import RunLayout
+from .algorithm import route
 from .baseline import resolutions
 from .compare import baseline_point, final_model, score_checkpoint, train_proggan
 from .config import SearchConfig, load_run_config
 from .executors import Executor
 from .ledger import CandidateRow
 from .preflight import check_data
-
-TABLES_JSON = "tables.json"
-TABLES_MD = "tables.md"
 
 
 def protocol(config: SearchConfig, samples: int | None = None) -> dict[str, Any]:
@@ -106,7 +104,6 @@ def check_tables(config: SearchConfig, plan: dict[str, Any]) -> None:
 
 def route_models(rows: list[CandidateRow], final_candidate: int) -> dict[int, CandidateRow]:
     """The model the final model's route had at each resolution: its last candidate there."""
-    from ..analysis.analyses import route
 
     out: dict[int, CandidateRow] = {}
     for r in route(rows, final_candidate):
@@ -115,7 +112,7 @@ def route_models(rows: list[CandidateRow], final_candidate: int) -> dict[int, Ca
 
 
 def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executor | None = None,
-           progress: bool = True, lock: bool = True) -> Tables:
+           progress: bool = True) -> Tables:
     layout = RunLayout(run_dir)
     config = load_run_config(layout.root)
     plan = protocol(config, samples)
@@ -129,7 +126,7 @@ def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executo
     # The route model's iterations at each resolution; at the target, the final model's (after final training).
     routes = {res: int(models[res].route_iterations or 0) for res in resolutions(config)}
     routes[target] = final_route
-    sub, base_rows, notes = train_proggan(layout, config, [routes], executor=executor, progress=progress, lock=lock)
+    sub, base_rows, notes = train_proggan(layout, config, [routes], executor=executor, progress=progress)
     if samples is not None:
         notes.append(f"every metric used {samples} samples (--samples), not the paper's protocol")
     device = config.resolved_device()
@@ -167,6 +164,6 @@ def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executo
               "ours": {"levels": swd_ours["swd_levels"], "avg": swd_ours["swd_avg"]},
               "proggan": {"levels": swd_theirs["swd_levels"], "avg": swd_theirs["swd_avg"]}}
     result = Tables(str(layout.root), plan, seed, table1, table2, table3, notes)
-    atomic_write_json(layout.best / TABLES_JSON, result.to_dict())
-    atomic_write_text(layout.best / TABLES_MD, result.markdown())
+    atomic_write_json(layout.tables_json, result.to_dict())
+    atomic_write_text(layout.tables_md, result.markdown())
     return result

@@ -225,7 +225,7 @@ def read_status(run_dir: str | Path) -> SearchStatus:
     progress = {}
     for r in rows:
         if r.status in UNFINISHED:
-            line = newest_line(layout.candidate(r.id) / "stats.jsonl")
+            line = newest_line(layout.model(r.id).stats)
             if line is not None:
                 progress[r.id] = line
     baseline_unfinished = 0

@@ -21,16 +21,16 @@ from typing import Any
 
 import torch
 
-from .._util.files import append_jsonl, atomic_write_json, atomic_write_text
+from .._util.files import append_jsonl, atomic_write_text
+from .._util.images import save_grid
 from .._util.tensorboard import Board
 from .._util.threads import set_threads
 from ..data.base import ImageSource
 from ..errors import ConfigError, GenomeError
 from ..model.genome import Genome
-from ..runs import CHECKPOINT_NAME, SAMPLES_NAME
+from ..runs import ModelFolder, write_model_description
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from ..training.config import RUNTIME_FIELDS
-from ..training.images import save_grid
 from ..training.trainer import TrainConfig, Trainer, TrainResult, train_together
 from .state import Status
 
@@ -195,7 +195,7 @@ def _failure(task: CandidateTask, exc: Exception) -> CandidateResult:
     """The result for an exception (called in its ``except`` block): the candidate's own failure, or a retry."""
     out = Path(task.out_dir)
     with contextlib.suppress(OSError):
-        atomic_write_text(out / "error.txt", traceback.format_exc())
+        atomic_write_text(ModelFolder(out).error, traceback.format_exc())
     cause = exc.__cause__ if isinstance(exc, CandidateFailure) and exc.__cause__ is not None else exc
     error = f"{type(cause).__name__}: {cause}"
     if isinstance(exc, CandidateFailure) or is_out_of_memory(exc):
@@ -219,7 +219,7 @@ class _Job:
 
     @property
     def ckpt_path(self) -> Path:
-        return self.out / CHECKPOINT_NAME
+        return ModelFolder(self.out).checkpoint
 
     @property
     def needs_training(self) -> bool:
@@ -231,7 +231,7 @@ class _Job:
                 "on_log": self.on_log}
 
     def on_log(self, row: dict[str, float]) -> None:
-        append_jsonl(self.out / "stats.jsonl", row)
+        append_jsonl(ModelFolder(self.out).stats, row)
         self.board.scalars({k: v for k, v in row.items() if k != "iteration"}, int(row["iteration"]), "train/")
         _honour_preemption(self.trainer, self.ckpt_path, self.board)
 
@@ -248,8 +248,8 @@ def _prepare(task: CandidateTask) -> _Job:
     config = TrainConfig.from_dict(train_dict)
     runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}  # how to run: this task's, not the checkpoint's
     data = open_data_cached(task.data)
-    ckpt_path = out / CHECKPOINT_NAME
-    atomic_write_text(out / "genome.json", genome.to_json() + "\n")
+    ckpt_path = ModelFolder(out).checkpoint
+    write_model_description(ModelFolder(out), genome.to_json())  # also for a genome that cannot be built
 
     trainer = _resume_if_possible(ckpt_path, genome, data, runtime)
     if trainer is None and task.continue_from is not None:
@@ -267,7 +267,8 @@ def _prepare(task: CandidateTask) -> _Job:
         except (ConfigError, GenomeError, RuntimeError) as exc:  # this architecture cannot be built here
             raise CandidateFailure(str(exc)) from exc
         if trainer.inheritance:
-            atomic_write_json(out / "inheritance.json", {k: v.to_dict() for k, v in trainer.inheritance.items()})
+            write_model_description(ModelFolder(out), genome.to_json(),
+                                    {k: v.to_dict() for k, v in trainer.inheritance.items()})
     every = task.checkpoint_every or max(1, config.iterations // 4)
     end = config.iterations if task.until is None else min(task.until, config.iterations)
     board = Board(task.tb_dir, purge_step=trainer.iteration + 1)  # hides an interrupted writer's tail
@@ -300,7 +301,7 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
     job.board.scalars({task.metric: value}, trainer.iteration, "metric/")
     if task.sample_grid:
         samples = trainer.sample(task.sample_grid, seed=0)
-        save_grid(samples, job.out / SAMPLES_NAME)
+        save_grid(samples, ModelFolder(job.out).samples)
         job.board.images("samples", samples, trainer.iteration)
     eval_seconds = time.perf_counter() - start
     extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}

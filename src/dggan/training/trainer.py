@@ -34,6 +34,7 @@ from ..model.genome import Genome
 from ..model.inherit import InheritanceReport, InheritPolicy, NewLayerInit, identity_init, inherit_weights
 from ..model.memory import check_fits
 from ..model.networks import Discriminator, Generator
+from ..model.sampling import sample_images
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -53,7 +54,6 @@ from .cuda_graphs import (
     graphs_enabled,
     on_stream,
 )
-from .sampling import sample_images
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ...runs import search_lock
 from .compute import Analyses, RunData, compute_analyses, read_run
 from .render import PAGE_SIZE, Page, page_html, sections, write_json, write_text
 
-__all__ = ["Analyses", "ReportError", "ReportResult", "RunData", "build_report", "compute_analyses",
+__all__ = ["Analyses", "ReportError", "ReportResult", "RunData", "compute_analyses",
            "generate_report", "read_run"]
 
 
@@ -29,11 +29,6 @@ class ReportResult:
     n_candidates: int = 0
     seconds: float = 0.0
     snapshot: str | None = None  # the page's banner when the search was running or unfinished
-
-
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None, **options: object) -> Path:
-    """Write the report of the run in ``run_dir``; returns the path of index.html. See ``generate_report``."""
-    return generate_report(run_dir, out_dir, **options).path  # type: ignore[arg-type]
 
 
 def generate_report(

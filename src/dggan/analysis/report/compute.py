@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from ...errors import GenomeError, LedgerError, ReportError
 from ...runs import LEDGER_NAME, RunLayout
+from ...search.algorithm import route, search_result
 from ...search.baseline import BaselineCurve
 from ...search.ledger import CandidateRow, FinalRow, Ledger, RungRow
 from .. import analyses as A
@@ -96,11 +97,11 @@ def read_run(run_dir: str | Path) -> RunData:
     key = A.score_key(rows)
     done = A.finished(rows, key)
     target = settings.get("target_resolution")
-    best = (A.best_candidate(rows, key, final.candidate if final is not None else None,
-                             target if isinstance(target, int) else None) if done else None)
+    best = (search_result(rows, final.candidate if final is not None else None,
+                          target if isinstance(target, int) else None, key) if done else None)
     k, p = A.search_hyperparameters(rows, settings) if rows else (0, 0.0)
     return RunData(layout, rows, settings, final, key, Counter(r.status.value for r in rows), done, best,
-                   A.route(rows, best.id) if best is not None else [], k, p, curve, rungs,
+                   route(rows, best.id) if best is not None else [], k, p, curve, rungs,
                    *_run_seconds(layout))
 
 

@@ -173,7 +173,7 @@ def _settings_html(settings: dict[str, Any], run: Path) -> str:
         return '<p class="muted">The ledger records no settings and there is no options.json.</p>'
     rows = _flatten(settings)
     note = (
-        f" (from the ledger; {run / 'options.json'} holds the same as written)"
+        f" (from the ledger; {RunLayout(run).options} holds the same as written)"
         if RunLayout(run).options.is_file()
         else " (from the ledger)"
     )
@@ -438,9 +438,9 @@ def _checkpoint_path(layout: RunLayout, row: CandidateRow) -> Path:
 
 def _sample_png(path: Path, n: int, seed: int, device: str) -> bytes:
     # torch loads only when there is a checkpoint to sample: it is slow to import
+    from ..._util.images import grid_image
+    from ...model.sampling import sample_images
     from ...training.checkpoint import load_generator
-    from ...training.images import grid_image
-    from ...training.sampling import sample_images
 
     _, G = load_generator(path, device)
     images = sample_images(G, n, seed)
@@ -611,9 +611,9 @@ def _real_png(data: RunData, n: int, seed: int) -> bytes | None:
     """A grid of ``n`` training images at the target resolution (None when the data cannot be opened here)."""
     import numpy as np
 
+    from ..._util.images import grid_image
     from ...data import open_dataset, to_float
     from ...errors import DgganError
-    from ...training.images import grid_image
 
     spec, target = data.settings.get("data"), data.target_resolution
     if not isinstance(spec, str) or target is None:
@@ -709,7 +709,7 @@ def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, s
     errors = analyses.errors
     section("result", "Result", lambda: _result_html(page, data, n_samples, sample_seed, device), needs_done=False)
     section("overview", "Overview", lambda: _overview(data), needs_done=False)
-    tables = read_json(data.layout.best / "tables.json")
+    tables = read_json(data.layout.tables_json)
     if isinstance(tables, dict):
         section("tables", "The paper's tables", lambda: _tables_html(tables), needs_done=False)
     section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final))

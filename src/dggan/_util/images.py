@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from .._util.files import atomic_write_bytes
+from .files import atomic_write_bytes
 
 
 def grid_image(images: torch.Tensor, nrow: int | None = None, upscale_to: int = 64) -> Image.Image:

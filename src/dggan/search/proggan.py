@@ -1,0 +1,118 @@
+"""Training the ProgGAN route (only ``grow_res``, the search's budgets and seeds) through the same code as
+the candidates: the ``auto`` baseline inside a run (``RUN/baseline``), ``dggan baseline`` (a run folder of
+its own) and the ProgGAN ``dggan compare`` measures against. Each is a run folder with its own ledger,
+trained through a ``Runner``, so it resumes like a search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import SearchError
+from ..model.actions import Action, apply_action
+from ..runs import RunLayout, run_lock
+from .algorithm import seed_for
+from .baseline import BaselineCurve, baseline_config, longest_route, resolutions
+from .config import SearchConfig, create_run
+from .executors import Executor, executor_for
+from .preflight import data_channels, validate_new_search
+from .runner import Runner
+from .state import Status
+
+
+def extend_route(runner: Runner, needs: dict[int, int], desc: str = "baseline") -> BaselineCurve:
+    """Train the ProgGAN route of ``runner``'s run folder, then continue it at each resolution, scoring every
+    ``iterations``, until its route iterations reach ``needs[res]``; returns its curve."""
+    config, ledger = runner.config, runner.ledger
+    rules = config.rules()
+    step_size = config.iterations
+    first = config.initial_iterations or step_size
+    top = max(needs)
+    while True:
+        rows = ledger.candidates()
+        broken = [r for r in rows if r.status in (Status.DIVERGED, Status.FAILED)]
+        if broken:
+            r = broken[0]
+            raise SearchError(f"the ProgGAN baseline {r.status} at {r.resolution}px (candidate {r.id} of"
+                              f" {runner.run_dir}: {r.error}); candidates cannot be normalised without it. Lower"
+                              " lr, or use a fixed baseline (--set baseline={res: value}) or baseline=none")
+        new: list[dict[str, Any]] = []
+        if not rows:
+            genome = config.initial_genomes(data_channels(config))[0]
+            new.append({"step": 0, "parent": None, "action": None, "genome": genome,
+                        "iterations": first, "route_iterations": first})
+        for res in resolutions(config):
+            if not rows or res > top:
+                break
+            chain = sorted((r for r in rows if r.resolution == res), key=lambda r: r.route_iterations or 0)
+            if not chain:
+                below = sorted((r for r in rows if r.resolution == res // 2), key=lambda r: r.route_iterations or 0)
+                if below and below[0].status == Status.DONE:  # ProgGAN grows right after its first budget
+                    route = below[0]
+                    new.append({"step": route.step + 1, "parent": route.id, "action": Action("grow_res"),
+                                "genome": apply_action(route.genome, Action("grow_res"), rules.limits, rules.space),
+                                "iterations": step_size, "route_iterations": (route.route_iterations or 0)
+                                + step_size})
+                continue
+            last = chain[-1]
+            need = needs.get(res, 0)
+            if last.status == Status.DONE and (last.route_iterations or 0) < need:
+                more = min(step_size, need - (last.route_iterations or 0))
+                new.append({"step": last.step + 1, "parent": last.id, "action": None, "genome": last.genome,
+                            "iterations": more, "route_iterations": (last.route_iterations or 0) + more})
+        if new:
+            first_id = ledger.max_id() + 1
+            for i, row in enumerate(new):
+                row["seed"] = seed_for(config.seed, first_id + i)
+            ledger.add_candidates(new)
+        rows = ledger.candidates()
+        status = {r.id: r.status for r in rows}
+        ready = [r for r in rows if r.status in (Status.PENDING, Status.RUNNING)
+                 and (r.parent is None or status[r.parent] == Status.DONE)]
+        if not ready:
+            return BaselineCurve.from_rows(rows, "auto")
+        runner.train_candidates(ready, desc)
+
+
+def route_runner(root: Path, search_config: SearchConfig, executor: Executor, progress: bool = True,
+                 log: Callable[[str], None] | None = None, tb_root: Path | None = None) -> Runner:
+    """The ProgGAN route of ``search_config``'s search in the run folder ``root`` (made when missing)."""
+    sub = baseline_config(search_config)
+    if not RunLayout(root).ledger.exists():
+        create_run(root, sub)
+    return Runner(root, sub, executor, progress, log, tb_root=tb_root)
+
+
+def train_route(root: Path, search_config: SearchConfig, needs: Iterable[dict[int, int]], executor: Executor,
+                progress: bool = True, log: Callable[[str], None] | None = None, tb_root: Path | None = None,
+                desc: str = "baseline (ProgGAN)") -> Runner:
+    """Train (further) the ProgGAN route in ``root`` until it covers each of ``needs`` in turn; returns its
+    runner (its ``ledger`` holds the route's candidates). The caller holds the lock of the run it serves."""
+    runner = route_runner(root, search_config, executor, progress, log, tb_root)
+    for need in needs:
+        runner.curve = extend_route(runner, need, desc)
+    return runner
+
+
+def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executor | None = None,
+                 progress: bool = True) -> BaselineCurve:
+    """``dggan baseline``: the ProgGAN route of ``config``'s search in a run folder of its own, continued at
+    every resolution as far as that search can reach (``longest_route``), for ``--set baseline=RUN``."""
+    run_dir = Path(run_dir)
+    validate_new_search(baseline_config(config), run_dir)
+    first = config.initial_iterations or config.iterations
+    reach = longest_route(config)
+    needs = {res: min(reach, first + (config.max_steps or 0) * config.iterations + k * config.iterations)
+             for k, res in enumerate(resolutions(config))}
+    needs[config.target_resolution] = reach
+    own = executor is None
+    executor = executor or executor_for(config, run_dir)
+    try:
+        runner = route_runner(run_dir, config, executor, progress)
+        with run_lock(run_dir):
+            return extend_route(runner, needs)
+    finally:
+        if own:
+            executor.close()
