@@ -345,3 +345,68 @@ def test_resume_keeps_the_run_accounting_and_files_are_readable(tmp_path: Path) 
     os.umask(mask)
     for name in ("options.json", "best/metrics.json", "best/checkpoint.safetensors", "best/samples.png"):
         assert (run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+# ---------------------------------------------------------------------- 9. values typed at the edge
+@pytest.mark.parametrize("edit,needle", [
+    (lambda g: g.update(latent_size=True), "'latent_size' must be an integer, got true"),
+    (lambda g: g["channels"].update({"4": 32.5}), "channels must map resolutions"),
+    (lambda g: g["channels"].update({"4": False}), "channels must map resolutions"),
+    (lambda g: g.update(g_layers=[{"kernel": 3, "filters": 8.0, "resolution": 8}]), "g_layers[0].filters must be"),
+    (lambda g: g.update(image_channels=2), "image_channels must be 1 (greyscale) or 3"),
+    (lambda g: g["channels"].update({"4": 2**40}), "channels[4] must be an int in [1, 2147483647]"),
+])
+def test_a_genome_file_is_checked_field_by_field(tmp_path: Path, edit: Any, needle: str) -> None:
+    from dggan.model.genome import Genome, constant_channels
+
+    data = Genome.base(latent_size=8, channels=constant_channels(16, 8)).to_dict()
+    edit(data)
+    path = tmp_path / "genome.json"
+    path.write_text(json.dumps(data))
+    one_line_error(runner.invoke(app, ["genome", "show", str(path)]), needle)
+    runs = tmp_path / "runs"
+    one_line_error(runner.invoke(app, ["train", "--genome", str(path), "--run-dir", str(runs), "--no-progress"]),
+                   needle)
+    assert not runs.exists()
+
+
+def test_a_binary_genome_or_settings_file_is_one_line(tmp_path: Path) -> None:
+    blob = tmp_path / "blob.json"
+    blob.write_bytes(bytes(range(256)) * 4)
+    one_line_error(runner.invoke(app, ["genome", "show", str(blob)]), "not a genome file (binary")
+    one_line_error(runner.invoke(app, ["search", "--config", str(blob), "--run-dir", str(tmp_path / "r")]),
+                   "not a settings file (binary")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("setting,needle", [
+    ("seed=1e30", "seed must be an integer, got 1e+30 (integers must lie within"),
+    ("iterations=1000000000000000000000", "iterations must be an integer, got 1000000000000000000000"),
+    ("seed=4294967296", "seed must be in [0, 4,294,967,295]"),
+    ("final_iterations=10000000000000", "final_iterations must be in [0, 1,000,000,000,000]"),
+    ("metric=swd1000000000000000000000", "metric: 'swd1000000000000000000000' asks for"),
+    ("kernels=[]", "kernels and filters must each list at least one value"),
+    ("latent_size=true", "latent_size must be an integer, got true"),
+    ("initial_channels=[32.5]", "initial_channels must be a list of an integer"),
+    ("data=synthetic:num_images=abc", "num_images (n)=abc must be a whole number"),
+    ("data=synthetic:n=99999999999999999999999", "must be in [1, 2,147,483,647]"),
+])
+def test_settings_are_typed_and_bounded_where_they_enter(tmp_path: Path, setting: str, needle: str) -> None:
+    result = search_cli(tmp_path, "--run-dir", str(tmp_path / "r"), "--set", setting)
+    one_line_error(result, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_string_for_a_list_of_lines_is_one_line() -> None:
+    from dggan._util.settings import parse_assignment
+
+    key, value = parse_assignment("slurm_setup=module load cuda/12")
+    assert fast(**{key: value}).slurm_setup == ("module load cuda/12",)  # one shell line, never three
+    assert fast(kernels="3,5").kernels == (3, 5)  # a list of numbers still takes "3,5"
+
+
+def test_a_rung_metric_is_checked_only_with_halving_and_never_dearer() -> None:
+    assert fast(rung_metric="swd64").rung_metric == "swd64"  # halving off: never used, so not refused
+    with pytest.raises(ConfigError, match="rung_metric 'swd64' .64 samples. costs more than the metric 'swd32'"):
+        fast(rung_metric="swd64", halving_eta=3)
+    assert fast(rung_metric="swd16", halving_eta=3).rung_metric == "swd16"
