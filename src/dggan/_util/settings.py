@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from functools import cache
@@ -204,3 +205,14 @@ def metric_spec(name: str, field: str = "metric") -> Any:
         raise ConfigError(f"{field}: {name!r} asks for {spec.num_fake:,} samples; at most {MAX_METRIC_SAMPLES:,}"
                           " (fid50k, the paper's, uses 50,000)")
     return spec
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
+
+
+def check_device_name(value: str, field: str = "device", allow_auto: bool = False) -> str:
+    """cpu, cuda or cuda:N (and auto where allowed), by name only: whether CUDA is there is asked later, of torch."""
+    if not isinstance(value, str) or not (_DEVICE.match(value) or allow_auto and value == "auto"):
+        allowed = "auto, cpu, cuda or cuda:N" if allow_auto else "cpu, cuda or cuda:N"
+        raise ConfigError(f"{field} must be {allowed}, got {value!r}")
+    return value

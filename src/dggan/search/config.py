@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from .._util.files import atomic_write_json
-from .._util.settings import check_range, coerce, metric_spec, normalize_fields
+from .._util.settings import check_device_name, check_range, coerce, metric_spec, normalize_fields
 from ..errors import ConfigError, InvalidActionError, SearchError
 from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
 from ..model.genome import Genome, is_power_of_two, proggan_channels
-from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir
+from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir, os_error
 from ..training.config import TrainConfig
 from .algorithm import Rules
 from .ledger import Ledger
@@ -146,7 +146,7 @@ class SearchConfig:
         need(self.final_iterations >= 0, "final_iterations must be >= 0")
         need(self.inherit_policy in ("adapt", "fresh"), "inherit_policy must be 'adapt' or 'fresh'")
         need(self.new_layer_init in ("random", "identity"), "new_layer_init must be 'random' or 'identity'")
-        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device must be auto, cpu or cuda")
+        check_device_name(self.device, "search config: device", allow_auto=True)
         need(self.executor in EXECUTORS, f"executor must be {', '.join(EXECUTORS[:-1])} or {EXECUTORS[-1]}, got"
              f" {self.executor!r}")
         need(self.workers >= 1, "workers must be >= 1")
@@ -341,9 +341,12 @@ def create_run(run_dir: str | Path, config: SearchConfig) -> Path:
     run_dir = Path(run_dir)
     check_new_run_dir(run_dir)
     layout = RunLayout(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(layout.options, config.to_dict())
-    Ledger.create(layout.ledger, config.to_dict()).close()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(layout.options, config.to_dict())
+        Ledger.create(layout.ledger, config.to_dict()).close()
+    except OSError as exc:
+        raise os_error(exc, f"cannot make the run folder {run_dir}", "choose a writable --run-dir") from None
     return run_dir
 
 
