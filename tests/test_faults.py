@@ -397,6 +397,14 @@ def test_settings_are_typed_and_bounded_where_they_enter(tmp_path: Path, setting
     assert not (tmp_path / "r").exists()
 
 
+def test_maps_in_settings_are_typed_too() -> None:
+    for baseline in ({"8": True, "16": 1.0}, {"8": 1e400, "16": 1.0}, {"eight": 1.0}):
+        with pytest.raises(ConfigError, match="baseline must map resolutions to finite numbers"):
+            SearchConfig.from_dict({**FAST, "baseline": baseline})
+    with pytest.raises(ConfigError, match=r"slurm_extra .* bad option\(s\): \['mem'\]"):
+        fast(slurm_extra={"mem": 10**30})
+
+
 def test_a_string_for_a_list_of_lines_is_one_line() -> None:
     from dggan._util.settings import parse_assignment
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from .._util.settings import MAX_METRIC_SAMPLES
 from ..errors import ConfigError, SearchError
 from .app import app, error_exit
 
@@ -184,7 +185,8 @@ def baseline(
 @app.command("compare")
 def compare_command(
     run: Annotated[Path, typer.Argument(help="Run folder of a finished search")],
-    eval_seeds: Annotated[int, typer.Option(help="Evaluation seeds each model is scored with", min=1)] = 3,
+    eval_seeds: Annotated[int, typer.Option(help="Evaluation seeds each model is scored with", min=1,
+                                            max=1000)] = 3,
     executor: Executor = None,
     workers: Workers = None,
     progress: Progress = True,
@@ -213,7 +215,7 @@ def tables_command(
     run: Annotated[Path, typer.Argument(help="Run folder of a finished search")],
     samples: Annotated[int | None, typer.Option(help="Use this many samples for every metric instead of the"
                                                       " paper's 50k (FID/IS) and 16k (SWD): quicker, not comparable",
-                                                 min=2)] = None,
+                                                 min=2, max=MAX_METRIC_SAMPLES)] = None,
     progress: Progress = True,
 ) -> None:
     """The paper's Tables 1-3 from a run: the final model's FID/IS (or the search's metric), per resolution

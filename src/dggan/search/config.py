@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from .._util.files import atomic_write_json
 from .._util.settings import check_device_name, check_range, coerce, metric_spec, normalize_fields
 from ..errors import ConfigError, InvalidActionError, SearchError
 from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
-from ..model.genome import Genome, is_power_of_two, proggan_channels
+from ..model.genome import Genome, is_int, is_power_of_two, proggan_channels
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir, os_error
 from ..training.config import TrainConfig
 from .algorithm import Rules
@@ -204,7 +205,8 @@ class SearchConfig:
         need(self.slurm_max_timeouts >= 0, f"slurm_max_timeouts must be >= 0, got {self.slurm_max_timeouts}")
         need(self.slurm_array_parallelism >= 1, "slurm_array_parallelism must be >= 1")
         bad = sorted(k for k, v in self.slurm_extra.items()
-                     if not k or not isinstance(v, (str, int, float, bool)) or isinstance(v, bool) and not v)
+                     if not k or not isinstance(v, (str, int, float, bool)) or isinstance(v, bool) and not v
+                     or is_int(v) and abs(v) >= 2**63 or isinstance(v, float) and not math.isfinite(v))
         need(not bad, f"slurm_extra maps sbatch options to a string, number or true (a flag), e.g."
              f" {{\"account\": \"lab\", \"exclusive\": true}}; bad option(s): {bad}")
 
@@ -271,10 +273,14 @@ class SearchConfig:
             raise ConfigError(f"{source}: expected a JSON object")
         data = coerce(cls, data, source)
         if isinstance(data.get("baseline"), dict):
-            try:
-                data["baseline"] = {int(k): float(v) for k, v in data["baseline"].items()}
-            except (TypeError, ValueError):
-                raise ConfigError(f"{source}: baseline must map resolutions to numbers") from None
+            # Resolutions as written in JSON ("8") or ints; values finite numbers (true is not 1.0).
+            pairs = dict(data["baseline"])
+            if not all((isinstance(k, str) and k.strip().isdigit() or is_int(k))
+                       and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       for k, v in pairs.items()):
+                raise ConfigError(f"{source}: baseline must map resolutions to finite numbers, e.g."
+                                  f' {{"8": 40.0, "16": 30.0}}, got {pairs!r}')
+            data["baseline"] = {int(k): float(v) for k, v in pairs.items()}
         try:
             return cls(**data)
         except TypeError as exc:
