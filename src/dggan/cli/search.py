@@ -17,19 +17,10 @@ if TYPE_CHECKING:
     from ..search.driver import SearchSummary
 
 PRESET_NAMES = ("cifar10", "demo", "lsun-bedroom", "shapes")
-# Settings that say where and how fast a search runs, not what it computes: --resume may change them.
-RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "candidates_per_gpu",
-                              "gpu_sharing", "cuda_graphs", "cudnn_benchmark", "channels_last", "tensorboard",
-                              "slurm_cluster", "slurm_partition", "slurm_gpus", "slurm_cpus_per_task", "slurm_time_min",
-                              "slurm_max_timeouts", "slurm_array_parallelism", "slurm_extra", "slurm_setup",
-                              "slurm_folder"})
-# Said with every error that asks for --resume: a cause in a setting --resume keeps needs a new search.
-RESUME_HINT = (f"(--resume may change only the runtime settings {', '.join(sorted(RUNTIME_SETTINGS))}; a cause in"
-               " any other setting needs a new search with --run-dir)")
-
-
 def with_resume_hint(exc: SearchError) -> SearchError:
     """``exc`` with ``RESUME_HINT`` when it tells the user to --resume (the driver says so for any fault)."""
+    from ..search.config import RESUME_HINT
+
     text = str(exc)
     return SearchError(f"{text} {RESUME_HINT}") if "--resume" in text and RESUME_HINT not in text else exc
 
@@ -115,6 +106,7 @@ def _search(preset_name: str | None, config_file: Path | None, run_dir: Path | N
         if preset_name or config_file or run_dir:
             raise ConfigError("--resume continues with the run's saved settings; drop --preset/--config/--run-dir")
         from .._util.settings import parse_assignment
+        from ..search.config import RUNTIME_SETTINGS
 
         changes = dict(parse_assignment(item) for item in overrides or [])
         changes.update({k: v for k, v in shortcuts.items() if v is not None})

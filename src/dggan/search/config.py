@@ -24,6 +24,18 @@ _TRAIN = TrainConfig()  # the training knobs' defaults, so the search's defaults
 # TrainConfig fields the search sets per candidate rather than from a setting of the same name.
 SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
 
+# Settings that say where and how fast a search runs, not what it computes: --resume may change them.
+RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "candidates_per_gpu",
+                              "gpu_sharing", "cuda_graphs", "cudnn_benchmark", "channels_last", "tensorboard",
+                              "slurm_cluster", "slurm_partition", "slurm_gpus", "slurm_cpus_per_task", "slurm_time_min",
+                              "slurm_max_timeouts", "slurm_array_parallelism", "slurm_extra", "slurm_setup",
+                              "slurm_folder"})
+# Said with every error that asks for --resume (the CLI adds it; the driver may use it in its own messages):
+# a cause in a setting --resume keeps needs a new search.
+RESUME_HINT = (f"(--resume may change only the runtime settings {', '.join(sorted(RUNTIME_SETTINGS))}; a cause in"
+               " any other setting needs a new search with --run-dir)")
+
+
 # Upper (and lower) bounds of the integer settings: far beyond any real search, yet small enough that nothing
 # derived from them (seeds times 100,003, sums of budgets, tensor sizes) overflows a C long or the ledger.
 _BUDGET = 10**12  # iterations
