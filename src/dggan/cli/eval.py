@@ -106,9 +106,7 @@ def ref_command(
     opts.bounded(batch_size, "--batch-size", 1, 2**20)
     spec: Any = opts.metric(metric)
     opts.device(device)
-    opts.bounded(resolution, "--resolution", 4, 2**16)
-    if resolution & (resolution - 1):
-        raise ConfigError(f"--resolution must be a power of two, got {resolution}")
+    opts.resolution(resolution)
     from ..data import open_dataset
     from ..metrics import default_cache_dir, fid_reference, get_inception
     from ..training.trainer import pick_device
@@ -137,6 +135,10 @@ def export_lsun_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Decode an LSUN LMDB once into a memory-mapped .npy, which trains far faster than decoding JPEGs."""
+    if max_images is not None:
+        opts.bounded(max_images, "--max-images", 1, 2**63 - 1)
+    opts.resolution(resolution)
+    opts.writable_folder(out.parent, "export-lsun: cannot write", out)
     from ..data import export_lsun
 
     path = export_lsun(lmdb_path, out, max_images=max_images, resolution=resolution, progress=progress)

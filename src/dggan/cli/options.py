@@ -37,6 +37,20 @@ def bounded(value: int | float, flag: str, low: float, high: float) -> int | flo
     return value
 
 
+def resolution(value: int, flag: str = "--resolution", low: int = 4) -> int:
+    """A power of two in [low, 65,536] (what a genome's scales and the datasets hold)."""
+    bounded(value, flag, low, 2**16)
+    if value & (value - 1):
+        raise ConfigError(f"{flag} must be a power of two, got {value}")
+    return value
+
+
+def choice(value: str, flag: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{flag} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
+    return value
+
+
 def metric(value: str, flag: str = "--metric") -> object:
     """The metric's spec (``parse_metric``), its sample count bounded."""
     return metric_spec(value, flag)

@@ -87,9 +87,10 @@ def train(
     # Every flag and file is checked here, before torch loads (seconds), so a typo answers at once.
     opts.device(device)
     opts.seed(seed)
+    opts.choice(new_layers, "--new-layers", ("random", "identity"))
+    opts.resolution(max_resolution, "--max-resolution")
     for flag, value, low, high in (("--iterations", iterations, 1, BUDGET), ("--batch-size", batch_size, 2, 2**20),
                                    ("--channels", channels, 1, 2**31 - 1), ("--latent-size", latent_size, 1, 2**31 - 1),
-                                   ("--max-resolution", max_resolution, 4, 2**16),
                                    ("--checkpoint-every", checkpoint_every, 0, BUDGET),
                                    ("--log-every", log_every, 1, BUDGET),
                                    ("--threads", 1 if threads is None else threads, 1, 4096)):
