@@ -185,6 +185,10 @@ def compare_command(
 ) -> None:
     """Is the final model better than ProgGAN? Against (a) ProgGAN trained for the same iterations and (b) one
     ProgGAN trained with the search's whole compute; writes RUN/compare.json and compare.md."""
+    from . import options as opts
+
+    if run.is_dir():  # before the models are trained: the result must have somewhere to go
+        opts.writable_folder(run, "compare: cannot write", run / "compare.json")
     from ..search.compare import compare
     from ..search.executors import executor_for
 
@@ -212,6 +216,10 @@ def tables_command(
 ) -> None:
     """The paper's Tables 1-3 from a run: the final model's FID/IS (or the search's metric), per resolution
     against ProgGAN at equal training, SWD per level; writes RUN/best/tables.json and tables.md."""
+    from . import options as opts
+
+    if run.is_dir():  # before the scoring: the result must have somewhere to go
+        opts.writable_folder(run / "best", "tables: cannot write", run / "best" / "tables.json")
     from ..search.tables import tables
 
     result = tables(run, samples=samples, progress=progress)
