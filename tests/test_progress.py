@@ -50,3 +50,14 @@ def test_tqdm_on_a_terminal_plain_lines_elsewhere(monkeypatch: pytest.MonkeyPatc
     off = P.progress_bar(total=2, desc="d", unit="cand", disable=True)  # --no-progress: nothing at all
     assert not isinstance(off, P.PlainProgress)
     off.close()
+
+
+def test_tqdm_arguments_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(P.sys, "stderr", out)
+    bar = P.progress_bar(total=10, desc="train", unit="it", initial=4, position=1, leave=False, min_interval=3600)
+    bar.update(1)  # within the interval: no line
+    bar.update(5)  # the last always comes
+    bar.close()
+    assert out.getvalue().splitlines()[0].startswith("train: 10/10 it done")
+    assert len(out.getvalue().splitlines()) == 1

@@ -21,10 +21,11 @@ HEARTBEAT_S = 30.0
 class PlainProgress:
     """``update``/``set_postfix_str``/``close`` as tqdm has them, written as plain lines (to stderr)."""
 
-    def __init__(self, total: int | None = None, desc: str = "", unit: str = "it", *, stream: IO[str] | None = None,
-                 heartbeat: float | None = HEARTBEAT_S, min_interval: float = 0.0, clock: Any = time.monotonic):
+    def __init__(self, total: int | None = None, desc: str = "", unit: str = "it", *, initial: int = 0,
+                 stream: IO[str] | None = None, heartbeat: float | None = HEARTBEAT_S, min_interval: float = 0.0,
+                 clock: Any = time.monotonic, **_tqdm_only: Any):
         self.total, self.desc, self.unit = total, desc, unit
-        self.n = 0
+        self.n = initial
         self.postfix = ""
         self._stream = stream
         self._clock = clock
@@ -58,6 +59,12 @@ class PlainProgress:
     def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
         self.postfix = text
 
+    def set_description(self, desc: str = "", refresh: bool = True) -> None:
+        self.desc = desc
+
+    def refresh(self) -> None:
+        """tqdm redraws here; a plain line waits for the next update or heartbeat."""
+
     def _beat(self, every: float) -> None:
         while not self._closed.wait(every):
             with self._lock:
@@ -76,12 +83,14 @@ class PlainProgress:
         self.close()
 
 
-def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", disable: bool | None = None,
-                 **kwargs: Any) -> Any:
+def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", disable: bool | None = None, *,
+                 min_interval: float = 0.0, **kwargs: Any) -> Any:
     """tqdm on a terminal; ``PlainProgress`` when stderr is not one (and progress is wanted: ``disable`` not True).
-    ``disable=None`` is tqdm's "only on a terminal", which this replaces with plain lines elsewhere."""
+    ``disable=None`` is tqdm's "only on a terminal", which this replaces with plain lines elsewhere.
+    ``min_interval``: seconds between plain lines (0: one per update, right for candidates; a training loop
+    that updates per iteration wants ~30)."""
     from tqdm.auto import tqdm
 
     if disable is True or sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit=unit, disable=disable, **kwargs)
-    return PlainProgress(total=total, desc=desc, unit=unit)
+    return PlainProgress(total=total, desc=desc, unit=unit, min_interval=min_interval, **kwargs)
