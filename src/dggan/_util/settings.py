@@ -185,9 +185,12 @@ def parse_assignment(item: str) -> tuple[str, Any]:
 
 
 def check_range(source: str, name: str, value: int | float | None, low: float, high: float) -> None:
-    """``low <= value <= high`` (None passes: the field's default applies), else a ConfigError naming the field."""
-    if value is not None and not low <= value <= high:
-        raise ConfigError(f"{source}: {name} must be in [{low:,}, {high:,}], got {value:,}")
+    """``low <= value <= high`` (None passes: the field's default applies), else a ConfigError naming the field
+    and the bound it crossed."""
+    if value is not None and value < low:
+        raise ConfigError(f"{source}: {name} must be >= {low:,}, got {value:,}")
+    if value is not None and value > high:
+        raise ConfigError(f"{source}: {name} must be <= {high:,}, got {value:,}")
 
 
 def metric_spec(name: str, field: str = "metric") -> Any:
