@@ -85,3 +85,24 @@ def test_bad_input_gets_one_line_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such checkpoint" in result.output
     result = runner.invoke(app, ["genome", "grow", str(bad), "grow_x"])
     assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_every_command_checks_its_own_flags(tmp_path: Path) -> None:
+    import pytest
+
+    cases = [
+        (["genome", "base", "--channels", "0"], "--channels must be >= 1, got 0"),
+        (["genome", "base", "--max-resolution", "12"], "--max-resolution must be a power of two, got 12"),
+        (["train", "--new-layers", "bogus", "--run-dir", str(tmp_path / "r")], "--new-layers must be 'random' or"),
+        (["train", "--iterations", "0", "--run-dir", str(tmp_path / "r")], "--iterations must be >= 1, got 0"),
+        (["train", "--device", "cuda:x", "--run-dir", str(tmp_path / "r")], "--device must be cpu, cuda or cuda:N"),
+        (["export-lsun", str(tmp_path), str(tmp_path / "o.npy"), "--max-images", "0"], "--max-images must be >= 1"),
+        (["ref", "--data", "synthetic", "--resolution", "12"], "--resolution must be a power of two"),
+        (["ref", "--data", "synthetic", "--resolution", "16", "--metric", "fid99999999999"], "asks for"),
+        (["report", str(tmp_path), "--samples", "5000"], "--samples must be <= 1,024"),
+    ]
+    for args, needle in cases:
+        result = runner.invoke(app, args)
+        if result.exit_code != 2 or needle not in result.output or "Traceback" in result.output:
+            pytest.fail(f"{args}: {result.output}")
+    assert not (tmp_path / "r").exists()

@@ -29,7 +29,7 @@ class _TinyGenerator(torch.nn.Module):
 
 @pytest.fixture
 def app(monkeypatch) -> typer.Typer:
-    genome = SimpleNamespace(latent_size=8, resolution=16, key=lambda: "g16")
+    genome = SimpleNamespace(latent_size=8, resolution=16, image_channels=3, key=lambda: "g16")
     loaded = []
 
     def fake_load(path, device="cpu"):
@@ -65,6 +65,9 @@ def test_eval_prints_and_appends_metrics_jsonl(app, tmp_path):
 
 def test_eval_errors_exit_with_a_message(app, tmp_path, monkeypatch):
     ckpt = tmp_path / "c.safetensors"
+    result = CliRunner().invoke(app, ["eval", str(ckpt), "--metric", "fid10k"])
+    assert result.exit_code == 2 and "no such checkpoint file or folder" in result.output  # not "pass --data"
+    ckpt.write_bytes(b"")  # exists; the stand-in loader says it records no dataset
     result = CliRunner().invoke(app, ["eval", str(ckpt), "--metric", "fid10k"])
     assert result.exit_code == 2 and "--data" in result.output
     result = CliRunner().invoke(app, ["eval", str(ckpt), "--metric", "bogus", "--data", "synthetic"])

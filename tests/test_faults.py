@@ -246,7 +246,7 @@ def test_a_report_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the report's folder should go")
     result = runner.invoke(app, ["report", str(run), "--out", str(blocker / "report")])
-    assert result.exit_code == 1 and "error:" in result.output and "Traceback" not in result.output
+    one_line_error(result, "is a file, so no folder can be made")  # exit 2, as the README's fault table says
 
 
 # ---------------------------------------------------------------------- 5. sizes
@@ -345,3 +345,208 @@ def test_resume_keeps_the_run_accounting_and_files_are_readable(tmp_path: Path) 
     os.umask(mask)
     for name in ("options.json", "best/metrics.json", "best/checkpoint.safetensors", "best/samples.png"):
         assert (run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+# ---------------------------------------------------------------------- 9. values typed at the edge
+@pytest.mark.parametrize("edit,needle", [
+    (lambda g: g.update(latent_size=True), "'latent_size' must be an integer, got true"),
+    (lambda g: g["channels"].update({"4": 32.5}), "channels must map resolutions"),
+    (lambda g: g["channels"].update({"4": False}), "channels must map resolutions"),
+    (lambda g: g.update(g_layers=[{"kernel": 3, "filters": 8.0, "resolution": 8}]), "g_layers[0].filters must be"),
+    (lambda g: g.update(image_channels=2), "image_channels must be 1 (greyscale) or 3"),
+    (lambda g: g["channels"].update({"4": 2**40}), "channels[4] must be an int in [1, 2147483647]"),
+])
+def test_a_genome_file_is_checked_field_by_field(tmp_path: Path, edit: Any, needle: str) -> None:
+    from dggan.model.genome import Genome, constant_channels
+
+    data = Genome.base(latent_size=8, channels=constant_channels(16, 8)).to_dict()
+    edit(data)
+    path = tmp_path / "genome.json"
+    path.write_text(json.dumps(data))
+    one_line_error(runner.invoke(app, ["genome", "show", str(path)]), needle)
+    runs = tmp_path / "runs"
+    one_line_error(runner.invoke(app, ["train", "--genome", str(path), "--run-dir", str(runs), "--no-progress"]),
+                   needle)
+    assert not runs.exists()
+
+
+def test_a_binary_genome_or_settings_file_is_one_line(tmp_path: Path) -> None:
+    blob = tmp_path / "blob.json"
+    blob.write_bytes(bytes(range(256)) * 4)
+    one_line_error(runner.invoke(app, ["genome", "show", str(blob)]), "not a genome file (binary")
+    one_line_error(runner.invoke(app, ["search", "--config", str(blob), "--run-dir", str(tmp_path / "r")]),
+                   "not a settings file (binary")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("setting,needle", [
+    ("seed=1e30", "seed must be an integer, got 1e+30 (integers must lie within"),
+    ("iterations=1000000000000000000000", "iterations must be an integer, got 1000000000000000000000"),
+    ("seed=4294967296", "seed must be <= 4,294,967,295"),
+    ("final_iterations=10000000000000", "final_iterations must be <= 1,000,000,000,000"),
+    ("metric=swd1000000000000000000000", "metric: 'swd1000000000000000000000' asks for"),
+    ("kernels=[]", "kernels and filters must each list at least one value"),
+    ("latent_size=true", "latent_size must be an integer, got true"),
+    ("initial_channels=[32.5]", "initial_channels must be a list of an integer"),
+    ("data=synthetic:num_images=abc", "num_images (n)=abc must be a whole number"),
+    ("data=synthetic:n=99999999999999999999999", "must be in [1, 2,147,483,647]"),
+])
+def test_settings_are_typed_and_bounded_where_they_enter(tmp_path: Path, setting: str, needle: str) -> None:
+    result = search_cli(tmp_path, "--run-dir", str(tmp_path / "r"), "--set", setting)
+    one_line_error(result, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_maps_in_settings_are_typed_too() -> None:
+    for baseline in ({"8": True, "16": 1.0}, {"8": 1e400, "16": 1.0}, {"eight": 1.0}):
+        with pytest.raises(ConfigError, match="baseline must map resolutions to finite numbers"):
+            SearchConfig.from_dict({**FAST, "baseline": baseline})
+    with pytest.raises(ConfigError, match=r"slurm_extra .* bad option\(s\): \['mem'\]"):
+        fast(slurm_extra={"mem": 10**30})
+
+
+def test_a_string_for_a_list_of_lines_is_one_line() -> None:
+    from dggan._util.settings import parse_assignment
+
+    key, value = parse_assignment("slurm_setup=module load cuda/12")
+    assert fast(**{key: value}).slurm_setup == ("module load cuda/12",)  # one shell line, never three
+    assert fast(kernels="3,5").kernels == (3, 5)  # a list of numbers still takes "3,5"
+
+
+def test_a_rung_metric_is_checked_only_with_halving_and_never_dearer() -> None:
+    assert fast(rung_metric="swd64").rung_metric == "swd64"  # halving off: never used, so not refused
+    with pytest.raises(ConfigError, match="rung_metric 'swd64' .64 samples. costs more than the metric 'swd32'"):
+        fast(rung_metric="swd64", halving_eta=3)
+    assert fast(rung_metric="swd16", halving_eta=3).rung_metric == "swd16"
+
+
+# ---------------------------------------------------------------------- 10. each command checks its own flags
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dggan.data import SyntheticShapes
+    from dggan.model.genome import Genome, constant_channels
+    from dggan.training.trainer import TrainConfig, Trainer
+
+    genome = Genome.base(latent_size=8, channels=constant_channels(16, 8))
+    trainer = Trainer(genome, TrainConfig(iterations=1, batch_size=8), SyntheticShapes(16, 16))
+    trainer.data_spec = "synthetic:n=16,res=16"
+    return trainer.save(tmp_path_factory.mktemp("ckpt") / "checkpoint.safetensors")
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--device", "tpu"], "--device must be cpu, cuda or cuda:N, got 'tpu'"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--seed", "99999999999"], "--seed must be <= 4,294,967,295"),
+])
+def test_eval_and_sample_check_their_flags_alike(tiny_ckpt: Path, tmp_path: Path, flags: list[str],
+                                                 needle: str) -> None:
+    one_line_error(runner.invoke(app, ["eval", str(tiny_ckpt), "--metric", "swd16", *flags]), needle)
+    one_line_error(runner.invoke(app, ["sample", str(tiny_ckpt), "--out", str(tmp_path / "g.png"), *flags]), needle)
+    one_line_error(runner.invoke(app, ["train", "--run-dir", str(tmp_path / "runs"), *flags]), needle)
+    assert not (tmp_path / "g.png").exists() and not (tmp_path / "runs").exists()
+
+
+def test_sample_sizes_formats_and_folders(tiny_ckpt: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    one_line_error(runner.invoke(app, ["sample", str(tiny_ckpt), "--n", "100000000"]), "--n must be <= 16,384")
+    one_line_error(runner.invoke(app, ["sample", str(tiny_ckpt), "--out", str(tmp_path / "g.txt")]),
+                   "unknown image type '.txt'")
+    one_line_error(runner.invoke(app, ["sample", str(tiny_ckpt), "--out", str(tmp_path)]),
+                   f"--out {tmp_path} is a folder")
+    for name, fmt in (("g.jpg", "JPEG"), ("g.png", "PNG"), ("g.webp", "WEBP")):
+        result = runner.invoke(app, ["sample", str(tiny_ckpt), "--n", "4", "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert Image.open(tmp_path / name).format == fmt  # the bytes are what the suffix says
+
+
+def test_sample_refuses_a_grid_that_does_not_fit() -> None:
+    from dggan.cli import options
+
+    options.grid_fits(64, 256, 3)
+    with pytest.raises(ConfigError, match="GiB grid; at most"):
+        options.grid_fits(16_000, 256, 3)
+
+
+def test_errors_point_the_right_way(tiny_ckpt: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.safetensors"
+    for args in (["eval", str(missing)], ["train", "--from", str(missing), "--run-dir", str(tmp_path / "r")],
+                 ["sample", str(missing), "--out", str(tmp_path / "g.png")]):
+        one_line_error(runner.invoke(app, args), "no such checkpoint file or folder")
+    for damage in (tiny_ckpt.read_bytes()[:200], os.urandom(4096)):
+        broken = tmp_path / "broken.safetensors"
+        broken.write_bytes(damage)
+        result = runner.invoke(app, ["eval", str(broken)])
+        one_line_error(result, "not a readable checkpoint")
+        assert "--data" not in result.output  # it is the file, not the missing flag
+    grey = "digits" if _has_sklearn() else None
+    if grey:  # an RGB model against greyscale data: the channels, not descriptor shapes
+        one_line_error(runner.invoke(app, ["eval", str(tiny_ckpt), "--metric", "swd16", "--data", grey,
+                                           "--no-progress"]), "colour (3-channel) images but")
+
+
+def _has_sklearn() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def test_a_search_fault_says_what_resume_can_change() -> None:
+    from dggan.cli.search import with_resume_hint
+
+    told = with_resume_hint(SearchError("... fix the cause, then continue with `dggan search --resume RUN`"))
+    assert "--resume may change only the runtime settings" in str(told) and "workers" in str(told)
+    assert "new search with --run-dir" in str(told)
+    plain = SearchError("no data")
+    assert with_resume_hint(plain) is plain
+
+
+# ---------------------------------------------------------------------- 11. exit codes and fast refusals
+def test_unwritable_run_folders_exit_2_before_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    one_line_error(search_cli(tmp_path, "--run-dir", str(a_file / "run")), "is a file, so no folder can be made")
+    one_line_error(runner.invoke(app, ["train", "--run-dir", str(a_file / "runs"), "--no-progress"]),
+                   "is a file, so no folder can be made")
+    run = tmp_path / "run"
+    run_search(run, fast(), progress=False)
+    import dggan.runs
+
+    real_access = os.access
+    # Root ignores permissions, so pretend: every folder here refuses writes (reads still work).
+    monkeypatch.setattr(dggan.runs.os, "access", lambda p, mode: False if mode & os.W_OK and
+                        str(p).startswith(str(tmp_path)) else real_access(p, mode))
+    one_line_error(search_cli(tmp_path, "--run-dir", str(tmp_path / "new")), "is read-only")
+    one_line_error(runner.invoke(app, ["search", "--resume", str(run), "--no-progress"]), "is read-only")
+    one_line_error(runner.invoke(app, ["report", str(run)]), "is read-only")
+    one_line_error(runner.invoke(app, ["sample", str(run / "best"), "--out", str(tmp_path / "g.png")]),
+                   "is read-only")
+
+
+def test_a_mistyped_run_dir_answers_without_loading_torch(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    code = ("import sys\nfrom dggan.cli import main\nsys.argv = ['dggan', 'search', '--run-dir', sys.argv[1]]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    print('torch' in sys.modules, e.code)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(a_file)], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "2"], result.stdout + result.stderr
+    assert "is a file" in result.stderr
+
+
+def test_a_relative_resume_records_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_search("run", fast(final_iterations=0), progress=False)  # no final training yet
+    options = json.loads((tmp_path / "run" / "options.json").read_text())
+    (tmp_path / "run" / "options.json").write_text(json.dumps({**options, "final_iterations": 2}))
+    result = runner.invoke(app, ["search", "--resume", "run", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "run" / "best" / "metrics.json").read_text())["checkpoint"]
+    assert Path(recorded).is_absolute() and Path(recorded).is_file()
+
+
+def test_search_takes_data_like_train_and_eval(tmp_path: Path) -> None:
+    result = search_cli(tmp_path, "--data", "synthetic:n=32,res=16", "--print-config")
+    assert result.exit_code == 0 and json.loads(result.output)["data"] == "synthetic:n=32,res=16"
+    one_line_error(search_cli(tmp_path, "--data", "synthetic:n=abc", "--run-dir", str(tmp_path / "r")),
+                   "must be a whole number")
+    assert not (tmp_path / "r").exists()

@@ -362,3 +362,46 @@ def test_browser_screenshot(big_run: Path, tmp_path: Path) -> None:
     # look for its orange grown-layer boxes.
     orange = (np.abs(a - np.array([0xFF, 0xB3, 0x47])).sum(axis=2) < 30).sum()
     assert orange > 500
+
+
+class _Scripts(HTMLParser):
+    """The text of every <script> element, as a browser's tokenizer splits it (one piece per element)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.open: dict[str, str] | None = None
+        self.pieces: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.open = {k: v or "" for k, v in attrs}
+            self.pieces.setdefault(self.open.get("id", ""), [])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self.open = None
+
+    def handle_data(self, data: str) -> None:
+        if self.open is not None:
+            self.pieces[self.open.get("id", "")].append(data)
+
+
+def test_inline_json_survives_any_ledger_text(tmp_path: Path) -> None:
+    from dggan.analysis.report.render import inline_json
+
+    hostile = 'x <!-- <script> a </script> b & c > d </SCRIPT  \u2028 "q"'
+    assert json.loads(inline_json(json.dumps({"e": hostile}))) == {"e": hostile}
+    assert not set("<>&") & set(inline_json(json.dumps(hostile)))
+    run = write_synthetic_run(tmp_path / "run", 12, seed=3)
+    with sqlite3.connect(run / "ledger.sqlite") as conn:
+        conn.execute("UPDATE candidates SET error = ? WHERE id = 2", (hostile,))
+    page = generate_report(run, replay_seeds=1).path.read_text()
+    parser = _Scripts()
+    parser.feed(page)
+    parser.close()
+    assert len(parser.pieces["cand-data"]) == 1  # one piece: nothing in the data ended or reopened the element
+    # html.parser does not model a browser's "<!--" + "<script" state (the real trap), so also: no "<" at all.
+    assert not set("<>&") & set(parser.pieces["cand-data"][0])
+    data = json.loads(parser.pieces["cand-data"][0])
+    errors = {row[0]: row[data["columns"].index("error")] for row in data["rows"]}
+    assert errors[2] == hostile

@@ -127,13 +127,30 @@ def test_status_is_a_pure_function_of_the_rows() -> None:
     # Nothing finished yet in the newest step: the previous step's candidates are the estimate's basis.
     early = compute_status(rows[:1] + [_row(9, 1, "running")], None, settings, locked=True, progress={})
     assert early.eta_seconds == pytest.approx(36.0) and "of step 0" in early.eta_note
-    alone = compute_status(rows[:1], None, settings, locked=True)
-    assert alone.eta_seconds == 0.0
+    alone = compute_status(rows[:1], None, settings, locked=True)  # every candidate done, no final model yet
+    assert alone.phase == "final training" and alone.eta_seconds is None
+    text = "\n".join(alone.lines())
+    assert "final training: running" in text and "the final model" in text and "time left" not in text
+    last = compute_status(rows[:1], None, {**settings, "final_iterations": 0, "baseline": "none"}, locked=True)
+    assert last.eta_seconds == 0.0  # nothing left in the step, no final training to come
     first = compute_status([_row(1, 0, "running")], None, settings, locked=True)
     assert first.eta_seconds is None and "no estimate" in first.eta_note
     stopped = compute_status(rows, None, settings, locked=False, completed=False)
     assert stopped.state == "stopped" and stopped.eta_seconds is None and stopped.pid is None
     assert "dggan search --resume" in "\n".join(stopped.lines())
+    # After kill -9 nothing runs: what was in flight is pending (interrupted), never "running".
+    assert stopped.counts["running"] == 0 and stopped.counts["pending"] == 3 and stopped.interrupted == 2
+    assert "2 of the pending were in flight" in "\n".join(stopped.lines())
+    # A candidate whose stats reached its budget is being scored, not waiting for a worker.
+    scored = compute_status([rows[0], _row(9, 1, "running")], None, settings, locked=True,
+                            progress={9: Progress({"iteration": 100, "images_per_s": 80.0}, mtime=200.0)})
+    assert scored.scoring == [9] and scored.training == []
+    assert "0 of the 1 running candidate(s), 1 being scored," in "\n".join(scored.lines())
+    assert "wait for a worker" not in "\n".join(scored.lines())
+    # While the baseline trains (no candidate yet): no "time left in step None".
+    base = compute_status([], None, settings, locked=True, baseline_unfinished=1)
+    assert base.phase == "ProgGAN baseline" and "step None" not in "\n".join(base.lines())
+    assert "the ProgGAN baseline" in "\n".join(base.lines())
     assert compute_status([], None, settings).state == "empty"
 
 
@@ -220,3 +237,20 @@ def test_report_of_a_running_search_is_a_dated_snapshot(tmp_path: Path) -> None:
         ledger.update(last, status="done")
     assert generate_report(run).snapshot is None  # finished: no banner
     assert 'id="snapshot"' not in (run / "report" / "index.html").read_text()
+
+
+def test_the_baseline_folder_is_running_while_its_search_holds_the_lock(tmp_path: Path) -> None:
+    import fcntl
+
+    from dggan.search.watch import read_status
+
+    run = tmp_path / "run"
+    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2, tensorboard=False), progress=False)
+    assert read_status(run / "baseline").state == "finished"
+    with open(run / ".lock", "a+") as handle:  # the search (not the baseline folder's own lock) holds the run
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.truncate(0)
+        handle.write("4242")
+        handle.flush()
+        status = read_status(run / "baseline")
+        assert (status.state, status.pid) == ("running", 4242)

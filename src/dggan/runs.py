@@ -218,20 +218,59 @@ class RunLayout:
             return str(path)
 
 
-def check_new_run_dir(run_dir: str | Path) -> None:
-    """A new run never goes into a file or a folder that holds anything."""
+def unwritable(folder: str | Path) -> str | None:
+    """Why ``folder`` cannot be made or written (its nearest existing parent is a file, or read-only), or None.
+    Asked before any work, so a mistyped path answers at once instead of after the run has started."""
+    probe = Path(os.path.abspath(folder))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, so no folder can be made there"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is read-only (no permission to write, or a read-only filesystem)"
+    return None
+
+
+def check_new_run_dir(run_dir: str | Path, flag: str = "--run-dir") -> None:
+    """A new run never goes into a file, a folder that holds anything, or a place it cannot write."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise SearchError(f"--run-dir {run_dir} is a file, not a folder; choose a new --run-dir")
-    if run_dir.exists() and any(run_dir.iterdir()):
+        raise SearchError(f"{flag} {run_dir} is a file, not a folder; choose a new {flag}")
+    try:
+        full = run_dir.exists() and any(run_dir.iterdir())
+    except OSError as exc:
+        raise SearchError(f"{flag} {run_dir}: cannot read it ({exc.strerror}); choose a new {flag}") from None
+    if full:
         raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
-                          " or choose a new --run-dir")
+                          f" or choose a new {flag}")
+    problem = unwritable(run_dir)
+    if problem:
+        raise SearchError(f"{flag} {run_dir}: {problem}; choose a writable {flag} or fix its permissions")
+
+
+def check_run_writable(run_dir: str | Path, flag: str = "--resume") -> None:
+    """An existing run folder that a command will write (--resume: the ledger and its lock) is writable."""
+    problem = unwritable(run_dir)
+    if problem:
+        raise SearchError(f"{flag} {run_dir}: {problem}; make it writable (or copy the run somewhere writable"
+                          f" and {flag} the copy)")
+
+
+def os_error(exc: OSError, what: str, fix: str) -> SearchError:
+    """An OSError (read-only folder, full disk, impossible path) as one line that says what failed and the fix."""
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return SearchError(f"{what}: {exc.strerror or exc}{where}; {fix}")
 
 
 @contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on the run folder: two searches on one folder would corrupt each other."""
-    with open(RunLayout(run_dir).lock, "a+") as handle:
+    try:
+        handle = open(RunLayout(run_dir).lock, "a+")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise os_error(exc, f"cannot lock the run folder {run_dir}", "make it writable, or copy the run somewhere"
+                       " writable and resume the copy") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -270,7 +309,10 @@ def search_lock(run_dir: str | Path) -> tuple[bool, int | None]:
 def new_run_dir(root: str | Path, desc: str) -> Path:
     """``root/NNNNN-desc``, numbered after the highest existing run; never reuses an existing folder."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, f"cannot make {root}", "choose a writable --run-dir") from None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", desc).strip("-") or "run"
     while True:
         ids = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
@@ -280,3 +322,5 @@ def new_run_dir(root: str | Path, desc: str) -> Path:
             return run_dir
         except FileExistsError:  # another process took this number first
             continue
+        except OSError as exc:
+            raise os_error(exc, f"cannot make a run folder in {root}", "choose a writable --run-dir") from None

@@ -10,12 +10,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from functools import cache
 from typing import Any, Union
 
 from ..errors import ConfigError
+
+# Integers must fit what SQLite (the ledger) and C longs (numpy, torch) hold: a larger one would be accepted
+# here and fail later with OverflowError, after a run folder exists.
+INT_LIMIT = 2**63
+# The most samples a metric may ask for: 100x the paper's 50k, far beyond any use, far below an overflow.
+class _Bad(ValueError):
+    """A value of the right kind that is still not acceptable; its text says why (joined to the error)."""
 
 
 @cache
@@ -62,14 +70,21 @@ def _convert(value: Any, tp: Any) -> Any:
         if type(None) in _options(tp):
             return None
         raise ValueError
+    reason = None
     for option in _options(tp):
         if option is type(None):
             continue
         try:
             return _convert_one(value, option)
+        except _Bad as exc:
+            reason = exc
         except (ValueError, TypeError):
             continue
-    raise ValueError
+    raise reason or ValueError()
+
+
+def _why(exc: Exception) -> str:
+    return f" ({exc})" if isinstance(exc, _Bad) else ""
 
 
 def _convert_one(value: Any, tp: Any) -> Any:
@@ -83,12 +98,16 @@ def _convert_one(value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            return int(value.strip())
-        raise ValueError
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
+            number = int(value.strip())
+        else:
+            raise ValueError
+        if abs(number) >= INT_LIMIT:
+            raise _Bad("integers must lie within ±2**63, what the ledger and C longs hold")
+        return number
     if tp is float:
         if isinstance(value, bool):
             raise ValueError
@@ -111,7 +130,9 @@ def _convert_one(value: Any, tp: Any) -> Any:
     if typing.get_origin(tp) is tuple:
         item = typing.get_args(tp)[0]
         if isinstance(value, str):
-            value = [part for part in value.replace(",", " ").split() if part]
+            # A list of text (slurm_setup) takes a plain string as ONE item: "module load x" is one shell line,
+            # never three. Lists of numbers accept "3,5" or "3 5".
+            value = [value] if item is str else [part for part in value.replace(",", " ").split() if part]
         if not isinstance(value, (list, tuple)):
             raise ValueError
         return tuple(_convert_one(v, item) for v in value)
@@ -128,9 +149,9 @@ def coerce(cls: type, data: dict[str, Any], source: str) -> dict[str, Any]:
     for key, value in data.items():
         try:
             out[key] = _convert(value, types_[key])
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as exc:
             shown = json.dumps(value) if not isinstance(value, str) else repr(value)
-            raise ConfigError(f"{source}: {key} must be {type_name(types_[key])}, got {shown}") from None
+            raise ConfigError(f"{source}: {key} must be {type_name(types_[key])}, got {shown}{_why(exc)}") from None
     return out
 
 
@@ -141,9 +162,9 @@ def normalize_fields(obj: Any, source: str) -> None:
         value = getattr(obj, key)
         try:
             converted = _convert(value, tp)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as exc:
             shown = json.dumps(value) if isinstance(value, (int, float, bool, type(None))) else repr(value)
-            raise ConfigError(f"{source}: {key} must be {type_name(tp)}, got {shown}") from None
+            raise ConfigError(f"{source}: {key} must be {type_name(tp)}, got {shown}{_why(exc)}") from None
         if converted is not value:
             object.__setattr__(obj, key, converted)
 
@@ -158,3 +179,23 @@ def parse_assignment(item: str) -> tuple[str, Any]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value  # plain strings need no quotes: --set data=cifar10:/data
+
+
+def check_range(source: str, name: str, value: int | float | None, low: float, high: float) -> None:
+    """``low <= value <= high`` (None passes: the field's default applies), else a ConfigError naming the field
+    and the bound it crossed."""
+    if value is not None and value < low:
+        raise ConfigError(f"{source}: {name} must be >= {low:,}, got {value:,}")
+    if value is not None and value > high:
+        raise ConfigError(f"{source}: {name} must be <= {high:,}, got {value:,}")
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
+
+
+def check_device_name(value: str, field: str = "device", allow_auto: bool = False) -> str:
+    """cpu, cuda or cuda:N (and auto where allowed), by name only: whether CUDA is there is asked later, of torch."""
+    if not isinstance(value, str) or not (_DEVICE.match(value) or allow_auto and value == "auto"):
+        allowed = "auto, cpu, cuda or cuda:N" if allow_auto else "cpu, cuda or cuda:N"
+        raise ConfigError(f"{field} must be {allowed}, got {value!r}")
+    return value

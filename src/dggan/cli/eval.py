@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ConfigError, DatasetError
+from . import options as opts
 from .app import app
 
 METRICS_FILE = "metrics.jsonl"
@@ -24,13 +25,11 @@ def load_generator(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
 
 
 def recorded_data(path: Path) -> str | None:
-    """The dataset spec a checkpoint was trained on (None when it does not record one)."""
+    """The dataset spec a checkpoint was trained on (None when it does not record one). A file that is not a
+    readable checkpoint raises its CheckpointError: that, not the missing --data, is what to fix."""
     from ..training.checkpoint import load_checkpoint
 
-    try:
-        return load_checkpoint(path, tensors=False).state.get("data")
-    except ValueError:
-        return None
+    return load_checkpoint(path, tensors=False).state.get("data")
 
 
 @app.command("eval")
@@ -50,17 +49,20 @@ def eval_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Score a checkpoint's EMA generator at its resolution and append the result to metrics.jsonl."""
-    from .._util.files import append_jsonl
-    from ..data import open_dataset
-    from ..metrics import default_cache_dir, evaluate_generator, parse_metric
-    from ..training.trainer import pick_device
     from .train import resolve_checkpoint
 
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    spec = parse_metric(metric)
-    pick_device(device)
+    opts.bounded(batch_size, "--batch-size", 1, 2**20)
+    spec: Any = opts.metric(metric)
+    opts.device(device)
+    opts.seed(seed)
     checkpoint = resolve_checkpoint(checkpoint)
+    opts.writable_folder(checkpoint.parent, "eval: cannot append to", checkpoint.parent / METRICS_FILE)
+    from .._util.files import append_jsonl
+    from ..data import open_dataset
+    from ..metrics import default_cache_dir, evaluate_generator
+    from ..training.trainer import pick_device
+
+    pick_device(device)
     if data is None and spec.kind != "is":
         data = recorded_data(checkpoint)
         if data is None:
@@ -68,6 +70,10 @@ def eval_command(
                               " dataset: pass --data SPEC (e.g. --data synthetic, or the data it was trained on)")
     genome, generator = load_generator(checkpoint, device=device)
     real = open_dataset(data) if data is not None and spec.kind != "is" else None
+    if real is not None and real.channels != genome.image_channels:
+        raise DatasetError(f"{checkpoint} makes {_colour(genome.image_channels)} images but {real.name} holds"
+                           f" {_colour(real.channels)} ones; score it against data with {genome.image_channels}"
+                           " channel(s) (--data: the data it was trained on)")
     result = evaluate_generator(spec.name, generator, real, cache_dir=cache_dir or default_cache_dir(), device=device,
                                 inception_weights=inception_weights, batch_size=batch_size, seed=seed,
                                 progress=progress)
@@ -78,6 +84,10 @@ def eval_command(
     typer.echo(f"{spec.name} @{genome.resolution}px = {result['value']:.4f}  ({result['time_s']:.1f}s,"
                f" appended to {path})")
     typer.echo(json.dumps(record, sort_keys=True))
+
+
+def _colour(channels: int) -> str:
+    return {1: "greyscale (1-channel)", 3: "colour (3-channel)"}.get(channels, f"{channels}-channel")
 
 
 @app.command("ref")
@@ -93,13 +103,14 @@ def ref_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Precompute (and cache) the real data's reference statistics for a metric at a resolution."""
+    opts.bounded(batch_size, "--batch-size", 1, 2**20)
+    spec: Any = opts.metric(metric)
+    opts.device(device)
+    opts.resolution(resolution)
     from ..data import open_dataset
-    from ..metrics import default_cache_dir, fid_reference, get_inception, parse_metric
+    from ..metrics import default_cache_dir, fid_reference, get_inception
     from ..training.trainer import pick_device
 
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    spec = parse_metric(metric)
     if spec.kind != "fid":
         why = "IS uses no real data" if spec.kind == "is" else "SWD draws fresh patches per evaluation"
         typer.echo(f"{spec.name}: nothing to precompute ({why})")
@@ -124,6 +135,10 @@ def export_lsun_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Decode an LSUN LMDB once into a memory-mapped .npy, which trains far faster than decoding JPEGs."""
+    if max_images is not None:
+        opts.bounded(max_images, "--max-images", 1, 2**63 - 1)
+    opts.resolution(resolution)
+    opts.writable_folder(out.parent, "export-lsun: cannot write", out)
     from ..data import export_lsun
 
     path = export_lsun(lmdb_path, out, max_images=max_images, resolution=resolution, progress=progress)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ReportError
+from . import options as opts
 from .app import app
 
 
@@ -24,10 +26,20 @@ def report(
     device: Annotated[str, typer.Option(help="Device for sampling the checkpoints: cpu or cuda")] = "cpu",
 ) -> None:
     """Build RUN/report/index.html: the result, the best architecture and route, the paper's analyses, samples."""
+    opts.device(device)
+    opts.bounded(replay_seeds, "--replay-seeds", 1, 1000)
+    opts.bounded(samples, "--samples", 1, 1024)
+    if run.is_dir():  # a missing run folder gets the report's own message (it lists the runs nearby)
+        opts.writable_folder(out if out is not None else run / "report", "--out")
     from ..analysis.report import generate_report  # matplotlib loads only when this command runs
 
-    result = generate_report(run, out, zoom_threshold=zoom_threshold, replay_seeds=replay_seeds, n_samples=samples,
-                             device=device)
+    try:
+        result = generate_report(run, out, zoom_threshold=zoom_threshold, replay_seeds=replay_seeds,
+                                 n_samples=samples, device=device)
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        raise ReportError(f"cannot write the report: {exc.strerror or exc}{where}; pass --out a writable folder"
+                          " (or free disk space)") from None
     if result.snapshot:
         typer.echo(f"note: {result.snapshot}", err=True)
     for note in result.notes:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SearchError
+from ..metrics.registry import MAX_METRIC_SAMPLES
 from ..runs import RunLayout
 from .app import app, error_exit
 
@@ -17,12 +18,24 @@ if TYPE_CHECKING:
     from ..search.driver import SearchSummary
 
 PRESET_NAMES = ("cifar10", "demo", "lsun-bedroom", "shapes")
-# Settings that say where and how fast a search runs, not what it computes: --resume may change them.
-RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "candidates_per_gpu",
-                              "gpu_sharing", "cuda_graphs", "cudnn_benchmark", "channels_last", "tensorboard",
-                              "slurm_cluster", "slurm_partition", "slurm_gpus", "slurm_cpus_per_task", "slurm_time_min",
-                              "slurm_max_timeouts", "slurm_array_parallelism", "slurm_extra", "slurm_setup",
-                              "slurm_folder"})
+
+
+def with_resume_hint(exc: SearchError) -> SearchError:
+    """``exc`` with ``RESUME_HINT`` when it tells the user to --resume (the driver says so for any fault)."""
+    from ..search.config import RESUME_HINT
+
+    text = str(exc)
+    return SearchError(f"{text} {RESUME_HINT}") if "--resume" in text and RESUME_HINT not in text else exc
+
+
+def check_run_dir_fast(run_dir: Path | None, default_root: str = "runs") -> None:
+    """The run folder is new, empty and writable: asked before torch loads, so a mistyped path answers at once."""
+    from ..runs import check_new_run_dir, unwritable
+
+    if run_dir is not None:
+        check_new_run_dir(run_dir)
+    elif problem := unwritable(default_root):
+        raise SearchError(f"the default run folder {default_root}/ cannot be made: {problem}; pass --run-dir")
 
 
 def build_config(preset_name: str | None, config_file: Path | None, overrides: list[str],
@@ -54,7 +67,9 @@ def print_summary(summary: SearchSummary) -> None:
 Progress = Annotated[bool, typer.Option(help="Show progress bars")]
 Executor = Annotated[str | None, typer.Option(help="inprocess, local, ray or slurm")]
 Workers = Annotated[int | None, typer.Option(help="Worker processes (local) / CPUs (ray)")]
-Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")]
+Data = Annotated[str | None, typer.Option(help="Dataset spec (as --set data=SPEC), e.g. digits, synthetic:n=2048,"
+                                               "res=16, cifar10:/path")]
 Sets = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE",
     help="Override a setting: KEY=VALUE (value as JSON or plain text), e.g. --set top_k=8")]
@@ -70,6 +85,7 @@ def search(
     run_dir: Annotated[Path | None, typer.Option(help="New run folder (default: runs/NNNNN-search-PRESET)")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the search in this run folder")] = None,
     overrides: Sets = None,
+    data: Data = None,
     executor: Executor = None,
     workers: Workers = None,
     device: Device = None,
@@ -77,11 +93,23 @@ def search(
     progress: Progress = True,
 ) -> None:
     """Run the DGGAN search (Algorithm 1), then train the best architecture longer."""
-    shortcuts = {"executor": executor, "workers": workers, "device": device}
+    shortcuts = {"executor": executor, "workers": workers, "device": device, "data": data}
+    summary = _search(preset_name, config_file, run_dir, resume, overrides, shortcuts, print_config, progress)
+    if summary is None:
+        return
+    print_summary(summary)
+    if not summary.ok:
+        raise error_exit(f"the search ended without its result: {summary.problem}", code=1)
+
+
+def _search(preset_name: str | None, config_file: Path | None, run_dir: Path | None, resume: Path | None,
+            overrides: list[str] | None, shortcuts: dict[str, Any], print_config: bool,
+            progress: bool) -> SearchSummary | None:
     if resume is not None:
         if preset_name or config_file or run_dir:
             raise ConfigError("--resume continues with the run's saved settings; drop --preset/--config/--run-dir")
         from .._util.settings import parse_assignment
+        from ..search.config import RUNTIME_SETTINGS
 
         changes = dict(parse_assignment(item) for item in overrides or [])
         changes.update({k: v for k, v in shortcuts.items() if v is not None})
@@ -89,26 +117,33 @@ def search(
         if fixed:
             raise ConfigError(f"--resume keeps the run's settings; only {sorted(RUNTIME_SETTINGS)} may change"
                               f" (not {fixed})")
+        from ..runs import check_run_writable
         from ..search.config import load_run_config
-        from ..search.driver import run_search  # torch loads here: the real work starts
 
         load_run_config(resume)
-        summary = run_search(resume, resume=True, progress=progress, runtime=changes)
-    else:
-        config = build_config(preset_name, config_file, overrides or [], shortcuts)
-        if print_config:
-            typer.echo(json.dumps(config.to_dict(), indent=2))
-            return
-        from ..runs import new_run_dir
-        from ..search.driver import run_search
-        from ..search.preflight import validate_new_search  # torch loads here: the real work starts
+        check_run_writable(resume)
+        from ..search.driver import run_search  # torch loads here: the real work starts
 
-        validate_new_search(config, run_dir)  # before any folder is made
-        target = run_dir or new_run_dir("runs", f"search-{preset_name or 'custom'}")
-        summary = run_search(target, config, progress=progress)
-    print_summary(summary)
-    if not summary.ok:
-        raise error_exit(f"the search ended without its result: {summary.problem}", code=1)
+        # Absolute: paths the run records (best/metrics.json) must not depend on where it was resumed from.
+        try:
+            return run_search(resume.resolve(), resume=True, progress=progress, runtime=changes)
+        except SearchError as exc:
+            raise with_resume_hint(exc) from None
+    config = build_config(preset_name, config_file, overrides or [], shortcuts)
+    if print_config:
+        typer.echo(json.dumps(config.to_dict(), indent=2))
+        return None
+    check_run_dir_fast(run_dir)
+    from ..runs import new_run_dir
+    from ..search.driver import run_search
+    from ..search.preflight import validate_new_search  # torch loads here: the real work starts
+
+    validate_new_search(config, run_dir)  # before any folder is made
+    target = run_dir or new_run_dir("runs", f"search-{preset_name or 'custom'}")
+    try:
+        return run_search(target.resolve(), config, progress=progress)
+    except SearchError as exc:
+        raise with_resume_hint(exc) from None
 
 
 @app.command()
@@ -125,13 +160,14 @@ def baseline(
     """Train the ProgGAN baseline of a search in a run folder of its own: the route (only grow_res, the
     search's budgets and seeds), continued at every resolution as far as the search can reach; use it with
     --set baseline=RUN."""
+    config = build_config(preset_name, config_file, overrides or [],
+                          {"executor": executor, "workers": workers, "device": device})
+    check_run_dir_fast(run_dir)
     from ..runs import new_run_dir
     from ..search.baseline import baseline_config
     from ..search.driver import run_baseline
     from ..search.preflight import validate_new_search
 
-    config = build_config(preset_name, config_file, overrides or [],
-                          {"executor": executor, "workers": workers, "device": device})
     validate_new_search(baseline_config(config), run_dir)
     target = run_dir or new_run_dir("runs", f"baseline-{preset_name or 'custom'}")
     curve = run_baseline(target, config, progress=progress)
@@ -144,13 +180,18 @@ def baseline(
 @app.command("compare")
 def compare_command(
     run: Annotated[Path, typer.Argument(help="Run folder of a finished search")],
-    eval_seeds: Annotated[int, typer.Option(help="Evaluation seeds each model is scored with", min=1)] = 3,
+    eval_seeds: Annotated[int, typer.Option(help="Evaluation seeds each model is scored with", min=1,
+                                            max=1000)] = 3,
     executor: Executor = None,
     workers: Workers = None,
     progress: Progress = True,
 ) -> None:
     """Is the final model better than ProgGAN? Against (a) ProgGAN trained for the same iterations and (b) one
     ProgGAN trained with the search's whole compute; writes RUN/compare.json and compare.md."""
+    from . import options as opts
+
+    if run.is_dir():  # before the models are trained: the result must have somewhere to go
+        opts.writable_folder(run, "compare: cannot write", RunLayout(run).compare_json)
     from ..search.compare import compare
     from ..search.executors import executor_for
 
@@ -174,11 +215,15 @@ def tables_command(
     run: Annotated[Path, typer.Argument(help="Run folder of a finished search")],
     samples: Annotated[int | None, typer.Option(help="Use this many samples for every metric instead of the"
                                                       " paper's 50k (FID/IS) and 16k (SWD): quicker, not comparable",
-                                                 min=2)] = None,
+                                                 min=2, max=MAX_METRIC_SAMPLES)] = None,
     progress: Progress = True,
 ) -> None:
     """The paper's Tables 1-3 from a run: the final model's FID/IS (or the search's metric), per resolution
     against ProgGAN at equal training, SWD per level; writes RUN/best/tables.json and tables.md."""
+    from . import options as opts
+
+    if run.is_dir():  # before the scoring: the result must have somewhere to go
+        opts.writable_folder(RunLayout(run).best, "tables: cannot write", RunLayout(run).tables_json)
     from ..search.tables import tables
 
     result = tables(run, samples=samples, progress=progress)

@@ -19,7 +19,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (with --watch: one per line)")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until the search stops running (Ctrl-C ends)")]
     = False,
-    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch", min=0.1)] = 5.0,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch", min=0.1,
+                                            max=86400)] = 5.0,
 ) -> None:
     """Where a search stands: step, candidates by status, the best so far per resolution, images/s and the time
     left in the current step. Reads the ledger read-only, so it never disturbs the search."""

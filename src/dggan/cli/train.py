@@ -8,13 +8,20 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import CheckpointError, ConfigError
+from . import options as opts
 from .app import app
+
+BUDGET = 10**12  # iterations, as the search's settings bound them
 
 
 def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file, or a folder holding one (a run folder's ``best/``, a candidate's folder)."""
+    """A checkpoint file, or a folder holding one (a run folder's ``best/``, a candidate's folder). A path that
+    does not exist is refused here, before any other question (which data, which device) is asked about it."""
     from ..runs import CHECKPOINT_NAME
 
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file or folder; pass a .safetensors file or a folder"
+                              f" holding a {CHECKPOINT_NAME} (e.g. RUN/best)")
     if path.is_dir():
         inside = path / CHECKPOINT_NAME
         if inside.is_file():
@@ -77,12 +84,29 @@ def train(
         raise ConfigError(f"--checkpoint-every must be >= 0 (0: only at the end), got {checkpoint_every}")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file; it must be a folder (it holds numbered run folders)")
+    # Every flag and file is checked here, before torch loads (seconds), so a typo answers at once.
+    opts.device(device)
+    opts.seed(seed)
+    opts.choice(new_layers, "--new-layers", ("random", "identity"))
+    opts.resolution(max_resolution, "--max-resolution")
+    for flag, value, low, high in (("--iterations", iterations, 1, BUDGET), ("--batch-size", batch_size, 2, 2**20),
+                                   ("--channels", channels, 1, 2**31 - 1), ("--latent-size", latent_size, 1, 2**31 - 1),
+                                   ("--checkpoint-every", checkpoint_every, 0, BUDGET),
+                                   ("--log-every", log_every, 1, BUDGET),
+                                   ("--threads", 1 if threads is None else threads, 1, 4096)):
+        opts.bounded(value, flag, low, high)
+    opts.writable_folder(run_dir, "--run-dir")
+    from_checkpoint = resolve_checkpoint(from_checkpoint) if from_checkpoint is not None else None
+    parent = resolve_checkpoint(parent) if parent is not None else None
+    from ..model.genome import Genome
+
+    genome_from_file = Genome.from_file(genome_file) if genome_file else None
     from .._util.files import append_jsonl, atomic_write_json
     from .._util.images import save_grid
     from .._util.threads import set_threads
     from ..data import open_dataset
     from ..model.actions import Action, GrowthLimits, apply_action  # torch loads here, after the arguments are checked
-    from ..model.genome import Genome, constant_channels
+    from ..model.genome import constant_channels
     from ..runs import ModelFolder, new_run_dir, write_model_description
     from ..training.checkpoint import load_checkpoint
     from ..training.trainer import TrainConfig, Trainer
@@ -90,7 +114,7 @@ def train(
     chosen = set_threads(threads)
     start_iteration = 0
     if from_checkpoint is not None:
-        ckpt = load_checkpoint(resolve_checkpoint(from_checkpoint))
+        ckpt = load_checkpoint(from_checkpoint)
         data = _data_for(ckpt, data)
         trainer = Trainer.resume(ckpt, open_dataset(data), device=device, runtime={"cuda_graphs": cuda_graphs})
         start_iteration = trainer.iteration
@@ -103,7 +127,7 @@ def train(
         config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, fade_fraction=fade_fraction,
                              device=device, bf16=bf16, seed=seed, log_every=log_every, cuda_graphs=cuda_graphs)
         if parent is not None:
-            parent_ckpt = load_checkpoint(resolve_checkpoint(parent))
+            parent_ckpt = load_checkpoint(parent)
             data = _data_for(parent_ckpt, data)
             child = apply_action(parent_ckpt.genome, Action.parse(action or ""),
                                  GrowthLimits(target_resolution=max(parent_ckpt.genome.channel_map)))
@@ -112,7 +136,7 @@ def train(
         else:
             data = data or "synthetic"
             source = open_dataset(data)
-            genome = (Genome.from_file(genome_file) if genome_file else
+            genome = (genome_from_file or
                       Genome.base(latent_size=latent_size, channels=constant_channels(max_resolution, channels),
                                   image_channels=source.channels))
             trainer = Trainer(genome, config, source)
@@ -148,20 +172,31 @@ def train(
 @app.command()
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a folder holding one (e.g. RUN/best)")],
-    n: Annotated[int, typer.Option("--n", help="Number of images")] = 64,
-    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("grid.png"),
+    n: Annotated[int, typer.Option("--n", help=f"Number of images (at most {opts.MAX_SAMPLES:,})")] = 64,
+    out: Annotated[Path, typer.Option(help="Image file to write; its suffix names the format (.png, .jpg, .webp,"
+                                           " .bmp, .tif)")] = Path("grid.png"),
     seed: Annotated[int, typer.Option(help="Seed of the latent vectors")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
 ) -> None:
     """Write a grid of samples from a checkpoint's EMA generator."""
-    if n < 1:
-        raise ConfigError(f"--n must be >= 1, got {n}")
-    from .._util.images import save_grid
+    import io
+
+    opts.sample_count(n)
+    opts.seed(seed)
+    opts.device(device)
+    fmt = opts.image_out(out)
+    checkpoint = resolve_checkpoint(checkpoint)
+    from .._util.files import atomic_write_bytes
+    from .._util.images import grid_image
     from ..model.sampling import sample_images
-    from ..training.checkpoint import load_generator
+    from ..training.checkpoint import load_checkpoint, load_generator
     from ..training.trainer import pick_device
 
     pick_device(device)
-    genome, net = load_generator(resolve_checkpoint(checkpoint), device=device)
-    save_grid(sample_images(net, n, seed), out)
-    typer.echo(f"wrote {n} samples ({genome.resolution}px) to {out}")
+    meta = load_checkpoint(checkpoint, tensors=False).genome
+    opts.grid_fits(n, meta.resolution, meta.image_channels)  # before any image is drawn
+    genome, net = load_generator(checkpoint, device=device)
+    buf = io.BytesIO()
+    grid_image(sample_images(net, n, seed)).save(buf, format=fmt)
+    atomic_write_bytes(out, buf.getvalue())
+    typer.echo(f"wrote {n} samples ({genome.resolution}px) to {out} ({fmt})")

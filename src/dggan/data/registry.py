@@ -18,6 +18,8 @@ Keyword arguments to ``open_dataset`` override options given in the string.
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from typing import Any
 
 from .base import DatasetError, ImageSource
@@ -27,6 +29,38 @@ OPTIONS_ONLY = ("synthetic", "digits")  # kinds that take no path
 
 # Short option names accepted in specs -> constructor keyword.
 _ALIASES = {"n": "num_images", "res": "resolution", "max": "max_images"}
+_SHORT = {v: k for k, v in _ALIASES.items()}
+# Ranges of the integer options, checked where the spec is read (a huge or negative count would otherwise
+# reach numpy as an OverflowError or an allocation that never ends).
+_INT_RANGES = {"num_images": (1, 2**31 - 1), "max_images": (1, 2**63 - 1), "resolution": (4, 2**16),
+               "seed": (0, 2**32 - 1)}
+
+
+def _typed(spec: str, kind: str, name: str, value: Any, hint: Any) -> Any:
+    """An option's value as its constructor's type says (bool is not int; "abc" is not a count), else one
+    DatasetError naming the option and what it takes."""
+    shown = f"{name}{f' ({_SHORT[name]})' if name in _SHORT else ''}={value}"
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if int in options:
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise DatasetError(f"dataset spec {spec!r}: {shown} must be a whole number, e.g. {_example(kind, name)}")
+        low, high = _INT_RANGES.get(name, (-(2**63) + 1, 2**63 - 1))
+        if not low <= value <= high:
+            raise DatasetError(f"dataset spec {spec!r}: {shown} must be in [{low:,}, {high:,}]")
+        return value
+    if bool in options:
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in ("true", "false", "1", "0"):
+            return value if isinstance(value, bool) else text in ("true", "1")
+        raise DatasetError(f"dataset spec {spec!r}: {shown} must be true or false")
+    return str(value) if str in options and not isinstance(value, str) else value
+
+
+def _example(kind: str, name: str) -> str:
+    option = f"{_SHORT.get(name, name)}=64"
+    return f"'{kind}:{option}'" if kind in OPTIONS_ONLY else f"'{kind}:PATH?{option}'"
 
 
 def _parse_value(text: str) -> Any:
@@ -98,6 +132,8 @@ def open_dataset(spec: str, **kw: Any) -> ImageSource:
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise DatasetError(f"dataset spec {spec!r}: unknown option(s) {unknown} for {kind}; valid: {params}")
+    hints = typing.get_type_hints(cls.__init__)
+    options = {k: _typed(spec, kind, k, v, hints.get(k, Any)) for k, v in options.items()}
     if kind in OPTIONS_ONLY:
         if location:
             raise DatasetError(f"dataset spec {spec!r}: {kind} takes options only, e.g."

@@ -14,6 +14,8 @@ import numpy as np
 from ..model.genome import is_power_of_two
 from .base import ArraySource, DatasetError
 
+MAX_BYTES = 4 * 2**30  # the uint8 images; drawing them needs float32 copies of that size
+
 
 def synthetic_images(num_images: int, resolution: int, seed: int = 0, max_shapes: int = 3) -> np.ndarray:
     """uint8 ``[N, 3, R, R]`` images of circles, squares and triangles on gradient backgrounds."""
@@ -21,6 +23,11 @@ def synthetic_images(num_images: int, resolution: int, seed: int = 0, max_shapes
         raise DatasetError(f"synthetic: resolution must be a power of two >= 4, got {resolution}")
     if num_images < 1:
         raise DatasetError(f"synthetic: num_images must be >= 1, got {num_images}")
+    size = num_images * 3 * resolution**2
+    if size > MAX_BYTES:
+        raise DatasetError(f"synthetic: {num_images:,} images of {resolution}px take {size / 2**30:.1f} GiB (made in"
+                           f" memory, 4x that while drawn); at most {MAX_BYTES // 2**30} GiB: use fewer or smaller"
+                           " images")
     rng = np.random.default_rng(seed)
     n, r = num_images, resolution
     coords = (np.arange(r, dtype=np.float32) + 0.5) / r

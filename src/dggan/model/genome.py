@@ -17,12 +17,20 @@ from typing import Any, Literal
 from ..errors import GenomeError
 
 GENOME_FORMAT = 1
+# Bounds of a genome's numbers: widths fit a C int (torch's conv layers), sizes stay far from any overflow.
+MAX_WIDTH = 2**31 - 1
+MAX_RESOLUTION = 2**16
+MAX_KERNEL = 255
+IMAGE_CHANNELS = (1, 3)  # greyscale or colour, what the datasets serve
 
 
+def is_int(x: object) -> bool:
+    """An int that is not a bool (JSON's true would otherwise pass as 1)."""
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def is_power_of_two(n: int) -> bool:
-    return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
+    return is_int(n) and n > 0 and (n & (n - 1)) == 0
 
 
 def proggan_channels(max_resolution: int, fmap_base: int = 8192, fmap_max: int = 512) -> dict[int, int]:
@@ -101,19 +109,23 @@ class Genome:
             if not cond:
                 raise GenomeError(f"invalid genome: {what}")
 
-        need(isinstance(self.latent_size, int) and self.latent_size > 0,
-             f"latent_size must be a positive int, got {self.latent_size!r}")
-        need(is_power_of_two(self.base_resolution) and self.base_resolution >= 4,
-             f"base_resolution must be a power of two >= 4, got {self.base_resolution!r}")
-        need(is_power_of_two(self.resolution) and self.resolution >= self.base_resolution,
-             f"resolution must be a power of two >= base_resolution ({self.base_resolution}), got {self.resolution!r}")
-        need(isinstance(self.image_channels, int) and self.image_channels > 0,
-             f"image_channels must be a positive int, got {self.image_channels!r}")
+        need(is_int(self.latent_size) and 0 < self.latent_size <= MAX_WIDTH,
+             f"latent_size must be an int in [1, {MAX_WIDTH}], got {self.latent_size!r}")
+        need(is_power_of_two(self.base_resolution) and 4 <= self.base_resolution <= MAX_RESOLUTION,
+             f"base_resolution must be a power of two in [4, {MAX_RESOLUTION}], got {self.base_resolution!r}")
+        need(is_power_of_two(self.resolution) and self.base_resolution <= self.resolution <= MAX_RESOLUTION,
+             f"resolution must be a power of two in [base_resolution ({self.base_resolution}), {MAX_RESOLUTION}],"
+             f" got {self.resolution!r}")
+        need(is_int(self.image_channels) and self.image_channels in IMAGE_CHANNELS,
+             f"image_channels must be 1 (greyscale) or 3 (colour), got {self.image_channels!r}")
+        need(isinstance(self.channels, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in self.channels),
+             "channels must be (resolution, width) pairs")
         chans = dict(self.channels)
         need(len(chans) == len(self.channels), "channels lists a resolution twice")
         for res, ch in chans.items():
-            need(is_power_of_two(res) and res >= 4, f"channels key {res!r} is not a power of two >= 4")
-            need(isinstance(ch, int) and ch > 0, f"channels[{res}] must be a positive int, got {ch!r}")
+            need(is_power_of_two(res) and 4 <= res <= MAX_RESOLUTION,
+                 f"channels key {res!r} is not a power of two in [4, {MAX_RESOLUTION}]")
+            need(is_int(ch) and 0 < ch <= MAX_WIDTH, f"channels[{res}] must be an int in [1, {MAX_WIDTH}], got {ch!r}")
         res = 4
         while res <= self.resolution:
             need(res in chans, f"channels has no width for resolution {res}; give every scale 4..{self.resolution}")
@@ -122,10 +134,10 @@ class Genome:
             last = self.base_resolution
             for i, layer in enumerate(layers):
                 need(isinstance(layer, ConvLayer), f"{name}[{i}] is not a ConvLayer")
-                need(isinstance(layer.kernel, int) and layer.kernel >= 1 and layer.kernel % 2 == 1,
-                     f"{name}[{i}].kernel must be an odd positive int (same padding), got {layer.kernel!r}")
-                need(isinstance(layer.filters, int) and layer.filters > 0,
-                     f"{name}[{i}].filters must be a positive int, got {layer.filters!r}")
+                need(is_int(layer.kernel) and 1 <= layer.kernel <= MAX_KERNEL and layer.kernel % 2 == 1,
+                     f"{name}[{i}].kernel must be an odd int in [1, {MAX_KERNEL}] (same padding), got {layer.kernel!r}")
+                need(is_int(layer.filters) and 0 < layer.filters <= MAX_WIDTH,
+                     f"{name}[{i}].filters must be an int in [1, {MAX_WIDTH}], got {layer.filters!r}")
                 need(is_power_of_two(layer.resolution) and self.base_resolution <= layer.resolution <= self.resolution,
                      f"{name}[{i}].resolution must be a power of two in [{self.base_resolution}, {self.resolution}],"
                      f" got {layer.resolution!r}")
@@ -200,10 +212,22 @@ class Genome:
         for required in ("latent_size", "base_resolution", "resolution", "channels"):
             if required not in data:
                 raise GenomeError(f"{source}: missing field {required!r}")
-        try:
-            channels = tuple(sorted((int(k), int(v)) for k, v in dict(data["channels"]).items()))
-        except (TypeError, ValueError) as exc:
-            raise GenomeError(f"{source}: field 'channels' must map resolutions to ints ({exc})") from None
+        for name in ("latent_size", "base_resolution", "resolution", "image_channels"):
+            if name in data and not is_int(data[name]):
+                raise GenomeError(f"{source}: field {name!r} must be an integer, got {json.dumps(data[name])}")
+        raw = data["channels"]
+        if not isinstance(raw, dict):
+            raise GenomeError(f"{source}: field 'channels' must be an object mapping resolutions to widths,"
+                              f' e.g. {{"4": 512, "8": 512}}')
+        pairs = []
+        for k, v in raw.items():
+            # Keys are JSON's strings of digits; widths must be ints as written (32.5 or true is no width).
+            res = int(k) if isinstance(k, str) and k.strip().isdigit() else k
+            if not is_int(res) or not is_int(v):
+                raise GenomeError(f"{source}: channels[{k!r}] = {v!r}: channels must map resolutions (\"8\")"
+                                  " to integer widths (512)")
+            pairs.append((res, v))
+        channels = tuple(sorted(pairs))
 
         def layers(name: str) -> tuple[ConvLayer, ...]:
             raw = data.get(name, [])
@@ -213,6 +237,10 @@ class Genome:
             for i, item in enumerate(raw):
                 if not isinstance(item, dict) or set(item) != {"kernel", "filters", "resolution"}:
                     raise GenomeError(f"{source}: {name}[{i}] must be an object with kernel, filters, resolution")
+                bad = sorted(k for k, v in item.items() if not is_int(v))
+                if bad:
+                    raise GenomeError(f"{source}: {name}[{i}].{bad[0]} must be an integer, got"
+                                      f" {json.dumps(item[bad[0]])}")
                 out.append(ConvLayer(**item))
             return tuple(out)
 
@@ -232,9 +260,12 @@ class Genome:
     @classmethod
     def from_file(cls, path: str | Path) -> Genome:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise GenomeError(f"{path}: cannot read genome file ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise GenomeError(f"{path}: not a genome file (binary, not UTF-8 JSON text); pass the genome.json"
+                              " of a run or one written by `dggan genome base`") from None
         return cls.from_json(text, source=str(path))
 
     @classmethod

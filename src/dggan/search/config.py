@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._util.files import atomic_write_json
-from .._util.settings import coerce, normalize_fields
-from ..errors import ConfigError, InvalidActionError, MetricError, SearchError
-from ..metrics.registry import parse_metric
+from .._util.settings import check_device_name, check_range, coerce, normalize_fields
+from ..errors import ConfigError, InvalidActionError, SearchError
+from ..metrics.registry import metric_spec
 from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
-from ..model.genome import Genome, is_power_of_two, proggan_channels
-from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir
+from ..model.genome import Genome, is_int, is_power_of_two, proggan_channels
+from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir, os_error
 from ..training.config import TrainConfig
 from .algorithm import Rules
 from .ledger import Ledger
@@ -23,6 +24,33 @@ EXECUTORS = ("inprocess", "local", "ray", "slurm")
 _TRAIN = TrainConfig()  # the training knobs' defaults, so the search's defaults cannot drift from them
 # TrainConfig fields the search sets per candidate rather than from a setting of the same name.
 SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
+
+# Settings that say where and how fast a search runs, not what it computes: --resume may change them.
+RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "candidates_per_gpu",
+                              "gpu_sharing", "cuda_graphs", "cudnn_benchmark", "channels_last", "tensorboard",
+                              "slurm_cluster", "slurm_partition", "slurm_gpus", "slurm_cpus_per_task", "slurm_time_min",
+                              "slurm_max_timeouts", "slurm_array_parallelism", "slurm_extra", "slurm_setup",
+                              "slurm_folder"})
+# Said with every error that asks for --resume (the CLI adds it; the driver may use it in its own messages):
+# a cause in a setting --resume keeps needs a new search.
+RESUME_HINT = (f"(--resume may change only the runtime settings {', '.join(sorted(RUNTIME_SETTINGS))}; a cause in"
+               " any other setting needs a new search with --run-dir)")
+
+
+# Upper (and lower) bounds of the integer settings: far beyond any real search, yet small enough that nothing
+# derived from them (seeds times 100,003, sums of budgets, tensor sizes) overflows a C long or the ledger.
+_BUDGET = 10**12  # iterations
+_WIDTH = 2**31 - 1  # channels and filters: a C int, what torch's conv layers hold
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "seed": (0, 2**32 - 1), "latent_size": (1, _WIDTH), "initial_channels": (8, _WIDTH), "filters": (1, _WIDTH),
+    "kernels": (1, 255), "base_resolution": (4, 2**16), "target_resolution": (4, 2**16), "top_k": (1, 10**6),
+    "max_g_layers": (0, 10**4), "max_d_layers": (0, 10**4), "max_steps": (1, 10**6), "halving_eta": (1, 1000),
+    "iterations": (1, _BUDGET), "initial_iterations": (1, _BUDGET), "final_iterations": (0, _BUDGET),
+    "fade_iterations": (1, _BUDGET), "checkpoint_every": (0, _BUDGET), "check_every": (1, _BUDGET),
+    "batch_size": (2, 2**20), "mbstd_group": (1, 2**20), "eval_batch_size": (1, 2**20), "sample_grid": (0, 10**4),
+    "workers": (1, 4096), "threads": (1, 4096), "slurm_gpus": (0, 1024), "slurm_cpus_per_task": (1, 4096),
+    "slurm_time_min": (1, 10**7), "slurm_max_timeouts": (0, 10**6), "slurm_array_parallelism": (1, 10**6),
+}
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -132,7 +160,7 @@ class SearchConfig:
         need(self.final_iterations >= 0, "final_iterations must be >= 0")
         need(self.inherit_policy in ("adapt", "fresh"), "inherit_policy must be 'adapt' or 'fresh'")
         need(self.new_layer_init in ("random", "identity"), "new_layer_init must be 'random' or 'identity'")
-        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device must be auto, cpu or cuda")
+        check_device_name(self.device, "search config: device", allow_auto=True)
         need(self.executor in EXECUTORS, f"executor must be {', '.join(EXECUTORS[:-1])} or {EXECUTORS[-1]}, got"
              f" {self.executor!r}")
         need(self.workers >= 1, "workers must be >= 1")
@@ -146,6 +174,13 @@ class SearchConfig:
         need(self.threads is None or self.threads >= 1, "threads must be >= 1 or null")
         need(self.eval_batch_size >= 1 and self.sample_grid >= 0, "eval_batch_size >= 1 and sample_grid >= 0")
         self._check_slurm(need)
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            for item in value if isinstance(value, tuple) else (value,):
+                check_range("search config", name, item, low, high)
+        need(bool(self.kernels and self.filters) or not (self.grow_g or self.grow_d),
+             f"kernels and filters must each list at least one value while grow_g or grow_d is on, got kernels"
+             f" {list(self.kernels)} and filters {list(self.filters)}")
         try:
             self.action_space().actions()
         except InvalidActionError as exc:
@@ -154,22 +189,21 @@ class SearchConfig:
              "grow_res is disabled, so the search can never reach target_resolution; enable it or set"
              " target_resolution = base_resolution")
         self.train_config(self.iterations)  # validates the training settings
-        try:
-            spec = parse_metric(self.metric)
-        except MetricError as exc:
-            raise ConfigError(f"search config: {exc}") from None
+        spec = metric_spec(self.metric, "search config: metric")
         need(spec.lower_is_better, f"metric {self.metric!r} is higher-is-better; the search ranks candidates by"
              " a lower-is-better metric (fid... or swd...)")
         need(self.halving_eta >= 1, f"halving_eta must be >= 1 (1: no successive halving), got {self.halving_eta}")
         need(0 < self.halving_min_fraction <= 1, "halving_min_fraction must be in (0, 1]")
-        if self.rung_metric is not None:
-            try:
-                rung = parse_metric(self.rung_metric)
-            except MetricError as exc:
-                raise ConfigError(f"search config: rung_metric: {exc}") from None
+        if self.rung_metric is not None and self.halving_eta > 1:  # without halving it is never used
+            rung = metric_spec(self.rung_metric, "search config: rung_metric")
+            cheaper = f"e.g. {spec.kind}{max(1, spec.num_fake // 4)}"
             need(rung.lower_is_better and rung.kind == spec.kind,
                  f"rung_metric {self.rung_metric!r} must be a cheaper budget of the search metric's kind"
-                 f" ({spec.kind}...), e.g. {spec.kind}{max(1, spec.num_fake // 4)}")
+                 f" ({spec.kind}...), {cheaper}")
+            need(rung.num_fake <= spec.num_fake,
+                 f"rung_metric {self.rung_metric!r} ({rung.num_fake:,} samples) costs more than the metric"
+                 f" {self.metric!r} ({spec.num_fake:,}) it stands in for at the early rungs; use a cheaper one,"
+                 f" {cheaper}, or none (null: the metric itself)")
         need(spec.kind != "swd" or self.base_resolution >= 8,
              "SWD uses 7x7 neighbourhoods, so it needs images of at least 8x8: use base_resolution >= 8 or FID")
         if isinstance(self.baseline, dict):
@@ -184,7 +218,8 @@ class SearchConfig:
         need(self.slurm_max_timeouts >= 0, f"slurm_max_timeouts must be >= 0, got {self.slurm_max_timeouts}")
         need(self.slurm_array_parallelism >= 1, "slurm_array_parallelism must be >= 1")
         bad = sorted(k for k, v in self.slurm_extra.items()
-                     if not k or not isinstance(v, (str, int, float, bool)) or isinstance(v, bool) and not v)
+                     if not k or not isinstance(v, (str, int, float, bool)) or isinstance(v, bool) and not v
+                     or is_int(v) and abs(v) >= 2**63 or isinstance(v, float) and not math.isfinite(v))
         need(not bad, f"slurm_extra maps sbatch options to a string, number or true (a flag), e.g."
              f" {{\"account\": \"lab\", \"exclusive\": true}}; bad option(s): {bad}")
 
@@ -250,10 +285,14 @@ class SearchConfig:
             raise ConfigError(f"{source}: expected a JSON object")
         data = coerce(cls, data, source)
         if isinstance(data.get("baseline"), dict):
-            try:
-                data["baseline"] = {int(k): float(v) for k, v in data["baseline"].items()}
-            except (TypeError, ValueError):
-                raise ConfigError(f"{source}: baseline must map resolutions to numbers") from None
+            # Resolutions as written in JSON ("8") or ints; values finite numbers (true is not 1.0).
+            pairs = dict(data["baseline"])
+            if not all((isinstance(k, str) and k.strip().isdigit() or is_int(k))
+                       and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       for k, v in pairs.items()):
+                raise ConfigError(f"{source}: baseline must map resolutions to finite numbers, e.g."
+                                  f' {{"8": 40.0, "16": 30.0}}, got {pairs!r}')
+            data["baseline"] = {int(k): float(v) for k, v in pairs.items()}
         try:
             return cls(**data)
         except TypeError as exc:
@@ -263,9 +302,11 @@ class SearchConfig:
     def from_file(cls, path: str | Path) -> SearchConfig:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a settings file (binary, not UTF-8 JSON text)") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(data, source=str(path))
@@ -318,9 +359,12 @@ def create_run(run_dir: str | Path, config: SearchConfig) -> Path:
     run_dir = Path(run_dir)
     check_new_run_dir(run_dir)
     layout = RunLayout(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(layout.options, config.to_dict())
-    Ledger.create(layout.ledger, config.to_dict()).close()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(layout.options, config.to_dict())
+        Ledger.create(layout.ledger, config.to_dict()).close()
+    except OSError as exc:
+        raise os_error(exc, f"cannot make the run folder {run_dir}", "choose a writable --run-dir") from None
     return run_dir
 
 

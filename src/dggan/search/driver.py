@@ -28,7 +28,7 @@ from ..runs import RunLayout, run_lock
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from .algorithm import best_candidate, best_per_resolution, run_steps, seed_for
 from .baseline import BaselineCurve, resolutions, static_curve
-from .config import SearchConfig, create_run, load_run_config
+from .config import RESUME_HINT, SearchConfig, create_run, load_run_config
 from .executors import Executor, executor_for
 from .ledger import CandidateRow, FinalRow, Ledger
 from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
@@ -195,7 +195,7 @@ class Search:
         (result,) = list(self.executor.run([task]))
         if result.retry:
             message = (f"the final training of candidate {best.id} could not run: {result.error}; fix the cause,"
-                       f" then `dggan search --resume {self.run_dir}` continues it")
+                       f" then `dggan search --resume {self.run_dir}` continues it {RESUME_HINT}")
             self.log(message)
             raise SearchError(message)
         normalized, info = (curve.normalize(result.metric, best.resolution, route)
@@ -307,7 +307,7 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
     ``runtime`` changes, on resume, settings that say where the search runs (threads, executor, workers,
     device) without touching what it computes.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # paths written into the run (best/metrics.json) are absolute
     if resume:
         config = load_run_config(run_dir)
         if runtime:

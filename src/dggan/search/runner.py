@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from .._util.progress import progress_bar
 from ..errors import SearchError
 from ..metrics.refstats import default_cache_dir
 from ..runs import RunLayout
 from ..training.checkpoint import load_checkpoint
 from .algorithm import best_candidate, halve
-from .config import SearchConfig
+from .config import RESUME_HINT, SearchConfig
 from .executors import Executor
 from .ledger import CandidateRow, Ledger
 from .state import Status
@@ -166,7 +167,8 @@ class Runner:
         by_id = {r.id: (r, rung, its, last) for r, rung, (its, _), last in todo}
         tasks = [self.candidate_task(r, rung_spec) for r, _, rung_spec, _ in todo]
         self.ledger.update_many(list(by_id), status=Status.RUNNING)
-        bar = tqdm(total=len(tasks), desc=desc, unit="cand", disable=None if self.progress else True)
+        # A terminal gets a bar; a log file (nohup, a batch job) gets a plain line per finished candidate.
+        bar = progress_bar(total=len(tasks), desc=desc, unit="cand", disable=None if self.progress else True)
         normalized = self.curve is not None and self.curve.kind != "none"
         label = f"best {self.config.metric}/ProgGAN" if normalized else f"best {self.config.metric}"
         try:
@@ -208,6 +210,6 @@ class Runner:
         self.ledger.update(result.candidate_id, status=Status.PENDING, error=f"interrupted: {result.error}")
         message = (f"candidate {result.candidate_id} could not be trained: {result.error}. This is not the"
                    f" candidate's fault, so it stays pending; fix the cause, then continue with"
-                   f" `dggan search --resume {self.run_dir}` (nothing finished is lost)")
+                   f" `dggan search --resume {self.run_dir}` (nothing finished is lost) {RESUME_HINT}")
         self.log(message)
         raise SearchError(message)

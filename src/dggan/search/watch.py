@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class SearchStatus:
     eta_note: str  # what the estimate assumes, or why there is none
     final: str | None  # the final training's status
     taken: float = field(default_factory=time.time)
+    scoring: list[int] = field(default_factory=list)  # running candidates done training, being scored now
+    interrupted: int = 0  # not running: candidates a stopped search had in flight (counted as pending)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,22 +75,33 @@ class SearchStatus:
             of = f" (max_steps {self.max_steps}, then grow_res until the target)" if self.max_steps else ""
             out.append(f"step {self.step}{of}: {_counts(self.step_counts)}")
         total = sum(self.counts.values())
-        out.append(f"candidates: {total} — {_counts(self.counts)}")
-        if self.state == "running":
+        stopped = (f" ({self.interrupted} of the pending were in flight when the search stopped; --resume"
+                   " continues them)") if self.interrupted else ""
+        out.append(f"candidates: {total} — {_counts(self.counts)}{stopped}")
+        if self.state == "running" and self.phase == "ProgGAN baseline":
+            out.append(f"training now: the ProgGAN baseline (its progress: dggan status {self.run}/baseline)")
+        elif self.state == "running" and self.phase == "final training":
+            out.append(f"training now: the final model (into {self.run}/best)")
+        elif self.state == "running":
             speed = "–" if self.images_per_s is None else f"{self.images_per_s:,.0f} images/s"
             now = ", ".join(f"c{c:05d}" for c in self.training[:8]) + (" ..." if len(self.training) > 8 else "")
             handed = self.counts.get(Status.RUNNING.value, 0)
-            out.append(f"training now: {len(self.training)} of the {handed} running candidate(s) (the others wait for"
-                       f" a worker), {speed}" + (f" ({now})" if now else ""))
-            left = "–" if self.eta_seconds is None else f"about {duration(self.eta_seconds)}"
-            out.append(f"time left in step {self.step}: {left} ({self.eta_note})")
+            scored = f", {len(self.scoring)} being scored" if self.scoring else ""
+            waiting = handed - len(self.training) - len(self.scoring)
+            others = " (the others wait for a worker or are being scored)" if waiting > 0 else ""
+            out.append(f"training now: {len(self.training)} of the {handed} running candidate(s){scored}{others},"
+                       f" {speed}" + (f" ({now})" if now else ""))
+            if self.step is not None:
+                left = "–" if self.eta_seconds is None else f"about {duration(self.eta_seconds)}"
+                out.append(f"time left in step {self.step}: {left} ({self.eta_note})")
         if self.best:
             out.append(f"best so far ({self.score}, lower is better):")
             for b in self.best:
                 value = b.normalized_metric if b.normalized_metric is not None else b.metric
                 shown = "–" if value is None else f"{value:.4g}"
                 out.append(f"  {b.resolution:>4}px  c{b.candidate:05d}  {shown:>8}  {b.summary}")
-        out.append(f"final training: {self.final or 'not yet'}")
+        final = "running" if self.state == "running" and self.phase == "final training" else "not yet"
+        out.append(f"final training: {self.final or final}")
         return out
 
 
@@ -109,13 +122,21 @@ def compute_status(rows: list[CandidateRow], final: FinalRow | None, settings: d
     ``locked``: a search holds the run (it is running); ``completed``: a search session ran to its end."""
     progress = progress or {}
     now = time.time() if now is None else now
+    interrupted = 0
+    if not locked:  # nothing runs: what a stopped search had in flight waits for --resume, as the README says
+        interrupted = sum(r.status == Status.RUNNING for r in rows)
+        rows = [replace(r, status=Status.PENDING) if r.status == Status.RUNNING else r for r in rows]
     counts = _count(rows)
     step = max((r.step for r in rows), default=None)
     current = [r for r in rows if r.step == step]
     unfinished = [r for r in rows if r.status in UNFINISHED]
     # Training now: handed to the executor and writing stats since (a batch is marked running all at once).
-    training = [r for r in rows if r.status == Status.RUNNING and r.id in progress
-                and progress[r.id].mtime >= (r.updated or 0)]
+    since = [r for r in rows if r.status == Status.RUNNING and r.id in progress
+             and progress[r.id].mtime >= (r.updated or 0)]
+    # Stats at (or past) its budget: its training is over and it is being scored.
+    scoring = [r for r in since if (r.iterations or 0) > 0
+               and progress[r.id].row.get("iteration", 0) >= (r.iterations or 0)]
+    training = [r for r in since if r not in scoring]
     speeds = [progress[r.id].row.get("images_per_s") for r in training]
     speed = sum(s for s in speeds if isinstance(s, (int, float))) if training else None
 
@@ -139,7 +160,9 @@ def compute_status(rows: list[CandidateRow], final: FinalRow | None, settings: d
     else:
         phase = f"step {step}" if step is not None else "starting"
 
-    eta, note = _eta(current, step, rows, progress, max(1, len(training)), settings)
+    eta, note = _eta(current, step, rows, progress, max(1, len(training) + len(scoring)), settings)
+    if not phase.startswith("step"):
+        eta, note = None, f"no step estimate during the {phase}"
     metric = str(settings.get("metric", "metric"))
     normalized = any(r.normalized_metric is not None for r in rows)
     return SearchStatus(
@@ -147,7 +170,8 @@ def compute_status(rows: list[CandidateRow], final: FinalRow | None, settings: d
         max_steps=settings.get("max_steps"), counts=counts, step_counts=_count(current),
         score=f"{metric} / ProgGAN" if normalized else metric, best=_best(rows, normalized),
         training=[r.id for r in training], images_per_s=speed, eta_seconds=eta if state == "running" else None,
-        eta_note=note, final=None if final is None else final.status.value, taken=now)
+        eta_note=note, final=None if final is None else final.status.value, taken=now,
+        scoring=[r.id for r in scoring], interrupted=interrupted)
 
 
 def _count(rows: list[CandidateRow]) -> dict[str, int]:
@@ -219,9 +243,15 @@ def read_status(run_dir: str | Path) -> SearchStatus:
         raise LedgerError(f"{layout.root}: no {layout.ledger.name} here, so this is not a search run folder (or the"
                           " search has not started yet); pass the folder given to `dggan search --run-dir`")
     locked, pid = search_lock(layout.root)
+    parent = RunLayout(layout.root.resolve().parent)
+    is_baseline = layout.root.resolve() == parent.baseline.root and parent.ledger.is_file()
+    if not locked and is_baseline:
+        locked, pid = search_lock(parent.root)  # RUN/baseline is written by the search that holds RUN's lock
     with Ledger.open(layout.ledger, readonly=True) as ledger:
         rows, final, settings = ledger.candidates(), ledger.final(), ledger.settings()
         completed = ledger.get_meta("sessions") is not None  # written when a session runs to its end
+    if is_baseline:  # extended by its search on demand, it records no sessions: finished when nothing is left
+        completed = completed or not any(r.status in UNFINISHED for r in rows)
     progress = {}
     for r in rows:
         if r.status in UNFINISHED:

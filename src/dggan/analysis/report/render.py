@@ -9,6 +9,7 @@ import html
 import io
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -57,6 +58,16 @@ def asset(name: str) -> str:
 
 
 # ---------------------------------------------------------------------- small helpers
+_INLINE_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def inline_json(text: str) -> str:
+    """JSON text made safe inside ``<script>``: ``<``, ``>`` and ``&`` as \\u escapes (still the same JSON), so no
+    ``</script>``, ``<!--`` or ``<script`` in any ledger text (an error message, a path) can end or reopen the
+    element; U+2028/9 too, which old JavaScript parsers read as line breaks."""
+    return re.sub("[<>&\u2028\u2029]", lambda m: _INLINE_ESCAPES[m.group()], text)
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x))
 
@@ -580,7 +591,7 @@ def _candidates_html(page: Page, rows: list[CandidateRow], key: str, top_n: int)
         },
         separators=(",", ":"),
     )
-    payload = payload.replace("</", "<\\/")  # the JSON sits inside <script>
+    payload = inline_json(payload)
     return f"""<p>{len(rows):,} candidates. Click a column header to sort, type to filter (any column), pick a
 status. <a href="candidates.csv">candidates.csv</a> holds them all.</p>
 <div class="controls"><input id="cand-filter" type="search" placeholder="filter, e.g. D k7 or diverged">
