@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from searches import TINY
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+@pytest.mark.slow  # whole benchmark scripts in subprocesses
 def test_bench_search_reports_overhead() -> None:
     sets = [f"{k}={json.dumps(v)}" for k, v in {**TINY, "halving_eta": 1, "initial_iterations": 4}.items()
             if k not in ("cache_dir",)]
@@ -28,6 +30,7 @@ def test_bench_search_reports_overhead() -> None:
     assert abs(overhead - 100 * (wall - train - score) / wall) <= rounding
 
 
+@pytest.mark.slow
 def test_bench_capacity_compares_variants_and_resumes(tmp_path: Path) -> None:
     def study(*variants: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(BENCHMARKS / "bench_capacity.py"), "--variants", *variants,
