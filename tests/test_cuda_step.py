@@ -32,13 +32,15 @@ CFG = TrainConfig(iterations=12, batch_size=8, log_every=4, seed=7)
 
 
 class PlainRunner:
-    """Stands in for GraphedStep on the CPU: runs the body it would capture, and records the keys."""
+    """Stands in for GraphedStep on the CPU: runs the body it would capture, and records the keys' network part
+    (whether it is fading; the rest is the hyperparameters baked into a graph)."""
 
     def __init__(self) -> None:
         self.keys: list[Hashable] = []
 
     def run(self, key: Hashable, body: Callable[[], torch.Tensor]) -> torch.Tensor:
-        self.keys.append(key)
+        assert isinstance(key, tuple)
+        self.keys.append(key[0])
         return body()
 
 

@@ -75,6 +75,7 @@ class SearchConfig:
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False
     cuda_graphs: bool = _TRAIN.cuda_graphs  # CUDA: one captured graph per iteration, replayed (training.cuda_graphs)
+    graph_self_check: bool = _TRAIN.graph_self_check  # each new graph checked against eager once
     cudnn_benchmark: bool = _TRAIN.cudnn_benchmark
     channels_last: bool | None = _TRAIN.channels_last  # None: with bf16
     checkpoint_every: int = 0  # iterations between in-candidate checkpoints (0: a quarter of the budget)
