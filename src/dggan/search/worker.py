@@ -226,9 +226,9 @@ def _retry_eagerly(failed: _Job, error: Exception) -> CandidateResult:
         atomic_write_text(failed.out / "graphs_error.txt", "".join(traceback.format_exception(error)))
     record = {**failed.trainer.graph_record(), "mode": "retried eagerly", "why": f"graphed training failed: {first}"}
     failed.trainer = None  # its graph's memory goes before the retry allocates
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
     try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # (raises after a sticky error: then the retry fails, and says so)
         job = _prepare(dataclasses.replace(task, train={**task.train, "cuda_graphs": False}))
         job.graphs = record
         with job.board:
