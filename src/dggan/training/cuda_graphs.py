@@ -409,9 +409,11 @@ class EmulatedGraph:
     def capture_begin(self) -> None:
         self.backend.log.append(("capture_begin", self.backend.current))
         self._saved = _clone(self.backend.state())
+        self.backend.capturing = True
 
     def capture_end(self) -> None:
         self.backend.log.append(("capture_end", self.backend.current))
+        self.backend.capturing = False
         assert self._saved is not None
         _restore(self.backend.state(), self._saved)
         if self.backend.fail_end is not None:
@@ -435,7 +437,8 @@ class EmulatedBackend:
     """``GraphedStep``'s backend on the CPU (tests, ``gpu_check.py --dry-run``): streams are names, a graph is
     the body run again. ``state`` gives the tensors an iteration changes (``Trainer.graph_state``). Faults to
     inject: ``fail_end`` (capture_end raises it), ``fail_replay`` (every replay raises it), ``corrupt_replay``
-    (called after each replay: a graph that computes something else). ``log``: (event, current stream)."""
+    (called after each replay: a graph that computes something else). ``log``: (event, current stream);
+    ``capturing``: between capture_begin and capture_end (a test's op can refuse to be captured, as on CUDA)."""
 
     def __init__(self, state: Callable[[], dict[str, torch.Tensor]]):
         self.state = state
@@ -445,6 +448,7 @@ class EmulatedBackend:
         self.fail_end: BaseException | None = None
         self.fail_replay: BaseException | None = None
         self.corrupt_replay: Callable[[], None] | None = None
+        self.capturing = False
         self._streams = 0
 
     def new_stream(self) -> EmulatedStream:
