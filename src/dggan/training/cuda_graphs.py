@@ -176,12 +176,11 @@ class CudaBackend:
     def current_stream(self) -> Any:
         return torch.cuda.current_stream(self.device)
 
-    def use_stream(self, stream: Any) -> contextlib.AbstractContextManager[Any]:
+    @contextlib.contextmanager
+    def use_stream(self, stream: Any) -> Iterator[None]:
         """Make ``stream`` current on this device; the previous stream comes back on exit, whatever raised."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.cuda.device(self.device))
-        stack.enter_context(torch.cuda.stream(stream))
-        return stack
+        with torch.cuda.device(self.device), torch.cuda.stream(stream):
+            yield
 
     def record_stream(self, tensor: torch.Tensor, stream: Any) -> None:
         tensor.record_stream(stream)
@@ -319,6 +318,7 @@ class GraphedStep:
             stage = "self-check's eager iteration"
             expected = self._eager(body)
             saved = None  # the state is now the eager iteration's, which is what training keeps
+            self.release_grads()  # the eager gradients: replays write the graph's own
             problem = first_mismatch({"losses": expected, **tensors}, replayed, *self.check.tolerance())
         except Exception as exc:  # noqa: BLE001 (whatever the capture or its first replay raise: go eager, say why)
             self._fall_back(f"{stage} failed: {type(exc).__name__}: {exc}", tensors, saved)
