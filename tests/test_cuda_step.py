@@ -273,7 +273,10 @@ def test_bad_gpu_settings(overrides: dict[str, object], needle: str) -> None:
 
 
 def test_gpu_settings_reach_the_candidates() -> None:
-    config = SearchConfig.from_dict({"cuda_graphs": False, "cudnn_benchmark": False, "channels_last": True})
+    config = SearchConfig.from_dict({"cuda_graphs": False, "cudnn_benchmark": False, "channels_last": True,
+                                     "graph_self_check": False})
     train = config.train_config(10)
     assert (train.cuda_graphs, train.cudnn_benchmark, train.channels_last) == (False, False, True)
+    assert train.graph_self_check is False
     assert TrainConfig().cuda_graphs is True and TrainConfig().channels_last is None
+    assert TrainConfig().graph_self_check is True and SearchConfig().graph_self_check is True
