@@ -164,3 +164,17 @@ def test_graphs_line_is_quiet_without_graphs(tmp_path: Path) -> None:
         rows = ledger.candidates()
     assert {r.extra["graphs"]["why"] for r in rows} == {"CUDA graphs are CUDA only"}  # recorded all the same
     assert graphs_line(rows) is None and not any(line.startswith("graphs:") for line in read_status(run).lines())
+
+
+def test_graphs_line_names_the_first_three_and_counts_the_rest() -> None:
+    from types import SimpleNamespace
+
+    def row(cid: int, mode: str, why: str = "") -> Any:
+        return SimpleNamespace(id=cid, extra={"graphs": {"mode": mode, "why": why}})
+
+    rows = [row(1, "graphed"), row(2, "graphed"), row(3, "eager", "no capture yet (warm-up)"), row(4, "graphed")]
+    rows += [row(10 + i, "fell back", "capture failed: RuntimeError: " + "x" * 200) for i in range(5)]
+    rows.append(SimpleNamespace(id=20, extra={}))  # recorded before graphs were: not counted
+    line = graphs_line(rows)
+    assert line is not None and line.startswith("graphs: 5 fell back, 3 graphed, 1 eager (c00010: capture failed")
+    assert line.endswith("; 2 more)") and line.count("c000") == 3 and "x" * 71 not in line
