@@ -15,7 +15,7 @@ from dggan.data import SyntheticShapes
 from dggan.errors import ConfigError
 from dggan.model.genome import Genome
 from dggan.model.memory import check_fits, estimate
-from dggan.training.cuda_graphs import EmulatedBackend, first_mismatch
+from dggan.training.cuda_graphs import Backend, CudaBackend, EmulatedBackend, EmulatedGraph, first_mismatch
 from dggan.training.trainer import TrainConfig, Trainer
 
 CFG = TrainConfig(iterations=10, batch_size=8, log_every=5, seed=11)
@@ -210,3 +210,18 @@ def test_memory_estimate_counts_graphs(tiny_genome: Genome) -> None:
     check_fits(tiny_genome, 16, "cpu", limit_gb)
     with pytest.raises(ConfigError, match=r"CUDA graphs add .* GiB \(it would fit without them\), cuda_graphs: false"):
         check_fits(tiny_genome, 16, "cuda", limit_gb, graphs=True, self_check=True)
+
+
+def test_the_emulation_speaks_the_cuda_backends_protocol() -> None:
+    """What the CPU tests drive is what a GPU runs: the same backend methods, and the graph methods GraphedStep
+    calls exist on torch.cuda.CUDAGraph and take no required argument (it calls them bare)."""
+    import inspect
+
+    wanted = {name for name in vars(Backend) if not name.startswith("_")}
+    assert wanted <= set(dir(CudaBackend)) and wanted <= set(dir(EmulatedBackend))
+    for name in ("capture_begin", "capture_end", "replay", "reset"):
+        method = getattr(torch.cuda.CUDAGraph, name)
+        required = [p for p in list(inspect.signature(method).parameters.values())[1:]
+                    if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        assert not required, (name, required)
+        assert callable(getattr(EmulatedGraph, name))

@@ -33,7 +33,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -163,6 +163,18 @@ def ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], weight: floa
         torch._foreach_lerp_(ema, params, weight)
 
 
+class Backend(Protocol):
+    """What ``GraphedStep`` asks of the device: ``CudaBackend`` on a GPU, ``EmulatedBackend`` on the CPU."""
+
+    def new_stream(self) -> Any: ...
+    def current_stream(self) -> Any: ...
+    def use_stream(self, stream: Any) -> contextlib.AbstractContextManager[Any]: ...
+    def record_stream(self, tensor: torch.Tensor, stream: Any) -> None: ...
+    def synchronize(self) -> None: ...
+    def new_graph(self) -> Any: ...  # with capture_begin(), capture_end(), replay(), reset() (torch.cuda.CUDAGraph's)
+    def captured(self, graph: Any, body: Callable[[], torch.Tensor], output: torch.Tensor) -> None: ...
+
+
 class CudaBackend:
     """Every CUDA call ``GraphedStep`` makes, in one small object: a CPU test hands ``GraphedStep`` an
     ``EmulatedBackend`` instead and so drives its real logic (warm-up, capture, fallback, self-check)."""
@@ -257,12 +269,12 @@ class GraphedStep:
     """
 
     def __init__(self, device: torch.device, release_grads: Callable[[], None], warmup: int = WARMUP_STEPS, *,
-                 check: SelfCheck | None = None, backend: Any = None):
+                 check: SelfCheck | None = None, backend: Backend | None = None):
         self.device = device
         self.release_grads = release_grads  # sets .grad to None: captured backward passes allocate them anew
         self.plan = CapturePlan(warmup)
         self.check = check
-        self.backend = backend if backend is not None else CudaBackend(device)
+        self.backend: Backend = backend if backend is not None else CudaBackend(device)
         self.graph: Any = None
         self.output: torch.Tensor | None = None
         self.captures = 0
