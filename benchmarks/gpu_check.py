@@ -1,15 +1,26 @@
 """One script for a GPU machine: every CUDA path the CPU tests cannot reach, and the timing table.
 
     python benchmarks/gpu_check.py --out gpu_check_out          # about 6-7 minutes on one H200
+    python benchmarks/gpu_check.py --checks-only --out gc       # pass/fail checks only (correctness, search)
+    python benchmarks/gpu_check.py --timing-only --out gc       # the timing table and sharing runs only
+    python benchmarks/gpu_check.py --check capture_failure_falls_back --out gc   # one check (repeatable)
     python benchmarks/gpu_check.py --dry-run --out /tmp/gc      # no GPU: this script's logic on the CPU, tiny sizes
 
 It writes ``OUTDIR/gpu_check.json`` (every number) and ``OUTDIR/gpu_check.md`` (the tables, the targets with
 pass/fail, the presets' cost recomputed from the measured throughput) and prints a summary.
 
-Correctness (each a pass/fail check):
-  graphs_match_eager     50 graphed iterations against 50 eager ones, fp32, losses within 1e-4 relative: a
-                         plain candidate, one with EMA ramp-up (a device-tensor EMA weight), and a fading child
-                         whose fade-in ends mid-way (the alpha schedule through a capture; a second capture)
+Correctness (each a pass/fail check; "exact": bit for bit against an eager trainer on the same static
+inputs, tensor alpha and Adam options, the graph's only difference, under deterministic cuDNN):
+  graphs_match_eager     50 graphed iterations, fp32, exact: a plain candidate, one with EMA ramp-up (a
+                         device-tensor EMA weight), and a fading child whose fade-in ends mid-way (the alpha
+                         schedule through a capture; a second capture); each new graph's self-check passed; the
+                         plain eager loop (float alpha) within 1e-4 relative where it does not fade
+  train_together_graphs  three graphed candidates on their own streams (train_together), exact against each
+                         trained alone eagerly on static inputs
+  bf16_graphs_match      bf16 autocast, channels-last (asserted NHWC), graphed against eager, exact
+  capture_failure_falls_back  an op that cannot be captured (a host sync) in the iteration: the capture fails,
+                         the trainer falls back to eager and records why, the stream is restored, and its
+                         results equal the eager trainer's
   resume_graphs          exact resume with graphs on: a fading child saved mid-fade, continued across the end
                          of the fade-in, against the same run resumed from its checkpoint
   divergence_graphs      a diverging candidate (lr 1e6) is still caught from the device-side statistics
@@ -24,15 +35,19 @@ Timing (``torch.profiler`` for the GPU-busy time: the union of kernel and copy i
   several                total images/s of several candidates on one GPU at 128 ch / 16 px: 1 eager, 1 graphed,
                          N processes, N processes under CUDA MPS (when nvidia-cuda-mps-control exists: a private
                          daemon, stopped afterwards), N candidates on their own streams in one process
-Search:
+Search (pass/fail; --dry-run runs them on the CPU, tiny):
   search_local           a tiny search on the local executor: one candidate per GPU, 2 processes per GPU,
-                         2 streams per worker; all finish with the same ledger shape
+                         2 streams per worker; all finish with the same ledger shape, and every candidate's
+                         ledger row says it ran graphed (CUDA) or eager (CPU), none fell back
   search_ray             the Ray executor with 2 candidates per GPU (0.5 GPU each), when Ray is installed
 
 The several-candidates runs go first, before this process creates a CUDA context of its own (an MPS server
 may refuse to start beside one). Correctness checks run deterministic cuDNN and cuBLAS (``cudnn_benchmark``
 off, ``CUBLAS_WORKSPACE_CONFIG``); the timing runs the defaults. Timing rows and sharing runs stop starting
 after ``--budget-s`` seconds; the report lists what was skipped.
+
+--dry-run runs the graphed trainers through ``EmulatedBackend`` (the real ``GraphedStep`` logic: warm-up,
+capture, self-check, fallback, with a replay that runs the iteration again), so every check's logic runs.
 """
 
 from __future__ import annotations
@@ -66,8 +81,8 @@ from dggan.model.genome import Genome, constant_channels, proggan_channels  # no
 from dggan.model.inherit import inherit_weights  # noqa: E402
 from dggan.model.networks import Discriminator, Generator  # noqa: E402
 from dggan.training.checkpoint import load_checkpoint  # noqa: E402
-from dggan.training.cuda_graphs import on_stream  # noqa: E402
-from dggan.training.trainer import TrainConfig, Trainer  # noqa: E402
+from dggan.training.cuda_graphs import EmulatedBackend, channels_last_enabled, on_stream  # noqa: E402
+from dggan.training.trainer import TrainConfig, Trainer, train_together  # noqa: E402
 
 HERE = Path(__file__).resolve()
 BATCH = 16
@@ -92,7 +107,8 @@ class Ctx:
 
 
 class PlainRunner:
-    """--dry-run: what a CUDA graph would record, run eagerly on the CPU (so every check's logic runs)."""
+    """The iteration a graph records, run eagerly on the same static inputs: the exact reference for a graphed
+    trainer (the same kernels, tensor alpha and Adam options; only the graph differs)."""
 
     def __init__(self) -> None:
         self.captures = 0
@@ -139,12 +155,26 @@ def small_genome(ctx: Ctx) -> Genome:
     return Genome.base(latent_size=16 if ctx.dry else 128, channels=constant_channels(32, 16 if ctx.dry else 128))
 
 
-def make_trainer(ctx: Ctx, genome: Genome, cfg: TrainConfig, graphs: bool, *, parent: Any = None) -> Trainer:
-    cfg = dataclasses.replace(cfg, device=ctx.device, cuda_graphs=graphs)
+def make_trainer(ctx: Ctx, genome: Genome, cfg: TrainConfig, graphs: bool, *, parent: Any = None,
+                 static_eager: bool = False) -> Trainer:
+    """A trainer on ``ctx``'s device; ``graphs``: graphed (emulated by ``EmulatedBackend`` on the CPU);
+    ``static_eager``: the graphed trainer's exact eager reference (``PlainRunner`` on its static inputs)."""
+    cfg = dataclasses.replace(cfg, device=ctx.device, cuda_graphs=graphs or static_eager)
     data = data_at(genome.resolution)
     trainer = Trainer(genome, cfg, data) if parent is None else Trainer.child_of(parent, genome, cfg, data)
-    if graphs and not ctx.cuda:
+    if static_eager:
         trainer.use_static_inputs(PlainRunner())
+    elif graphs:
+        emulate(ctx, trainer)
+    if ctx.cuda and channels_last_enabled("cuda", cfg.channels_last, cfg.bf16):
+        assert nhwc(trainer), "channels-last is on but the conv weights are not NHWC"
+    return trainer
+
+
+def emulate(ctx: Ctx, trainer: Trainer) -> Trainer:
+    """--dry-run: the trainer's iterations through a real GraphedStep on the emulated backend."""
+    if not ctx.cuda:
+        trainer.use_static_inputs(trainer.graphed_step(EmulatedBackend(trainer.graph_state)))
     return trainer
 
 
@@ -153,9 +183,29 @@ def captures(trainer: Trainer) -> int:
 
 
 def nhwc(trainer: Trainer) -> bool:
-    """Whether the trainer keeps its conv weights channels-last."""
-    weight = next(p for p in trainer.D.parameters() if p.dim() == 4)
-    return weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    """Whether the trainer keeps its conv weights channels-last. A conv with a kernel above 1x1: a 1x1 weight
+    (fromRGB's) is contiguous in both layouts and says nothing."""
+    weight = next(p for p in trainer.D.parameters() if p.dim() == 4 and p.shape[-1] > 1 and p.shape[1] > 1)
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def exact_diff(a: Trainer, b: Trainer, sa: list[torch.Tensor], sb: list[torch.Tensor]) -> float:
+    """The largest absolute difference between two runs' losses and every tensor of their state (0: bit for bit)."""
+    worst = max((float((x.double() - y.double()).abs().max()) for x, y in zip(sa, sb, strict=True)), default=0.0)
+    for x, y in zip(a.tensors().values(), b.tensors().values(), strict=True):
+        if x.is_floating_point():
+            worst = max(worst, float((x.double() - y.double()).abs().max()))
+        elif not torch.equal(x, y):
+            worst = math.inf
+    return worst
+
+
+def graph_ok(trainer: Trainer) -> dict[str, Any]:
+    """The trainer's graph record, asserted: graphed, every capture's self-check passed."""
+    record = trainer.graph_record()
+    assert record["mode"] == "graphed", f"graphs {record['mode']}: {record['why']}"
+    assert record["self_checks_passed"] == record["captures"], record
+    return record
 
 
 @contextlib.contextmanager
@@ -210,39 +260,126 @@ def run_check(ctx: Ctx, name: str, fn: Callable[[Ctx], Any]) -> None:
 
 @check("graphs_match_eager", "correctness")
 def graphs_match_eager(ctx: Ctx) -> dict[str, Any]:
-    n = 6 if ctx.dry else 50
+    n = 12 if ctx.dry else 50
     base = small_genome(ctx)
     cfg = TrainConfig(iterations=n, batch_size=BATCH, seed=1, cudnn_benchmark=False)
     out: dict[str, Any] = {}
     with deterministic(), tempfile.TemporaryDirectory() as tmp:
         parent = trained_parent(ctx, base, Path(tmp))
         child = apply_action(base, Action("grow_res"))
-        fade = max(2, n * 2 // 5)  # the fade-in ends at 40% of the run: one capture before, one after
+        fade = max(4, n * 2 // 5)  # the fade-in ends at 40% of the run: one capture before, one after
         variants = {"plain": (base, cfg, None), "ema_rampup": (base, dataclasses.replace(cfg, ema_rampup=0.05), None),
                     "fade_in": (child, dataclasses.replace(cfg, fade_iterations=fade), parent)}
         for name, (genome, vcfg, par) in variants.items():
             eager = make_trainer(ctx, genome, vcfg, False, parent=par)
+            static = make_trainer(ctx, genome, vcfg, False, parent=par, static_eager=True)
             graphed = make_trainer(ctx, genome, vcfg, True, parent=par)
-            se, sg, alphas = [], [], []
+            se, ss, sg, alphas = [], [], [], []
             for _ in range(n):
                 se.append(eager.step())
+                ss.append(static.step())
                 sg.append(graphed.step())
                 if graphed.fading and graphed._static is not None:
                     alphas.append((eager.G.alpha, float(graphed._static.alpha)))
+            exact = exact_diff(static, graphed, ss, sg)
             worst = max(rel_diff(a, b) for a, b in zip(se, sg, strict=True))
-            params = max(rel_diff(a, b) for a, b in zip(eager.tensors().values(), graphed.tensors().values(),
-                                                        strict=True) if a.is_floating_point())
             alpha_err = max((abs(a - b) for a, b in alphas), default=0.0)
-            out[name] = {"steps": n, "max_rel_loss_diff": worst, "max_rel_tensor_diff": params,
-                         "captures": captures(graphed), "alpha_steps_checked": len(alphas), "max_alpha_diff": alpha_err,
+            out[name] = {"steps": n, "max_abs_diff_vs_static_eager": exact, "max_rel_loss_diff_vs_eager": worst,
+                         "captures": captures(graphed), "graphs": graph_ok(graphed),
+                         "alpha_steps_checked": len(alphas), "max_alpha_diff": alpha_err,
                          "finite": bool(torch.stack(sg).isfinite().all())}
-            assert worst <= TOLERANCE, f"{name}: graphed losses differ from eager by {worst:.3g} (relative)"
+            assert exact == 0.0, f"{name}: graphed differs from eager on the same static inputs by {exact:.3g}"
+            if name != "fade_in":  # float alpha (the plain loop) and tensor alpha round differently
+                assert worst <= TOLERANCE, f"{name}: graphed losses differ from eager by {worst:.3g} (relative)"
             assert alpha_err <= 1e-7, f"{name}: alpha differs from the eager schedule by {alpha_err}"
             assert out[name]["finite"], f"{name}: non-finite losses"
         assert out["plain"]["captures"] == 1, "one capture for a candidate that does not fade in"
         assert out["fade_in"]["captures"] == 2, "the end of the fade-in must recapture exactly once"
         assert out["fade_in"]["alpha_steps_checked"] == fade
     return out
+
+
+@check("train_together_graphs", "correctness")
+def train_together_graphs(ctx: Ctx) -> dict[str, Any]:
+    n = 8 if ctx.dry else 30
+    cfg = TrainConfig(iterations=n, batch_size=BATCH, seed=1, cudnn_benchmark=False, log_every=n)
+    configs = [cfg, dataclasses.replace(cfg, seed=2, ema_rampup=0.05), dataclasses.replace(cfg, seed=3, lr=5e-4)]
+    genome = small_genome(ctx)
+    with deterministic():
+        alone = [make_trainer(ctx, genome, c, False, static_eager=True) for c in configs]
+        for t in alone:
+            t.train(progress=False)
+        together = [make_trainer(ctx, genome, c, True) for c in configs]
+        results = train_together([(t, {"progress": False}) for t in together])
+        sync(ctx)
+    for r in results:
+        assert not isinstance(r, Exception), r
+    diffs = [exact_diff(a, b, [], []) for a, b in zip(alone, together, strict=True)]
+    records = [graph_ok(t) for t in together]
+    assert max(diffs) == 0.0, f"graphed candidates trained together differ from eager alone by {diffs}"
+    return {"candidates": len(together), "steps": n, "max_abs_diff": max(diffs), "graphs": records}
+
+
+@check("bf16_graphs_match", "correctness")
+def bf16_graphs_match(ctx: Ctx) -> dict[str, Any]:
+    n = 8 if ctx.dry else 30
+    cfg = TrainConfig(iterations=n, batch_size=BATCH, seed=6, bf16=True, cudnn_benchmark=False)
+    genome = small_genome(ctx)
+    with deterministic():
+        static = make_trainer(ctx, genome, cfg, False, static_eager=True)
+        graphed = make_trainer(ctx, genome, cfg, True)
+        ss = [static.step() for _ in range(n)]
+        sg = [graphed.step() for _ in range(n)]
+    diff = exact_diff(static, graphed, ss, sg)
+    layout = "NHWC" if nhwc(graphed) else "NCHW"
+    assert diff == 0.0, f"bf16 graphed differs from bf16 eager on the same static inputs by {diff:.3g}"
+    assert layout == ("NHWC" if ctx.cuda else "NCHW"), layout  # channels-last by default with bf16, CUDA only
+    return {"steps": n, "max_abs_diff": diff, "layout": layout, "graphs": graph_ok(graphed)}
+
+
+@check("capture_failure_falls_back", "correctness")
+def capture_failure_falls_back(ctx: Ctx) -> dict[str, Any]:
+    """An iteration with a host sync in it (``.item()``: cannot be captured) falls back to eager, says why, puts
+    the stream back, and trains exactly as the eager trainer does."""
+    import warnings
+
+    n = 8 if ctx.dry else 20
+    cfg = TrainConfig(iterations=n, batch_size=BATCH, seed=8, cudnn_benchmark=False)
+    genome = small_genome(ctx)
+
+    def uncapturable(trainer: Trainer) -> None:
+        update = trainer._update
+        backend = getattr(trainer._graph, "backend", None)
+
+        def with_a_sync(*args: Any, **kwargs: Any) -> torch.Tensor:
+            out = update(*args, **kwargs)
+            if isinstance(backend, EmulatedBackend) and backend.capturing:  # what CUDA raises, emulated
+                raise RuntimeError("CUDA error: operation not permitted when stream is capturing (emulated)")
+            out[0].item()  # a host sync: fine eagerly, an error inside a capture
+            return out
+
+        trainer._update = with_a_sync  # type: ignore[method-assign]
+
+    with deterministic():
+        static = make_trainer(ctx, genome, cfg, False, static_eager=True)
+        graphed = make_trainer(ctx, genome, cfg, True)
+        uncapturable(static)
+        uncapturable(graphed)
+        ss = [static.step() for _ in range(n)]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sg = [graphed.step() for _ in range(n)]
+    record = graphed.graph_record()
+    assert record["mode"] == "fell back" and record["why"].startswith("capture failed:"), record
+    assert any("training continues eagerly" in str(w.message) for w in caught), "no warning said so"
+    if ctx.cuda:
+        assert torch.cuda.current_stream() == torch.cuda.default_stream(), "the capture stream stayed current"
+    else:
+        backend = graphed._graph.backend  # type: ignore[union-attr]
+        assert backend.current is backend.default, "the capture stream stayed current"
+    diff = exact_diff(static, graphed, ss, sg)
+    assert diff == 0.0, f"the fallback's results differ from eager by {diff:.3g}"
+    return {"steps": n, "graphs": record, "max_abs_diff": diff}
 
 
 @check("resume_graphs", "correctness")
@@ -256,9 +393,8 @@ def resume_graphs(ctx: Ctx) -> dict[str, Any]:
         trainer.train(until=n, progress=False)
         trainer.save(Path(tmp) / "mid.safetensors")
         expected = [trainer.step() for _ in range(2 * n)]  # crosses the end of the fade-in at 2n
-        resumed = Trainer.resume(load_checkpoint(Path(tmp) / "mid.safetensors"), data_at(trainer.genome.resolution))
-        if not ctx.cuda:
-            resumed.use_static_inputs(PlainRunner())
+        resumed = emulate(ctx, Trainer.resume(load_checkpoint(Path(tmp) / "mid.safetensors"),
+                                              data_at(trainer.genome.resolution)))
         assert resumed.graphed == ctx.cuda and resumed.iteration == n
         got = [resumed.step() for _ in range(2 * n)]
     diff = max(float((a - b).abs().max()) for a, b in zip(expected, got, strict=True))
@@ -311,9 +447,8 @@ def bf16_graphs(ctx: Ctx) -> dict[str, Any]:
         assert result.status == "done" and all(math.isfinite(v) for v in result.stats.values()), result
         trainer.save(Path(tmp) / "bf16.safetensors")
         expected = [trainer.step() for _ in range(3)]
-        resumed = Trainer.resume(load_checkpoint(Path(tmp) / "bf16.safetensors"), data_at(trainer.genome.resolution))
-        if not ctx.cuda:
-            resumed.use_static_inputs(PlainRunner())
+        resumed = emulate(ctx, Trainer.resume(load_checkpoint(Path(tmp) / "bf16.safetensors"),
+                                              data_at(trainer.genome.resolution)))
         got = [resumed.step() for _ in range(3)]
     diff = max(rel_diff(a, b) for a, b in zip(expected, got, strict=True))
     assert captures(trainer) == 2, f"expected a capture before and one after the fade-in, got {captures(trainer)}"
@@ -382,7 +517,7 @@ def measure(ctx: Ctx, genome: Genome, *, bf16: bool, graphs: bool, steps: int, p
     cfg = TrainConfig(iterations=10**9, batch_size=BATCH, bf16=bf16, channels_last=channels_last, seed=0,
                       log_every=10**9)
     trainer = make_trainer(ctx, genome, cfg, graphs)
-    trainer.train(until=8, progress=False)  # warm-up: cuDNN plans, optimizer state, the capture
+    trainer.train(until=8, progress=False)  # warm-up: cuDNN plans, optimizer state, the capture (self-checked)
     sync(ctx)
     if ctx.cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -404,7 +539,7 @@ def measure(ctx: Ctx, genome: Genome, *, bf16: bool, graphs: bool, steps: int, p
            "wall_over_busy": None if not busy else round(wall * 1e3 / busy, 3),
            "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20) if ctx.cuda else None,
            "captures": captures(trainer),
-           "graph_failed": getattr(getattr(trainer._graph, "plan", None), "failed", None),
+           "graph_failed": trainer.graph_record()["why"] if trainer.graph_record()["mode"] == "fell back" else None,
            "top_kernels": top_kernels(events, profile_steps)}
     del trainer
     if ctx.cuda:
@@ -482,7 +617,7 @@ def bench_worker(spec: dict[str, Any]) -> None:
                 for i in range(n)]
     if spec["graphs"] and not device.startswith("cuda"):
         for t in trainers:
-            t.use_static_inputs(PlainRunner())
+            t.use_static_inputs(t.graphed_step(EmulatedBackend(t.graph_state)))
     cuda = device.startswith("cuda")
     streams = [torch.cuda.Stream() if cuda and n > 1 else None for _ in trainers]
     runs = [t.train_steps(progress=False) for t in trainers]  # the loop train_together runs
@@ -613,19 +748,33 @@ def run_several(ctx: Ctx) -> None:
 
 # ====================================================================================== searches
 def tiny_search(ctx: Ctx, executor: str, **options: Any) -> dict[str, Any]:
+    """A tiny search on ``executor``; on the CPU (--dry-run) tinier, on CPU workers (``workers``, ``group``:
+    candidates one worker trains together, what streams sharing does on a GPU)."""
     from dggan.search.config import SearchConfig
     from dggan.search.driver import run_search
-    from dggan.search.executors import make_executor
+    from dggan.search.executors import LocalExecutor, make_executor
     from dggan.search.ledger import Ledger
+    from dggan.search.watch import graphs_line
 
     settings = {"data": "synthetic:n=512,res=16", "metric": "swd256", "baseline": {8: 100.0, 16: 100.0},
                 "initial_channels": [32], "latent_size": 32, "target_resolution": 16, "top_k": 2, "p": 0.3,
                 "filters": [16, 32, 64], "iterations": 40, "final_iterations": 20, "max_steps": 2, "seed": 3,
                 "device": "cuda", "executor": executor, "cudnn_benchmark": False, "sample_grid": 0, "tables": False}
-    config = SearchConfig.from_dict({**settings, **{k: v for k, v in options.items() if k != "workers"}})
-    ex = make_executor(executor, options.get("workers", torch.cuda.device_count()), "cuda",
-                       config.gpus_per_candidate, candidates_per_gpu=config.candidates_per_gpu,
-                       gpu_sharing=config.gpu_sharing)
+    if ctx.dry:
+        settings.update({"data": "synthetic:n=64,res=16", "metric": "swd32", "initial_channels": [8],
+                         "latent_size": 8, "filters": [8, 16], "iterations": 4, "final_iterations": 2,
+                         "max_steps": 1, "batch_size": 8, "eval_batch_size": 32, "device": "cpu", "threads": 1})
+    known = {"workers", "group"}
+    config = SearchConfig.from_dict({**settings, **{k: v for k, v in options.items() if k not in known}})
+    if ctx.dry and executor == "local":
+        per = options.get("candidates_per_gpu", 1)
+        streams = options.get("gpu_sharing") == "streams"
+        ex: Any = LocalExecutor(1 if streams else per, "cpu", 1, group=per if streams else None)
+    else:
+        workers = options.get("workers", torch.cuda.device_count() if ctx.cuda else 2)
+        ex = make_executor(executor, workers, config.device, config.gpus_per_candidate,
+                           threads=1 if ctx.dry else None, candidates_per_gpu=config.candidates_per_gpu,
+                           gpu_sharing=config.gpu_sharing)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             summary = run_search(Path(tmp) / "run", config, executor=ex, progress=False)
@@ -634,11 +783,17 @@ def tiny_search(ctx: Ctx, executor: str, **options: Any) -> dict[str, Any]:
     finally:
         ex.close()
     per_step = collections.Counter(r.step for r in rows)
+    modes = collections.Counter(str(r.extra.get("graphs", {}).get("mode")) for r in rows)
+    # Every candidate says how it ran: graphed on CUDA (eager only if it never got past the warm-up), eager on
+    # the CPU; none fell back or was retried.
+    assert set(modes) <= ({"graphed", "eager"} if ctx.cuda else {"eager"}), modes
+    if ctx.cuda:
+        assert modes["graphed"] > 0, modes
     return {"final_status": summary.final_status, "steps": summary.steps,
             "candidates_per_step": [per_step[s] for s in sorted(per_step)],
             "statuses": sorted({str(r.status) for r in rows}), "wall_seconds": round(summary.wall_seconds, 1),
             "workers": getattr(ex, "workers", None), "group": getattr(ex, "group", None),
-            "gpu_share": getattr(ex, "gpu_share", None)}
+            "gpu_share": getattr(ex, "gpu_share", None), "graphs": dict(modes), "graphs_line": graphs_line(rows)}
 
 
 @check("search_local", "search")
@@ -650,6 +805,7 @@ def search_local(ctx: Ctx) -> dict[str, Any]:
               for name, r in runs.items()}
     assert all(r["final_status"] == "done" and r["statuses"] == ["done"] for r in runs.values()), runs
     assert len(set(map(json.dumps, shapes.values()))) == 1, f"ledger shapes differ: {shapes}"
+    assert runs["2 streams per worker"]["group"] == 2 and runs["2 processes per GPU"]["workers"] >= 2, runs
     return runs
 
 
@@ -659,8 +815,9 @@ def search_ray(ctx: Ctx) -> dict[str, Any]:
         import ray  # noqa: F401
     except ImportError:
         return {"skipped": "ray is not installed"}
-    result = tiny_search(ctx, "ray", candidates_per_gpu=2, workers=4)
-    assert result["final_status"] == "done" and result["gpu_share"] == 0.5, result
+    result = tiny_search(ctx, "ray", candidates_per_gpu=2, workers=4 if ctx.cuda else 2)
+    assert result["final_status"] == "done", result
+    assert result["gpu_share"] == (0.5 if ctx.cuda else 0), result  # 2 candidates per GPU: half a GPU each
     return result
 
 
@@ -801,6 +958,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rows and shorter runs (about half the time)")
     parser.add_argument("--only", default="correctness,timing,several,search",
                         help="comma-separated groups: correctness, timing, several, search")
+    parser.add_argument("--checks-only", action="store_true",
+                        help="the pass/fail checks alone (correctness and search), no timing")
+    parser.add_argument("--timing-only", action="store_true", help="the timing table and sharing runs alone")
+    parser.add_argument("--check", action="append", default=[], metavar="NAME",
+                        help=f"run only this check (repeatable): {', '.join(name for name, _, _ in CHECKS)}")
     parser.add_argument("--budget-s", type=float, default=330.0,
                         help="no new timing row or sharing run starts after this many seconds")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
@@ -812,6 +974,16 @@ def main() -> None:
         raise SystemExit("gpu_check: no CUDA device here (torch.cuda.is_available() is False). Run it on a GPU"
                          " machine, or with --dry-run to exercise its CPU-side logic.")
     groups = set(args.only.split(","))
+    if args.checks_only:
+        groups &= {"correctness", "search"}
+    if args.timing_only:
+        groups &= {"timing", "several"}
+    unknown = set(args.check) - {name for name, _, _ in CHECKS}
+    if unknown:
+        raise SystemExit(f"gpu_check: no check named {', '.join(sorted(unknown))}; see --help")
+    if args.check:
+        groups = {group for name, group, _ in CHECKS if name in args.check}
+    wanted = set(args.check) or {name for name, _, _ in CHECKS}
     start = time.perf_counter()
     results: dict[str, Any] = {
         "device": "cpu", "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -830,12 +1002,12 @@ def main() -> None:
     if ctx.cuda:
         results["device"] = torch.cuda.get_device_name(0)
     for name, group, fn in CHECKS:
-        if group == "correctness" and group in groups:
+        if group == "correctness" and group in groups and name in wanted:
             run_check(ctx, name, fn)
     if "timing" in groups:
         run_table(ctx)
     for name, group, fn in CHECKS:
-        if group == "search" and group in groups and not ctx.dry:
+        if group == "search" and group in groups and name in wanted:
             run_check(ctx, name, fn)
     results["targets"] = targets(results)
     results["preset_cost"] = preset_cost(results)

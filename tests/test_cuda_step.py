@@ -32,13 +32,15 @@ CFG = TrainConfig(iterations=12, batch_size=8, log_every=4, seed=7)
 
 
 class PlainRunner:
-    """Stands in for GraphedStep on the CPU: runs the body it would capture, and records the keys."""
+    """Stands in for GraphedStep on the CPU: runs the body it would capture, and records the keys' network part
+    (whether it is fading; the rest is the hyperparameters baked into a graph)."""
 
     def __init__(self) -> None:
         self.keys: list[Hashable] = []
 
     def run(self, key: Hashable, body: Callable[[], torch.Tensor]) -> torch.Tensor:
-        self.keys.append(key)
+        assert isinstance(key, tuple)
+        self.keys.append(key[0])
         return body()
 
 
@@ -271,7 +273,10 @@ def test_bad_gpu_settings(overrides: dict[str, object], needle: str) -> None:
 
 
 def test_gpu_settings_reach_the_candidates() -> None:
-    config = SearchConfig.from_dict({"cuda_graphs": False, "cudnn_benchmark": False, "channels_last": True})
+    config = SearchConfig.from_dict({"cuda_graphs": False, "cudnn_benchmark": False, "channels_last": True,
+                                     "graph_self_check": False})
     train = config.train_config(10)
     assert (train.cuda_graphs, train.cudnn_benchmark, train.channels_last) == (False, False, True)
+    assert train.graph_self_check is False
     assert TrainConfig().cuda_graphs is True and TrainConfig().channels_last is None
+    assert TrainConfig().graph_self_check is True and SearchConfig().graph_self_check is True

@@ -1,6 +1,6 @@
 """benchmarks/gpu_check.py's CPU side: it imports, refuses a machine without CUDA with a clear message, its
-correctness checks run on the CPU (graphs emulated by running the recorded body eagerly), and its arithmetic
-(GPU-busy time, targets, preset cost, report) is right. The CUDA runs themselves happen on a GPU machine."""
+correctness and search checks run on the CPU (graphs through GraphedStep on the emulated backend), and its
+arithmetic (GPU-busy time, targets, preset cost, report) is right. The CUDA runs themselves happen on a GPU."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from types import ModuleType
 
 import pytest
 import torch
+
+from dggan.data import SyntheticShapes
+from dggan.model.genome import Genome
+from dggan.training.trainer import TrainConfig, Trainer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
@@ -70,7 +74,42 @@ def test_correctness_checks_run_on_the_cpu(gpu_check: ModuleType) -> None:
     checks = ctx.results["checks"]
     assert all(entry["ok"] for entry in checks.values()), {k: v.get("error") for k, v in checks.items()}
     assert checks["graphs_match_eager"]["result"]["fade_in"]["captures"] == 2  # the key changed at the fade's end
+    assert checks["graphs_match_eager"]["result"]["fade_in"]["graphs"]["self_checks_passed"] == 2
     assert checks["resume_graphs"]["result"]["max_abs_diff"] == 0.0
+    assert checks["train_together_graphs"]["result"]["max_abs_diff"] == 0.0
+    assert checks["bf16_graphs_match"]["result"]["max_abs_diff"] == 0.0
+    fallback = checks["capture_failure_falls_back"]["result"]
+    assert fallback["graphs"]["mode"] == "fell back" and fallback["max_abs_diff"] == 0.0
+    assert "operation not permitted when stream is capturing" in fallback["graphs"]["why"]
+
+
+@pytest.mark.slow
+def test_search_checks_run_on_the_cpu(gpu_check: ModuleType) -> None:
+    """The search checks, tiny, on CPU workers (local: 1 and 2 processes, 2 candidates per worker; Ray)."""
+    ctx = gpu_check.Ctx("cpu", dry=True, quick=True, deadline=time.perf_counter() + 600, results={"checks": {}})
+    for name, group, fn in gpu_check.CHECKS:
+        if group == "search":
+            gpu_check.run_check(ctx, name, fn)
+    checks = ctx.results["checks"]
+    assert set(checks) == {"search_local", "search_ray"}
+    assert all(entry["ok"] for entry in checks.values()), {k: v.get("error") for k, v in checks.items()}
+    local = checks["search_local"]["result"]
+    assert {name: (r["workers"], r["group"]) for name, r in local.items()} == {
+        "one per GPU": (1, 1), "2 processes per GPU": (2, 1), "2 streams per worker": (1, 2)}
+    assert all(set(r["graphs"]) == {"eager"} for r in local.values())  # every ledger row says how it ran
+
+
+def test_nhwc_looks_at_a_real_conv(gpu_check: ModuleType, tiny_genome: Genome, tiny_data: SyntheticShapes) -> None:
+    trainer = Trainer(tiny_genome, TrainConfig(iterations=1, batch_size=8), tiny_data)
+    assert not gpu_check.nhwc(trainer)
+    trainer.D.to(memory_format=torch.channels_last)  # what the trainer does on CUDA with channels_last
+    assert gpu_check.nhwc(trainer)
+
+
+def test_an_unknown_check_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--check", "nope", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "no check named nope" in result.stderr
 
 
 def test_without_cuda_it_says_so(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def test_the_checker_sees_an_upward_import_and_a_circle(tmp_path: Path, monkeypa
 
 RUN_FILES = ("stats.jsonl", "genome.json", "inheritance.json", "error.txt", "metrics.json", "tables.json",
              "tables.md", "compare.json", "compare.md", "samples.png", "options.json", "compare-baseline",
-             "ledger.sqlite", "checkpoint.safetensors", "result.json")
+             "ledger.sqlite", "checkpoint.safetensors", "result.json", "graphs_error.txt")
 
 
 def test_run_folder_names_live_in_runs_only() -> None:

@@ -85,6 +85,11 @@ class ModelFolder:
         return self.root / "error.txt"
 
     @property
+    def graphs_error(self) -> Path:
+        """Why training with CUDA graphs failed before the eager retry."""
+        return self.root / "graphs_error.txt"
+
+    @property
     def metrics(self) -> Path:
         """The final model's scores (``best/metrics.json``)."""
         return self.root / "metrics.json"

@@ -60,6 +60,8 @@ def print_summary(summary: SearchSummary) -> None:
     typer.echo(f"{summary.candidates} candidates over {summary.steps} steps; this session"
                f" {duration(summary.wall_seconds)} (the whole run {duration(summary.total_wall_seconds)};"
                f" training and scoring, baseline included, {duration(summary.train_seconds + summary.eval_seconds)})")
+    if summary.graphs:
+        typer.echo(summary.graphs)
     for line in headline(summary.run_dir).lines():
         typer.echo(line)
 

@@ -66,6 +66,8 @@ def train(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (CUDA only)")] = False,
     cuda_graphs: Annotated[bool, typer.Option(help="Replay each iteration as a CUDA graph (CUDA only)")] = True,
+    graph_self_check: Annotated[bool, typer.Option(help="Check each new CUDA graph against the same iteration run"
+                                                        " eagerly, once (CUDA only)")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the weights, batches and noise")] = 0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: chosen from the free cores)")] = None,
     run_dir: Annotated[Path, typer.Option(help="Folder that holds numbered run folders")] = Path("runs"),
@@ -116,7 +118,8 @@ def train(
     if from_checkpoint is not None:
         ckpt = load_checkpoint(from_checkpoint)
         data = _data_for(ckpt, data)
-        trainer = Trainer.resume(ckpt, open_dataset(data), device=device, runtime={"cuda_graphs": cuda_graphs})
+        runtime = {"cuda_graphs": cuda_graphs, "graph_self_check": graph_self_check}
+        trainer = Trainer.resume(ckpt, open_dataset(data), device=device, runtime=runtime)
         start_iteration = trainer.iteration
         if iterations <= trainer.iteration:
             raise ConfigError(f"{ckpt.path} is at iteration {trainer.iteration}; pass --iterations above it"
@@ -125,7 +128,8 @@ def train(
         desc = f"train-{ckpt.genome.key()}-resumed"
     else:
         config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, fade_fraction=fade_fraction,
-                             device=device, bf16=bf16, seed=seed, log_every=log_every, cuda_graphs=cuda_graphs)
+                             device=device, bf16=bf16, seed=seed, log_every=log_every, cuda_graphs=cuda_graphs,
+                             graph_self_check=graph_self_check)
         if parent is not None:
             parent_ckpt = load_checkpoint(parent)
             data = _data_for(parent_ckpt, data)

@@ -5,6 +5,11 @@ to allocate terabytes and take the machine down. The estimate counts the weights
 D in float32, their gradients and Adam's two moments, and the activations one training step keeps for the
 backward pass (G's output per layer for the batch; D's for real, fake and the gradient-penalty mix, with
 the double backward roughly tripling them). It is meant to catch the impossible, not to plan tightly.
+
+With CUDA graphs the graph's private memory pool holds the iteration's peak (the activations and the
+gradients) for the trainer's whole life, beside the allocator's own cache that the eager warm-up filled, so
+graphs count them a second time; the self-check of each new graph briefly holds two more copies of the
+weights and Adam state.
 """
 
 from __future__ import annotations
@@ -22,22 +27,32 @@ BYTES = 4  # float32
 class MemoryEstimate:
     weights: int  # bytes: G, EMA G, D, their gradients and Adam state
     activations: int  # bytes kept for one step's backward passes
+    graphs: int = 0  # bytes CUDA graphs add: the graph pool's copy of the peak, the self-check's snapshots
 
     @property
     def total(self) -> int:
-        return self.weights + self.activations
+        return self.weights + self.activations + self.graphs
 
     def __str__(self) -> str:
+        graphs = f", {self.graphs / 2**30:.3g} CUDA graphs" if self.graphs else ""
         return f"~{self.total / 2**30:.3g} GiB ({self.weights / 2**30:.3g} weights, {self.activations / 2**30:.3g}" \
-               " activations)"
+               f" activations{graphs})"
 
 
-def estimate(genome: Genome, batch_size: int) -> MemoryEstimate:
+def estimate(genome: Genome, batch_size: int, graphs: bool = False, self_check: bool = False) -> MemoryEstimate:
+    """``graphs``: a CUDA graph is captured (its pool: activations and gradients once more); ``self_check``: its
+    first replay is checked against eager (two snapshots of the weights and Adam state while it runs)."""
     g, d = genome.g_params(), genome.d_params()
     weights = BYTES * (g * 5 + d * 4)  # G + EMA + grad + 2 Adam moments; D + grad + 2 moments
     g_act = sum(spec.out_ch * spec.resolution**2 for spec in g_plan(genome)) * batch_size
     d_act = sum(spec.out_ch * spec.resolution**2 for spec in d_plan(genome)) * batch_size * 3
-    return MemoryEstimate(weights, BYTES * 3 * (g_act + d_act))
+    activations = BYTES * 3 * (g_act + d_act)
+    extra = 0
+    if graphs:
+        extra = activations + BYTES * (g + d)  # the graph pool: the iteration's activations and the gradients
+        if self_check:
+            extra += 2 * BYTES * (g * 4 + d * 3)  # before/after copies of G, EMA G, D and both Adam moments
+    return MemoryEstimate(weights, activations, extra)
 
 
 def device_memory(device: str) -> int:
@@ -54,13 +69,18 @@ def device_memory(device: str) -> int:
 
 
 def check_fits(genome: Genome, batch_size: int, device: str, limit_gb: float | None = None,
-               what: str = "this genome") -> MemoryEstimate:
-    """Raise ConfigError when ``genome`` cannot fit ``device`` (or ``limit_gb``); return the estimate."""
-    need = estimate(genome, batch_size)
+               what: str = "this genome", *, graphs: bool = False, self_check: bool = False) -> MemoryEstimate:
+    """Raise ConfigError when ``genome`` cannot fit ``device`` (or ``limit_gb``); return the estimate.
+    ``graphs`` and ``self_check``: CUDA graphs are on (see ``estimate``)."""
+    need = estimate(genome, batch_size, graphs, self_check)
     limit = limit_gb * 2**30 if limit_gb else device_memory(device)
     if need.total > limit:
         where = f"the {limit_gb:g} GiB memory_limit_gb" if limit_gb else f"{device}'s {limit / 2**30:.3g} GiB"
+        eager = ""
+        if need.graphs:
+            fits = " (it would fit without them)" if need.total - need.graphs <= limit else ""
+            eager = f"; CUDA graphs add {need.graphs / 2**30:.3g} GiB{fits}, cuda_graphs: false saves that"
         raise ConfigError(f"{what} needs {need} at batch {batch_size}, more than {where}"
                           f" ({genome.summary()}); use fewer filters or channels, a smaller batch, or raise"
-                          " memory_limit_gb if the estimate is too cautious")
+                          f" memory_limit_gb if the estimate is too cautious{eager}")
     return need

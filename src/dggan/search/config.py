@@ -27,7 +27,8 @@ SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
 
 # Settings that say where and how fast a search runs, not what it computes: --resume may change them.
 RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "candidates_per_gpu",
-                              "gpu_sharing", "cuda_graphs", "cudnn_benchmark", "channels_last", "tensorboard",
+                              "gpu_sharing", "cuda_graphs", "graph_self_check", "cudnn_benchmark", "channels_last",
+                              "tensorboard",
                               "slurm_cluster", "slurm_partition", "slurm_gpus", "slurm_cpus_per_task", "slurm_time_min",
                               "slurm_max_timeouts", "slurm_array_parallelism", "slurm_extra", "slurm_setup",
                               "slurm_folder"})
@@ -103,6 +104,7 @@ class SearchConfig:
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False
     cuda_graphs: bool = _TRAIN.cuda_graphs  # CUDA: one captured graph per iteration, replayed (training.cuda_graphs)
+    graph_self_check: bool = _TRAIN.graph_self_check  # each new graph checked against eager once
     cudnn_benchmark: bool = _TRAIN.cudnn_benchmark
     channels_last: bool | None = _TRAIN.channels_last  # None: with bf16
     checkpoint_every: int = 0  # iterations between in-candidate checkpoints (0: a quarter of the budget)

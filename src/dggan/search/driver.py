@@ -35,6 +35,7 @@ from .preflight import check_data, check_device, check_executor, check_metric, d
 from .proggan import run_baseline, train_route
 from .runner import Runner
 from .state import Status
+from .watch import graphs_line
 
 __all__ = ["Search", "SearchError", "SearchSummary", "run_baseline", "run_search"]
 
@@ -55,6 +56,7 @@ class SearchSummary:
     final_normalized: float | None = None
     final_route_iterations: int | None = None
     final_needed: bool = True  # whether the settings ask for a final training
+    graphs: str | None = None  # how candidates ran on CUDA graphs, when any did (``watch.graphs_line``)
 
     @property
     def ok(self) -> bool:
@@ -268,6 +270,9 @@ class Search:
         rows = self.ledger.candidates()
         final = self.ledger.final()
         best = self.best_at_target()
+        graphs = graphs_line(rows)
+        if graphs is not None:  # a fallback is said where the run ends, not only in a worker's stderr
+            self.log(graphs)
         train_s, eval_s = _work_seconds(rows, final)
         if self.layout.baseline.ledger.exists():  # the auto baseline's work is part of this run
             with Ledger.open(self.layout.baseline.ledger, readonly=True) as sub:
@@ -284,7 +289,7 @@ class Search:
             total_wall_seconds=sum(s["wall_seconds"] for s in sessions),
             final_normalized=final.normalized_metric if final else None,
             final_route_iterations=final.extra.get("route_iterations") if final else None,
-            final_needed=self.config.final_iterations > 0 or self.config.baseline != "none")
+            final_needed=self.config.final_iterations > 0 or self.config.baseline != "none", graphs=graphs)
         self.ledger.set_meta("last_summary", json.dumps({
             "wall_seconds": summary.total_wall_seconds, "train_seconds": train_s, "eval_seconds": eval_s,
             "candidates": summary.candidates, "executor": self.executor.name}))

@@ -65,9 +65,10 @@ def check_sizes(config: SearchConfig) -> None:
     from ..model.memory import check_fits
 
     device = config.resolved_device()
+    graphs = {"graphs": config.cuda_graphs and device.startswith("cuda"), "self_check": config.graph_self_check}
     space = config.action_space()
     for genome in config.initial_genomes():
-        check_fits(genome, config.batch_size, device, config.memory_limit_gb, "an initial genome")
+        check_fits(genome, config.batch_size, device, config.memory_limit_gb, "an initial genome", **graphs)
         for kind, enabled in (("grow_g", config.grow_g), ("grow_d", config.grow_d)):
             if not enabled:
                 continue
@@ -77,7 +78,7 @@ def check_sizes(config: SearchConfig) -> None:
             except InvalidActionError:  # e.g. max_g_layers = 0: that layer is never grown
                 continue
             check_fits(grown, config.batch_size, device, config.memory_limit_gb,
-                       f"a child with the action space's largest {kind} layer")
+                       f"a child with the action space's largest {kind} layer", **graphs)
 
 
 def check_executor(config: SearchConfig) -> None:

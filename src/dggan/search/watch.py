@@ -61,6 +61,7 @@ class SearchStatus:
     taken: float = field(default_factory=time.time)
     scoring: list[int] = field(default_factory=list)  # running candidates done training, being scored now
     interrupted: int = 0  # not running: candidates a stopped search had in flight (counted as pending)
+    graphs: str | None = None  # how candidates ran on CUDA graphs (``graphs_line``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +103,8 @@ class SearchStatus:
                 out.append(f"  {b.resolution:>4}px  c{b.candidate:05d}  {shown:>8}  {b.summary}")
         final = "running" if self.state == "running" and self.phase == "final training" else "not yet"
         out.append(f"final training: {self.final or final}")
+        if self.graphs:
+            out.append(self.graphs)
         return out
 
 
@@ -171,7 +174,28 @@ def compute_status(rows: list[CandidateRow], final: FinalRow | None, settings: d
         score=f"{metric} / ProgGAN" if normalized else metric, best=_best(rows, normalized),
         training=[r.id for r in training], images_per_s=speed, eta_seconds=eta if state == "running" else None,
         eta_note=note, final=None if final is None else final.status.value, taken=now,
-        scoring=[r.id for r in scoring], interrupted=interrupted)
+        scoring=[r.id for r in scoring], interrupted=interrupted, graphs=graphs_line(rows))
+
+
+def graphs_line(rows: list[CandidateRow]) -> str | None:
+    """How the finished candidates ran with CUDA graphs, from their ledger rows' ``extra["graphs"]`` (the worker
+    records it), e.g. ``graphs: 12 graphed, 1 fell back (c00007: capture failed: ...)``; None when no candidate
+    used graphs (a CPU run, or ``cuda_graphs`` off). Also the sentence for a search's summary."""
+    modes: dict[str, int] = {}
+    notes = []
+    for r in rows:
+        record = r.extra.get("graphs") if isinstance(r.extra, dict) else None
+        if not isinstance(record, dict):
+            continue
+        mode = str(record.get("mode", "?"))
+        modes[mode] = modes.get(mode, 0) + 1
+        if mode in ("fell back", "retried eagerly"):
+            notes.append(f"c{r.id:05d}: {str(record.get('why', ''))[:100]}")
+    if not modes.get("graphed") and not notes:
+        return None
+    counts = ", ".join(f"{n} {mode}" for mode, n in sorted(modes.items(), key=lambda kv: (-kv[1], kv[0])))
+    shown = "; ".join(notes[:3]) + (f"; {len(notes) - 3} more" if len(notes) > 3 else "")
+    return f"graphs: {counts}" + (f" ({shown})" if shown else "")
 
 
 def _count(rows: list[CandidateRow]) -> dict[str, int]:

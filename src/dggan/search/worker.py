@@ -5,11 +5,17 @@ result: a NaN/exploding run is ``diverged``, an architecture that cannot be buil
 device is ``failed``. Anything else (a full disk, a missing parent checkpoint, data that moved, a bug)
 is not the candidate's fault: the result says ``retry`` and the driver stops the search with the error,
 leaving the candidate pending so that ``--resume`` continues exactly once the problem is fixed.
+
+An error while a candidate trains with CUDA graphs (a replay that fails, a sticky CUDA error) is first
+retried here, once, without graphs (from the candidate's latest checkpoint); only when that fails too does
+the result say ``retry``. How each candidate ran (graphed, eager, fell back, retried: ``extra["graphs"]``)
+reaches the ledger with its result and its stats.jsonl with the first logged line after each change.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import time
@@ -31,6 +37,7 @@ from ..model.genome import Genome
 from ..runs import ModelFolder, write_model_description
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from ..training.config import RUNTIME_FIELDS
+from ..training.cuda_graphs import GraphedStep
 from ..training.trainer import TrainConfig, Trainer, TrainResult, train_together
 from .state import Status
 
@@ -157,8 +164,13 @@ def run_candidates(tasks: list[CandidateTask]) -> list[CandidateResult]:
         if isinstance(job, CandidateResult):
             results.append(job)
             continue
+        outcome = trained.get(id(job))
+        if _graphed_fault(job, outcome):
+            job.board.close()
+            results.append(_retry_eagerly(job, outcome))  # type: ignore[arg-type]
+            continue
         try:
-            results.append(_conclude(job, trained.get(id(job))))
+            results.append(_conclude(job, outcome))
         except Exception as exc:  # noqa: BLE001
             results.append(_failure(job.task, exc))
         finally:
@@ -181,14 +193,51 @@ def _training() -> Iterator[None]:
 def _run(task: CandidateTask) -> CandidateResult:
     job = _prepare(task)
     with job.board:
-        outcome: TrainResult | Exception | None = None
-        if job.needs_training:
-            try:
-                with _training():
-                    outcome = job.trainer.train(**job.train_kwargs())
-            except RuntimeError as exc:
-                outcome = exc  # out of memory: the candidate's own failure (see _conclude); anything else re-raised
-        return _conclude(job, outcome)
+        outcome = _train_alone(job)
+        if not _graphed_fault(job, outcome):
+            return _conclude(job, outcome)
+    return _retry_eagerly(job, outcome)  # type: ignore[arg-type]
+
+
+def _train_alone(job: _Job) -> TrainResult | Exception | None:
+    """Train ``job`` in this thread: its result, the exception that stopped it (``_conclude`` re-raises it, or
+    names it the candidate's failure: out of memory), or None when it needed no training."""
+    if not job.needs_training:
+        return None
+    try:
+        with _training():
+            return job.trainer.train(**job.train_kwargs())
+    except Exception as exc:  # noqa: BLE001
+        return exc
+
+
+def _graphed_fault(job: _Job, outcome: TrainResult | Exception | None) -> bool:
+    """Training with CUDA graphs stopped on an error other than out of memory: worth one try without graphs."""
+    return (isinstance(outcome, Exception) and not is_out_of_memory(outcome)
+            and isinstance(getattr(job.trainer, "_graph", None), GraphedStep))
+
+
+def _retry_eagerly(failed: _Job, error: Exception) -> CandidateResult:
+    """Train ``failed``'s candidate once more without CUDA graphs (from its latest checkpoint, or from the start),
+    and record that it did; when that fails too, the failure says both errors."""
+    task = failed.task
+    first = f"{type(error).__name__}: {error}"
+    with contextlib.suppress(OSError):
+        atomic_write_text(ModelFolder(failed.out).graphs_error, "".join(traceback.format_exception(error)))
+    record = {**failed.trainer.graph_record(), "mode": "retried eagerly", "why": f"graphed training failed: {first}"}
+    failed.trainer = None  # its graph's memory goes before the retry allocates
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # (raises after a sticky error: then the retry fails, and says so)
+        job = _prepare(dataclasses.replace(task, train={**task.train, "cuda_graphs": False}))
+        job.graphs = record
+        with job.board:
+            return _conclude(job, _train_alone(job))
+    except Exception as exc:  # noqa: BLE001 (the retry's failure is the result, with what came before it)
+        result = _failure(task, exc)
+        result.error = f"{result.error} (retried without CUDA graphs after graphed training failed: {first})"
+        result.extra["graphs"] = record
+        return result
 
 
 def _failure(task: CandidateTask, exc: Exception) -> CandidateResult:
@@ -216,6 +265,11 @@ class _Job:
     end: int
     every: int
     board: Board  # its TensorBoard writer (does nothing without tensorboard)
+    graphs: dict[str, Any] | None = None  # set when this is the eager retry of a graphed run that failed
+    _logged_graphs: dict[str, Any] | None = None
+
+    def graph_record(self) -> dict[str, Any]:
+        return self.graphs if self.graphs is not None else self.trainer.graph_record()
 
     @property
     def ckpt_path(self) -> Path:
@@ -231,7 +285,11 @@ class _Job:
                 "on_log": self.on_log}
 
     def on_log(self, row: dict[str, float]) -> None:
-        append_jsonl(ModelFolder(self.out).stats, row)
+        graphs = self.graph_record()
+        line: dict[str, Any] = dict(row)
+        if graphs != self._logged_graphs:  # how it runs, on the first line and whenever that changes
+            line["graphs"], self._logged_graphs = graphs, graphs
+        append_jsonl(ModelFolder(self.out).stats, line)
         self.board.scalars({k: v for k, v in row.items() if k != "iteration"}, int(row["iteration"]), "train/")
         _honour_preemption(self.trainer, self.ckpt_path, self.board)
 
@@ -278,6 +336,7 @@ def _prepare(task: CandidateTask) -> _Job:
 def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateResult:
     """Checkpoint, sample and score a candidate after its training (``outcome``; None: it needed none)."""
     task, trainer, ckpt_path = job.task, job.trainer, job.ckpt_path
+    graphs = job.graph_record()  # how it trained: into the ledger with the result (its ``extra``)
     if isinstance(outcome, Exception):
         if isinstance(outcome, RuntimeError) and is_out_of_memory(outcome):
             raise CandidateFailure(f"does not fit the device: {outcome}") from outcome
@@ -285,7 +344,8 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
     if outcome is not None:
         if outcome.status != Status.DONE:
             return CandidateResult(task.candidate_id, Status(outcome.status), train_seconds=trainer.train_seconds,
-                                   error=outcome.reason, extra={"stats": outcome.stats}, iterations=trainer.iteration)
+                                   error=outcome.reason, extra={"stats": outcome.stats, "graphs": graphs},
+                                   iterations=trainer.iteration)
         trainer.save(ckpt_path)
         _honour_preemption(trainer, ckpt_path, job.board)  # asked for after the last logged iteration
     elif not ckpt_path.exists():
@@ -295,7 +355,7 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
     if not torch.isfinite(trainer.sample(8, seed=1)).all():
         return CandidateResult(task.candidate_id, Status.DIVERGED, train_seconds=trainer.train_seconds,
                                eval_seconds=time.perf_counter() - start, iterations=trainer.iteration,
-                               error="the EMA generator's output is not finite")
+                               error="the EMA generator's output is not finite", extra={"graphs": graphs})
     scores = evaluate_trainer(trainer, job.data, task)
     value = float(scores["value"])
     job.board.scalars({task.metric: value}, trainer.iteration, "metric/")
@@ -304,7 +364,7 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
         save_grid(samples, ModelFolder(job.out).samples)
         job.board.images("samples", samples, trainer.iteration)
     eval_seconds = time.perf_counter() - start
-    extra = {k: v for k, v in scores.items() if k not in ("value", "metric")}
+    extra = {**{k: v for k, v in scores.items() if k not in ("value", "metric")}, "graphs": graphs}
     # The driver normalises: only it knows the baseline at this candidate's route iterations.
     return CandidateResult(task.candidate_id, Status.DONE, metric=value, extra=extra,
                            train_seconds=trainer.train_seconds, eval_seconds=eval_seconds, checkpoint=str(ckpt_path),

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # Settings that say how a candidate runs on its device, not what it computes: a resumed run takes them from the
 # caller, not from its checkpoint.
-RUNTIME_FIELDS = ("device", "cuda_graphs", "cudnn_benchmark", "channels_last")
+RUNTIME_FIELDS = ("device", "cuda_graphs", "graph_self_check", "cudnn_benchmark", "channels_last")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class TrainConfig:
     # change);
     # keep conv weights and activations channels-last (NHWC, what tensor cores read; None: with bf16).
     cuda_graphs: bool = True
+    # Each new graph's first replay is compared with the same iteration run eagerly (one extra iteration per
+    # capture); a mismatch trains that candidate eagerly. Off: trust the graph.
+    graph_self_check: bool = True
     cudnn_benchmark: bool = True
     channels_last: bool | None = None
     seed: int = 0

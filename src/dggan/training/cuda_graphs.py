@@ -12,14 +12,19 @@ with one launch. What changes between iterations lives in static device buffers 
 - alpha (fade-in) and the EMA weight (with ``ema_rampup``): 0-dim device tensors filled in place, so a
   fade-in replays one graph instead of recapturing every step.
 
-The graph is captured after a few eager warm-up iterations on a side stream (PyTorch's whole-network
-recipe: optimizer state, cuDNN plans and autograd's streams exist before capture). The warm-up iterations
+The graph is captured after a few eager warm-up iterations on the stream it is captured on (PyTorch's
+whole-network recipe, as ``torch.cuda.make_graphed_callables`` does: optimizer state, cuDNN plans and autograd's
+streams exist before capture). The warm-up iterations
 are real training iterations that run the very code the graph records, so graphed training is eager
 training, iteration for iteration. The graph is recaptured only when the networks change: at the end of a
 fade-in, when the old toRGB/fromRGB are dropped.
 
+Each new graph proves itself before it trains (``SelfCheck``): its first replay is compared with the same
+iteration run eagerly; a capture that fails or a graph that disagrees leaves the trainer eager, and says so.
+
 Everything here that decides (``CapturePlan``, ``adam_options``, ``channels_last_enabled``...) is plain
-Python, tested on the CPU; the capture itself needs a GPU (``benchmarks/gpu_check.py``).
+Python, tested on the CPU; ``GraphedStep`` makes its CUDA calls through a backend object, so the CPU tests drive
+it with ``EmulatedBackend``. The capture itself needs a GPU (``benchmarks/gpu_check.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -158,44 +163,145 @@ def ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], weight: floa
         torch._foreach_lerp_(ema, params, weight)
 
 
+class Backend(Protocol):
+    """What ``GraphedStep`` asks of the device: ``CudaBackend`` on a GPU, ``EmulatedBackend`` on the CPU."""
+
+    def new_stream(self) -> Any: ...
+    def current_stream(self) -> Any: ...
+    def use_stream(self, stream: Any) -> contextlib.AbstractContextManager[Any]: ...
+    def record_stream(self, tensor: torch.Tensor, stream: Any) -> None: ...
+    def synchronize(self) -> None: ...
+    def new_graph(self) -> Any: ...  # with capture_begin(), capture_end(), replay(), reset() (torch.cuda.CUDAGraph's)
+    def captured(self, graph: Any, body: Callable[[], torch.Tensor], output: torch.Tensor) -> None: ...
+
+
+class CudaBackend:
+    """Every CUDA call ``GraphedStep`` makes, in one small object: a CPU test hands ``GraphedStep`` an
+    ``EmulatedBackend`` instead and so drives its real logic (warm-up, capture, fallback, self-check)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def new_stream(self) -> Any:
+        return torch.cuda.Stream(self.device)
+
+    def current_stream(self) -> Any:
+        return torch.cuda.current_stream(self.device)
+
+    @contextlib.contextmanager
+    def use_stream(self, stream: Any) -> Iterator[None]:
+        """Make ``stream`` current on this device; the previous stream comes back on exit, whatever raised."""
+        with torch.cuda.device(self.device), torch.cuda.stream(stream):
+            yield
+
+    def record_stream(self, tensor: torch.Tensor, stream: Any) -> None:
+        tensor.record_stream(stream)
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def new_graph(self) -> Any:
+        """A graph to capture into, after what ``torch.cuda.graph`` does first: all queued work done, the
+        cache emptied (so the graph's private pool does not sit beside blocks nobody uses)."""
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+        return torch.cuda.CUDAGraph()
+
+    def captured(self, graph: Any, body: Callable[[], torch.Tensor], output: torch.Tensor) -> None:
+        """A capture ended well. CUDA recorded the kernels; an emulation keeps ``body`` to replay it."""
+
+
+@dataclass
+class SelfCheck:
+    """Compare the first replay of each new graph with the same iteration run eagerly (see ``GraphedStep``).
+
+    ``tensors`` names every tensor an iteration changes (G, D, G_ema, both optimizers' state): snapshotted
+    before the replay, compared after it, restored before the eager run. Tolerances are float32's (the graph
+    runs the eager kernels, but cuDNN and atomics may sum in another order); bf16 autocast rounds each
+    product to 8 bits, so it gets bf16's. Exact under ``torch.use_deterministic_algorithms``.
+    """
+
+    tensors: Callable[[], dict[str, torch.Tensor]]
+    bf16: bool = False
+
+    def tolerance(self) -> tuple[float, float]:
+        if torch.are_deterministic_algorithms_enabled():
+            return 0.0, 0.0
+        return (2e-2, 1e-3) if self.bf16 else (1e-4, 1e-5)
+
+
+def first_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], rtol: float,
+                   atol: float) -> str | None:
+    """The first tensor of ``got`` not within (rtol, atol) of ``expected``, described; None if all are."""
+    for name, want in expected.items():
+        have = got[name]
+        if want.is_floating_point():
+            close = torch.allclose(have.float(), want.float(), rtol=rtol, atol=atol, equal_nan=True)
+        else:
+            close = torch.equal(have, want)
+        if not close:
+            diff = (have.double() - want.double()).abs().nan_to_num(nan=float("inf")).max().item()
+            return f"{name} differs from eager by up to {diff:.3g} (rtol {rtol:g}, atol {atol:g})"
+    return None
+
+
+def _clone(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: t.detach().clone() for k, t in tensors.items()}
+
+
+def _restore(tensors: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for k, t in tensors.items():
+            t.copy_(saved[k])
+
+
 class GraphedStep:
     """Runs a training iteration (``body``: reads the static inputs, returns the stats vector) the way
-    ``CapturePlan`` says: eagerly on a side stream, captured into a CUDA graph, or replayed."""
+    ``CapturePlan`` says: eagerly (warm-up, on the stream it is then captured on, as
+    ``torch.cuda.make_graphed_callables`` does), captured into a CUDA graph, or replayed.
 
-    def __init__(self, device: torch.device, release_grads: Callable[[], None], warmup: int = WARMUP_STEPS):
+    A new graph proves itself before it trains: with ``check`` (the default), its first replay runs on a
+    snapshot of the state, the state is put back, the same iteration runs eagerly on the same static inputs,
+    and the two must agree (``SelfCheck``); the eager result is kept. A capture or a first replay that raises
+    (anything), or a self-check that disagrees, leaves graphs off for good: the iteration runs eagerly on the
+    trainer's stream, after the capture stream is restored and the device has finished its queued work.
+    ``record()`` says which of these happened.
+    """
+
+    def __init__(self, device: torch.device, release_grads: Callable[[], None], warmup: int = WARMUP_STEPS, *,
+                 check: SelfCheck | None = None, backend: Backend | None = None):
         self.device = device
         self.release_grads = release_grads  # sets .grad to None: captured backward passes allocate them anew
         self.plan = CapturePlan(warmup)
+        self.check = check
+        self.backend: Backend = backend if backend is not None else CudaBackend(device)
         self.graph: Any = None
         self.output: torch.Tensor | None = None
         self.captures = 0
-        self._side: Any = None
-        self._capture_stream: Any = None
+        self.checks_passed = 0
+        self._stream: Any = None  # warm-up and capture stream
 
     def run(self, key: Hashable, body: Callable[[], torch.Tensor]) -> torch.Tensor:
         action, drop = self.plan.next(key)
         if drop:
             self.release()
         if action == "replay":
-            out = self._replay()
+            out = self._replay()  # a replay error is the candidate's run's: the worker retries it without graphs
         elif action == "eager":
             out = self._eager(body)
         elif action == "capture":
-            try:
-                self._capture(body)
-            except RuntimeError as exc:  # an op that cannot be captured: train on, eagerly, and say so
-                self.release()
-                self.plan.fail(f"{type(exc).__name__}: {exc}")
-                warnings.warn(f"CUDA graph capture failed, training continues without graphs: {exc}",
-                              RuntimeWarning, stacklevel=3)
-                action = "fallback"
-                out = body()
-            else:
-                out = self._replay()
+            out, action = self._capture_and_prove(body)
         else:
             out = body()
         self.plan.done(action)
         return out
+
+    def record(self) -> dict[str, Any]:
+        """How this trainer ran: graphed, eager (no capture yet: fewer iterations than the warm-up) or fell back."""
+        mode = "fell back" if self.plan.failed else ("graphed" if self.captures else "eager")
+        return {"mode": mode, "captures": self.captures, "self_checks_passed": self.checks_passed,
+                "self_check": self.check is not None, "why": self.plan.failed or ("" if self.captures else
+                                                                                   "no capture yet (warm-up)")}
 
     def release(self) -> None:
         """Drop the graph and its private memory (the gradients it allocated included)."""
@@ -208,31 +314,181 @@ class GraphedStep:
         self.release()
         self.plan.reset()
 
+    def _capture_and_prove(self, body: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, Action]:
+        stage = "capture"
+        tensors: dict[str, torch.Tensor] = {}
+        saved: dict[str, torch.Tensor] | None = None
+        try:
+            self._capture(body)
+            stage = "first replay"
+            if self.check is None:
+                return self._replay(), "capture"
+            tensors = self.check.tensors()
+            saved = _clone(tensors)
+            replayed = {"losses": self._replay().detach().clone(), **_clone(tensors)}
+            _restore(tensors, saved)
+            stage = "self-check's eager iteration"
+            expected = self._eager(body)
+            saved = None  # the state is now the eager iteration's, which is what training keeps
+            self.release_grads()  # the eager gradients: replays write the graph's own
+            problem = first_mismatch({"losses": expected, **tensors}, replayed, *self.check.tolerance())
+        except Exception as exc:  # noqa: BLE001 (whatever the capture or its first replay raise: go eager, say why)
+            self._fall_back(f"{stage} failed: {type(exc).__name__}: {exc}", tensors, saved)
+            return body(), "fallback"
+        if problem is not None:
+            self._fall_back(f"self-check failed: {problem}", tensors, None)
+            return expected, "fallback"
+        self.checks_passed += 1
+        return expected, "capture"
+
+    def _fall_back(self, reason: str, tensors: dict[str, torch.Tensor], saved: dict[str, torch.Tensor] | None) -> None:
+        # Whatever the capture stream still has queued runs before the eager iteration on the trainer's stream
+        # (a sticky CUDA error raises here: nothing eager could run either).
+        self.backend.synchronize()
+        if saved is not None:
+            _restore(tensors, saved)  # a replay that raised may have run part of the iteration
+        self.release()
+        self.plan.fail(reason)
+        warnings.warn(f"CUDA graphs off for this trainer, training continues eagerly: {reason}", RuntimeWarning,
+                      stacklevel=4)
+
     def _replay(self) -> torch.Tensor:
         self.graph.replay()
         assert self.output is not None
         return self.output
 
+    def _side(self) -> Any:
+        if self._stream is None:
+            self._stream = self.backend.new_stream()
+        return self._stream
+
     def _eager(self, body: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if self._side is None:
-            self._side = torch.cuda.Stream(self.device)
-        current = torch.cuda.current_stream(self.device)
-        self._side.wait_stream(current)
-        with torch.cuda.stream(self._side):
+        b, stream = self.backend, self._side()
+        current = b.current_stream()
+        stream.wait_stream(current)
+        with b.use_stream(stream):
             out = body()
-        current.wait_stream(self._side)
-        out.record_stream(current)  # the caller reads it on the current stream
+        current.wait_stream(stream)
+        b.record_stream(out, current)  # the caller reads it on the current stream
         return out
 
     def _capture(self, body: Callable[[], torch.Tensor]) -> None:
+        """Capture ``body`` on the warm-up stream. Unlike ``torch.cuda.graph`` (whose exit ends the capture
+        before it restores the stream, and skips the restore when that raises), the stream comes back whatever
+        ``capture_end`` or ``body`` raise."""
+        b = self.backend
         self.release_grads()
-        if self._capture_stream is None:
-            self._capture_stream = torch.cuda.Stream(self.device)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.device(self.device), torch.cuda.graph(graph, stream=self._capture_stream):
-            output = body()
+        stream = self._side()
+        graph = b.new_graph()
+        with b.use_stream(stream):
+            graph.capture_begin()
+            try:
+                output = body()
+            except BaseException:
+                with contextlib.suppress(Exception):  # end the capture; the body's error is the one to report
+                    graph.capture_end()
+                raise
+            graph.capture_end()
+        b.captured(graph, body, output)
         self.graph, self.output = graph, output
         self.captures += 1
+
+
+class EmulatedStream:
+    """A stream for ``EmulatedBackend``: ordering is trivial on the CPU."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def wait_stream(self, other: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"EmulatedStream({self.name!r})"
+
+
+class EmulatedGraph:
+    """A capture that leaves the state as it was (the CPU runs the body for real: its effects are undone, as a
+    capture records kernels without running them) and a replay that runs the body again into the captured
+    output. ``fail_end``: an exception ``capture_end`` raises, as CUDA's does for an op it cannot capture."""
+
+    def __init__(self, backend: EmulatedBackend):
+        self.backend = backend
+        self.body: Callable[[], torch.Tensor] | None = None
+        self.output: torch.Tensor | None = None
+        self._saved: dict[str, torch.Tensor] | None = None
+
+    def capture_begin(self) -> None:
+        self.backend.log.append(("capture_begin", self.backend.current))
+        self._saved = _clone(self.backend.state())
+        self.backend.capturing = True
+
+    def capture_end(self) -> None:
+        self.backend.log.append(("capture_end", self.backend.current))
+        self.backend.capturing = False
+        assert self._saved is not None
+        _restore(self.backend.state(), self._saved)
+        if self.backend.fail_end is not None:
+            raise self.backend.fail_end
+
+    def replay(self) -> None:
+        self.backend.log.append(("replay", self.backend.current))
+        if self.backend.fail_replay is not None:
+            raise self.backend.fail_replay
+        assert self.body is not None and self.output is not None
+        fresh = self.body()
+        self.output.copy_(fresh)
+        if self.backend.corrupt_replay is not None:
+            self.backend.corrupt_replay()
+
+    def reset(self) -> None:
+        self.body = self.output = None
+
+
+class EmulatedBackend:
+    """``GraphedStep``'s backend on the CPU (tests, ``gpu_check.py --dry-run``): streams are names, a graph is
+    the body run again. ``state`` gives the tensors an iteration changes (``Trainer.graph_state``). Faults to
+    inject: ``fail_end`` (capture_end raises it), ``fail_replay`` (every replay raises it), ``corrupt_replay``
+    (called after each replay: a graph that computes something else). ``log``: (event, current stream);
+    ``capturing``: between capture_begin and capture_end (a test's op can refuse to be captured, as on CUDA)."""
+
+    def __init__(self, state: Callable[[], dict[str, torch.Tensor]]):
+        self.state = state
+        self.default = EmulatedStream("default")
+        self.current: Any = self.default
+        self.log: list[tuple[str, Any]] = []
+        self.fail_end: BaseException | None = None
+        self.fail_replay: BaseException | None = None
+        self.corrupt_replay: Callable[[], None] | None = None
+        self.capturing = False
+        self._streams = 0
+
+    def new_stream(self) -> EmulatedStream:
+        self._streams += 1
+        return EmulatedStream(f"side{self._streams}")
+
+    def current_stream(self) -> Any:
+        return self.current
+
+    @contextlib.contextmanager
+    def use_stream(self, stream: Any) -> Iterator[None]:
+        previous, self.current = self.current, stream
+        try:
+            yield
+        finally:
+            self.current = previous
+
+    def record_stream(self, tensor: torch.Tensor, stream: Any) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        self.log.append(("synchronize", self.current))
+
+    def new_graph(self) -> EmulatedGraph:
+        return EmulatedGraph(self)
+
+    def captured(self, graph: EmulatedGraph, body: Callable[[], torch.Tensor], output: torch.Tensor) -> None:
+        graph.body, graph.output = body, output
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from .checkpoint import (
 from .config import RUNTIME_FIELDS, TrainConfig
 from .cuda_graphs import (
     GraphedStep,
+    SelfCheck,
     StaticInputs,
     Uploader,
     adam_options,
@@ -64,6 +65,7 @@ class TrainResult:
     stats: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     trained: int = 0  # iterations run by this call (a continued run starts above 0)
+    graphs: dict[str, Any] = field(default_factory=dict)  # how it ran: ``Trainer.graph_record()``
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -97,9 +99,10 @@ class Trainer:
                               f" {genome.image_channels}")
         self.genome, self.config, self.data = genome, config, data
         self.device = pick_device(config.device)
-        check_fits(genome, config.batch_size, str(self.device), config.memory_limit_gb)  # before any allocation
         cuda = self.device.type == "cuda"
         self.graphed = graphs_enabled(self.device.type, config.cuda_graphs)
+        check_fits(genome, config.batch_size, str(self.device), config.memory_limit_gb,  # before any allocation
+                   graphs=self.graphed, self_check=config.graph_self_check)
         if cuda:
             torch.backends.cudnn.benchmark = config.cudnn_benchmark  # process-wide: the last trainer built decides
         self.loss = config.loss()
@@ -128,7 +131,7 @@ class Trainer:
         if cuda:
             self._upload = Uploader((config.batch_size, *self._image_shape()), self.device)
         if self.graphed:
-            self.use_static_inputs(GraphedStep(self.device, self._release_grads))
+            self.use_static_inputs(self.graphed_step())
         self.iteration = 0
         self.train_seconds = 0.0  # wall time spent in train(), across resumes
         self.inheritance: dict[str, InheritanceReport] = {}
@@ -158,6 +161,33 @@ class Trainer:
             self._static.alpha.fill_(self.G_ema.alpha)
             self.G.set_alpha(self._static.alpha)
             self.D.set_alpha(self._static.alpha)
+
+    def graphed_step(self, backend: Any = None) -> GraphedStep:
+        """The ``GraphedStep`` this trainer runs under ``cuda_graphs`` (self-checked unless ``graph_self_check``
+        is off); ``backend``: ``EmulatedBackend(self.graph_state)`` runs its logic on the CPU."""
+        check = SelfCheck(self.graph_state, bf16=self.config.bf16) if self.config.graph_self_check else None
+        return GraphedStep(self.device, self._release_grads, check=check, backend=backend)
+
+    def graph_state(self) -> dict[str, torch.Tensor]:
+        """Every tensor one iteration changes (what a graph's self-check snapshots and compares)."""
+        out: dict[str, torch.Tensor] = {}
+        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            out.update({f"{name}.{k}": v for k, v in net.state_dict(keep_vars=True).items()})
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            params = [p for group in opt.param_groups for p in group["params"]]
+            for i, p in enumerate(params):
+                for k, v in opt.state.get(p, {}).items():
+                    if isinstance(v, torch.Tensor):
+                        out[f"{name}.{i}.{k}"] = v
+        return out
+
+    def graph_record(self) -> dict[str, Any]:
+        """How this trainer's iterations ran: graphed, eager (and why), or fell back from graphs (and why)."""
+        record = getattr(self._graph, "record", None)
+        if record is not None:
+            return record()
+        why = "CUDA graphs are CUDA only" if self.device.type != "cuda" else "cuda_graphs is off"
+        return {"mode": "eager", "captures": 0, "self_checks_passed": 0, "self_check": False, "why": why}
 
     def _release_grads(self) -> None:
         self.opt_g.zero_grad(set_to_none=True)
@@ -313,9 +343,19 @@ class Trainer:
         s.draw_noise(self.rng)
         if self.config.ema_rampup is not None:
             s.ema_weight.fill_(1.0 - self.ema_beta())
-        return self._graph.run(self.fading, lambda: self._update(
+        return self._graph.run(self._graph_key(), lambda: self._update(
             s.real, s.z, s.eps, s.alpha if self.fading else None,
             s.ema_weight if self.config.ema_rampup is not None else 1.0 - self.config.ema_beta))
+
+    def _graph_key(self) -> tuple[Any, ...]:
+        """What a captured graph depends on beyond its device buffers: the network (fading or not) and the
+        numbers baked into its kernels (Adam's lr, betas, eps, weight decay; the EMA weight without ramp-up).
+        Read on the host at every iteration (a few floats): a change, e.g. a future LR schedule, recaptures
+        instead of replaying stale values."""
+        baked = tuple((g["lr"], g["betas"], g["eps"], g["weight_decay"]) for opt in (self.opt_g, self.opt_d)
+                      for g in opt.param_groups)
+        ema = None if self.config.ema_rampup is not None else 1.0 - self.config.ema_beta
+        return (self.fading, baked, ema)
 
     def _update(self, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, alpha: float | torch.Tensor | None,
                 ema_weight: float | torch.Tensor) -> torch.Tensor:
@@ -383,7 +423,7 @@ class Trainer:
                                     f" > {cfg.divergence_threshold:g})")
                         return TrainResult("diverged", self.iteration, time.perf_counter() - start_time,
                                            dict(zip(_STAT_NAMES, values, strict=True)), reason=why,
-                                           trained=self.iteration - start_iter)
+                                           trained=self.iteration - start_iter, graphs=self.graph_record())
                     if self.iteration % cfg.log_every == 0 or done:
                         elapsed = time.perf_counter() - start_time
                         last = {"iteration": self.iteration, "alpha": self.G_ema.alpha if self.fading else 1.0,
@@ -405,7 +445,7 @@ class Trainer:
         if self.fading and self.alpha_at(self.iteration) >= 1.0 and self.iteration >= cfg.iterations:
             self._finish_fade_in()  # fade_fraction == 1: the last step ran at alpha < 1
         return TrainResult("done", self.iteration, time.perf_counter() - start_time, last,
-                           trained=self.iteration - start_iter)
+                           trained=self.iteration - start_iter, graphs=self.graph_record())
 
     # ------------------------------------------------------------------ checkpoints
     def tensors(self) -> dict[str, torch.Tensor]:
