@@ -138,3 +138,22 @@ def test_run_cost_reads_a_run_folder(tmp_path: Path) -> None:
     assert "CPU core-hours" in text and "5.0 min over 1 session(s), 1 of them running or ended without" in text
     assert "ProgGAN baseline 60 s (33%)" in text and "1/K of a step" in text
     assert run_cost(tmp_path / "nothing") is None
+
+
+def test_status_shows_device_hours_and_counts_a_killed_session(tmp_path: Path) -> None:
+    from searches import tiny
+
+    from dggan.search.driver import run_search
+    from dggan.search.watch import read_status
+
+    run = tmp_path / "run"
+    run_search(run, tiny(max_steps=1, final_iterations=2, tensorboard=False), progress=False)
+    before = read_status(run)
+    cost = next(line for line in before.lines() if line.startswith("Cost:"))
+    assert "CPU core-hours (1 torch thread x" in cost and "over 1 session(s)" in cost
+    with Ledger.open(run / "ledger.sqlite") as ledger:  # a later session, killed after 10 minutes
+        ledger.note_session("killed", 10.0, 610.0, device="cpu", threads=1)
+    after = next(line for line in read_status(run).lines() if line.startswith("Cost:"))
+    assert "over 2 session(s), 1 of them running or ended without a clean close" in after
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        assert ledger.session_seconds() == pytest.approx(600.0 + ledger.sessions()[1].seconds)

@@ -59,6 +59,7 @@ class SearchStatus:
     eta_note: str  # what the estimate assumes, or why there is none
     final: str | None  # the final training's status
     taken: float = field(default_factory=time.time)
+    cost: list[str] = field(default_factory=list)  # device-hours and wall time so far (cost_lines)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +90,7 @@ class SearchStatus:
                 shown = "–" if value is None else f"{value:.4g}"
                 out.append(f"  {b.resolution:>4}px  c{b.candidate:05d}  {shown:>8}  {b.summary}")
         out.append(f"final training: {self.final or 'not yet'}")
-        return out
+        return out + self.cost
 
 
 ORDER = (Status.DONE, Status.RUNNING, Status.PENDING, Status.FAILED, Status.DIVERGED, Status.PRUNED)
@@ -232,5 +233,15 @@ def read_status(run_dir: str | Path) -> SearchStatus:
     if locked and layout.baseline.ledger.is_file():
         with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
             baseline_unfinished = sum(r.status in UNFINISHED for r in sub.candidates())
-    return compute_status(rows, final, settings, run=str(layout.root), locked=locked, pid=pid, completed=completed,
-                          progress=progress, baseline_unfinished=baseline_unfinished)
+    status = compute_status(rows, final, settings, run=str(layout.root), locked=locked, pid=pid,
+                            completed=completed, progress=progress, baseline_unfinished=baseline_unfinished)
+    status.cost = cost_lines(layout)
+    return status
+
+
+def cost_lines(layout: RunLayout) -> list[str]:
+    """The run's device-hours and wall time so far, every session counted (``search.cost``)."""
+    from .cost import run_cost
+
+    cost = run_cost(layout.root)
+    return [] if cost is None else cost.lines()
