@@ -106,3 +106,11 @@ def test_compare_scores_held_out_seeds_and_the_floor(tmp_path: Path) -> None:
     assert report["final_vs_equal_training"] == paired["verdict"] in ("better", "worse", "within noise")
     # The search's own draw is reported, not re-used as an evaluation seed.
     assert report["search_draw"] not in report["final"]["scores"]
+    # The report shows the paired numbers, the floor and the cost.
+    from dggan.analysis.report import generate_report
+
+    text = generate_report(run, replay_seeds=2).path.read_text()
+    assert "ProgGAN - final (mean ± s.e.)" in text and "held-out evaluation seeds" in text
+    assert "Real-vs-real floor (two disjoint halves" in text and "Verdict rule:" in text
+    assert "Device-hours (training and scoring, baseline included)" in text and "CPU core-hours" in text
+    assert "Where the training went" in text
