@@ -106,7 +106,7 @@ def test_device_hours_are_gpu_hours_on_cuda_and_core_hours_on_a_cpu(tmp_path: Pa
     # Nothing recorded about the device: the settings say, or one CPU thread is assumed and the text says so.
     assert device_hours(rows, None, {"device": "cpu", "threads": 2}).hours == {CPU: pytest.approx(3.0)}
     unknown = device_hours(rows, None, {"device": "auto"})
-    assert unknown.hours == {CPU: pytest.approx(1.5)} and "counted as 1 CPU thread" in unknown.text()
+    assert unknown.hours == {CPU: pytest.approx(1.5)} and "is not recorded: counted as CPU" in unknown.text()
     # A candidate's own record wins (a worker on another machine).
     final = FinalRow(1, Status.DONE, 1.0, 1.0, {"eval_seconds": 60.0, "device": "cuda"}, 10, 3540.0, "c", None)
     assert device_hours(rows, final, {}, cpu).hours == {CPU: pytest.approx(6.0), GPU: pytest.approx(1.0)}

@@ -51,6 +51,7 @@ def test_tables_of_an_swd_search_are_written_after_the_final_training(tmp_path: 
     assert t1["ProgGAN"]["fid"] == 18.33 and {"AutoGAN", "AGAN", "CR-GAN", "DCGAN", "WGAN-GP"} <= set(t1)
     assert "published numbers, not this run's" in published["table1"]["protocol"]
     assert "Published (Table 1, CIFAR-10" in md and "| DGGAN | Liu et al. 2021 (the paper) | 12.1 | 8.64 ± 0.06 |" in md
+    assert "| ProgGAN | Karras et al. 2018 | 18.33 | 8.80 ± 0.05 |" in md  # as printed
     assert "Published (Table 3, LSUN bedroom" in md and "| COCO-GAN (part-based) |" in md
     # Shown in the report.
     from dggan.analysis.report import generate_report

@@ -58,12 +58,13 @@ class DeviceHours:
         if not self.hours:
             return "nothing recorded yet"
         parts = [f"{h:.3g} {unit}" for unit, h in sorted(self.hours.items())]
-        how = ""
+        how = []
         if set(self.hours) == {CPU} and len(self.threads) == 1:
             (n,) = self.threads
-            how = f" ({n} torch thread{'s' if n > 1 else ''} x {duration(self.seconds)})"
-        note = f"; {self.assumed} record(s) without a device counted as 1 CPU thread" if self.assumed else ""
-        return " + ".join(parts) + how + note
+            how.append(f"{n} torch thread{'s' if n > 1 else ''} x {duration(self.seconds)}")
+        if self.assumed:
+            how.append(f"the device of {self.assumed} record(s) is not recorded: counted as CPU")
+        return " + ".join(parts) + (f" ({'; '.join(how)})" if how else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"hours": self.hours, "seconds": self.seconds, "threads": sorted(self.threads),
@@ -158,7 +159,7 @@ class RunCost:
         """For the summary, ``dggan status`` and the report."""
         killed = (f", {self.unfinished_sessions} of them running or ended without a clean close"
                   if self.unfinished_sessions else "")
-        out = [f"Cost: {self.device_hours.text()} of training and scoring, baseline included; wall time"
+        out = [f"Cost: training and scoring, baseline included, {self.device_hours.text()}; wall time"
                f" {duration(self.wall_seconds)} over {self.sessions} session(s){killed}."]
         if self.split.baseline:
             out.append(f"Where it went: {self.split.text()}. (At paper scale the ProgGAN baseline is about 1/K of a"

@@ -122,10 +122,11 @@ def published_columns(table: dict[str, Any]) -> tuple[list[str], list[list[str]]
     """Headers and cells of a published table (``metrics.paper``): Table 1 by FID and IS, Table 3 by resolution,
     FID and SWD per level."""
     rows = table["rows"]
-    if table["name"] == "Table 1":
+    if table["name"] == "Table 1":  # IS printed with two decimals, as in the paper
         return (["model", "source", "FID", "Inception Score"],
                 [[r["model"], r["source"], _cell(r["fid"]),
-                  "-" if r["is_mean"] is None else table1_value(r["is_mean"], r["is_std"])] for r in rows])
+                  "-" if r["is_mean"] is None else f"{r['is_mean']:.2f}" + (
+                      "" if r["is_std"] is None else f" ± {r['is_std']:.2f}")] for r in rows])
     levels = sorted({int(lv) for r in rows for lv in (r["swd"] or {})}, reverse=True)
     return (["model", "source", "resolution", "FID", *[f"SWD {lv}" for lv in levels], "SWD avg"],
             [[r["model"] + (f" ({r['note']})" if r["note"] else ""), r["source"],
