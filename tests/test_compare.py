@@ -89,8 +89,10 @@ def test_floor_of_an_array_without_held_out_split_uses_disjoint_halves(tmp_path:
 def test_floor_of_digits_is_its_training_split_against_the_held_out_one() -> None:
     pytest.importorskip("sklearn")
     floor = data_floor("swd64", "digits", 16, [1], progress=False)
-    assert floor.method == "held-out split" and "train" in floor.sample and "test" in floor.real
+    assert floor.method == "held-out split" and "test" in floor.sample and "train" in floor.real
     assert held_out("digits:split=test") is None  # no held-out part of the held-out part
+    short = data_floor("swd512", "digits", 16, [1], progress=False)  # 359 held-out digits
+    assert short.metric == "swd359" and "fewer than the 512" in short.notes[0]
 
 
 def test_compare_scores_held_out_seeds_and_the_floor(tmp_path: Path) -> None:

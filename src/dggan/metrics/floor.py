@@ -3,10 +3,14 @@
 A metric between two sets of real images is never 0 at a finite sample count (SWD and FID both carry
 sampling noise), so a model's score only means something next to it. Two disjoint sets of real images:
 
-- the training split against the held-out split, for data that has one (``digits``, ``cifar10``);
-- otherwise two disjoint halves of the data (a seeded permutation, so every call gets the same halves).
+- for data with a held-out split (``digits``, ``cifar10``): the held-out images scored as if generated,
+  against the training images, the same real side the search scores its models against. A model near this
+  floor is as close to the data as new real images are; one well below it is closer to its training images
+  than new real images are (it reproduces them);
+- otherwise two disjoint halves of the data (a seeded permutation, so every call gets the same halves), one
+  scored as if generated against the other.
 
-When the sample side has fewer images than the metric generates, the floor uses the metric at that many
+When the generated side has fewer images than the metric generates, the floor uses the metric at that many
 samples (say ``swd359`` for ``swd512``) and says so: SWD and FID shrink with more samples, so such a floor is
 a little high.
 """
@@ -106,7 +110,7 @@ def data_floor(metric: str, data: str | ImageSource, resolution: int, seeds: lis
     source = open_dataset(data) if isinstance(data, str) else data
     test = held_out(data) if isinstance(data, str) else None
     if test is not None:
-        sample, real, method = source, test, "held-out split"
+        sample, real, method = test, source, "held-out split"
     else:
         sample, real = halves(source)
         method = "two disjoint halves"

@@ -200,8 +200,10 @@ class Comparison:
                  row("(b) ProgGAN, the search's whole compute", self.equal_compute)]
         if self.floor:
             f = self.floor
-            lines += ["", f"Real-vs-real floor ({f['method']}: {f['sample']} against {f['real']}, {f['metric']}):"
-                      f" {f['mean']:.4g} ± {f['std']:.2g} over the same seeds; no model can score much below it."]
+            lines += ["", f"Real-vs-real floor ({f['method']}: {f['sample']} scored as if generated, against"
+                      f" {f['real']}, {f['metric']}): {f['mean']:.4g} ± {f['std']:.2g} over the same seeds, what a"
+                      " generator drawing new real images would score. A model near it is as close to the data as"
+                      " new real images are."]
         if self.search_draw is not None:
             lines += ["", f"The search picked the final model on its own draw (the run's seed): {self.search_draw:.4g};"
                       " the held-out seeds above are the honest estimate."]

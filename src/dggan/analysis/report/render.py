@@ -689,9 +689,10 @@ def _compare_html(c: dict[str, Any]) -> str:
                    "ProgGAN - final (mean ± s.e.)", "seeds final is better", "final is"], rows)]
     floor = c.get("floor")
     if floor:
-        out.append(f"<p>Real-vs-real floor ({_e(floor['method'])}: {_e(floor['sample'])} against"
-                   f" {_e(floor['real'])}, {_e(floor['metric'])}): {floor['mean']:.4g} ± {floor['std']:.2g} over"
-                   " the same seeds; no model can score much below it.</p>")
+        out.append(f"<p>Real-vs-real floor ({_e(floor['method'])}: {_e(floor['sample'])} scored as if generated,"
+                   f" against {_e(floor['real'])}, {_e(floor['metric'])}): {floor['mean']:.4g} ± {floor['std']:.2g}"
+                   " over the same seeds, what a generator drawing new real images would score. A model near it is"
+                   " as close to the data as new real images are.</p>")
     if c.get("search_draw") is not None:
         out.append(f'<p class="muted">The search picked the final model on its own draw: {c["search_draw"]:.4g}.</p>')
     if c.get("verdict_rule"):
