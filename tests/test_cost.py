@@ -127,16 +127,23 @@ def test_the_split_says_what_share_the_baseline_took(tmp_path: Path) -> None:
 def test_run_cost_reads_a_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    with ledger_with(run / "ledger.sqlite", [(100.0, 20.0)], {"device": "cpu", "threads": 1}) as ledger:
-        ledger.note_session("x", 0.0, 300.0)  # killed: never closed
     (run / "baseline").mkdir()
-    ledger_with(run / "baseline" / "ledger.sqlite", [(60.0, 0.0)]).close()
+    base = ledger_with(run / "baseline" / "ledger.sqlite", [(60.0, 0.0)])
+    now = time.time()
+    with ledger_with(run / "ledger.sqlite", [(100.0, 20.0)], {"device": "cpu", "threads": 1}) as ledger:
+        ledger.note_session("x", now - 300.0, now)  # killed: never closed
+    time.sleep(5.1)  # later: dggan compare extends the baseline after the search
+    (later,) = base.add_candidates([{"step": 9, "genome": GENOME, "parent": None, "seed": 9}])
+    base.update(later, status=Status.DONE, train_seconds=500.0, eval_seconds=0.0)
+    base.close()
     cost = run_cost(run)
-    assert cost is not None and cost.wall_seconds == 300.0 and cost.unfinished_sessions == 1
-    assert cost.split.baseline == 60.0 and cost.device_hours.hours == {CPU: pytest.approx(180 / 3600)}
+    assert cost is not None and cost.wall_seconds == pytest.approx(300.0) and cost.unfinished_sessions == 1
+    assert (cost.split.baseline, cost.split.later) == (60.0, 500.0)
+    assert cost.device_hours.hours == {CPU: pytest.approx(180 / 3600)}  # compare's training is not the search's
     text = " ".join(cost.lines())
     assert "CPU core-hours" in text and "5.0 min over 1 session(s), 1 of them running or ended without" in text
     assert "ProgGAN baseline 60 s (33%)" in text and "1/K of a step" in text
+    assert "not counted: 8.3 min of ProgGAN training after the search (dggan compare)" in text
     assert run_cost(tmp_path / "nothing") is None
 
 

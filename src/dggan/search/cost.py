@@ -21,7 +21,7 @@ from typing import Any
 
 from .._util.durations import duration
 from ..errors import LedgerError
-from ..runs import RunLayout
+from ..runs import RunLayout, search_lock
 from .ledger import CandidateRow, FinalRow, Ledger, SessionRow
 
 GPU, CPU = "GPU-hours", "CPU core-hours"
@@ -76,8 +76,9 @@ class CostSplit:
     """Training and scoring seconds by where they went."""
 
     candidates: float = 0.0
-    baseline: float = 0.0  # the auto baseline (RUN/baseline)
+    baseline: float = 0.0  # the auto baseline (RUN/baseline), as far as the search trained it
     final: float = 0.0
+    later: float = 0.0  # ProgGAN training after the search (dggan compare's): not the search's cost
 
     @property
     def total(self) -> float:
@@ -89,12 +90,15 @@ class CostSplit:
     def text(self) -> str:
         """``candidates 2.1 min (45%), ProgGAN baseline 1.8 min (38%), final training 48 s (17%)``."""
         parts = [("candidates", self.candidates), ("ProgGAN baseline", self.baseline), ("final training", self.final)]
-        return ", ".join(f"{name} {duration(s)} ({100 * self.share(s):.0f}%)" for name, s in parts
+        text = ", ".join(f"{name} {duration(s)} ({100 * self.share(s):.0f}%)" for name, s in parts
                          if s or name != "final training")
+        if self.later:
+            text += f"; not counted: {duration(self.later)} of ProgGAN training after the search (dggan compare)"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"candidates": self.candidates, "baseline": self.baseline, "final": self.final, "total": self.total,
-                "baseline_share": self.share(self.baseline), "text": self.text()}
+        return {"candidates": self.candidates, "baseline": self.baseline, "final": self.final, "later": self.later,
+                "total": self.total, "baseline_share": self.share(self.baseline), "text": self.text()}
 
 
 def _seconds(r: CandidateRow) -> float:
@@ -107,13 +111,23 @@ def _final_seconds(final: FinalRow | None) -> float:
     return (final.train_seconds or 0.0) + float(final.extra.get("eval_seconds") or 0.0)
 
 
+def after(rows: Iterable[CandidateRow], until: float | None) -> tuple[list[CandidateRow], list[CandidateRow]]:
+    """(rows recorded by ``until``, rows recorded after it); every row counts as the search's without ``until``."""
+    rows = list(rows)
+    if until is None:
+        return rows, []
+    return [r for r in rows if (r.updated or 0.0) <= until], [r for r in rows if (r.updated or 0.0) > until]
+
+
 def cost_split(rows: list[CandidateRow], final: FinalRow | None, baseline_rows: Iterable[CandidateRow] = (),
-               baseline_final: FinalRow | None = None) -> CostSplit:
+               baseline_final: FinalRow | None = None, until: float | None = None) -> CostSplit:
     """The run's training and scoring seconds: its candidates, the auto baseline's (its rows and any final
-    training it had) and the final training (with its scoring)."""
+    training it had) and the final training (with its scoring). With ``until`` (when the search's last
+    session ended), baseline rows recorded after it are later work (``dggan compare`` extends the baseline)."""
+    mine, later = after(baseline_rows, until)
     return CostSplit(candidates=sum(_seconds(r) for r in rows),
-                     baseline=sum(_seconds(r) for r in baseline_rows) + _final_seconds(baseline_final),
-                     final=_final_seconds(final))
+                     baseline=sum(_seconds(r) for r in mine) + _final_seconds(baseline_final),
+                     final=_final_seconds(final), later=sum(_seconds(r) for r in later))
 
 
 def where_it_ran(extra: dict[str, Any], when: float | None, sessions: Sequence[SessionRow],
@@ -185,7 +199,9 @@ def run_cost(run_dir: Any) -> RunCost | None:
                 base_rows, base_final = sub.candidates(), sub.final()
     except (LedgerError, sqlite3.Error, ValueError):
         return None
-    return RunCost(split=cost_split(rows, final, base_rows, base_final),
-                   device_hours=device_hours(rows, final, settings, sessions, base_rows, base_final),
+    # Once no search runs, baseline rows recorded after its last session are dggan compare's, not the search's.
+    until = None if search_lock(layout.root)[0] or not sessions else max(s.last_seen for s in sessions) + 5.0
+    return RunCost(split=cost_split(rows, final, base_rows, base_final, until),
+                   device_hours=device_hours(rows, final, settings, sessions, after(base_rows, until)[0], base_final),
                    wall_seconds=sum(s.seconds for s in sessions), sessions=len(sessions),
                    unfinished_sessions=sum(not s.ended for s in sessions))
