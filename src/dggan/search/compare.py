@@ -15,7 +15,8 @@ Every model is scored with the same held-out evaluation seeds (``metrics.seeds.h
 search never ranked, selected or normalised with, so the search's lucky draw is not scored again), and a
 seed fixes the latents, the real subset and SWD's directions alike for every model: the scores pair up seed
 by seed. ``paired_verdict`` judges the paired differences (the rule is in ``VERDICT_RULE``). Beside them, the
-real-vs-real floor of the data (``metrics.floor``) with the same seeds: how close to the data any model can get.
+real-vs-real floor of the data (``metrics.floor``) with the same seeds: what a generator drawing new real images
+would score.
 """
 
 from __future__ import annotations
