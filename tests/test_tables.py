@@ -44,11 +44,21 @@ def test_tables_of_an_swd_search_are_written_after_the_final_training(tmp_path: 
     assert t3["levels"] == [16] and t3["ours"]["avg"] == pytest.approx(t3["ours"]["levels"]["16"])
     md = (run / "best" / "tables.md").read_text()
     assert "Table 1" in md and "Table 2" in md and "Table 3" in md
+    # The paper's published rows stand beside the run's, labelled with their protocol.
+    published = tables["published"]
+    t1 = {r["model"]: r for r in published["table1"]["rows"]}
+    assert (t1["DGGAN"]["fid"], t1["DGGAN"]["is_mean"], t1["DGGAN"]["is_std"]) == (12.10, 8.64, 0.06)
+    assert t1["ProgGAN"]["fid"] == 18.33 and {"AutoGAN", "AGAN", "CR-GAN", "DCGAN", "WGAN-GP"} <= set(t1)
+    assert "published numbers, not this run's" in published["table1"]["protocol"]
+    assert "Published (Table 1, CIFAR-10" in md and "| DGGAN | Liu et al. 2021 (the paper) | 12.1 | 8.64 ± 0.06 |" in md
+    assert "| ProgGAN | Karras et al. 2018 | 18.33 | 8.80 ± 0.05 |" in md  # as printed
+    assert "Published (Table 3, LSUN bedroom" in md and "| COCO-GAN (part-based) |" in md
     # Shown in the report.
     from dggan.analysis.report import generate_report
 
     text = generate_report(run, replay_seeds=2).path.read_text()
     assert 'id="tables"' in text and "Table 2" in text
+    assert "Published (Table 1, CIFAR-10" in text and "8.64 ± 0.06" in text and "ProgGAN (PyTorch)" in text
 
 
 @pytest.fixture
@@ -75,6 +85,10 @@ def test_tables_of_a_fid_search_use_fid_and_is(tmp_path: Path, random_inception:
     tables = json.loads((run / "best" / "tables.json").read_text())
     assert tables["protocol"]["table1"] == ["fid20", "is20"] and tables["protocol"]["table2"] == "fid20"
     assert tables["table1"]["fid20"] > 0 and tables["table1"]["is20"] >= 1.0
+    # IS is mean ± std, as the paper reports it; FID has no std.
+    assert set(tables["table1_std"]) == {"is20"} and tables["table1_std"]["is20"] >= 0
+    is20 = tables["table1"]["is20"]
+    assert f"| is20 | {is20:.4g} ± {tables['table1_std']['is20']:.2g} |" in (run / "best" / "tables.md").read_text()
     assert tables["table3"]["metric"] == "swd20" and "not the paper's protocol" in " ".join(tables["notes"])
 
 
@@ -90,3 +104,32 @@ def test_tables_fail_before_any_work_without_weights(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "gone.pth" in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in (run / "baseline" / "candidates").iterdir()) == before  # nothing trained
     assert not (run / "best" / "tables.json").exists()
+
+
+def test_the_published_tables_are_transcribed_consistently() -> None:
+    from dggan.metrics.paper import (
+        DGGAN_FID_LSUN_BEDROOM,
+        PAPER_TABLE1,
+        PAPER_TABLE3,
+        PROGGAN_FID_LSUN_BEDROOM,
+        published_tables,
+    )
+
+    # Table 3's averages are the means of its five levels, as printed.
+    for row in PAPER_TABLE3.rows:
+        if row.swd is not None:
+            assert list(row.swd) == [256, 128, 64, 32, 16]
+            assert sum(row.swd.values()) / 5 == pytest.approx(row.swd_avg, abs=0.006)
+    # Table 2's improvements as printed (16%, 10%, 32%, 58%, 46%, 24%) follow from its FIDs but at 128x128, where
+    # 29.35 -> 13.29 is 55%: the paper's own inconsistency, transcribed as printed and noted.
+    gains = [round(100 * (PROGGAN_FID_LSUN_BEDROOM[r] - DGGAN_FID_LSUN_BEDROOM[r]) / PROGGAN_FID_LSUN_BEDROOM[r])
+             for r in sorted(PROGGAN_FID_LSUN_BEDROOM)]
+    printed = published_tables()["table2"]["printed_improvement_pct"]
+    assert gains == [16, 10, 32, 58, 55, 24] and [printed[str(r)] for r in sorted(PROGGAN_FID_LSUN_BEDROOM)] == [
+        16, 10, 32, 58, 46, 24]
+    assert "128x128" in published_tables()["table2"]["note"]
+    # Table 1: the text's "from 18.33 to 12.10 at 32x32"; nine methods, DGGAN the best FID.
+    rows = {r.model: r for r in PAPER_TABLE1.rows}
+    assert len(rows) == 9 and min(PAPER_TABLE1.rows, key=lambda r: r.fid or 1e9).model == "DGGAN"
+    assert rows["ProgGAN"].fid == 18.33 and rows["Improving MMD-GAN"].is_std is None
+    assert json.loads(json.dumps(published_tables()))["table3"]["rows"][5]["swd"]["16"] == 9.08

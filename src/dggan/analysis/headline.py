@@ -1,18 +1,22 @@
 """The result of a search in one sentence with numbers, for the end of ``dggan search`` and the top of the
-report: the final model's metric, the ProgGAN baseline's at equal training, the ratio, the route."""
+report: the final model's metric, the ProgGAN baseline's at equal training, the ratio, the route; when the
+final model is the ProgGAN route itself, that plainly; then ``dggan compare``'s paired verdicts and the cost
+(``search.cost``)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._util.durations import duration  # noqa: F401 (also imported from here; it lives where quick commands load it)
+from ..errors import DgganError
 from ..model.actions import action_label
 from ..runs import RunLayout
 from ..search.algorithm import route as route_of
 from ..search.algorithm import search_result
+from ..search.cost import run_cost
 from ..search.ledger import CandidateRow, FinalRow, Ledger
 from ..search.state import Status
 
@@ -43,6 +47,8 @@ class Headline:
     samples: Path | None
     reason: str = ""  # why there is no result yet
     run_dir: str = "RUN"
+    proggan_route: bool = False  # the final model's architecture is the ProgGAN route's: no grown layer won
+    cost: list[str] = field(default_factory=list)  # search.cost.RunCost.lines()
 
     @property
     def ok(self) -> bool:
@@ -54,9 +60,18 @@ class Headline:
         m = f"{self.metric} {self.final_metric:.4g}"
         its = f"{self.route_iterations:,} iterations" if self.route_iterations else "its training"
         head = f"The final model (candidate {self.candidate}, {self.target_resolution}px) scores {m}"
+        if self.proggan_route and self.baseline_kind in ("auto", "run"):
+            trained = f"; ProgGAN trained as long scores {self.baseline_value:.4g}" if self.baseline_value else ""
+            return (f"No grown architecture beat ProgGAN at equal training: the final model (candidate"
+                    f" {self.candidate}, {self.target_resolution}px) is the ProgGAN route itself, scoring {m} after"
+                    f" {its}{trained}.")
         if self.baseline_kind in ("auto", "run") and self.baseline_value and self.final_normalized is not None:
             ratio = self.final_normalized
-            verdict = f"{(1 - ratio) * 100:.0f}% better than" if ratio < 1 else f"{(ratio - 1) * 100:.0f}% worse than"
+            if round(ratio, 2) == 1.0:
+                verdict = "level with"
+            else:
+                verdict = (f"{(1 - ratio) * 100:.0f}% better than" if ratio < 1
+                           else f"{(ratio - 1) * 100:.0f}% worse than")
             return (f"{head} after {its}; ProgGAN trained as long scores {self.baseline_value:.4g}: {ratio:.2f}x,"
                     f" {verdict} ProgGAN at equal training (lower is better).")
         if self.baseline_kind == "fixed" and self.final_normalized is not None:
@@ -73,16 +88,60 @@ class Headline:
             out.append(f"One evaluation draw each: `dggan compare {self.run_dir}` re-scores both over several"
                        " seeds before a difference is trusted.")
         if self.comparison:
-            c = self.comparison
-            a, b = c["equal_training"], c["equal_compute"]
-            out.append(f"Re-scored over {len(c['eval_seeds'])} evaluation seeds: final {c['final']['mean']:.4g} ±"
-                       f" {c['final']['std']:.2g}; ProgGAN at equal training {a['mean']:.4g} ± {a['std']:.2g}"
-                       f" ({c['final_vs_equal_training']}); ProgGAN with the search's whole compute"
-                       f" ({b['route_iterations']:,} iterations) {b['mean']:.4g} ± {b['std']:.2g}"
-                       f" ({c['final_vs_equal_compute']}).")
+            out.append(comparison_text(self.comparison))
+        out += self.cost
         if self.samples is not None:
             out.append(f"Samples: {self.samples}")
         return out
+
+
+def _paired(c: dict[str, Any], key: str) -> str:
+    """``worse: better on 0 of 3 seeds, ProgGAN - final -19.8 ± 12 s.e.`` (or the bare verdict of an older
+    compare.json)."""
+    verdict = c[f"final_vs_{key}"]
+    p = c.get(f"paired_{key}")
+    if not p:
+        return verdict
+    sem = "" if p.get("sem") is None else f" ± {p['sem']:.2g} s.e."
+    return f"{verdict}: final better on {p['wins']} of {p['n']} seeds, ProgGAN - final {p['mean']:+.3g}{sem}"
+
+
+def comparison_text(c: dict[str, Any]) -> str:
+    """``dggan compare``'s result (compare.json) in one sentence: both ProgGANs, paired, and the floor."""
+    a, b = c["equal_training"], c["equal_compute"]
+    held = " held-out" if c.get("eval_seeds_held_out") else ""
+    text = (f"Re-scored over {len(c['eval_seeds'])}{held} evaluation seeds: final {c['final']['mean']:.4g} ±"
+            f" {c['final']['std']:.2g}; ProgGAN at equal training {a['mean']:.4g} ± {a['std']:.2g}"
+            f" ({_paired(c, 'equal_training')}); ProgGAN with the search's whole compute"
+            f" ({b['route_iterations']:,} iterations) {b['mean']:.4g} ± {b['std']:.2g}"
+            f" ({_paired(c, 'equal_compute')}).")
+    floor = c.get("floor")
+    if floor:
+        text += (f" Real-vs-real floor ({floor['method']}, {floor['metric']}): {floor['mean']:.4g} ±"
+                 f" {floor['std']:.2g}.")
+    return text
+
+
+def is_proggan_route(layout: RunLayout, rows: list[CandidateRow], final: FinalRow) -> bool:
+    """Whether the final model's architecture is the ProgGAN route's: the search says so
+    (``final.extra["proggan_route"]``), the auto baseline has the same genome at that resolution, or (without
+    one) its route is the first initial genome grown by ``grow_res`` alone."""
+    if "proggan_route" in final.extra:
+        return bool(final.extra["proggan_route"])
+    best = next((r for r in rows if r.id == final.candidate), None)
+    if best is None:
+        return False
+    if layout.baseline.ledger.is_file():
+        try:
+            with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
+                keys = {r.genome.key() for r in sub.candidates() if r.resolution == best.resolution}
+            return best.genome.key() in keys
+        except DgganError:
+            return False
+    route = route_of(rows, best.id)
+    first = min((r.id for r in rows if r.step == 0), default=None)
+    return bool(route) and route[0].id == first and all(
+        r.action is None or r.action.kind == "grow_res" for r in route[1:])
 
 
 def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final: FinalRow | None = None,
@@ -109,9 +168,11 @@ def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final:
         return Headline(metric, target, None if best is None else best.id, None, None, None, None, None,
                         route_text(route_of(rows, best.id)) if best else "–", comparison, None, reason)
     samples = layout.best_model.samples
+    cost = run_cost(layout.root)
     return Headline(
         metric=metric, target_resolution=target, candidate=final.candidate, final_metric=final.metric,
         final_normalized=final.normalized_metric, route_iterations=final.extra.get("route_iterations"),
         baseline_value=final.extra.get("baseline"), baseline_kind=final.extra.get("baseline_kind"),
         route=route_text(route_of(rows, final.candidate)), comparison=comparison,
-        samples=samples if samples.is_file() else None, run_dir=str(run_dir))
+        samples=samples if samples.is_file() else None, run_dir=str(run_dir),
+        proggan_route=is_proggan_route(layout, rows, final), cost=cost.lines() if cost is not None else [])

@@ -10,7 +10,13 @@ Three models, scored with the search's metric and the same evaluation seeds:
 
 Both ProgGAN models come from the run's own baseline (``RUN/baseline`` for ``auto``; for other baselines a
 ProgGAN route is trained in ``RUN/compare-baseline``), trained further here when they do not reach that far.
-Re-scoring with several evaluation seeds gives each score a spread, so a difference can be judged against it.
+
+Every model is scored with the same held-out evaluation seeds (``metrics.seeds.heldout_seeds``: draws the
+search never ranked, selected or normalised with, so the search's lucky draw is not scored again), and a
+seed fixes the latents, the real subset and SWD's directions alike for every model: the scores pair up seed
+by seed. ``paired_verdict`` judges the paired differences (the rule is in ``VERDICT_RULE``). Beside them, the
+real-vs-real floor of the data (``metrics.floor``) with the same seeds: what a generator drawing new real images
+would score.
 """
 
 from __future__ import annotations
@@ -22,13 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from .._util.files import atomic_write_json, atomic_write_text
-from ..errors import SearchError
+from ..errors import DgganError, SearchError
+from ..metrics.registry import parse_metric
+from ..metrics.seeds import heldout_seeds
 from ..runs import RunLayout, run_lock
 from .config import SearchConfig, load_run_config
 from .executors import Executor, executor_for
 from .ledger import CandidateRow, FinalRow, Ledger
 from .proggan import train_route
 from .state import Status
+
+K_SE = 2.0  # standard errors of the mean paired difference that decide a verdict
+VERDICT_RULE = (f"final vs a ProgGAN model, paired seed by seed (difference = ProgGAN's score - the final model's,"
+                f" oriented so that positive favours the final model): 'better' or 'worse' when every paired"
+                f" difference has the same sign over 3 or more seeds, or when the mean difference exceeds"
+                f" {K_SE:g} standard errors of it; otherwise 'within noise' (always so with one seed)")
 
 
 @dataclass
@@ -44,10 +58,83 @@ class Scored:
 
     @property
     def std(self) -> float:
-        return statistics.pstdev(self.scores) if len(self.scores) > 1 else 0.0
+        """The sample standard deviation over the evaluation seeds."""
+        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": self.mean, "std": self.std}
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A ProgGAN model's score minus the final model's, per evaluation seed, oriented so that a positive
+    difference favours the final model (lower is better for FID and SWD)."""
+
+    differences: list[float]
+
+    @classmethod
+    def of(cls, final: list[float], other: list[float], lower_is_better: bool = True) -> Paired:
+        if len(final) != len(other):
+            raise SearchError(f"paired scores need one per seed on both sides, got {len(final)} and {len(other)}")
+        sign = 1.0 if lower_is_better else -1.0
+        return cls([sign * (o - f) for f, o in zip(final, other, strict=True)])
+
+    @property
+    def n(self) -> int:
+        return len(self.differences)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.differences)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.differences) if self.n > 1 else 0.0
+
+    @property
+    def sem(self) -> float:
+        return self.std / math.sqrt(self.n) if self.n > 1 else math.inf
+
+    @property
+    def wins(self) -> int:
+        """Seeds on which the final model scores better."""
+        return sum(d > 0 for d in self.differences)
+
+    @property
+    def losses(self) -> int:
+        return sum(d < 0 for d in self.differences)
+
+    @property
+    def p_value(self) -> float | None:
+        """Two-sided paired t-test (scipy), for the reader; the verdict follows ``VERDICT_RULE``."""
+        if self.n < 2 or self.std == 0.0:
+            return None
+        from scipy import stats
+
+        return float(stats.ttest_1samp(self.differences, 0.0).pvalue)
+
+    @property
+    def verdict(self) -> str:
+        """``better`` / ``worse`` (the final model, against the other) or ``within noise``: ``VERDICT_RULE``."""
+        if self.n < 2:
+            return "within noise"
+        if self.n >= 3 and self.wins == self.n:
+            return "better"
+        if self.n >= 3 and self.losses == self.n:
+            return "worse"
+        if self.mean != 0.0 and abs(self.mean) > K_SE * self.sem:
+            return "better" if self.mean > 0 else "worse"
+        return "within noise"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"differences": self.differences, "mean": self.mean, "std": self.std,
+                "sem": None if self.n < 2 else self.sem, "wins": self.wins, "losses": self.losses, "n": self.n,
+                "p_value": self.p_value, "verdict": self.verdict}
+
+
+def paired_verdict(final: list[float], other: list[float], lower_is_better: bool = True) -> str:
+    """The final model against another, scored on the same seeds: ``better``, ``worse`` or ``within noise``."""
+    return Paired.of(final, other, lower_is_better).verdict
 
 
 @dataclass
@@ -61,36 +148,61 @@ class Comparison:
     equal_compute: Scored  # (b)
     search_iterations: int  # C: every candidate's iterations plus the final training
     notes: list[str] = field(default_factory=list)
+    floor: dict[str, Any] | None = None  # metrics.floor.Floor.to_dict(): real against real, same seeds
+    search_draw: float | None = None  # the final model's score with the search's own seed (what it was picked on)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return parse_metric(self.metric).lower_is_better
+
+    def paired(self, other: Scored) -> Paired:
+        return Paired.of(self.final.scores, other.scores, self.lower_is_better)
 
     def verdict(self, other: Scored) -> str:
-        """``better``/``worse`` when the means differ by more than both spreads together, else ``tie``."""
-        gap = other.mean - self.final.mean
-        spread = self.final.std + other.std
-        if abs(gap) <= spread:
-            return "tie"
-        return "better" if gap > 0 else "worse"  # lower is better
+        """The final model against ``other``: ``better``, ``worse`` or ``within noise`` (``VERDICT_RULE``)."""
+        return self.paired(other).verdict
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "metric": self.metric, "target_resolution": self.target_resolution,
-                "eval_seeds": self.eval_seeds, "search_iterations": self.search_iterations,
+                "eval_seeds": self.eval_seeds, "eval_seeds_held_out": True, "search_iterations": self.search_iterations,
                 "final": self.final.to_dict(), "equal_training": self.equal_training.to_dict(),
                 "equal_compute": self.equal_compute.to_dict(),
+                "paired_equal_training": self.paired(self.equal_training).to_dict(),
+                "paired_equal_compute": self.paired(self.equal_compute).to_dict(),
                 "final_vs_equal_training": self.verdict(self.equal_training),
-                "final_vs_equal_compute": self.verdict(self.equal_compute), "notes": self.notes}
+                "final_vs_equal_compute": self.verdict(self.equal_compute), "verdict_rule": VERDICT_RULE,
+                "floor": self.floor, "search_draw": self.search_draw, "notes": self.notes}
 
     def markdown(self) -> str:
-        def row(label: str, s: Scored, verdict: str = "") -> str:
-            ratio = s.mean / self.final.mean if self.final.mean else math.nan
-            return (f"| {label} | {s.route_iterations:,} | {s.mean:.4g} ± {s.std:.2g} | "
-                    f"{'' if s is self.final else f'{ratio:.3f}'} | {verdict} |")
+        def scores(s: Scored) -> str:
+            return ", ".join(f"{v:.4g}" for v in s.scores)
 
-        lines = [f"Scores: {self.metric} at {self.target_resolution}px (lower is better), mean ± std over"
-                 f" evaluation seeds {self.eval_seeds}.", "",
-                 "| model | training iterations | score | ProgGAN / final | final is |", "|---|---|---|---|---|",
+        def row(label: str, s: Scored) -> str:
+            if s is self.final:
+                return f"| {label} | {s.route_iterations:,} | {s.mean:.4g} ± {s.std:.2g} | {scores(s)} | | | |"
+            p = self.paired(s)
+            sem = "–" if p.n < 2 else f"{p.sem:.2g}"
+            return (f"| {label} | {s.route_iterations:,} | {s.mean:.4g} ± {s.std:.2g} | {scores(s)} |"
+                    f" {p.mean:+.4g} ± {sem} | {p.wins}/{p.n} | {p.verdict} |")
+
+        lines = [f"Scores: {self.metric} at {self.target_resolution}px (lower is better), over held-out evaluation"
+                 f" seeds {self.eval_seeds} (draws the search never scored with); each seed gives every model the"
+                 " same latents and real images, so the scores pair up seed by seed.", "",
+                 "| model | training iterations | score (mean ± std) | per seed | ProgGAN - final (mean ± s.e.)"
+                 " | seeds final is better | final is |", "|---|---|---|---|---|---|---|",
                  row("search's final model", self.final),
-                 row("(a) ProgGAN, equal training", self.equal_training, self.verdict(self.equal_training)),
-                 row("(b) ProgGAN, the search's whole compute", self.equal_compute,
-                     self.verdict(self.equal_compute))]
+                 row("(a) ProgGAN, equal training", self.equal_training),
+                 row("(b) ProgGAN, the search's whole compute", self.equal_compute)]
+        if self.floor:
+            f = self.floor
+            lines += ["", f"Real-vs-real floor ({f['method']}: {f['sample']} scored as if generated, against"
+                      f" {f['real']}, {f['metric']}): {f['mean']:.4g} ± {f['std']:.2g} over the same seeds, what a"
+                      " generator drawing new real images would score. A model near it is as close to the data as"
+                      " new real images are."]
+        if self.search_draw is not None:
+            lines += ["", f"The search picked the final model on its own draw (the run's seed): {self.search_draw:.4g};"
+                      " the held-out seeds above are the honest estimate."]
+        lines += ["", f"Verdict rule: {VERDICT_RULE}."]
         return "\n".join(lines + [""] + [f"- {n}" for n in self.notes]) + "\n"
 
 
@@ -127,6 +239,28 @@ def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = 
         opts["inception_weights"] = config.inception_weights
     return evaluate_generator(metric or config.metric, net, open_data_cached(config.data), device=device,
                               batch_size=config.eval_batch_size, seed=seed, progress=False, **opts)
+
+
+def data_floor(config: SearchConfig, seeds: list[int], device: str = "cpu",
+               notes: list[str] | None = None) -> dict[str, Any] | None:
+    """The real-vs-real floor of the search's data and metric over ``seeds`` (``metrics.floor``); None, and a
+    note, when it cannot be scored (e.g. a dataset too small to halve)."""
+    from ..metrics import default_cache_dir
+    from ..metrics.floor import data_floor as floor_of
+
+    opts: dict[str, Any] = {"cache_dir": config.cache_dir or str(default_cache_dir()), "device": device,
+                            "batch_size": config.eval_batch_size}
+    if config.inception_weights:
+        opts["inception_weights"] = config.inception_weights
+    try:
+        floor = floor_of(config.metric, config.data, config.target_resolution, seeds, **opts)
+    except DgganError as exc:
+        if notes is not None:
+            notes.append(f"no real-vs-real floor: {exc}")
+        return None
+    if notes is not None:
+        notes.extend(f"floor: {n}" for n in floor.notes)
+    return floor.to_dict()
 
 
 def train_proggan(layout: RunLayout, config: SearchConfig, needs: list[dict[int, int]], *,
@@ -179,8 +313,9 @@ def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | No
     best = next(r for r in rows if r.id == final.candidate)
     if best.genome.key() == a.genome.key():
         notes.append("the final model has ProgGAN's own architecture: no grown layer beat the ProgGAN route, so"
-                     " (a) is the same network, and a tie with it says nothing for or against growing")
-    seeds = [config.seed + i for i in range(eval_seeds)]
+                     " (a) is the same architecture, and a result within noise against it says nothing for or against"
+                     " growing")
+    seeds = heldout_seeds(config.seed, eval_seeds)
     device = config.resolved_device()
 
     def scored(name: str, path: Path, its: int) -> Scored:
@@ -194,7 +329,8 @@ def compare(run_dir: str | Path, *, eval_seeds: int = 3, executor: Executor | No
                               a.route_iterations or 0),
         equal_compute=scored("proggan_equal_compute", sub.resolve(b.checkpoint or sub.checkpoint(b.id)),
                              b.route_iterations or 0),
-        search_iterations=total, notes=notes)
+        search_iterations=total, notes=notes, floor=data_floor(config, seeds, device, notes),
+        search_draw=final.metric)
     atomic_write_json(layout.compare_json, result.to_dict())
     atomic_write_text(layout.compare_md, result.markdown())
     return result

@@ -30,7 +30,7 @@ from .algorithm import best_candidate, best_per_resolution, run_steps, seed_for
 from .baseline import BaselineCurve, resolutions, static_curve
 from .config import RESUME_HINT, SearchConfig, create_run, load_run_config
 from .executors import Executor, executor_for
-from .ledger import CandidateRow, FinalRow, Ledger
+from .ledger import CandidateRow, FinalRow, Heartbeat, Ledger
 from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
 from .proggan import run_baseline, train_route
 from .runner import Runner
@@ -242,9 +242,12 @@ class Search:
     # ---------------------------------------------------------------- the whole run
     def run(self) -> SearchSummary:
         start = time.perf_counter()
-        with run_lock(self.run_dir):
+        device = None if self.runner.device == "worker" else self.runner.device
+        # The session's wall time is on record every 30 s, so a kill -9 loses at most that (dggan status, cost).
+        with run_lock(self.run_dir), Heartbeat(self.layout.ledger, device=device, threads=self.config.threads) as beat:
             if self.executor.name == "inprocess":
                 threads = set_threads(self.config.threads)
+                beat.threads = threads
                 self.log(f"torch threads: {threads} ({'set' if self.config.threads else 'chosen from the free cores'})")
             first = self.config.initial_iterations or self.config.iterations
             self.baseline({self.config.base_resolution: first})
@@ -286,7 +289,7 @@ class Search:
             best_normalized=best.normalized_metric if best else None,
             final_metric=final.metric if final else None, final_status=final.status if final else None,
             wall_seconds=wall, train_seconds=train_s, eval_seconds=eval_s,
-            total_wall_seconds=sum(s["wall_seconds"] for s in sessions),
+            total_wall_seconds=self.ledger.session_seconds(),
             final_normalized=final.normalized_metric if final else None,
             final_route_iterations=final.extra.get("route_iterations") if final else None,
             final_needed=self.config.final_iterations > 0 or self.config.baseline != "none", graphs=graphs)

@@ -8,6 +8,10 @@ cumulative iterations along its route (``route_iterations``: its ancestors' plus
 training normalisation compares), the ``pruned`` status and the ``rungs`` table of successive halving.
 A version-1 ledger is read as it is (``dggan ls``, ``dggan report``) and migrated in place, after a copy
 to ``ledger.sqlite.v1``, when a search resumes it.
+
+The ``heartbeats`` table (created on first use, so any version-2 ledger takes it without a migration) holds
+one row per search session, rewritten by its heartbeat (``Heartbeat``, ``note_session``): a session ended by
+``kill -9`` still counts up to its last beat in ``session_seconds``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +103,17 @@ CREATE TABLE rungs (
 );
 """
 
+_HEARTBEATS = """
+CREATE TABLE IF NOT EXISTS heartbeats (
+    session TEXT PRIMARY KEY,
+    started REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    ended INTEGER NOT NULL DEFAULT 0,
+    device TEXT,
+    threads INTEGER
+);
+"""
+
 _SELECT = "SELECT c.*, EXISTS (SELECT 1 FROM kept k WHERE k.candidate = c.id) AS kept FROM candidates c"
 _UPDATABLE = frozenset({"status", "metric", "normalized_metric", "extra", "train_seconds", "eval_seconds", "checkpoint",
                         "error", "iterations", "route_iterations"})
@@ -164,6 +181,22 @@ class RungRow:
     metric: float | None
     normalized_metric: float | None
     extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One search session: from its start to its last heartbeat (or its recorded end)."""
+
+    session: str
+    started: float
+    last_seen: float
+    ended: bool  # it closed cleanly; False for a running session or one that was killed
+    device: str | None = None  # "cpu" | "cuda" where the session trained
+    threads: int | None = None  # torch CPU threads per candidate, where known
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.last_seen - self.started)
 
 
 class Ledger:
@@ -286,6 +319,49 @@ class Ledger:
 
     def get_meta(self, key: str) -> str | None:
         return self._meta(key)
+
+    # ------------------------------------------------------------------ sessions (wall time over every session)
+    def note_session(self, session: str, started: float, last_seen: float, *, ended: bool = False,
+                     device: str | None = None, threads: int | None = None) -> None:
+        """Record that ``session`` (started at ``started``, unix time) was alive at ``last_seen``; called
+        periodically (``Heartbeat``), so a session that is killed keeps its time up to its last beat."""
+        with self._writing():
+            self._conn.execute(_HEARTBEATS)
+            self._conn.execute(
+                "INSERT INTO heartbeats (session, started, last_seen, ended, device, threads) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(session) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen),"
+                " ended = MAX(ended, excluded.ended), device = COALESCE(excluded.device, device),"
+                " threads = COALESCE(excluded.threads, threads)",
+                (session, started, last_seen, int(ended), device, threads))
+
+    def sessions(self) -> list[SessionRow]:
+        """Every session, oldest first: the heartbeats' and, for sessions before heartbeats were recorded, the
+        ones the ``sessions`` meta key lists (written only when a session ran to its end). A meta entry whose
+        time span overlaps a heartbeat session is that session (a run's sessions never overlap: the run lock)."""
+        beats: list[SessionRow] = []
+        exists = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'heartbeats'")
+        if exists.fetchone() is not None:
+            beats = [SessionRow(r["session"], r["started"], r["last_seen"], bool(r["ended"]), r["device"], r["threads"])
+                     for r in self._conn.execute("SELECT * FROM heartbeats ORDER BY started")]
+        try:
+            listed = json.loads(self._meta("sessions") or "[]")
+        except json.JSONDecodeError:
+            listed = []
+        out = list(beats)
+        for i, entry in enumerate(listed):
+            end = float(entry.get("ended") or 0.0)
+            start = end - float(entry.get("wall_seconds") or 0.0)
+            same = next((b for b in beats if b.started <= end and start <= b.last_seen), None)
+            if same is None:
+                out.append(SessionRow(f"meta:{i}", start, end, True))
+            elif end - start > same.seconds:  # the driver's own clock ran to the very end
+                out[out.index(same)] = SessionRow(same.session, min(same.started, start), max(same.last_seen, end),
+                                                  True, same.device, same.threads)
+        return sorted(out, key=lambda r: r.started)
+
+    def session_seconds(self) -> float:
+        """Wall seconds of every session of this run, a killed one up to its last heartbeat."""
+        return sum(s.seconds for s in self.sessions())
 
     # ------------------------------------------------------------------ candidates
     def add_candidate(self, *, step: int, genome: Genome, parent: int | None, action: Action | None,
@@ -430,6 +506,60 @@ class Ledger:
                         normalized_metric=r["normalized_metric"], extra=json.loads(r["extra"] or "{}"),
                         iterations=r["iterations"], train_seconds=r["train_seconds"], checkpoint=r["checkpoint"],
                         error=r["error"])
+
+
+class Heartbeat:
+    """``with Heartbeat(ledger_path, device=..., threads=...):`` around a search session records it in the
+    ledger at the start, every ``every`` seconds and at a clean exit (``Ledger.note_session``), from a thread
+    with its own connection, so a session killed with ``kill -9`` loses at most ``every`` seconds. A failed
+    beat (a full disk) is skipped: the clock must never stop the search."""
+
+    def __init__(self, path: str | Path, *, every: float = 30.0, device: str | None = None,
+                 threads: int | None = None, session: str | None = None, clock: Any = time.time):
+        self.path = Path(path)
+        self.every = every
+        self.device, self.threads = device, threads
+        self.session = session or uuid.uuid4().hex[:12]
+        self.clock = clock
+        self.started = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        self.started = self.clock()
+        with suppress(LedgerError):
+            self._beat(Ledger.open(self.path), close=True)  # the session is on record before any work
+        self._thread = threading.Thread(target=self._run, name="dggan-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with suppress(LedgerError):
+            self._beat(Ledger.open(self.path), close=True, ended=True)
+
+    def _run(self) -> None:
+        try:
+            ledger = Ledger.open(self.path)
+        except LedgerError:
+            return
+        try:
+            while not self._stop.wait(self.every):
+                self._beat(ledger)
+        finally:
+            ledger.close()
+
+    def _beat(self, ledger: Ledger, close: bool = False, ended: bool = False) -> None:
+        try:
+            ledger.note_session(self.session, self.started, self.clock(), ended=ended, device=self.device,
+                                threads=self.threads)
+        except LedgerError:
+            pass
+        finally:
+            if close:
+                ledger.close()
 
 
 def _row(r: sqlite3.Row, path: Path) -> CandidateRow:

@@ -9,6 +9,10 @@
 - **Table 3**: SWD x 1e3 per Laplacian level at the target resolution and their average (ProgGAN's 16k
   images when the paper's protocol applies), the final model against ProgGAN at equal training.
 
+Tables 1 and 3 keep IS's standard deviation (the paper reports IS as mean ± std), and every table carries the
+paper's published rows (``metrics.paper``: DGGAN, ProgGAN and the other methods of its Tables 1-3) beside the
+run's own, labelled as published numbers with their protocol: other data and budgets, not this run's.
+
 All scores use the search's evaluation seed. A missing Inception weights file or dataset is a one-line
 error before anything is trained or scored.
 """
@@ -22,6 +26,7 @@ from typing import Any
 
 from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import SearchError
+from ..metrics.paper import published_tables
 from ..metrics.registry import parse_metric
 from ..runs import RunLayout
 from .algorithm import route
@@ -60,21 +65,34 @@ class Tables:
     table2: list[dict[str, Any]]
     table3: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    table1_std: dict[str, float] = field(default_factory=dict)  # IS: its standard deviation over splits
+    published: dict[str, Any] = field(default_factory=published_tables)  # the paper's rows (metrics.paper)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "protocol": self.protocol, "seed": self.seed, "table1": self.table1,
-                "table2": self.table2, "table3": self.table3, "notes": self.notes}
+                "table1_std": self.table1_std, "table2": self.table2, "table3": self.table3,
+                "published": self.published, "notes": self.notes}
 
     def markdown(self) -> str:
-        lines = ["Table 1: the final model (lower is better for FID and SWD, higher for IS).", "",
-                 "| metric | final model |", "|---|---|"]
-        lines += [f"| {name} | {value:.4g} |" for name, value in self.table1.items()]
+        lines = ["Table 1: the final model (lower is better for FID and SWD, higher for IS; IS as mean ± std).",
+                 "", "| metric | final model |", "|---|---|"]
+        lines += [f"| {name} | {table1_value(value, self.table1_std.get(name))} |"
+                  for name, value in self.table1.items()]
+        lines += published_markdown(self.published["table1"])
         lines += ["", f"Table 2: {self.protocol['table2']} per resolution, the final model's route against ProgGAN"
                   " trained as long.", "",
                   "| resolution | route model | its training iterations | ours | ProgGAN | improvement |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['resolution']}x{r['resolution']} | {r['candidate']} | {r['route_iterations']:,} |"
                   f" {r['ours']:.4g} | {r['proggan']:.4g} | {r['improvement_pct']:+.0f}% |" for r in self.table2]
+        t2 = self.published["table2"]
+        res2 = sorted(t2["proggan"], key=int)
+        lines += ["", f"Published ({t2['name']}, {t2['dataset']}; {t2['protocol']}):", "",
+                  "| model | " + " | ".join(f"{r}x{r}" for r in res2) + " |", "|---|" + "---|" * len(res2),
+                  "| ProgGAN | " + " | ".join(f"{t2['proggan'][r]:.4g}" for r in res2) + " |",
+                  "| DGGAN | " + " | ".join(f"{t2['dggan'][r]:.4g}" for r in res2) + " |"]
+        if t2.get("note"):
+            lines += ["", f"Note on the published Table 2: {t2['note']}."]
         t3 = self.table3
         levels = t3["levels"]
         lines += ["", f"Table 3: SWD x 1e3 per Laplacian level at {t3['resolution']}x{t3['resolution']}"
@@ -85,7 +103,40 @@ class Tables:
             row = t3[key]
             lines.append(f"| {label} | " + " | ".join(f"{row['levels'][str(lv)]:.3g}" for lv in levels)
                          + f" | {row['avg']:.3g} |")
+        lines += published_markdown(self.published["table3"])
         return "\n".join(lines + [""] + [f"- {n}" for n in self.notes]) + "\n"
+
+
+def table1_value(value: float, std: float | None) -> str:
+    """``8.64 ± 0.06`` for IS (mean ± std, as the paper reports it), else the value."""
+    return f"{value:.4g}" if std is None else f"{value:.4g} ± {std:.2g}"
+
+
+def _cell(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def published_columns(table: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of a published table (``metrics.paper``): Table 1 by FID and IS, Table 3 by resolution,
+    FID and SWD per level."""
+    rows = table["rows"]
+    if table["name"] == "Table 1":  # IS printed with two decimals, as in the paper
+        return (["model", "source", "FID", "Inception Score"],
+                [[r["model"], r["source"], _cell(r["fid"]),
+                  "-" if r["is_mean"] is None else f"{r['is_mean']:.2f}" + (
+                      "" if r["is_std"] is None else f" ± {r['is_std']:.2f}")] for r in rows])
+    levels = sorted({int(lv) for r in rows for lv in (r["swd"] or {})}, reverse=True)
+    return (["model", "source", "resolution", "FID", *[f"SWD {lv}" for lv in levels], "SWD avg"],
+            [[r["model"] + (f" ({r['note']})" if r["note"] else ""), r["source"],
+              f"{r['resolution']}x{r['resolution']}", _cell(r["fid"]),
+              *[_cell((r["swd"] or {}).get(str(lv)), 3) for lv in levels], _cell(r["swd_avg"], 3)] for r in rows])
+
+
+def published_markdown(table: dict[str, Any]) -> list[str]:
+    headers, cells = published_columns(table)
+    return (["", f"Published ({table['name']}, {table['dataset']}; {table['protocol']}):", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 def check_tables(config: SearchConfig, plan: dict[str, Any]) -> None:
@@ -148,6 +199,7 @@ def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executo
         return score_checkpoint(path, config, seed, device, metric)
 
     table1 = {m: float(score(final_ckpt, m)["value"]) for m in plan["table1"]}
+    table1_std = {m: float(score(final_ckpt, m)["is_std"]) for m in plan["table1"] if "is_std" in score(final_ckpt, m)}
     table2 = []
     for res in resolutions(config):
         ours_ckpt = final_ckpt if res == target else layout.resolve(models[res].checkpoint or
@@ -163,7 +215,7 @@ def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executo
     table3 = {"metric": plan["table3"], "resolution": target, "levels": levels,
               "ours": {"levels": swd_ours["swd_levels"], "avg": swd_ours["swd_avg"]},
               "proggan": {"levels": swd_theirs["swd_levels"], "avg": swd_theirs["swd_avg"]}}
-    result = Tables(str(layout.root), plan, seed, table1, table2, table3, notes)
+    result = Tables(str(layout.root), plan, seed, table1, table2, table3, notes, table1_std)
     atomic_write_json(layout.tables_json, result.to_dict())
     atomic_write_text(layout.tables_md, result.markdown())
     return result

@@ -62,6 +62,7 @@ class SearchStatus:
     scoring: list[int] = field(default_factory=list)  # running candidates done training, being scored now
     interrupted: int = 0  # not running: candidates a stopped search had in flight (counted as pending)
     graphs: str | None = None  # how candidates ran on CUDA graphs (``graphs_line``)
+    cost: list[str] = field(default_factory=list)  # device-hours and wall time so far (cost_lines)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,7 +106,7 @@ class SearchStatus:
         out.append(f"final training: {self.final or final}")
         if self.graphs:
             out.append(self.graphs)
-        return out
+        return out + self.cost
 
 
 ORDER = (Status.DONE, Status.RUNNING, Status.PENDING, Status.FAILED, Status.DIVERGED, Status.PRUNED)
@@ -286,5 +287,15 @@ def read_status(run_dir: str | Path) -> SearchStatus:
     if locked and layout.baseline.ledger.is_file():
         with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
             baseline_unfinished = sum(r.status in UNFINISHED for r in sub.candidates())
-    return compute_status(rows, final, settings, run=str(layout.root), locked=locked, pid=pid, completed=completed,
-                          progress=progress, baseline_unfinished=baseline_unfinished)
+    status = compute_status(rows, final, settings, run=str(layout.root), locked=locked, pid=pid,
+                            completed=completed, progress=progress, baseline_unfinished=baseline_unfinished)
+    status.cost = cost_lines(layout)
+    return status
+
+
+def cost_lines(layout: RunLayout) -> list[str]:
+    """The run's device-hours and wall time so far, every session counted (``search.cost``)."""
+    from .cost import run_cost
+
+    cost = run_cost(layout.root)
+    return [] if cost is None else cost.lines()

@@ -365,6 +365,7 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
         job.board.images("samples", samples, trainer.iteration)
     eval_seconds = time.perf_counter() - start
     extra = {**{k: v for k, v in scores.items() if k not in ("value", "metric")}, "graphs": graphs}
+    extra.update(device=str(trainer.device), threads=torch.get_num_threads())  # search.cost: device-hours
     # The driver normalises: only it knows the baseline at this candidate's route iterations.
     return CandidateResult(task.candidate_id, Status.DONE, metric=value, extra=extra,
                            train_seconds=trainer.train_seconds, eval_seconds=eval_seconds, checkpoint=str(ckpt_path),

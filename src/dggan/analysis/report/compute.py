@@ -106,15 +106,15 @@ def read_run(run_dir: str | Path) -> RunData:
 
 
 def _run_seconds(layout: RunLayout) -> tuple[float | None, float | None]:
-    """(the auto baseline's training and scoring seconds, the search's wall seconds over all sessions)."""
+    """(the auto baseline's training and scoring seconds, the search's wall seconds over all sessions, a killed
+    one up to its last heartbeat)."""
     baseline = wall = None
     try:
         if layout.baseline.ledger.is_file():
             with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
                 baseline = sum((r.train_seconds or 0.0) + (r.eval_seconds or 0.0) for r in sub.candidates())
         with Ledger.open(layout.ledger, readonly=True) as ledger:
-            sessions = json.loads(ledger.get_meta("sessions") or "[]")
-        wall = sum(s.get("wall_seconds", 0.0) for s in sessions) or None
+            wall = ledger.session_seconds() or None
     except (LedgerError, ValueError, sqlite3.Error):
         pass
     return baseline, wall

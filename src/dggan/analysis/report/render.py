@@ -148,6 +148,7 @@ def _overview(data: RunData) -> str:
                                                           for r in rows))),
         ("ProgGAN baseline's training and scoring", duration(data.baseline_seconds)),
         ("Wall time of the search (every session)", duration(data.wall_seconds)),
+        *_cost_items(data),
         (
             "Final training",
             "not recorded" if final is None
@@ -155,6 +156,20 @@ def _overview(data: RunData) -> str:
         ),
     ]
     return _table(["", ""], items, "kv")
+
+
+def _cost_items(data: RunData) -> list[tuple[str, str]]:
+    """Device-hours and where the training went (``search.cost``); nothing when the ledger cannot say."""
+    from ...search.cost import run_cost
+
+    cost = run_cost(data.run)
+    if cost is None:
+        return []
+    items = [("Device-hours (training and scoring, baseline included)", cost.device_hours.text())]
+    if cost.split.baseline:
+        items.append(("Where the training went", f"{cost.split.text()} (the baseline is about 1/K of a step only at"
+                                                 " paper scale: K = 20, ~200 children per step)"))
+    return items
 
 
 def _baseline_text(data: RunData) -> str:
@@ -656,41 +671,93 @@ def _result_html(page: Page, data: RunData, n: int, seed: int, device: str) -> s
             f'<figure class="sample">{img}<figcaption>{_e(cap)}</figcaption></figure>' for img, cap in figures)
             + "</div>")
     if head.comparison:
-        c = head.comparison
-        rows = [[label, f"{m['route_iterations']:,}", f"{m['mean']:.4g} ± {m['std']:.2g}", verdict]
-                for label, m, verdict in (("final model", c["final"], ""),
-                                          ("(a) ProgGAN, equal training", c["equal_training"],
-                                           c["final_vs_equal_training"]),
-                                          ("(b) ProgGAN, the search's whole compute", c["equal_compute"],
-                                           c["final_vs_equal_compute"]))]
-        parts.append(f"<h3>dggan compare ({_e(c['metric'])}, evaluation seeds {_e(c['eval_seeds'])})</h3>"
-                     + _table(["model", "training iterations", "score (mean ± std)", "final is"], rows)
-                     + "".join(f'<p class="muted">{_e(note)}</p>' for note in c.get("notes", [])))
+        parts.append(_compare_html(head.comparison))
     elif head.ok:
         parts.append(f'<p class="muted">For the same against ProgGAN trained with the search\'s whole compute,'
                      f" and with several evaluation seeds: <code>dggan compare {_e(data.run)}</code>.</p>")
     return "".join(parts)
 
 
+def _compare_html(c: dict[str, Any]) -> str:
+    """``dggan compare`` (RUN/compare.json): the scores per seed, the paired differences, the floor."""
+    def paired(key: str) -> list[str]:
+        p = c.get(f"paired_{key}")
+        if not p:  # a compare.json from before paired verdicts
+            return ["", "", c[f"final_vs_{key}"]]
+        sem = "" if p.get("sem") is None else f" ± {p['sem']:.2g}"
+        return [f"{p['mean']:+.4g}{sem}", f"{p['wins']}/{p['n']}", p["verdict"]]
+
+    rows = []
+    for label, key in (("final model", "final"), ("(a) ProgGAN, equal training", "equal_training"),
+                       ("(b) ProgGAN, the search's whole compute", "equal_compute")):
+        m = c[key]
+        rows.append([label, f"{m['route_iterations']:,}", f"{m['mean']:.4g} ± {m['std']:.2g}",
+                     ", ".join(f"{v:.4g}" for v in m.get("scores", [])),
+                     *(["", "", ""] if key == "final" else paired(key))])
+    held = "held-out evaluation seeds" if c.get("eval_seeds_held_out") else "evaluation seeds"
+    out = [f"<h3>dggan compare ({_e(c['metric'])}, {held} {_e(c['eval_seeds'])})</h3>",
+           _table(["model", "training iterations", "score (mean ± std)", "per seed",
+                   "ProgGAN - final (mean ± s.e.)", "seeds final is better", "final is"], rows)]
+    floor = c.get("floor")
+    if floor:
+        out.append(f"<p>Real-vs-real floor ({_e(floor['method'])}: {_e(floor['sample'])} scored as if generated,"
+                   f" against {_e(floor['real'])}, {_e(floor['metric'])}): {floor['mean']:.4g} ± {floor['std']:.2g}"
+                   " over the same seeds, what a generator drawing new real images would score. A model near it is"
+                   " as close to the data as new real images are.</p>")
+    if c.get("search_draw") is not None:
+        out.append(f'<p class="muted">The search picked the final model on its own draw: {c["search_draw"]:.4g}.</p>')
+    if c.get("verdict_rule"):
+        out.append(f'<p class="muted">Verdict rule: {_e(c["verdict_rule"])}.</p>')
+    out += [f'<p class="muted">{_e(note)}</p>' for note in c.get("notes", [])]
+    return "".join(out)
+
+
+def _published_html(table: dict[str, Any] | None) -> str:
+    """The paper's own rows of a table (``metrics.paper``), labelled as published numbers with their protocol."""
+    from ...search.tables import published_columns
+
+    if not table:
+        return ""
+    headers, cells = published_columns(table)
+    return (f'<p class="muted">Published ({_e(table["name"])}, {_e(table["dataset"])}; {_e(table["protocol"])}):</p>'
+            + _table(headers, cells))
+
+
 def _tables_html(tables: dict[str, Any]) -> str:
-    """The paper's Tables 1-3 (``dggan tables``, RUN/best/tables.json)."""
+    """The paper's Tables 1-3 (``dggan tables``, RUN/best/tables.json), each beside the paper's published rows."""
+    from ...search.tables import table1_value
+
     plan = tables["protocol"]
+    stds = tables.get("table1_std", {})
+    published = tables.get("published", {})
     parts = [f"<p>Scored with seed {_e(tables['seed'])}"
              + (" under the paper's protocol (FID and IS of 50k samples, SWD of 16k)." if plan.get("paper_protocol")
                 else "; the search's metric stands in where the paper used FID.") + "</p>",
              "<h3>Table 1: the final model</h3>",
-             _table(["metric", "final model"], [[k, _num(v)] for k, v in tables["table1"].items()])]
+             _table(["metric", "final model"],
+                    [[k, table1_value(v, stds.get(k))] for k, v in tables["table1"].items()]),
+             _published_html(published.get("table1"))]
     parts.append(f"<h3>Table 2: per resolution, against ProgGAN trained as long ({_e(plan['table2'])})</h3>")
     parts.append(_table(["resolution", "route model", "training iterations", "ours", "ProgGAN", "improvement"],
                         [[f"{r['resolution']}x{r['resolution']}", r["candidate"], f"{r['route_iterations']:,}",
                           _num(r["ours"]), _num(r["proggan"]), f"{r['improvement_pct']:+.0f}%"]
                          for r in tables["table2"]]))
+    t2 = published.get("table2")
+    if t2:
+        res2 = sorted(t2["proggan"], key=int)
+        parts.append(f'<p class="muted">Published ({_e(t2["name"])}, {_e(t2["dataset"])}; {_e(t2["protocol"])}):</p>'
+                     + _table(["model", *[f"{r}x{r}" for r in res2]],
+                              [[name, *[_num(t2[key][r]) for r in res2]]
+                               for name, key in (("ProgGAN", "proggan"), ("DGGAN", "dggan"))]))
+        if t2.get("note"):
+            parts.append(f'<p class="muted">Note: {_e(t2["note"])}.</p>')
     t3 = tables["table3"]
     levels = t3["levels"]
     parts.append(f"<h3>Table 3: SWD x 1e3 per Laplacian level at {t3['resolution']}px ({_e(t3['metric'])})</h3>")
     parts.append(_table(["model", *[str(lv) for lv in levels], "avg"],
                         [[label, *[_num(t3[key]["levels"][str(lv)], 3) for lv in levels], _num(t3[key]["avg"], 3)]
                          for label, key in (("final model", "ours"), ("ProgGAN, equal training", "proggan"))]))
+    parts.append(_published_html(published.get("table3")))
     if tables.get("notes"):
         parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in tables["notes"]) + "</ul>")
     return "".join(parts) + _links("../best/tables.md")

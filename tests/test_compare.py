@@ -1,0 +1,118 @@
+"""`dggan compare` decides from paired differences on held-out seeds, next to the real-vs-real floor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from searches import tiny
+
+from dggan.metrics.floor import data_floor, halves, held_out
+from dggan.metrics.seeds import HELDOUT_BASE, heldout_seeds, search_seed, search_seeds
+from dggan.search.compare import Comparison, Paired, Scored, compare, paired_verdict
+from dggan.search.driver import run_search
+
+
+def test_worse_on_every_seed_is_worse_not_a_tie() -> None:
+    # Issue #19: the final model against ProgGAN at equal training on three evaluation seeds.
+    final, proggan = [92.2, 47.9, 53.0], [47.9, 41.9, 43.8]
+    paired = Paired.of(final, proggan)
+    assert paired.differences == pytest.approx([-44.3, -6.0, -9.2])
+    assert paired.losses == 3 and paired.wins == 0 and paired.verdict == "worse"
+    assert paired_verdict(proggan, final) == "better"
+    # The old rule (means apart by more than both spreads) called this a tie: the spread of the final model's
+    # scores is mostly the seed's, which pairing removes.
+
+
+def test_mixed_signs_are_within_noise_and_one_seed_decides_nothing() -> None:
+    assert paired_verdict([10.0, 12.0, 11.0], [10.5, 11.0, 11.2]) == "within noise"
+    assert paired_verdict([10.0], [30.0]) == "within noise"
+    assert paired_verdict([10.0, 11.0], [10.5, 11.4]) == "better"  # 2 seeds: by the standard error alone (9 s.e.)
+    # A large consistent gain with one small reversal is decided by the mean (beyond 2 standard errors).
+    assert paired_verdict([10.0] * 6, [15.0, 15.2, 14.8, 15.1, 14.9, 9.9]) == "better"
+    # Higher is better (IS): the same scores reverse.
+    assert paired_verdict([9.0, 9.1, 9.2], [8.0, 8.1, 8.2], lower_is_better=False) == "better"
+    identical = Paired.of([5.0, 6.0, 7.0], [5.0, 6.0, 7.0])
+    assert identical.verdict == "within noise" and identical.p_value is None
+
+
+def test_comparison_carries_paired_numbers_and_the_floor() -> None:
+    def scored(name: str, scores: list[float]) -> Scored:
+        return Scored(name, f"{name}.safetensors", 4800, scores)
+
+    floor = {"metric": "swd512", "method": "two disjoint halves", "sample": "a", "real": "b", "seeds": [1, 2, 3],
+             "scores": [5.0, 6.0, 7.0], "mean": 6.0, "std": 1.0, "notes": []}
+    c = Comparison("run", "swd512", 16, [1, 2, 3], scored("final", [92.2, 47.9, 53.0]),
+                   scored("a", [47.9, 41.9, 43.8]), scored("b", [90.0, 50.0, 50.0]), 9000, floor=floor,
+                   search_draw=92.18)
+    d = c.to_dict()
+    assert d["final_vs_equal_training"] == "worse" and d["paired_equal_training"]["losses"] == 3
+    assert d["paired_equal_training"]["mean"] == pytest.approx(-(44.3 + 6.0 + 9.2) / 3)
+    assert d["final_vs_equal_compute"] == "within noise"  # -2.2, +2.1, -3.0: mixed signs
+    assert d["floor"]["method"] == "two disjoint halves" and "verdict_rule" in d
+    md = c.markdown()
+    assert "| worse |" in md and "Real-vs-real floor (two disjoint halves" in md and "92.18" in md
+
+
+def test_held_out_evaluation_seeds_are_none_the_search_uses() -> None:
+    for run_seed in (0, 1, 7, 123_456, 8_000_000):
+        held = heldout_seeds(run_seed, 5)
+        assert len(set(held)) == 5 and min(held) >= HELDOUT_BASE
+        used = {search_seed(run_seed), *search_seeds(run_seed, 100),
+                *(run_seed * 100_003 + k for k in range(1000))}  # the driver's training seeds
+        assert not used & set(held) and max(used) < HELDOUT_BASE
+    assert not set(heldout_seeds(0, 5)) & set(heldout_seeds(1, 5))  # each run its own draws
+    assert heldout_seeds(3, 2) == heldout_seeds(3, 5)[:2]  # more seeds extend the same stream
+
+
+def test_floor_of_an_array_without_held_out_split_uses_disjoint_halves(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, size=(81, 3, 16, 16), dtype=np.uint8)
+    np.save(tmp_path / "patches.npy", array)
+    spec = f"npz:{tmp_path / 'patches.npy'}"
+    assert held_out(spec) is None
+    from dggan.data import open_dataset
+
+    a, b = halves(open_dataset(spec))
+    assert len(a) == len(b) == 40 and not set(a.indices) & set(b.indices)
+    assert a.fingerprint() != b.fingerprint()
+    floor = data_floor("swd32", spec, 16, [11, 12], progress=False)
+    assert floor.method == "two disjoint halves" and floor.metric == "swd32"
+    assert len(floor.scores) == 2 and all(s > 0 for s in floor.scores)
+    # A half smaller than the metric's sample count: the floor says which metric it used instead.
+    short = data_floor("swd64", spec, 16, [11], progress=False)
+    assert short.metric == "swd40" and "fewer than the 64" in short.notes[0]
+
+
+def test_floor_of_digits_is_its_training_split_against_the_held_out_one() -> None:
+    pytest.importorskip("sklearn")
+    floor = data_floor("swd64", "digits", 16, [1], progress=False)
+    assert floor.method == "held-out split" and "test" in floor.sample and "train" in floor.real
+    assert held_out("digits:split=test") is None  # no held-out part of the held-out part
+    short = data_floor("swd512", "digits", 16, [1], progress=False)  # 359 held-out digits
+    assert short.metric == "swd359" and "fewer than the 512" in short.notes[0]
+
+
+def test_compare_scores_held_out_seeds_and_the_floor(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2), progress=False)
+    result = compare(run, eval_seeds=3, progress=False)
+    assert result.eval_seeds == heldout_seeds(0, 3)
+    report = json.loads((run / "compare.json").read_text())
+    assert report["floor"]["method"] == "two disjoint halves" and len(report["floor"]["scores"]) == 3
+    paired = report["paired_equal_training"]
+    pairs = zip(report["final"]["scores"], report["equal_training"]["scores"], strict=True)
+    assert paired["differences"] == pytest.approx([a - f for f, a in pairs])
+    assert report["final_vs_equal_training"] == paired["verdict"] in ("better", "worse", "within noise")
+    # The search's own draw is reported, not re-used as an evaluation seed.
+    assert report["search_draw"] not in report["final"]["scores"]
+    # The report shows the paired numbers, the floor and the cost.
+    from dggan.analysis.report import generate_report
+
+    text = generate_report(run, replay_seeds=2).path.read_text()
+    assert "ProgGAN - final (mean ± s.e.)" in text and "held-out evaluation seeds" in text
+    assert "Real-vs-real floor (two disjoint halves" in text and "Verdict rule:" in text
+    assert "Device-hours (training and scoring, baseline included)" in text and "CPU core-hours" in text
+    assert "Where the training went" in text
