@@ -16,7 +16,7 @@ from ...runs import LEDGER_NAME, RunLayout
 from ...search.algorithm import route, search_result
 from ...search.baseline import BaselineCurve
 from ...search.ledger import CandidateRow, FinalRow, Ledger, RungRow
-from .. import analyses as A
+from .. import analyses
 
 T = TypeVar("T")
 
@@ -55,12 +55,12 @@ class RunData:
 class Analyses:
     """The paper's analyses (Fig. 3) of one run; a missing one failed and says why in ``errors``."""
 
-    capacity: A.Capacity | None = None
-    action_effects: list[A.ActionEffect] | None = None
+    capacity: analyses.Capacity | None = None
+    action_effects: list[analyses.ActionEffect] | None = None
     pruning_thresholds: tuple[list[float], bool] | None = None
-    pruning_risk: list[A.PruningRisk] | None = None
+    pruning_risk: list[analyses.PruningRisk] | None = None
     replay: dict[str, Any] | None = None
-    rung_predictiveness: list[A.RungPredictiveness] | None = None
+    rung_predictiveness: list[analyses.RungPredictiveness] | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
     def to_json(self, data: RunData) -> dict[str, Any]:
@@ -94,12 +94,12 @@ def read_run(run_dir: str | Path) -> RunData:
     rows, settings, final, curve, rungs = _read_ledger(layout.ledger)
     if not settings:
         settings = read_json(layout.options) or {}
-    key = A.score_key(rows)
-    done = A.finished(rows, key)
+    key = analyses.score_key(rows)
+    done = analyses.finished(rows, key)
     target = settings.get("target_resolution")
     best = (search_result(rows, final.candidate if final is not None else None,
                           target if isinstance(target, int) else None, key) if done else None)
-    k, p = A.search_hyperparameters(rows, settings) if rows else (0, 0.0)
+    k, p = analyses.search_hyperparameters(rows, settings) if rows else (0, 0.0)
     return RunData(layout, rows, settings, final, key, Counter(r.status.value for r in rows), done, best,
                    route(rows, best.id) if best is not None else [], k, p, curve, rungs,
                    *_run_seconds(layout))
@@ -158,23 +158,23 @@ def compute_analyses(data: RunData, zoom_threshold: float = 1.2, replay_seeds: i
             out.errors[name] = f"{type(exc).__name__}: {exc}"
             return None
 
-    out.capacity = attempt("capacity", lambda: A.capacity(rows, key, zoom_threshold,
+    out.capacity = attempt("capacity", lambda: analyses.capacity(rows, key, zoom_threshold,
                                                           data.best.id if data.best is not None else None))
-    out.action_effects = attempt("action_effects", lambda: A.action_effects(rows, key))
-    out.pruning_thresholds = attempt("pruning_risk", lambda: A.pruning_thresholds(rows, key))
+    out.action_effects = attempt("action_effects", lambda: analyses.action_effects(rows, key))
+    out.pruning_thresholds = attempt("pruning_risk", lambda: analyses.pruning_thresholds(rows, key))
     if out.pruning_thresholds is not None:
-        out.pruning_risk = attempt("pruning_risk", lambda: A.pruning_risk(rows, key, out.pruning_thresholds[0]))
+        out.pruning_risk = attempt("pruning_risk", lambda: analyses.pruning_risk(rows, key, out.pruning_thresholds[0]))
     out.replay = attempt("replay", lambda: _replay(data, replay_seeds))
     if data.rungs and int(data.settings.get("halving_eta") or 1) > 1:
-        out.rung_predictiveness = attempt("rung_predictiveness", lambda: A.rung_predictiveness(rows, data.rungs))
+        out.rung_predictiveness = attempt("rung_predictiveness", lambda: analyses.rung_predictiveness(rows, data.rungs))
     return out
 
 
 def _replay(data: RunData, seeds: int) -> dict[str, Any]:
-    index = A.ReplayIndex(data.rows, data.key, settings=data.settings, rungs=data.rungs)
-    ks, ps = A.default_grid(data.k, data.p)
+    index = analyses.ReplayIndex(data.rows, data.key, settings=data.settings, rungs=data.rungs)
+    ks, ps = analyses.default_grid(data.k, data.p)
     eta = int(data.settings.get("halving_eta") or 1)
     etas = [1, eta] if eta > 1 and data.rungs else [1]  # halving can only be replayed where rung scores exist
-    cells = A.replay_grid(data.rows, ks, ps, seeds, data.key, index, etas=etas)
+    cells = analyses.replay_grid(data.rows, ks, ps, seeds, data.key, index, etas=etas)
     return {"target_resolution": index.target_resolution, "seeds": seeds, "actual": index.actual(), "cells": cells,
             "etas": etas}

@@ -21,8 +21,7 @@ from typing import Any
 from ..._util.files import atomic_write_bytes
 from ...runs import CHECKPOINT_NAME, SAMPLES_NAME, RunLayout
 from ...search.ledger import CandidateRow, FinalRow
-from .. import analyses as A
-from .. import plots as P
+from .. import analyses, plots
 from ..headline import duration, headline
 from .compute import Analyses, RunData, read_json
 
@@ -85,7 +84,7 @@ def _num(x: float | int | None, digits: int = 4) -> str:
 
 
 def _params(n: int) -> str:
-    return P.params_text(n)
+    return plots.params_text(n)
 
 
 def _fmt_counts(c: Counter[str]) -> str:
@@ -249,7 +248,7 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
     html_parts.append(
         "<h3>G and D layers, by resolution</h3>"
         '<p class="muted">Grown layers in orange; G runs 4px → top, D runs top → 4px.</p>'
-        + page.image("architecture", P.plot_architecture(g, f"candidate {best.id}"))
+        + page.image("architecture", plots.plot_architecture(g, f"candidate {best.id}"))
     )
     write_text(page.out / "best_genome.json", g.to_json() + "\n")
     return "".join(html_parts)
@@ -258,7 +257,8 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
 def _route_html(page: Page, route: list[CandidateRow]) -> str:
     headers = ["step", "id", "action", "resolution", "route its", "G params", "D params", "G/D", "metric",
                "normalized", "status", "kept", "genome"]
-    rows = [[r.step, r.id, A.action_label(r.action, r.parent), r.resolution, r.route_iterations, r.g_params, r.d_params,
+    rows = [[r.step, r.id, analyses.action_label(r.action, r.parent), r.resolution, r.route_iterations, r.g_params,
+             r.d_params,
              round(r.g_params / max(1, r.d_params), 4), r.metric, r.normalized_metric, r.status.value, r.kept,
              r.genome.summary()] for r in route]
     _write_csv(page.out / "route.csv", headers, rows)
@@ -267,7 +267,7 @@ def _route_html(page: Page, route: list[CandidateRow]) -> str:
     return _table(headers, shown, "route") + _links("route.csv")
 
 
-def _capacity_html(page: Page, cap: A.Capacity, key: str) -> str:
+def _capacity_html(page: Page, cap: analyses.Capacity, key: str) -> str:
     threshold = cap.zoom_threshold
     small = _small(len(cap.points), "candidates have a score")
     _write_csv(
@@ -292,10 +292,10 @@ def _capacity_html(page: Page, cap: A.Capacity, key: str) -> str:
         )
     zoomed = sum(1 for p in cap.points if p.score < threshold)
     text += f"<p>{len(cap.points)} candidates plotted, {zoomed} in the zoomed view.</p>"
-    return small + text + page.image("capacity", P.plot_capacity(cap, key)) + _links("capacity.csv")
+    return small + text + page.image("capacity", plots.plot_capacity(cap, key)) + _links("capacity.csv")
 
 
-def _actions_html(page: Page, effects: list[A.ActionEffect]) -> str:
+def _actions_html(page: Page, effects: list[analyses.ActionEffect]) -> str:
     headers = [
         "action",
         "children",
@@ -324,13 +324,13 @@ def _actions_html(page: Page, effects: list[A.ActionEffect]) -> str:
     ]
     return (
         text
-        + page.image("action_effects", P.plot_action_effects(effects))
+        + page.image("action_effects", plots.plot_action_effects(effects))
         + _table(headers, shown)
         + _links("action_effects.csv")
     )
 
 
-def _pruning_html(page: Page, risks: list[A.PruningRisk], paper: bool) -> str:
+def _pruning_html(page: Page, risks: list[analyses.PruningRisk], paper: bool) -> str:
     headers = [
         "threshold",
         "good parents",
@@ -373,7 +373,7 @@ def _pruning_html(page: Page, risks: list[A.PruningRisk], paper: bool) -> str:
     shown = [[f"{r[0]:.4g}", r[1], r[2], r[3], _pct(r[4]), r[5], r[6], r[7], _pct(r[8])] for r in table]
     return (
         text
-        + page.image("pruning_risk", P.plot_pruning_risk(risks))
+        + page.image("pruning_risk", plots.plot_pruning_risk(risks))
         + _table(headers, shown)
         + _links("pruning_risk.csv")
     )
@@ -424,14 +424,14 @@ def _replay_html(page: Page, replay: dict[str, Any], k_real: int, p_real: float)
     plain = [c for c in cells if c.eta == 1]
     return (
         text
-        + page.image("replay", P.plot_replay(plain, actual, k_real, p_real))
+        + page.image("replay", plots.plot_replay(plain, actual, k_real, p_real))
         + f"<details><summary>Replay table ({len(cells)} settings)</summary>"
         + f"{_table(headers, shown)}</details>"
         + _links("replay.csv")
     )
 
 
-def _rungs_html(page: Page, stats: list[A.RungPredictiveness]) -> str:
+def _rungs_html(page: Page, stats: list[analyses.RungPredictiveness]) -> str:
     headers = ["rung", "share of the budget", "candidates", "Spearman rho", "p-value"]
     rows = [[s.rung + 1, s.fraction, s.n, s.spearman, s.p_value] for s in stats]
     _write_csv(page.out / "rung_predictiveness.csv", headers, rows)
@@ -454,7 +454,7 @@ def _tree_html(page: Page, rows: list[CandidateRow], key: str, route: list[Candi
         "line is the best candidate's route. Unfinished, diverged and failed candidates sit below the "
         "finished ones.</p>"
     )
-    return text + page.image("search_tree", P.plot_search_tree(rows, key, [r.id for r in route]))
+    return text + page.image("search_tree", plots.plot_search_tree(rows, key, [r.id for r in route]))
 
 
 # ---------------------------------------------------------------------- samples
@@ -555,7 +555,7 @@ def _cand_row(r: CandidateRow) -> list[Any]:
         r.id,
         r.step,
         r.parent,
-        A.action_label(r.action, r.parent),
+        analyses.action_label(r.action, r.parent),
         r.resolution,
         r.status.value,
         clean(r.metric),
@@ -764,7 +764,7 @@ def _tables_html(tables: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------- the page
-def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, sample_seed: int, device: str,
+def sections(page: Page, data: RunData, found: Analyses, *, n_samples: int, sample_seed: int, device: str,
              top_n: int = PAGE_SIZE) -> list[Section]:
     """Every section's HTML, in page order; a section that fails shows its error and costs nothing else."""
     out: list[Section] = []
@@ -784,7 +784,7 @@ def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, s
             page.notes.append(f"Section '{title}' failed: {type(exc).__name__}: {exc}")
             out.append((sid, title, f'<p class="error">Could not build this section: {_e(exc)}</p>'))
 
-    errors = analyses.errors
+    errors = found.errors
     section("result", "Result", lambda: _result_html(page, data, n_samples, sample_seed, device), needs_done=False)
     section("overview", "Overview", lambda: _overview(data), needs_done=False)
     tables = read_json(data.layout.tables_json)
@@ -792,17 +792,17 @@ def sections(page: Page, data: RunData, analyses: Analyses, *, n_samples: int, s
         section("tables", "The paper's tables", lambda: _tables_html(tables), needs_done=False)
     section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final))
     section("route", "Growing route of the best candidate", lambda: _route_html(page, data.route))
-    section("capacity", "1. G-to-D capacity", lambda: _capacity_html(page, analyses.capacity, data.key),
+    section("capacity", "1. G-to-D capacity", lambda: _capacity_html(page, found.capacity, data.key),
             failed=errors.get("capacity"))
-    section("actions", "2. Effect of each action", lambda: _actions_html(page, analyses.action_effects),
+    section("actions", "2. Effect of each action", lambda: _actions_html(page, found.action_effects),
             failed=errors.get("action_effects"))
     section("pruning", "3. Pruning risk",
-            lambda: _pruning_html(page, analyses.pruning_risk, analyses.pruning_thresholds[1]),
+            lambda: _pruning_html(page, found.pruning_risk, found.pruning_thresholds[1]),
             failed=errors.get("pruning_risk"))
-    section("replay", "4. K and p replay", lambda: _replay_html(page, analyses.replay, data.k, data.p),
+    section("replay", "4. K and p replay", lambda: _replay_html(page, found.replay, data.k, data.p),
             failed=errors.get("replay"))
-    if analyses.rung_predictiveness is not None or "rung_predictiveness" in errors:
-        section("rungs", "Is an early score predictive?", lambda: _rungs_html(page, analyses.rung_predictiveness),
+    if found.rung_predictiveness is not None or "rung_predictiveness" in errors:
+        section("rungs", "Is an early score predictive?", lambda: _rungs_html(page, found.rung_predictiveness),
                 failed=errors.get("rung_predictiveness"))
     section("tree", "5. Search tree", lambda: _tree_html(page, data.rows, data.key, data.route), needs_done=False)
     section("samples", "6. Samples",
