@@ -227,6 +227,10 @@ def test_a_killed_final_training_resumes_to_the_same_result(tmp_path: Path, more
     with ledger_of(whole) as ledger:
         expected = (ledger.final(), ledger.final_scores())
     first_final = next(i for i, t in enumerate(whole_executor.tasks) if _is_final(t))
+    # The final training's start is the pick itself, scored with the same seed by the pick: no task for it.
+    start = next(g for g in expected[1] if g.kind == "point" and g.index == 0)
+    assert start.extra["reused"] == "final pick"
+    assert not any(Path(t.out_dir).name == "best" and t.until == start.iterations for t in whole_executor.tasks)
     run = tmp_path / "run"
     with pytest.raises(Interrupted):
         search(run, CurveExecutor(penalty=0.5, final=hump, stop_after=first_final + more))

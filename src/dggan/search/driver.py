@@ -322,6 +322,10 @@ class Search:
                 continue
             if any(g.metric is None for g in points.values()):
                 break  # it diverged: nothing after that point
+            if offset == 0 and (score := self._start_from_pick(best, seed, start, source)) is not None:
+                points[k] = score  # the pick scored this very model with this seed: no task
+                self._log_point(score, len(offsets))
+                continue
             task = self.runner.task(best, start + extra_its, model.root, continue_from=source, eval_seed=seed)
             if not single:
                 task = dataclasses.replace(task, until=start + offset)
@@ -347,12 +351,28 @@ class Search:
                 break
         self._finish_final(best, points, single, source, start_route)
 
+    def _start_from_pick(self, best: CandidateRow, seed: int, start: int, source: str) -> FinalScore | None:
+        """The final training's first point (its start: the pick itself) from the pick's score with the same
+        seed, when there is one; its checkpoint is set aside as the best snapshot so far, and the first segment
+        then starts from ``source`` (RUN/best has no checkpoint yet)."""
+        pick = next((g for g in self.ledger.final_scores("pick") if g.candidate == best.id and g.seed == seed
+                     and g.iterations == start), None)
+        if pick is None or pick.metric is None or self.layout.best_model.checkpoint.exists():
+            return None
+        atomic_write_bytes(self.layout.best_model.best_snapshot, Path(source).read_bytes())
+        score = dataclasses.replace(pick, kind="point", index=0,
+                                    extra={**pick.extra, "reused": "final pick", "train_seconds": 0.0,
+                                           "eval_seconds": 0.0})
+        self.ledger.add_final_score(score)
+        return score
+
     def _log_point(self, score: FinalScore, count: int) -> None:
         """A point of the final training into best/stats.jsonl, TensorBoard (RUN/tb/search, final/) and the log."""
         row = {"iteration": score.iterations, "final_point": score.index, "route_iterations": score.route_iterations,
                "selection_metric": score.metric, "normalized": score.normalized_metric,
                "proggan": score.extra.get("baseline")}
         with contextlib.suppress(OSError):
+            self.layout.best.mkdir(exist_ok=True)
             append_jsonl(self.layout.best_model.stats, row)
         self._board.scalars({"metric": score.metric, "proggan": score.extra.get("baseline"),
                              "normalized": score.normalized_metric}, score.route_iterations or 0, "final/")
@@ -516,7 +536,7 @@ def _iteration_of(checkpoint: Path, candidate: int) -> int:
         return int(load_checkpoint(checkpoint, tensors=False).state["iteration"])
     except CheckpointError as exc:
         raise SearchError(f"the final pick and training need candidate {candidate}'s checkpoint, which is missing or"
-                          f" damaged ({exc}); restore it from a backup and resume. Nothing was changed") from None
+                          f" damaged ({exc}); restore it from a backup and resume (nothing recorded is lost)") from None
 
 
 def _mean(values: list[float]) -> float:
