@@ -127,7 +127,7 @@ def ledger_of(run: Path) -> Ledger:
 
 def hump(iteration: int) -> float:
     """The final training's score: best 20 iterations in, worse after (a GAN that degrades)."""
-    return 0.5 + ((iteration - 50) / 40) ** 2
+    return 0.5 + ((iteration - 30) / 40) ** 2
 
 
 # ---------------------------------------------------------------------- the ProgGAN route in the race
@@ -147,6 +147,20 @@ def test_the_proggan_route_wins_when_every_grown_candidate_is_worse(tmp_path: Pa
     assert final is not None and final.status == Status.DONE
     assert final.candidate == route.id and final.extra["proggan_route"] is True
     assert final.extra["source"] == route.checkpoint  # continued from the baseline's checkpoint: not trained twice
+
+
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_the_proggan_routes_final_training_is_the_baselines_own(tmp_path: Path) -> None:
+    executor = CurveExecutor(penalty=0.5)
+    run = search(tmp_path / "run", executor)
+    with ledger_of(run) as ledger:
+        final, points = ledger.final(), ledger.final_scores("point")
+    assert final is not None and final.extra["proggan_route"] is True and len(points) == 5
+    best_tasks = [t for t in executor.tasks if Path(t.out_dir).name == "best"]
+    assert best_tasks and all(t.until == t.train["iterations"] - 1 for t in best_tasks)  # nothing trained twice
+    assert all(g.extra["checkpoint"].startswith("baseline/") for g in points[1:])
+    assert _read(run / "best" / "last" / "checkpoint.safetensors") == _read(run / points[-1].extra["checkpoint"])
+    assert final.train_seconds == 0.0
 
 
 @pytest.mark.usefixtures("fake_checkpoints")
@@ -189,7 +203,7 @@ def test_the_pick_is_the_best_mean_over_selection_seeds_and_records_the_spread(t
 # ---------------------------------------------------------------------- the best snapshot
 @pytest.mark.usefixtures("fake_checkpoints")
 def test_final_training_keeps_the_best_and_the_last_snapshot_and_records_every_point(tmp_path: Path) -> None:
-    executor = CurveExecutor(penalty=0.5, final=hump)
+    executor = CurveExecutor(penalty=-0.5, final=hump)  # a grown candidate wins: its final training is trained
     run = search(tmp_path / "run", executor, final_pick_candidates=1)
     with ledger_of(run) as ledger:
         points, final = ledger.final_scores("point"), ledger.final()
@@ -221,8 +235,9 @@ def _is_final(task: CandidateTask) -> bool:
 
 @pytest.mark.usefixtures("fake_checkpoints")
 @pytest.mark.parametrize("more", [2, 10, 12])  # tasks into the pick (9 of them), after 1 and 3 points
-def test_a_killed_final_training_resumes_to_the_same_result(tmp_path: Path, more: int) -> None:
-    whole_executor = CurveExecutor(penalty=0.5, final=hump)
+@pytest.mark.parametrize("penalty", [-0.5, 0.5])  # a grown candidate wins (trained), the ProgGAN route (reused)
+def test_a_killed_final_training_resumes_to_the_same_result(tmp_path: Path, more: int, penalty: float) -> None:
+    whole_executor = CurveExecutor(penalty=penalty, final=hump)
     whole = search(tmp_path / "whole", whole_executor)
     with ledger_of(whole) as ledger:
         expected = (ledger.final(), ledger.final_scores())
@@ -233,10 +248,10 @@ def test_a_killed_final_training_resumes_to_the_same_result(tmp_path: Path, more
     assert not any(Path(t.out_dir).name == "best" and t.until == start.iterations for t in whole_executor.tasks)
     run = tmp_path / "run"
     with pytest.raises(Interrupted):
-        search(run, CurveExecutor(penalty=0.5, final=hump, stop_after=first_final + more))
+        search(run, CurveExecutor(penalty=penalty, final=hump, stop_after=first_final + more))
     with ledger_of(run) as ledger:
         assert ledger.final() is None  # stopped before its end
-    again = CurveExecutor(penalty=0.5, final=hump)
+    again = CurveExecutor(penalty=penalty, final=hump)
     search(run, again)
     assert not any(t.until is None and Path(t.out_dir).name == "best" for t in again.tasks)
     with ledger_of(run) as ledger:

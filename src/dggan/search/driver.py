@@ -28,7 +28,7 @@ from .._util.tensorboard import available as board_available
 from .._util.threads import set_threads
 from ..errors import SearchError
 from ..model.actions import Action, apply_action
-from ..runs import RunLayout, run_lock, write_model_description
+from ..runs import ModelFolder, RunLayout, run_lock, write_model_description
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from .algorithm import (
     best_candidate,
@@ -314,9 +314,11 @@ class Search:
         seed = self.config.seed if single else selection_seed(self.config.seed, 0)
         model = self.layout.best_model
         points = {g.index: g for g in self.ledger.final_scores("point") if g.candidate == best.id}
+        trained = self._route_points(best, [start_route + o for o in offsets]) if not single else None
         if not points:
             self.log(f"final training of candidate {best.id} for {extra_its} more iterations"
-                     + ("" if single else f", scored at {len(offsets)} points"))
+                     + ("" if single else f", scored at {len(offsets)} points")
+                     + (": the ProgGAN route, which the baseline already trained that far (reused)" if trained else ""))
         for k, offset in enumerate(offsets):
             if k in points:
                 continue
@@ -326,9 +328,14 @@ class Search:
                 points[k] = score  # the pick scored this very model with this seed: no task
                 self._log_point(score, len(offsets))
                 continue
-            task = self.runner.task(best, start + extra_its, model.root, continue_from=source, eval_seed=seed)
-            if not single:
-                task = dataclasses.replace(task, until=start + offset)
+            snapshot = model.checkpoint
+            if trained is not None:  # the baseline trained this route already: score its model there
+                snapshot = trained[k]
+                task = self.runner.score_task(best, snapshot, _iteration_of(snapshot, best.id), seed)
+            else:
+                task = self.runner.task(best, start + extra_its, model.root, continue_from=source, eval_seed=seed)
+                if not single:
+                    task = dataclasses.replace(task, until=start + offset)
             (result,) = list(self.executor.run([task]))
             self._stop_on_retry(result, f"the final training of candidate {best.id}")
             done = result.status == Status.DONE
@@ -336,12 +343,13 @@ class Search:
                                 if done else (None, {}))
             score = FinalScore("point", best.id, k, seed, start + offset, start_route + offset, result.metric,
                                normalized, {**info, "status": result.status.value, "error": result.error,
-                                            "train_seconds": result.train_seconds or 0.0,
+                                            "train_seconds": 0.0 if trained else result.train_seconds or 0.0,
                                             "eval_seconds": result.eval_seconds or 0.0,
-                                            "result_extra": result.extra})
+                                            "result_extra": result.extra,
+                                            **({"checkpoint": self.layout.relative(snapshot)} if trained else {})})
             if done and not single and all(score.metric < g.metric for g in points.values() if g.metric is not None):
                 # Aside before it is recorded: a crash in between re-scores the same checkpoint and copies again.
-                atomic_write_bytes(model.best_snapshot, model.checkpoint.read_bytes())
+                atomic_write_bytes(model.best_snapshot, snapshot.read_bytes())
             self.ledger.add_final_score(score)
             points[k] = score
             self._log_point(score, len(offsets))
@@ -350,6 +358,26 @@ class Search:
                          " before it is kept")
                 break
         self._finish_final(best, points, single, source, start_route)
+
+    def _route_points(self, best: CandidateRow, routes: list[int]) -> list[Path] | None:
+        """When the pick is the ProgGAN route, the baseline has already trained its final training: its
+        checkpoints at ``routes`` (the same network continued, through the same code), so none is trained
+        twice. None when it is not the route or the baseline lacks one of them (then it is trained)."""
+        reused = str(best.extra.get("reused", ""))
+        if not best.extra.get("proggan_route") or not reused.startswith("baseline candidate "):
+            return None
+        with Ledger.open(self.layout.baseline.ledger, readonly=True) as ledger:
+            rows = ledger.candidates(status=Status.DONE)
+        chain, current = {}, int(reused.split()[-1])
+        while current is not None:
+            row = next((r for r in rows if r.id == current), None)
+            if row is None or row.genome != best.genome or row.checkpoint is None:
+                break
+            chain[row.route_iterations] = self.layout.baseline.resolve(row.checkpoint)
+            current = next((r.id for r in rows if r.parent == row.id and r.action is None), None)
+        if not all(r in chain for r in routes):
+            return None
+        return [chain[r] for r in routes]
 
     def _start_from_pick(self, best: CandidateRow, seed: int, start: int, source: str) -> FinalScore | None:
         """The final training's first point (its start: the pick itself) from the pick's score with the same
@@ -407,9 +435,12 @@ class Search:
         else:
             if last.metric is not None and not model.last.checkpoint.exists():  # before best/ is replaced
                 write_model_description(model.last, best.genome.to_json())
-                if model.samples.exists():
-                    atomic_write_bytes(model.last.samples, model.samples.read_bytes())
-                atomic_write_bytes(model.last.checkpoint, model.checkpoint.read_bytes())
+                stored = last.extra.get("checkpoint")
+                last_checkpoint = self.layout.resolve(stored) if stored else model.checkpoint
+                samples = ModelFolder(last_checkpoint.parent).samples
+                if samples.exists():
+                    atomic_write_bytes(model.last.samples, samples.read_bytes())
+                atomic_write_bytes(model.last.checkpoint, last_checkpoint.read_bytes())
             if model.best_snapshot.exists():
                 atomic_write_bytes(model.checkpoint, model.best_snapshot.read_bytes())
             result = self._report_score(best, chosen)
