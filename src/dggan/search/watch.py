@@ -107,8 +107,7 @@ class SearchStatus:
         if scored:
             top = min(scored, key=lambda p: (p["metric"], p["point"]))
             out.append(f"  {len(self.final_points)} point(s) scored with a selection seed; best: point"
-                       f" {top['point'] + 1} ({top['final_iterations']:,} final iterations, {top['metric']:.4g}"
-                       + ("" if top["proggan"] is None else f", ProgGAN there {top['proggan']:.4g}") + ")")
+                       f" {top['point'] + 1} ({top['final_iterations']:,} final iterations, {top['metric']:.4g})")
         return out
 
 
@@ -246,7 +245,9 @@ def newest_line(path: Path) -> Progress | None:
 def final_training_curve(run_dir: str | Path) -> list[dict[str, Any]]:
     """The final training's metric at each of its scored points (selection seed), with ProgGAN's at the same
     route iterations (the baseline curve) and which point became RUN/best (``chosen``) and RUN/best/last
-    (``last``): what a report plots. Empty before the final training scored any point. Read-only."""
+    (``last``): what a report plots. The points are scored with a selection seed, ProgGAN's curve with the
+    search's seed: their shapes compare, their values differ by the seeds' offset (the reported, comparable
+    number is ``final.metric``). Empty before the final training scored any point. Read-only."""
     with Ledger.open(RunLayout(run_dir).ledger, readonly=True) as ledger:
         points, final = ledger.final_scores("point"), ledger.final()
         pick = json.loads(ledger.get_meta("final_pick") or "{}")
