@@ -11,7 +11,9 @@ RUN/
   baseline/               the auto baseline: a run folder of its own
   candidates/c00007/      a ModelFolder: checkpoint.safetensors, genome.json, samples.png, stats.jsonl,
                           inheritance.json, error.txt
-  best/                   the final model: the same, and metrics.json, tables.json, tables.md
+  best/                   the final model (the final training's best snapshot): the same, and metrics.json,
+                          tables.json, tables.md; best/last/ the final training's last snapshot;
+                          best-snapshot.safetensors the best so far while the final training runs
   compare.json, .md       dggan compare (compare-baseline/: its ProgGAN when the baseline is not auto)
   report/                 dggan report
 ```
@@ -88,6 +90,16 @@ class ModelFolder:
     def graphs_error(self) -> Path:
         """Why training with CUDA graphs failed before the eager retry."""
         return self.root / "graphs_error.txt"
+
+    @property
+    def last(self) -> ModelFolder:
+        """The final training's last snapshot (``best/`` holds its best one)."""
+        return ModelFolder(self.root / "last")
+
+    @property
+    def best_snapshot(self) -> Path:
+        """The best snapshot so far, copied aside while the final training runs on in ``checkpoint``."""
+        return self.root / "best-snapshot.safetensors"
 
     @property
     def metrics(self) -> Path:

@@ -123,11 +123,12 @@ def comparison_text(c: dict[str, Any]) -> str:
 
 
 def is_proggan_route(layout: RunLayout, rows: list[CandidateRow], final: FinalRow) -> bool:
-    """Whether the final model's architecture is the ProgGAN route's: the search says so
-    (``final.extra["proggan_route"]``), the auto baseline has the same genome at that resolution, or (without
-    one) its route is the first initial genome grown by ``grow_res`` alone."""
-    if "proggan_route" in final.extra:
-        return bool(final.extra["proggan_route"])
+    """Whether the final model's architecture is the ProgGAN route's: the search picked the ProgGAN route itself
+    (``final.extra["proggan_route"]``), or a candidate it grew has that architecture: the auto baseline has the
+    same genome at that resolution, or (without one) its route is the first initial genome grown by
+    ``grow_res`` alone."""
+    if final.extra.get("proggan_route"):
+        return True
     best = next((r for r in rows if r.id == final.candidate), None)
     if best is None:
         return False

@@ -15,6 +15,8 @@ a replay with the run's own K, p and seed retraces the real search exactly.
   target resolution.
 - The best candidate is the finished one with the lowest score at the target resolution; before any
   candidate reaches it (a running search), the best at the highest resolution reached so far.
+- The final pick (beyond the paper): the best few at the target are re-scored over ``selection_seed``s and
+  picked by their mean; the final training is scored at ``final_points`` and its best snapshot kept.
 - Successive halving (beyond the paper, ``halving_keep``): at each rung of their budget a step's children
   are ranked by their normalised rung score and only the best 1/eta go on, never fewer than K.
 """
@@ -61,6 +63,28 @@ def seed_for(search_seed: int, candidate_id: int) -> int:
     """A candidate's training seed: a function of the search seed and its id only (the baseline's
     candidates are numbered in their own ledger), so a resumed or replayed search trains the same nets."""
     return search_seed * 100_003 + candidate_id
+
+
+def selection_seed(search_seed: int, index: int) -> int:
+    """The ``index``-th evaluation seed the run *chooses* with (the final pick, the final training's snapshots).
+    Reported scores use ``search_seed`` (the search's scoring) and ``dggan compare`` its own seeds; a choice
+    scored with those would report the maximum of the noise it was picked with. Far from both families."""
+    return random.Random(f"selection:{search_seed}:{index}").getrandbits(31) | (1 << 30)
+
+
+def final_points(final_iterations: int, count: int, grid: Iterable[int] = ()) -> list[int]:
+    """Where the final training is scored, as iterations into it: the start (the chosen candidate itself),
+    ``count - 1`` evenly spaced points after it, and always the end. ``grid`` (offsets where the ProgGAN curve
+    has a model) snaps each point to the nearest of them (ties: the earlier), so every point has a ProgGAN
+    model at exactly its training. ``count`` 1 (or no final training): the end only."""
+    if count <= 1 or final_iterations <= 0:
+        return [max(final_iterations, 0)]
+    snaps = sorted({g for g in grid if 0 < g <= final_iterations} | {final_iterations})
+    points = {0, final_iterations}
+    for k in range(1, count - 1):
+        want = round(k * final_iterations / (count - 1))
+        points.add(min(snaps, key=lambda g: (abs(g - want), g)) if grid else want)  # noqa: B023 (called at once)
+    return sorted(points)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -121,6 +145,13 @@ def search_result(rows: Iterable[C], final_candidate: int | None, target_resolut
         if found is not None:
             return found
     return best_candidate(rows, target_resolution, key)
+
+
+def pick_by_mean(scores: Mapping[int, Sequence[float]]) -> int | None:
+    """The final pick: the candidate with the lowest mean score over its evaluation seeds (ties: lower id);
+    candidates with a non-finite score are out. None when none is left."""
+    means = {c: sum(v) / len(v) for c, v in scores.items() if v and all(math.isfinite(x) for x in v)}
+    return min(means, key=lambda c: (means[c], c)) if means else None
 
 
 class Linked(Candidate, Protocol):

@@ -47,7 +47,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "kernels": (1, 255), "base_resolution": (4, 2**16), "target_resolution": (4, 2**16), "top_k": (1, 10**6),
     "max_g_layers": (0, 10**4), "max_d_layers": (0, 10**4), "max_steps": (1, 10**6), "halving_eta": (1, 1000),
     "iterations": (1, _BUDGET), "initial_iterations": (1, _BUDGET), "final_iterations": (0, _BUDGET),
-    "fade_iterations": (1, _BUDGET), "checkpoint_every": (0, _BUDGET), "check_every": (1, _BUDGET),
+    "fade_iterations": (1, _BUDGET), "final_pick_candidates": (1, 1000), "final_pick_seeds": (1, 100),
+    "final_snapshots": (1, 1000), "checkpoint_every": (0, _BUDGET), "check_every": (1, _BUDGET),
     "batch_size": (2, 2**20), "mbstd_group": (1, 2**20), "eval_batch_size": (1, 2**20), "sample_grid": (0, 10**4),
     "workers": (1, 4096), "threads": (1, 4096), "slurm_gpus": (0, 1024), "slurm_cpus_per_task": (1, 4096),
     "slurm_time_min": (1, 10**7), "slurm_max_timeouts": (0, 10**6), "slurm_array_parallelism": (1, 10**6),
@@ -82,6 +83,12 @@ class SearchConfig:
     iterations: int = 100_000
     initial_iterations: int | None = None  # default: iterations
     final_iterations: int = 100_000
+    # The final pick and training (beyond the paper): the best `final_pick_candidates` at the target are re-scored
+    # over `final_pick_seeds` selection seeds and picked by their mean (1 candidate: the best by its own score);
+    # the final training is scored at `final_snapshots` points (its start included) and its best snapshot kept.
+    final_pick_candidates: int = 3
+    final_pick_seeds: int = 3
+    final_snapshots: int = 6
     # Training: every TrainConfig knob (see dggan.training.trainer), with its defaults.
     batch_size: int = _TRAIN.batch_size
     lr: float = _TRAIN.lr

@@ -18,18 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._util.files import atomic_write_json
 from .._util.tensorboard import INSTALL_HINT, Board
 from .._util.tensorboard import available as board_available
 from .._util.threads import set_threads
 from ..errors import SearchError
 from ..model.actions import Action, apply_action
 from ..runs import RunLayout, run_lock
-from ..training.checkpoint import CheckpointError, load_checkpoint
-from .algorithm import best_candidate, best_per_resolution, run_steps, seed_for
+from .algorithm import (
+    best_candidate,
+    best_per_resolution,
+    run_steps,
+    seed_for,
+)
 from .baseline import BaselineCurve, resolutions, static_curve
-from .config import RESUME_HINT, SearchConfig, create_run, load_run_config
+from .config import SearchConfig, create_run, load_run_config
 from .executors import Executor, executor_for
+from .final import FinalTraining
 from .ledger import CandidateRow, FinalRow, Heartbeat, Ledger
 from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
 from .proggan import run_baseline, train_route
@@ -75,7 +79,7 @@ class SearchSummary:
         return ""
 
 
-class Search:
+class Search(FinalTraining):
     """One run folder's search: reads the ledger, does the next thing, writes the result back."""
 
     def __init__(self, run_dir: str | Path, config: SearchConfig, executor: Executor, progress: bool = True,
@@ -173,45 +177,6 @@ class Search:
     def best_at_target(self) -> CandidateRow | None:
         return best_candidate(self.ledger.candidates(status=Status.DONE), self.config.target_resolution,
                               exact=True)
-
-    # ---------------------------------------------------------------- the final training
-    def final(self) -> None:
-        existing = self.ledger.final()
-        if existing is not None and existing.status == Status.DONE:
-            return
-        best = self.best_at_target()
-        if best is None:
-            self.log("no finished candidate reached the target resolution; skipping final training")
-            return
-        route = (best.route_iterations or 0) + self.config.final_iterations
-        curve = self.baseline({best.resolution: route})  # the ProgGAN baseline at equal training
-        source = self.runner.checkpoint_of(best.id)
-        try:
-            source_state = load_checkpoint(source, tensors=False).state  # only its clock and iteration
-        except CheckpointError as exc:
-            raise SearchError(f"the final training needs candidate {best.id}'s checkpoint, which is missing or"
-                              f" damaged ({exc}); restore it from a backup and resume. Nothing was changed") from None
-        iterations = int(source_state["iteration"]) + self.config.final_iterations
-        task = self.runner.task(best, iterations, self.layout.best, continue_from=source)
-        self.log(f"final training of candidate {best.id} for {self.config.final_iterations} more iterations")
-        (result,) = list(self.executor.run([task]))
-        if result.retry:
-            message = (f"the final training of candidate {best.id} could not run: {result.error}; fix the cause,"
-                       f" then `dggan search --resume {self.run_dir}` continues it {RESUME_HINT}")
-            self.log(message)
-            raise SearchError(message)
-        normalized, info = (curve.normalize(result.metric, best.resolution, route)
-                            if result.status == Status.DONE else (None, {}))
-        self.ledger.set_final(candidate=best.id, status=result.status, metric=result.metric,
-                              normalized_metric=normalized,
-                              extra={**result.extra, **info, "eval_seconds": result.eval_seconds,
-                                     "route_iterations": route},
-                              iterations=iterations, train_seconds=result.train_seconds,
-                              checkpoint=None if result.checkpoint is None else self.layout.relative(result.checkpoint),
-                              error=result.error)
-        atomic_write_json(self.layout.final_metrics, {
-            "candidate": best.id, **result.to_dict(), "normalized_metric": normalized, **info,
-            "route_iterations": route, "genome_summary": best.genome.summary()})
 
     # ---------------------------------------------------------------- TensorBoard
     def _open_board(self) -> Board:

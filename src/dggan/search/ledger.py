@@ -114,6 +114,23 @@ CREATE TABLE IF NOT EXISTS heartbeats (
 );
 """
 
+# Added lazily by the first final pick or snapshot (a schema-2 ledger without it reads as having none).
+_FINAL_SCORES = """
+CREATE TABLE IF NOT EXISTS final_scores (
+    kind TEXT NOT NULL,
+    candidate INTEGER NOT NULL REFERENCES candidates(id),
+    idx INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    iterations INTEGER NOT NULL,
+    route_iterations INTEGER,
+    metric REAL,
+    normalized_metric REAL,
+    extra TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (kind, candidate, idx)
+);
+"""
+
 _SELECT = "SELECT c.*, EXISTS (SELECT 1 FROM kept k WHERE k.candidate = c.id) AS kept FROM candidates c"
 _UPDATABLE = frozenset({"status", "metric", "normalized_metric", "extra", "train_seconds", "eval_seconds", "checkpoint",
                         "error", "iterations", "route_iterations"})
@@ -168,6 +185,22 @@ class FinalRow:
     train_seconds: float | None
     checkpoint: str | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class FinalScore:
+    """A score of the final pick or training: ``kind`` "pick" (``index``: the selection seed's index) or "point"
+    (``index``: the point of the final training; ``iterations``: the model's own iteration there)."""
+
+    kind: str
+    candidate: int
+    index: int
+    seed: int
+    iterations: int
+    route_iterations: int | None
+    metric: float | None
+    normalized_metric: float | None
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -370,10 +403,12 @@ class Ledger:
                                      "seed": seed, "iterations": iterations,
                                      "route_iterations": route_iterations}])[0]
 
-    def add_candidates(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert several candidates in one transaction (a step's children appear all at once or not at all)."""
+    def add_candidates(self, rows: list[dict[str, Any]], _then: dict[str, Any] | None = None) -> list[int]:
+        """Insert several candidates in one transaction (a step's children appear all at once or not at all);
+        ``_then``: fields set on them in the same transaction (``add_finished``)."""
         now = time.time()
         ids = []
+        sql, values = self._update_sql(_then or {})
         with self._writing():
             for row in rows:
                 genome: Genome = row["genome"]
@@ -388,25 +423,39 @@ class Ledger:
                      genome.d_params(), row.get("seed", 0), row.get("iterations"), row.get("route_iterations"),
                      now, now))
                 ids.append(int(cur.lastrowid))
+            if _then:
+                self._conn.executemany(sql, [(*values, now, cid) for cid in ids])
         return ids
+
+    def add_finished(self, row: dict[str, Any], **fields: Any) -> int:
+        """Insert a candidate that was trained elsewhere (e.g. the baseline's model, reused) together with its
+        result ``fields``, in one transaction: a crash never leaves it pending, to be trained again."""
+        (cid,) = self.add_candidates([row], _then=fields)
+        return cid
 
     def update(self, candidate: int, **fields: Any) -> None:
         self.update_many([candidate], **fields)
 
     def update_many(self, candidates: list[int], **fields: Any) -> None:
         """Set the same fields on several candidates, in one transaction."""
+        sql, values = self._update_sql(fields)
+        now = time.time()
+        with self._writing():
+            self._conn.executemany(sql, [(*values, now, cid) for cid in candidates])
+
+    @staticmethod
+    def _update_sql(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The UPDATE of ``fields`` (its parameters: their values, then ``updated`` and the id)."""
         bad = set(fields) - _UPDATABLE
         if bad:
             raise ValueError(f"cannot update ledger field(s) {sorted(bad)}")
+        fields = dict(fields)
         if "status" in fields:
             fields["status"] = Status(fields["status"]).value  # raises on an unknown status
         if "extra" in fields:
             fields["extra"] = json.dumps(fields["extra"], sort_keys=True)
         cols = ", ".join(f"{k} = ?" for k in fields)
-        now = time.time()
-        with self._writing():
-            self._conn.executemany(f"UPDATE candidates SET {cols}, updated = ? WHERE id = ?",
-                                   [(*fields.values(), now, cid) for cid in candidates])
+        return f"UPDATE candidates SET {cols}, updated = ? WHERE id = ?", list(fields.values())
 
     def candidates(self, step: int | None = None, status: Status | str | None = None) -> list[CandidateRow]:
         query = _SELECT
@@ -485,6 +534,30 @@ class Ledger:
             return [int(r["candidate"]) for r in rows]
         made = self._meta(f"selected:{step}")
         return [] if made else None
+
+    # ------------------------------------------------------------------ final pick and snapshots
+    def add_final_score(self, score: FinalScore) -> None:
+        """Record a score of the final pick or training (idempotent: a re-scored one replaces the old)."""
+        with self._writing():
+            self._conn.execute(_FINAL_SCORES)
+            self._conn.execute(
+                "INSERT OR REPLACE INTO final_scores (kind, candidate, idx, seed, iterations, route_iterations,"
+                " metric, normalized_metric, extra, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (score.kind, score.candidate, score.index, score.seed, score.iterations, score.route_iterations,
+                 score.metric, score.normalized_metric, json.dumps(score.extra, sort_keys=True), time.time()))
+
+    def final_scores(self, kind: str | None = None) -> list[FinalScore]:
+        """The recorded scores of the final pick and training (``kind``: only those), in order."""
+        if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'final_scores'"
+                                  ).fetchone():
+            return []
+        query, args = "SELECT * FROM final_scores", []
+        if kind is not None:
+            query += " WHERE kind = ?"
+            args.append(kind)
+        rows = self._conn.execute(query + " ORDER BY kind, idx, candidate", args).fetchall()
+        return [FinalScore(r["kind"], r["candidate"], r["idx"], r["seed"], r["iterations"], r["route_iterations"],
+                           r["metric"], r["normalized_metric"], json.loads(r["extra"] or "{}")) for r in rows]
 
     # ------------------------------------------------------------------ final training
     def set_final(self, *, candidate: int, status: Status | str, metric: float | None = None,

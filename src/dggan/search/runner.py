@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .._util.progress import progress_bar
 from ..errors import SearchError
 from ..metrics.refstats import default_cache_dir
-from ..runs import RunLayout
+from ..runs import ModelFolder, RunLayout
 from ..training.checkpoint import load_checkpoint
 from .algorithm import best_candidate, halve
 from .config import RESUME_HINT, SearchConfig
@@ -65,8 +65,10 @@ class Runner:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     # ---------------------------------------------------------------- one candidate's task
-    def eval_options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {"batch_size": self.config.eval_batch_size, "seed": self.config.seed}
+    def eval_options(self, seed: int | None = None) -> dict[str, Any]:
+        """How the worker scores: the search's evaluation seed (``config.seed``), or ``seed`` (a selection seed)."""
+        opts: dict[str, Any] = {"batch_size": self.config.eval_batch_size,
+                                "seed": self.config.seed if seed is None else seed}
         if self.config.inception_weights:
             opts["inception_weights"] = self.config.inception_weights
         opts["cache_dir"] = self.config.cache_dir or str(default_cache_dir())
@@ -77,7 +79,7 @@ class Runner:
         return str(self.layout.resolve(row.checkpoint) if row.checkpoint else self.layout.checkpoint(candidate))
 
     def task(self, row: CandidateRow, iterations: int, out_dir: Path, parent_checkpoint: str | None = None,
-             continue_from: str | None = None) -> CandidateTask:
+             continue_from: str | None = None, eval_seed: int | None = None) -> CandidateTask:
         train = self.config.train_config(iterations, seed=row.seed, device="cpu").to_dict()
         train["device"] = self.device
         return CandidateTask(
@@ -85,9 +87,22 @@ class Runner:
             out_dir=str(out_dir), train=train, data=self.config.data, metric=self.config.metric,
             inherit_policy=self.config.inherit_policy, new_layer_init=self.config.new_layer_init,
             checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
-            eval_options=self.eval_options(), continue_from=continue_from,
+            eval_options=self.eval_options(eval_seed), continue_from=continue_from,
             progress=self.progress and self.executor.name == "inprocess",  # bars of other processes would garble
             threads=self.config.threads, tb_dir=str(self.tb_root / out_dir.name) if self.config.tensorboard else None)
+
+    def score_task(self, row: CandidateRow, checkpoint: Path, iteration: int, seed: int,
+                   samples: bool = False) -> CandidateTask:
+        """Score ``row``'s model in ``checkpoint`` (at its own ``iteration``) with evaluation seed ``seed`` and
+        train nothing: the worker resumes the checkpoint of its folder, has nothing to train before ``until``
+        (a budget one past it, so no fade-in is finished either) and scores it. Writes no TensorBoard point
+        (and no samples unless asked), so the model's own log keeps its scores."""
+        folder = checkpoint.parent
+        if checkpoint != ModelFolder(folder).checkpoint:
+            raise SearchError(f"internal: {checkpoint} is not the checkpoint of a model folder")
+        task = self.task(row, iteration + 1, folder, eval_seed=seed)
+        return dataclasses.replace(task, until=iteration, tb_dir=None,
+                                   sample_grid=self.config.sample_grid if samples else 0)
 
     def own_budget(self, row: CandidateRow) -> int:
         return row.iterations or (self.config.iterations if row.parent is not None

@@ -63,6 +63,7 @@ class SearchStatus:
     interrupted: int = 0  # not running: candidates a stopped search had in flight (counted as pending)
     graphs: str | None = None  # how candidates ran on CUDA graphs (``graphs_line``)
     cost: list[str] = field(default_factory=list)  # device-hours and wall time so far (cost_lines)
+    final_points: list[dict[str, Any]] = field(default_factory=list)  # the final training's scored points
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +105,11 @@ class SearchStatus:
                 out.append(f"  {b.resolution:>4}px  c{b.candidate:05d}  {shown:>8}  {b.summary}")
         final = "running" if self.state == "running" and self.phase == "final training" else "not yet"
         out.append(f"final training: {self.final or final}")
+        scored = [p for p in self.final_points if p["metric"] is not None]
+        if scored:
+            top = min(scored, key=lambda p: (p["metric"], p["point"]))
+            out.append(f"  {len(self.final_points)} point(s) scored with a selection seed; best: point"
+                       f" {top['point'] + 1} ({top['final_iterations']:,} final iterations, {top['metric']:.4g})")
         if self.graphs:
             out.append(self.graphs)
         return out + self.cost
@@ -261,6 +267,28 @@ def newest_line(path: Path) -> Progress | None:
     return None
 
 
+def final_training_curve(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The final training's metric at each of its scored points (selection seed), with ProgGAN's at the same
+    route iterations (the baseline curve) and which point became RUN/best (``chosen``) and RUN/best/last
+    (``last``): what a report plots. The points are scored with a selection seed, ProgGAN's curve with the
+    search's seed: their shapes compare, their values differ by the seeds' offset (the reported, comparable
+    number is ``final.metric``). Empty before the final training scored any point. Read-only."""
+    with Ledger.open(RunLayout(run_dir).ledger, readonly=True) as ledger:
+        points, final = ledger.final_scores("point"), ledger.final()
+        pick = json.loads(ledger.get_meta("final_pick") or "{}")
+    candidate = final.candidate if final is not None else pick.get("candidate")
+    points = [g for g in points if candidate is None or g.candidate == candidate]
+    if not points:
+        return []
+    start = points[0].route_iterations or 0
+    chosen = (final.extra.get("snapshot") or {}).get("point") if final is not None else None
+    last = max(g.index for g in points)
+    return [{"point": g.index, "candidate": g.candidate, "iterations": g.iterations,
+             "route_iterations": g.route_iterations, "final_iterations": (g.route_iterations or 0) - start,
+             "metric": g.metric, "normalized": g.normalized_metric, "proggan": g.extra.get("baseline"),
+             "seed": g.seed, "chosen": g.index == chosen, "last": g.index == last} for g in points]
+
+
 def read_status(run_dir: str | Path) -> SearchStatus:
     """The status of the search in ``run_dir``; LedgerError when it is not a run folder."""
     layout = RunLayout(run_dir)
@@ -290,7 +318,7 @@ def read_status(run_dir: str | Path) -> SearchStatus:
     status = compute_status(rows, final, settings, run=str(layout.root), locked=locked, pid=pid,
                             completed=completed, progress=progress, baseline_unfinished=baseline_unfinished)
     status.cost = cost_lines(layout)
-    return status
+    return replace(status, final_points=final_training_curve(layout.root))
 
 
 def cost_lines(layout: RunLayout) -> list[str]:

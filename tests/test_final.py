@@ -1,0 +1,295 @@
+"""The final pick and the final training (#19): the ProgGAN route in the race, the multi-seed pick, the best
+snapshot. Bookkeeping with an executor that trains nothing (milliseconds); one real tiny search."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from searches import tiny
+
+from dggan.model.genome import Genome
+from dggan.search import driver as driver_module
+from dggan.search import runner as runner_module
+from dggan.search.algorithm import final_points, pick_by_mean, selection_seed
+from dggan.search.config import SearchConfig, create_run
+from dggan.search.driver import Search, run_search
+from dggan.search.ledger import Ledger
+from dggan.search.state import Status
+from dggan.search.watch import final_training_curve, read_status
+from dggan.search.worker import CandidateResult, CandidateTask
+from dggan.training.checkpoint import CheckpointError
+
+
+# ---------------------------------------------------------------------- the pure parts
+def test_final_points_start_end_and_the_proggan_grid() -> None:
+    assert final_points(2400, 6) == [0, 480, 960, 1440, 1920, 2400]
+    assert final_points(2400, 6, grid=[600, 1200, 1800, 2400, 3000]) == [0, 600, 1200, 1800, 2400]
+    assert final_points(2400, 1) == [2400] and final_points(0, 6) == [0]
+    assert final_points(2, 6) == [0, 1, 2]
+
+
+def test_pick_by_mean_and_selection_seeds() -> None:
+    assert pick_by_mean({3: [1.0, 0.8, 0.9], 2: [0.7, 1.2, 1.0], 5: [0.1, math.nan]}) == 3  # 0.9 < 0.967
+    assert pick_by_mean({4: [1.0], 2: [1.0]}) == 2 and pick_by_mean({}) is None
+    for seed in (0, 1, 12345):
+        family = {selection_seed(seed, i) for i in range(5)}
+        assert len(family) == 5 and not family & set(range(seed, seed + 1000))  # apart from search and compare
+
+
+# ---------------------------------------------------------------------- an executor that trains nothing
+class Interrupted(Exception):
+    pass
+
+
+def _read(path: Path) -> int:
+    return int(json.loads(path.read_text())["iteration"])
+
+
+def fake_load(path: str | Path, tensors: bool = True) -> SimpleNamespace:
+    try:
+        return SimpleNamespace(state={"iteration": _read(Path(path))})
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+class CurveExecutor:
+    """A checkpoint is {"iteration": n}; a model's score is a function of its genome, of where it trained (the
+    search's candidates get ``penalty``, the baseline's ProgGAN route none), of ``final`` (the final training's
+    score by iteration) and of the evaluation seed. ``stop_after`` tasks, it raises ``Interrupted``."""
+
+    name = "inprocess"
+
+    def __init__(self, penalty: float = 0.0, final: Callable[[int], float] | None = None,
+                 stop_after: int | None = None):
+        self.penalty, self.final, self.stop_after = penalty, final, stop_after
+        self.tasks: list[CandidateTask] = []
+
+    def score(self, task: CandidateTask, iteration: int) -> float:
+        out = Path(task.out_dir)
+        genome = Genome.from_json(task.genome_json)
+        seed = int(task.eval_options["seed"])
+        if out.name == "best" and self.final is not None:
+            value = self.final(iteration)
+        else:
+            value = 1.0 + 0.1 * (len(genome.g_layers) + len(genome.d_layers)) + 0.2 * genome.resolution / 32
+            value += self.penalty * ("baseline" not in out.parts) - 0.001 * iteration
+        return value + 0.01 * (seed % 7)
+
+    def run(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
+        for task in tasks:
+            if self.stop_after is not None and len(self.tasks) >= self.stop_after:
+                raise Interrupted
+            self.tasks.append(task)
+            ckpt = Path(task.out_dir) / "checkpoint.safetensors"
+            start = _read(ckpt) if ckpt.exists() else _read(Path(task.continue_from)) if task.continue_from else 0
+            end = task.train["iterations"] if task.until is None else min(task.until, task.train["iterations"])
+            end = max(start, end)
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            ckpt.write_text(json.dumps({"iteration": end}))
+            yield CandidateResult(task.candidate_id, Status.DONE, metric=self.score(task, end), train_seconds=0.0,
+                                  eval_seconds=0.0, checkpoint=str(ckpt), iterations=end)
+
+    def close(self) -> None:
+        pass
+
+
+SETTINGS: dict[str, Any] = {
+    "data": "synthetic:n=32,res=16", "metric": "swd32", "baseline": "auto", "initial_channels": [8],
+    "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5, "kernels": [3], "filters": [8],
+    "max_steps": 2, "iterations": 10, "final_iterations": 40, "final_snapshots": 5, "tensorboard": False,
+    "tables": False,
+}
+
+
+@pytest.fixture
+def fake_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "load_checkpoint", fake_load)
+    monkeypatch.setattr(driver_module, "load_checkpoint", fake_load)
+
+
+def search(run: Path, executor: CurveExecutor, **overrides: Any) -> Path:
+    config = SearchConfig.from_dict({**SETTINGS, **overrides})
+    if not run.exists():
+        create_run(run, config)
+    Search(run, config, executor, progress=False).run()  # type: ignore[arg-type]
+    return run
+
+
+def ledger_of(run: Path) -> Ledger:
+    return Ledger.open(run / "ledger.sqlite", readonly=True)
+
+
+def hump(iteration: int) -> float:
+    """The final training's score: best 20 iterations in, worse after (a GAN that degrades)."""
+    return 0.5 + ((iteration - 30) / 40) ** 2
+
+
+# ---------------------------------------------------------------------- the ProgGAN route in the race
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_the_proggan_route_wins_when_every_grown_candidate_is_worse(tmp_path: Path) -> None:
+    run = search(tmp_path / "run", CurveExecutor(penalty=0.5), final_snapshots=1)
+    with ledger_of(run) as ledger:
+        rows, final = ledger.candidates(), ledger.final()
+        base = {r.id: r for r in Ledger.open(run / "baseline" / "ledger.sqlite", readonly=True).candidates()}
+    (route,) = [r for r in rows if r.extra.get("proggan_route")]
+    assert route.status == Status.DONE and route.normalized_metric == pytest.approx(1.0)
+    best_grown = min((r for r in rows if r.resolution == 16 and r.id != route.id), key=lambda r: r.normalized_metric)
+    assert route.route_iterations == best_grown.route_iterations  # at equal training
+    twin = base[int(route.extra["reused"].split()[-1])]
+    assert route.checkpoint == f"baseline/{twin.checkpoint}" and twin.resolution == 16
+    assert route.extra["trained_iterations"] == 0 and route.parent is not None and route.action is None
+    assert final is not None and final.status == Status.DONE
+    assert final.candidate == route.id and final.extra["proggan_route"] is True
+    assert final.extra["source"] == route.checkpoint  # continued from the baseline's checkpoint: not trained twice
+
+
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_the_proggan_routes_final_training_is_the_baselines_own(tmp_path: Path) -> None:
+    executor = CurveExecutor(penalty=0.5)
+    run = search(tmp_path / "run", executor)
+    with ledger_of(run) as ledger:
+        final, points = ledger.final(), ledger.final_scores("point")
+    assert final is not None and final.extra["proggan_route"] is True and len(points) == 5
+    best_tasks = [t for t in executor.tasks if Path(t.out_dir).name == "best"]
+    assert best_tasks and all(t.until == t.train["iterations"] - 1 for t in best_tasks)  # nothing trained twice
+    assert all(g.extra["checkpoint"].startswith("baseline/") for g in points[1:])
+    assert _read(run / "best" / "last" / "checkpoint.safetensors") == _read(run / points[-1].extra["checkpoint"])
+    assert final.train_seconds == 0.0
+
+
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_grown_candidates_that_beat_it_keep_the_race_and_a_fixed_baseline_has_no_proggan_route(
+        tmp_path: Path) -> None:
+    run = search(tmp_path / "auto", CurveExecutor(penalty=-0.5), final_snapshots=1)
+    with ledger_of(run) as ledger:
+        final, rows = ledger.final(), ledger.candidates()
+    assert final is not None and final.extra["proggan_route"] is False
+    assert any(r.extra.get("proggan_route") for r in rows)  # it ran, and lost
+    fixed = search(tmp_path / "fixed", CurveExecutor(penalty=0.5), baseline={"8": 1.0, "16": 1.0},
+                   final_snapshots=1)
+    with ledger_of(fixed) as ledger:
+        assert not any(r.extra.get("proggan_route") for r in ledger.candidates())
+        final = ledger.final()
+    assert final is not None and final.extra["proggan_route"] is False and not (fixed / "baseline").exists()
+
+
+# ---------------------------------------------------------------------- the multi-seed pick
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_the_pick_is_the_best_mean_over_selection_seeds_and_records_the_spread(tmp_path: Path) -> None:
+    executor = CurveExecutor(penalty=0.5)
+    run = search(tmp_path / "run", executor, final_pick_candidates=3, final_pick_seeds=3, final_snapshots=1)
+    with ledger_of(run) as ledger:
+        picks, final = ledger.final_scores("pick"), ledger.final()
+        pick = json.loads(ledger.get_meta("final_pick") or "{}")
+    assert final is not None and len(pick["candidates"]) == 3 and len(picks) == 9
+    seeds = {selection_seed(0, i) for i in range(3)}
+    assert {g.seed for g in picks} == seeds
+    for c in pick["candidates"]:
+        mine = [g.normalized_metric for g in picks if g.candidate == c["id"]]
+        assert c["scores"] == pytest.approx(mine) and c["mean"] == pytest.approx(sum(mine) / 3)
+        assert c["std"] == pytest.approx(0.0, abs=1e-12) or c["std"] > 0  # the spread is recorded
+    best = min(pick["candidates"], key=lambda c: (c["mean"], c["id"]))
+    assert pick["candidate"] == best["id"] == final.candidate and final.extra["pick"] == pick
+    scoring = [t for t in executor.tasks if int(t.eval_options["seed"]) in seeds]
+    assert scoring and all(t.until == t.train["iterations"] - 1 for t in scoring)  # they only score
+
+
+# ---------------------------------------------------------------------- the best snapshot
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_final_training_keeps_the_best_and_the_last_snapshot_and_records_every_point(tmp_path: Path) -> None:
+    executor = CurveExecutor(penalty=-0.5, final=hump)  # a grown candidate wins: its final training is trained
+    run = search(tmp_path / "run", executor, final_pick_candidates=1)
+    with ledger_of(run) as ledger:
+        points, final = ledger.final_scores("point"), ledger.final()
+        source = ledger.get(final.candidate) if final else None
+    assert final is not None and source is not None and final.status == Status.DONE
+    start = fake_load(run / final.extra["source"]).state["iteration"]
+    # 40 final iterations, 5 points snapped to the ProgGAN route's points (every 10 iterations).
+    assert [g.iterations - start for g in points] == [0, 10, 20, 30, 40]
+    assert {g.seed for g in points} == {selection_seed(0, 0)}
+    chosen = min(points, key=lambda g: g.metric)
+    assert final.extra["snapshot"]["point"] == chosen.index and final.iterations == chosen.iterations
+    assert _read(run / "best" / "checkpoint.safetensors") == chosen.iterations  # the best snapshot ...
+    assert _read(run / "best" / "last" / "checkpoint.safetensors") == start + 40  # ... and the last beside it
+    assert not (run / "best" / "best-snapshot.safetensors").exists()
+    # Reported: the chosen snapshot scored once with the search's seed, at its own training.
+    assert final.metric == pytest.approx(hump(chosen.iterations))
+    assert final.extra["route_iterations"] == chosen.route_iterations == source.route_iterations + 20
+    stats = [json.loads(line) for line in (run / "best" / "stats.jsonl").read_text().splitlines()]
+    assert [s["final_point"] for s in stats if "final_point" in s] == [0, 1, 2, 3, 4]
+    curve = final_training_curve(run)
+    assert [p["chosen"] for p in curve] == [False, False, True, False, False] and curve[-1]["last"]
+    assert all(p["proggan"] is not None for p in curve)
+    assert any("best: point 3" in line for line in read_status(run).lines())
+
+
+def _is_final(task: CandidateTask) -> bool:
+    return Path(task.out_dir).name == "best" or int(task.eval_options["seed"]) != 0
+
+
+@pytest.mark.usefixtures("fake_checkpoints")
+@pytest.mark.parametrize("more", [2, 10, 12])  # tasks into the pick (9 of them), after 1 and 3 points
+@pytest.mark.parametrize("penalty", [-0.5, 0.5])  # a grown candidate wins (trained), the ProgGAN route (reused)
+def test_a_killed_final_training_resumes_to_the_same_result(tmp_path: Path, more: int, penalty: float) -> None:
+    whole_executor = CurveExecutor(penalty=penalty, final=hump)
+    whole = search(tmp_path / "whole", whole_executor)
+    with ledger_of(whole) as ledger:
+        expected = (ledger.final(), ledger.final_scores())
+    first_final = next(i for i, t in enumerate(whole_executor.tasks) if _is_final(t))
+    # The final training's start is the pick itself, scored with the same seed by the pick: no task for it.
+    start = next(g for g in expected[1] if g.kind == "point" and g.index == 0)
+    assert start.extra["reused"] == "final pick"
+    assert not any(Path(t.out_dir).name == "best" and t.until == start.iterations for t in whole_executor.tasks)
+    run = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        search(run, CurveExecutor(penalty=penalty, final=hump, stop_after=first_final + more))
+    with ledger_of(run) as ledger:
+        assert ledger.final() is None  # stopped before its end
+    again = CurveExecutor(penalty=penalty, final=hump)
+    search(run, again)
+    assert not any(t.until is None and Path(t.out_dir).name == "best" for t in again.tasks)
+    with ledger_of(run) as ledger:
+        got = (ledger.final(), ledger.final_scores())
+    assert got[0] is not None and expected[0] is not None
+    assert (got[0].candidate, got[0].metric, got[0].iterations) == (expected[0].candidate, expected[0].metric,
+                                                                      expected[0].iterations)
+    assert [(g.kind, g.candidate, g.index, g.iterations, g.metric) for g in got[1]] == [
+        (g.kind, g.candidate, g.index, g.iterations, g.metric) for g in expected[1]]
+    for name in ("checkpoint.safetensors", "last/checkpoint.safetensors"):
+        assert _read(run / "best" / name) == _read(whole / "best" / name)
+
+
+# ---------------------------------------------------------------------- a real tiny search
+def test_a_real_final_training_killed_between_segments_resumes_exactly(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny(max_steps=1, final_iterations=4, final_snapshots=3, final_pick_candidates=1, tensorboard=False)
+    run_search(tmp_path / "whole", config, progress=False)
+    calls = {"n": 0}
+    real = driver_module.Search._log_point
+
+    def stop_after_first_point(self: Search, score: Any, count: int) -> None:
+        real(self, score, count)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Interrupted  # after the second point is recorded, before the next segment
+
+    monkeypatch.setattr(driver_module.Search, "_log_point", stop_after_first_point)
+    with pytest.raises(Interrupted):
+        run_search(tmp_path / "run", config, progress=False)
+    monkeypatch.setattr(driver_module.Search, "_log_point", real)
+    run_search(tmp_path / "run", resume=True, progress=False)
+    runs = []
+    for name in ("whole", "run"):
+        with ledger_of(tmp_path / name) as ledger:
+            final = ledger.final()
+            assert final is not None
+            runs.append((final.candidate, round(final.metric or 0, 6), final.iterations,
+                         [(g.index, g.iterations, round(g.metric or 0, 6)) for g in ledger.final_scores("point")]))
+    assert runs[0] == runs[1] and len(runs[0][3]) == 3
+    assert (tmp_path / "run" / "best" / "last" / "checkpoint.safetensors").exists()
