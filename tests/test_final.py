@@ -15,6 +15,7 @@ from searches import tiny
 
 from dggan.model.genome import Genome
 from dggan.search import driver as driver_module
+from dggan.search import final as final_module
 from dggan.search import runner as runner_module
 from dggan.search.algorithm import final_points, pick_by_mean, selection_seed
 from dggan.search.config import SearchConfig, create_run
@@ -110,7 +111,7 @@ SETTINGS: dict[str, Any] = {
 @pytest.fixture
 def fake_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "load_checkpoint", fake_load)
-    monkeypatch.setattr(driver_module, "load_checkpoint", fake_load)
+    monkeypatch.setattr(final_module, "load_checkpoint", fake_load)
 
 
 def search(run: Path, executor: CurveExecutor, **overrides: Any) -> Path:
