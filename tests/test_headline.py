@@ -84,3 +84,18 @@ def test_a_run_that_kept_the_proggan_route_says_so_with_its_cost(tmp_path: Path)
     cost = next(line for line in lines if line.startswith("Cost:"))
     assert "CPU core-hours (1 torch thread x" in cost and "over 1 session(s)" in cost
     assert any(line.startswith("Where it went: candidates") for line in lines)
+
+
+def test_route_text_of_the_proggan_route_in_the_pick() -> None:
+    """The ProgGAN route's model in the final pick hangs on the search's root without an action: every doubling
+    between them is a grow_res (it read 'init 8px → init' before)."""
+    from types import SimpleNamespace
+
+    from dggan.analysis.headline import route_text
+    from dggan.model.actions import Action
+
+    root, route32 = SimpleNamespace(resolution=8, action=None), SimpleNamespace(resolution=32, action=None)
+    grown = SimpleNamespace(resolution=8, action=Action("grow_g", 3, 32))
+    assert route_text([root, route32]) == "init 8px → res 16px → res 32px"  # type: ignore[list-item]
+    assert route_text([root, grown, SimpleNamespace(resolution=8, action=None)]) == \
+        "init 8px → G k3 f32 → trained on"  # type: ignore[list-item]

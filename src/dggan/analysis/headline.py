@@ -22,13 +22,23 @@ from ..search.state import Status
 
 
 def route_text(route: list[CandidateRow]) -> str:
-    """``init 8px → G k3 f32 → res 16px → D k3 f16``."""
+    """``init 8px → G k3 f32 → res 16px → D k3 f16``. A row without an action continues its parent: the
+    ProgGAN route's model in the final pick stands on its root with every doubling in between (``res`` each)."""
     if not route:
         return "–"
     parts = [f"init {route[0].resolution}px"]
-    for r in route[1:]:
-        parts.append(f"res {r.resolution}px" if r.action is not None and r.action.kind == "grow_res"
-                     else action_label(r.action))
+    for prev, r in zip(route, route[1:], strict=False):
+        if r.action is not None and r.action.kind == "grow_res":
+            parts.append(f"res {r.resolution}px")
+        elif r.action is None:
+            res = prev.resolution
+            while res < r.resolution:
+                res *= 2
+                parts.append(f"res {res}px")
+            if r.resolution == prev.resolution:
+                parts.append("trained on")
+        else:
+            parts.append(action_label(r.action))
     return " → ".join(parts)
 
 
