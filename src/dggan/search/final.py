@@ -259,9 +259,11 @@ class FinalTraining:
         self._board.scalars({"metric": score.metric, "proggan": score.extra.get("baseline"),
                              "normalized": score.normalized_metric}, score.route_iterations or 0, "final/")
         if count > 1:
+            # A selection seed's draw: against ProgGAN's curve (the search's seed) the ratio mixes two draws, so
+            # the log gives the score alone; the reported number is the chosen snapshot's, with the search's seed.
             shown = "diverged" if score.metric is None else f"{self.config.metric} {score.metric:.4g}"
             self.log(f"final training point {score.index + 1}/{count} (iteration {score.iterations}): {shown}"
-                     + ("" if score.normalized_metric is None else f", {score.normalized_metric:.3f} of ProgGAN"))
+                     " (a selection seed's draw)")
 
     def _finish_final(self, best: CandidateRow, points: dict[int, FinalScore], single: bool, source: str,
                       start_route: int) -> None:
