@@ -10,7 +10,8 @@ import pytest
 from searches import tiny
 
 from dggan.metrics.floor import data_floor, halves, held_out
-from dggan.metrics.seeds import HELDOUT_BASE, heldout_seeds, search_seed, search_seeds
+from dggan.metrics.seeds import HELDOUT_BASE, heldout_seeds, selection_seed
+from dggan.search.algorithm import seed_for
 from dggan.search.compare import Comparison, Paired, Scored, compare, paired_verdict
 from dggan.search.driver import run_search
 
@@ -60,8 +61,8 @@ def test_held_out_evaluation_seeds_are_none_the_search_uses() -> None:
     for run_seed in (0, 1, 7, 123_456, 8_000_000):
         held = heldout_seeds(run_seed, 5)
         assert len(set(held)) == 5 and min(held) >= HELDOUT_BASE
-        used = {search_seed(run_seed), *search_seeds(run_seed, 100),
-                *(run_seed * 100_003 + k for k in range(1000))}  # the driver's training seeds
+        used = {run_seed, *(selection_seed(run_seed, i) for i in range(100)),  # scoring: the search's, the pick's
+                *(seed_for(run_seed, k) for k in range(1000))}  # the candidates' training seeds
         assert not used & set(held) and max(used) < HELDOUT_BASE
     assert not set(heldout_seeds(0, 5)) & set(heldout_seeds(1, 5))  # each run its own draws
     assert heldout_seeds(3, 2) == heldout_seeds(3, 5)[:2]  # more seeds extend the same stream

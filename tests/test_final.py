@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from searches import tiny
 
+from dggan.metrics.seeds import selection_seed
 from dggan.model.genome import Genome
 from dggan.search import driver as driver_module
 from dggan.search import final as final_module
 from dggan.search import runner as runner_module
-from dggan.search.algorithm import final_points, pick_by_mean, selection_seed
+from dggan.search.algorithm import final_points, pick_by_mean
 from dggan.search.config import SearchConfig, create_run
 from dggan.search.driver import Search, run_search
 from dggan.search.ledger import Ledger

@@ -18,15 +18,15 @@ a little high.
 from __future__ import annotations
 
 import hashlib
-import statistics
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..data.base import ImageSource
 from .registry import parse_metric
+from .seeds import OverSeeds
 
 HELD_OUT_KINDS = ("digits", "cifar10")  # dataset kinds whose constructor takes split="test"
 HALVES_SEED = 0
@@ -80,7 +80,7 @@ def held_out(spec: str) -> ImageSource | None:
 
 
 @dataclass
-class Floor:
+class Floor(OverSeeds):
     metric: str  # the metric the floor was scored with (fewer samples than asked when the data is short)
     method: str  # "held-out split" | "two disjoint halves"
     sample: str  # the images scored as if generated
@@ -88,17 +88,6 @@ class Floor:
     seeds: list[int]
     scores: list[float]
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.scores)
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "mean": self.mean, "std": self.std}
 
 
 def data_floor(metric: str, data: str | ImageSource, resolution: int, seeds: list[int], **options: Any) -> Floor:

@@ -15,8 +15,9 @@ a replay with the run's own K, p and seed retraces the real search exactly.
   target resolution.
 - The best candidate is the finished one with the lowest score at the target resolution; before any
   candidate reaches it (a running search), the best at the highest resolution reached so far.
-- The final pick (beyond the paper): the best few at the target are re-scored over ``selection_seed``s and
-  picked by their mean; the final training is scored at ``final_points`` and its best snapshot kept.
+- The final pick (beyond the paper): the best few at the target are re-scored over selection seeds
+  (``metrics.seeds.selection_seed``) and picked by their mean; the final training is scored at
+  ``final_points`` and its best snapshot kept.
 - Successive halving (beyond the paper, ``halving_keep``): at each rung of their budget a step's children
   are ranked by their normalised rung score and only the best 1/eta go on, never fewer than K.
 """
@@ -63,13 +64,6 @@ def seed_for(search_seed: int, candidate_id: int) -> int:
     """A candidate's training seed: a function of the search seed and its id only (the baseline's
     candidates are numbered in their own ledger), so a resumed or replayed search trains the same nets."""
     return search_seed * 100_003 + candidate_id
-
-
-def selection_seed(search_seed: int, index: int) -> int:
-    """The ``index``-th evaluation seed the run *chooses* with (the final pick, the final training's snapshots).
-    Reported scores use ``search_seed`` (the search's scoring) and ``dggan compare`` its own seeds; a choice
-    scored with those would report the maximum of the noise it was picked with. Far from both families."""
-    return random.Random(f"selection:{search_seed}:{index}").getrandbits(31) | (1 << 30)
 
 
 def final_points(final_iterations: int, count: int, grid: Iterable[int] = ()) -> list[int]:

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import DgganError, SearchError
 from ..metrics.registry import parse_metric
-from ..metrics.seeds import heldout_seeds
+from ..metrics.seeds import OverSeeds, heldout_seeds
 from ..runs import RunLayout, run_lock
 from .config import SearchConfig, load_run_config
 from .executors import Executor, executor_for
@@ -46,23 +46,11 @@ VERDICT_RULE = (f"final vs a ProgGAN model, paired seed by seed (difference = Pr
 
 
 @dataclass
-class Scored:
+class Scored(OverSeeds):
     name: str
     checkpoint: str
     route_iterations: int
     scores: list[float]  # one per evaluation seed
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.scores)
-
-    @property
-    def std(self) -> float:
-        """The sample standard deviation over the evaluation seeds."""
-        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "mean": self.mean, "std": self.std}
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from .._util.files import append_jsonl, atomic_write_bytes, atomic_write_json
 from ..errors import SearchError
+from ..metrics.seeds import selection_seed
 from ..runs import ModelFolder, write_model_description
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from .algorithm import (
     final_points,
     pick_by_mean,
     rank,
-    selection_seed,
 )
 from .config import RESUME_HINT
 from .ledger import CandidateRow, FinalScore, Ledger
@@ -99,7 +99,7 @@ class FinalTraining:
 
     def pick(self) -> CandidateRow | None:
         """The candidate the final training continues: the best ``final_pick_candidates`` at the target, re-scored
-        over ``final_pick_seeds`` selection seeds (``algorithm.selection_seed``) and picked by their mean
+        over ``final_pick_seeds`` selection seeds (``metrics.seeds.selection_seed``) and picked by their mean
         normalised score, not by one draw. Every score is recorded (``final_scores`` "pick"), so a resumed pick
         scores only what is missing; the choice and the spread are kept in meta ``final_pick``."""
         stored = self.ledger.get_meta("final_pick")
