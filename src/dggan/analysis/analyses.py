@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model.actions import Action, action_label
+from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, Action, action_label
 from ..search import algorithm
 from ..search.algorithm import Rules, best_candidate, halve, route, run_steps
 from ..search.ledger import CandidateRow, RungRow
@@ -394,9 +394,10 @@ class _Replay:
         self._current = survivors
 
 
-# What a replay assumes of a ledger whose settings lack a key (written before the key existed).
-_REPLAY_DEFAULTS: dict[str, Any] = {"top_k": None, "p": 1.0, "seed": 0, "kernels": [3, 7],
-                                    "filters": [32, 64, 128, 256, 512, 1024], "grow_g": True, "grow_d": True,
+# What a replay assumes of a ledger whose settings lack a key (written before the key existed, or rows alone).
+# Only the action space, the limits and max_steps are read from them: K, p and the seed are the replay's own.
+_REPLAY_DEFAULTS: dict[str, Any] = {"top_k": None, "p": 1.0, "seed": 0, "kernels": list(PAPER_KERNELS),
+                                    "filters": list(PAPER_FILTERS), "grow_g": True, "grow_d": True,
                                     "grow_res": True, "max_g_layers": None, "max_d_layers": None, "max_steps": None}
 
 
