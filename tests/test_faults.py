@@ -9,7 +9,9 @@ refused before anything is allocated; workers die with their driver.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 import torch
+from searches import tiny
 from typer.testing import CliRunner
 
 from dggan.cli import app
@@ -32,16 +35,11 @@ from dggan.search.state import Status
 
 runner = CliRunner()
 
-FAST: dict[str, Any] = {
-    "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": "none", "initial_channels": [8],
-    "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5, "kernels": [3], "filters": [8],
-    "iterations": 4, "final_iterations": 2, "max_steps": 1, "batch_size": 8, "sample_grid": 4,
-    "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None, "tables": False,
-}
+FAST: dict[str, Any] = {"baseline": "none", "filters": [8], "max_steps": 1}  # one step, one filter choice
 
 
 def fast(**overrides: Any) -> SearchConfig:
-    return SearchConfig.from_dict({**FAST, **overrides})
+    return tiny(**{**FAST, **overrides})
 
 
 def write_config(tmp_path: Path, **overrides: Any) -> Path:
@@ -70,16 +68,40 @@ def one_line_error(result: Any, needle: str, code: int = 2) -> None:
 
 
 # ---------------------------------------------------------------------- 1. nothing works: non-zero
-@pytest.mark.parametrize("overrides,needle", [
-    ({"data": "synthetic:n=3,res=16"}, "has 3 images, fewer than one batch"),
-    ({"device": "cuda"}, "CUDA is not available"),
-    ({"lr": "Infinity"}, "lr must be a number, got Infinity"),
+# Every case: `dggan search` says what is wrong and how to fix it in one line, exits 2 and leaves no run folder.
+# Settings cases (settings=True) are refused where the settings enter (SearchConfig), the rest by the checks
+# before any work (search.preflight: data, device, Inception weights, the baseline).
+@pytest.mark.parametrize("overrides,needle,settings", [
+    ({"top_k": 0}, "top_k", True),
+    ({"p": 0.0}, "p must be in", True),
+    ({"p": 1.5}, "p must be in", True),
+    ({"grow_g": False, "grow_d": False, "grow_res": False}, "action space is empty", True),
+    ({"target_resolution": 24}, "power of two", True),
+    ({"target_resolution": 4}, "below base_resolution", True),
+    ({"metric": "is1k"}, "higher-is-better", True),
+    ({"metric": "lpips"}, "unknown metric", True),
+    ({"base_resolution": 4}, "SWD uses 7x7", True),
+    ({"colour": 1}, "unknown setting", True),
+    ({"lr": math.inf}, "lr must be a number", True),
+    ({"data": "synthetic:n=3,res=16"}, "has 3 images, fewer than one batch", False),
+    ({"data": "cifar10"}, "needs a path", False),
+    ({"data": "synthetic:n=64,res=8"}, "below the target resolution 16px", False),
+    ({"device": "cuda"}, "CUDA is not available", False),
+    ({"metric": "fid16", "rung_metric": "fid8"}, "weights-inception-2015-12-05", False),
+    ({"metric": "fid16", "rung_metric": "fid8", "inception_weights": "/no/such.pth"}, "does not exist", False),
     ({"inception_weights": "/etc/passwd", "metric": "fid16", "rung_metric": "fid8"},
-     "is not a plain tensor state dict"),
+     "is not a plain tensor state dict", False),
+    ({"baseline": {"8": 1.0}}, "no value for resolution(s) [16]", False),
 ])
-def test_what_cannot_work_fails_before_any_work(tmp_path: Path, overrides: dict[str, Any], needle: str) -> None:
+def test_what_cannot_work_fails_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                overrides: dict[str, Any], needle: str, settings: bool) -> None:
     if overrides.get("device") == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    monkeypatch.delenv("DGGAN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr("torch.hub.get_dir", lambda: str(tmp_path / "hub"))  # no cached Inception weights
+    if settings:
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            fast(**overrides)
     args = [f"--set={k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
     result = runner.invoke(app, ["search", "--preset", "demo", "--run-dir", str(tmp_path / "r"), "--no-progress",
                                  *args])
@@ -400,7 +422,7 @@ def test_settings_are_typed_and_bounded_where_they_enter(tmp_path: Path, setting
 def test_maps_in_settings_are_typed_too() -> None:
     for baseline in ({"8": True, "16": 1.0}, {"8": 1e400, "16": 1.0}, {"eight": 1.0}):
         with pytest.raises(ConfigError, match="baseline must map resolutions to finite numbers"):
-            SearchConfig.from_dict({**FAST, "baseline": baseline})
+            fast(baseline=baseline)
     with pytest.raises(ConfigError, match=r"slurm_extra .* bad option\(s\): \['mem'\]"):
         fast(slurm_extra={"mem": 10**30})
 

@@ -3,6 +3,7 @@ snapshot. Bookkeeping with an executor that trains nothing (milliseconds); one r
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 from searches import tiny
 
+from dggan.analysis.report import render
+from dggan.analysis.report.render import Page
 from dggan.metrics.seeds import selection_seed
 from dggan.model.genome import Genome
 from dggan.search import driver as driver_module
@@ -229,6 +232,17 @@ def test_final_training_keeps_the_best_and_the_last_snapshot_and_records_every_p
     assert [p["chosen"] for p in curve] == [False, False, True, False, False] and curve[-1]["last"]
     assert all(p["proggan"] is not None for p in curve)
     assert any("best: point 3" in line for line in read_status(run).lines())
+    # The report plots that curve beside ProgGAN's and lists it, saying which seed scored what.
+    page = Page(tmp_path / "report")
+    page.out.mkdir()
+    html = render._final_curve_html(page, run, "swd32")
+    assert "selection seed" in html and "the search's seed" in html
+    assert (page.out / "final_training.png").read_bytes().startswith(b"\x89PNG")
+    with (page.out / "final_training.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["kept"] for r in table] == ["", "", "RUN/best", "", "RUN/best/last"]
+    assert [float(r["metric"]) for r in table] == pytest.approx([p["metric"] for p in curve])
+    assert [float(r["ProgGAN (same route iterations)"]) for r in table] == pytest.approx([p["proggan"] for p in curve])
 
 
 def _is_final(task: CandidateTask) -> bool:

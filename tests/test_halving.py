@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from searches import tiny
 
 from dggan.errors import ConfigError, SearchError
 from dggan.search import worker as worker_module
@@ -17,16 +18,13 @@ from dggan.search.ledger import Ledger
 from dggan.search.state import Status
 
 HALVING: dict[str, Any] = {
-    "data": "synthetic:n=64,res=16", "metric": "swd32", "rung_metric": "swd16", "baseline": "auto",
-    "initial_channels": [8], "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.6, "kernels": [3],
-    "filters": [8, 16], "iterations": 9, "final_iterations": 2, "max_steps": 2, "batch_size": 8, "sample_grid": 4,
-    "checkpoint_every": 3, "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None, "tables": False,
+    "rung_metric": "swd16", "baseline": "auto", "p": 0.6, "iterations": 9, "checkpoint_every": 3,
     "halving_eta": 3, "halving_min_fraction": 1 / 9,
 }
 
 
 def halving(**overrides: Any) -> SearchConfig:
-    return SearchConfig.from_dict({**HALVING, **overrides})
+    return tiny(**{**HALVING, **overrides})
 
 
 def test_rungs_and_the_keep_rule() -> None:

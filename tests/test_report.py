@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from fixtures.synthetic_ledger import write_synthetic_run
 from PIL import Image
+from searches import tiny
 from typer.testing import CliRunner
 
 from dggan.analysis import ReportError, generate_report
@@ -268,15 +269,9 @@ def test_sample_grids(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- a real (tiny) search
 @pytest.mark.filterwarnings("error:No artists with labels:UserWarning")
 def test_report_of_a_real_tiny_search(tmp_path: Path) -> None:
-    from dggan.search.config import SearchConfig
     from dggan.search.driver import run_search
 
-    config = SearchConfig.from_dict({
-        "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": {8: 100.0, 16: 100.0},
-        "initial_channels": [8], "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5,
-        "kernels": [3], "filters": [8, 16], "iterations": 4, "final_iterations": 2, "max_steps": 2,
-        "batch_size": 8, "sample_grid": 4, "checkpoint_every": 2, "eval_batch_size": 32, "device": "cpu",
-        "threads": 1, "cache_dir": None, "tables": False})
+    config = tiny(final_snapshots=3)  # the final training scored at 3 points: the report plots them
     run = tmp_path / "run"
     run_search(run, config, progress=False)
     result = generate_report(run, n_samples=4, replay_seeds=2)
@@ -293,7 +288,9 @@ def test_report_of_a_real_tiny_search(tmp_path: Path) -> None:
     route = analyses["route"]
     assert by_id[route[0]].parent is None and all(by_id[b].parent == a for a, b in zip(route, route[1:], strict=False))
     imgs = {i["id"] for i in dom.imgs}
-    assert {"img-samples_8px", "img-samples_16px", "img-samples_final"} <= imgs
+    assert {"img-samples_8px", "img-samples_16px", "img-samples_final", "img-final_training"} <= imgs
+    with (run / "report" / "final_training.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 3  # the final training's three scored points
     assert "8px: 100, 16px: 100" in text  # the baseline the search used
     assert len(dom.rows) == len(rows)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import searches
 
 from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
@@ -23,17 +24,14 @@ from dggan.search.worker import CandidateTask
 
 submitit = pytest.importorskip("submitit")
 
-TINY: dict[str, Any] = {  # tests/test_search.py's tiny search, one job per candidate on this machine
-    "data": "synthetic:n=64,res=16", "metric": "swd32", "baseline": "none", "initial_channels": [8],
-    "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.3, "kernels": [3], "filters": [8, 16],
-    "iterations": 4, "final_iterations": 0, "max_steps": 1, "batch_size": 8, "sample_grid": 4, "checkpoint_every": 2,
-    "eval_batch_size": 32, "device": "cpu", "threads": 1, "cache_dir": None, "tables": False, "tensorboard": False,
+SLURM: dict[str, Any] = {  # the tests' tiny search, one job per candidate on this machine
+    "baseline": "none", "p": 0.3, "final_iterations": 0, "max_steps": 1, "tensorboard": False,
     "executor": "slurm", "slurm_cluster": "local", "slurm_gpus": 0,
 }
 
 
 def tiny(**overrides: Any) -> SearchConfig:
-    return SearchConfig.from_dict({**TINY, **overrides})
+    return searches.tiny(**{**SLURM, **overrides})
 
 
 def comparable(run: Path) -> list[tuple[Any, ...]]:

@@ -174,6 +174,36 @@ def plot_pruning_risk(risks: Sequence[PruningRisk]) -> bytes:
     return _png(fig)
 
 
+# ---------------------------------------------------------------------- the final training
+def plot_final_training(points: Sequence[dict], metric: str) -> bytes:
+    """The metric at each scored point of the final training (``search.watch.final_training_curve``) beside
+    ProgGAN's at the same route iterations; the point kept as RUN/best starred, the last one ringed."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    x = [p["final_iterations"] for p in points]
+    ours = [np.nan if p["metric"] is None else p["metric"] for p in points]
+    seeds = sorted({p["seed"] for p in points if p.get("seed") is not None})
+    ax.plot(x, ours, "o-", color=ROUTE_COLOR,
+            label=f"final model (selection seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})")
+    proggan = [(xi, p["proggan"]) for xi, p in zip(x, points, strict=True) if p.get("proggan") is not None]
+    if proggan:
+        ax.plot(*zip(*proggan, strict=True), "s--", color="#7f7f7f",
+                label="ProgGAN at the same route iterations (the search's seed)")
+    for p, xi, yi in zip(points, x, ours, strict=True):
+        if p.get("chosen"):
+            ax.plot([xi], [yi], marker="*", markersize=16, color="#2ca02c", linestyle="none",
+                    label="kept as RUN/best")
+        if p.get("last") and not p.get("chosen"):
+            ax.plot([xi], [yi], marker="o", markersize=13, markerfacecolor="none", color="#1f77b4",
+                    linestyle="none", label="last (RUN/best/last)")
+    ax.set_xlabel("iterations of final training")
+    ax.set_ylabel(f"{metric} (lower is better)")
+    ax.set_title("The final training, scored at its snapshots")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 # ---------------------------------------------------------------------- 4. K and p replay
 def plot_replay(cells: Sequence[ReplayCell], actual: ReplayRun, k_real: int, p_real: float) -> bytes:
     fig = Figure(figsize=(15, 4.8), layout="constrained")

@@ -21,6 +21,7 @@ from typing import Any
 from ..._util.files import atomic_write_bytes
 from ...runs import CHECKPOINT_NAME, SAMPLES_NAME, RunLayout
 from ...search.ledger import CandidateRow, FinalRow
+from ...search.watch import final_training_curve
 from .. import analyses, plots
 from ..headline import duration, headline
 from .compute import Analyses, RunData, read_json
@@ -209,7 +210,7 @@ def _settings_html(settings: dict[str, Any], run: Path) -> str:
     )
 
 
-def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow | None) -> str:
+def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow | None, metric: str) -> str:
     if best is None:
         return '<p class="muted">No best candidate.</p>'
     g = best.genome
@@ -244,6 +245,7 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
                   _num(route), duration(final.train_seconds), _Raw('<a href="../best/">RUN/best</a>'),
                   final.error or ""]],
             )
+            + _final_curve_html(page, run, metric)
         )
     html_parts.append(
         "<h3>G and D layers, by resolution</h3>"
@@ -252,6 +254,29 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
     )
     write_text(page.out / "best_genome.json", g.to_json() + "\n")
     return "".join(html_parts)
+
+
+def _final_curve_html(page: Page, run: Path, metric: str) -> str:
+    """The metric over the final training beside ProgGAN's at the same route iterations, and which snapshot
+    became RUN/best; nothing when the final training kept no snapshots (``final_snapshots`` = 1)."""
+    points = final_training_curve(run)
+    if len(points) < 2:
+        return ""
+    headers = ["point", "final iterations", "route iterations", "metric", "ProgGAN (same route iterations)",
+               "normalized", "seed", "kept"]
+    rows = [[p["point"], p["final_iterations"], p["route_iterations"], p["metric"], p["proggan"], p["normalized"],
+             p["seed"], "RUN/best" if p["chosen"] else ("RUN/best/last" if p["last"] else "")] for p in points]
+    _write_csv(page.out / "final_training.csv", headers, rows)
+    shown = [[r[0], _num(r[1]), _num(r[2]), _num(r[3]), _num(r[4]), _num(r[5]), r[6], r[7]] for r in rows]
+    return ("<h4>The final training, scored at its snapshots</h4>"
+            '<p class="muted">The best snapshot is kept as RUN/best and the last one beside it (RUN/best/last).'
+            " The points are scored with a selection seed, which the headline's and <code>dggan compare</code>'s"
+            " scores never use (so the reported number is not the minimum of the noise it was chosen on);"
+            " ProgGAN's values are its baseline curve, scored with the search's seed: compare the shapes of the two"
+            " curves, not their values point by point. The honest comparison is the headline's and"
+            " <code>dggan compare</code>'s.</p>"
+            + page.image("final_training", plots.plot_final_training(points, metric))
+            + _table(headers, shown) + _links("final_training.csv"))
 
 
 def _route_html(page: Page, route: list[CandidateRow]) -> str:
@@ -790,7 +815,8 @@ def sections(page: Page, data: RunData, found: Analyses, *, n_samples: int, samp
     tables = read_json(data.layout.tables_json)
     if isinstance(tables, dict):
         section("tables", "The paper's tables", lambda: _tables_html(tables), needs_done=False)
-    section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final))
+    section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final,
+                                                                  str(data.settings.get("metric", "metric"))))
     section("route", "Growing route of the best candidate", lambda: _route_html(page, data.route))
     section("capacity", "1. G-to-D capacity", lambda: _capacity_html(page, found.capacity, data.key),
             failed=errors.get("capacity"))
