@@ -133,7 +133,7 @@ def mean_std(values: list[float]) -> str:
 
 
 def gather(out: Path, datasets: list[str], seeds: list[int], stages: Stages) -> list[dict]:
-    from dggan.search.compare import Paired
+    from dggan.metrics.seeds import Paired
 
     rows = []
     for dataset in datasets:

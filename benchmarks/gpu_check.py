@@ -763,7 +763,9 @@ def tiny_search(ctx: Ctx, executor: str, **options: Any) -> dict[str, Any]:
     if ctx.dry:
         settings.update({"data": "synthetic:n=64,res=16", "metric": "swd32", "initial_channels": [8],
                          "latent_size": 8, "filters": [8, 16], "iterations": 4, "final_iterations": 2,
-                         "max_steps": 1, "batch_size": 8, "eval_batch_size": 32, "device": "cpu", "threads": 1})
+                         "max_steps": 1, "batch_size": 8, "eval_batch_size": 32, "device": "cpu", "threads": 1,
+                         # the executors are under test, not the final pick: one scoring, as in the paper
+                         "final_pick_candidates": 1, "final_snapshots": 1})
     known = {"workers", "group"}
     config = SearchConfig.from_dict({**settings, **{k: v for k, v in options.items() if k not in known}})
     if ctx.dry and executor == "local":

@@ -46,3 +46,11 @@ def random_inception(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture
+def fake_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search reads tests/fixtures/fake_executor.py's JSON checkpoints."""
+    from fixtures.fake_executor import patch_checkpoints
+
+    patch_checkpoints(monkeypatch)

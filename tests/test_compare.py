@@ -10,9 +10,9 @@ import pytest
 from searches import tiny
 
 from dggan.metrics.floor import data_floor, halves, held_out
-from dggan.metrics.seeds import HELDOUT_BASE, heldout_seeds, selection_seed
+from dggan.metrics.seeds import HELDOUT_BASE, Paired, heldout_seeds, paired_verdict, selection_seed
 from dggan.search.algorithm import seed_for
-from dggan.search.compare import Comparison, Paired, Scored, compare, paired_verdict
+from dggan.search.compare import Comparison, Scored, compare
 from dggan.search.driver import run_search
 
 

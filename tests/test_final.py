@@ -6,29 +6,24 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fixtures.fake_executor import CurveExecutor, Interrupted, fake_load, read_iteration
 from searches import tiny
 
 from dggan.analysis.report import render
 from dggan.analysis.report.render import Page
 from dggan.metrics.seeds import selection_seed
-from dggan.model.genome import Genome
 from dggan.search import driver as driver_module
-from dggan.search import final as final_module
-from dggan.search import runner as runner_module
 from dggan.search.algorithm import final_points, pick_by_mean
 from dggan.search.config import SearchConfig, create_run
 from dggan.search.driver import Search, run_search
 from dggan.search.ledger import Ledger
 from dggan.search.state import Status
 from dggan.search.watch import final_training_curve, read_status
-from dggan.search.worker import CandidateResult, CandidateTask
-from dggan.training.checkpoint import CheckpointError
+from dggan.search.worker import CandidateTask
 
 
 # ---------------------------------------------------------------------- the pure parts
@@ -47,75 +42,12 @@ def test_pick_by_mean_and_selection_seeds() -> None:
         assert len(family) == 5 and not family & set(range(seed, seed + 1000))  # apart from search and compare
 
 
-# ---------------------------------------------------------------------- an executor that trains nothing
-class Interrupted(Exception):
-    pass
-
-
-def _read(path: Path) -> int:
-    return int(json.loads(path.read_text())["iteration"])
-
-
-def fake_load(path: str | Path, tensors: bool = True) -> SimpleNamespace:
-    try:
-        return SimpleNamespace(state={"iteration": _read(Path(path))})
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(str(exc)) from None
-
-
-class CurveExecutor:
-    """A checkpoint is {"iteration": n}; a model's score is a function of its genome, of where it trained (the
-    search's candidates get ``penalty``, the baseline's ProgGAN route none), of ``final`` (the final training's
-    score by iteration) and of the evaluation seed. ``stop_after`` tasks, it raises ``Interrupted``."""
-
-    name = "inprocess"
-
-    def __init__(self, penalty: float = 0.0, final: Callable[[int], float] | None = None,
-                 stop_after: int | None = None):
-        self.penalty, self.final, self.stop_after = penalty, final, stop_after
-        self.tasks: list[CandidateTask] = []
-
-    def score(self, task: CandidateTask, iteration: int) -> float:
-        out = Path(task.out_dir)
-        genome = Genome.from_json(task.genome_json)
-        seed = int(task.eval_options["seed"])
-        if out.name == "best" and self.final is not None:
-            value = self.final(iteration)
-        else:
-            value = 1.0 + 0.1 * (len(genome.g_layers) + len(genome.d_layers)) + 0.2 * genome.resolution / 32
-            value += self.penalty * ("baseline" not in out.parts) - 0.001 * iteration
-        return value + 0.01 * (seed % 7)
-
-    def run(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
-        for task in tasks:
-            if self.stop_after is not None and len(self.tasks) >= self.stop_after:
-                raise Interrupted
-            self.tasks.append(task)
-            ckpt = Path(task.out_dir) / "checkpoint.safetensors"
-            start = _read(ckpt) if ckpt.exists() else _read(Path(task.continue_from)) if task.continue_from else 0
-            end = task.train["iterations"] if task.until is None else min(task.until, task.train["iterations"])
-            end = max(start, end)
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.write_text(json.dumps({"iteration": end}))
-            yield CandidateResult(task.candidate_id, Status.DONE, metric=self.score(task, end), train_seconds=0.0,
-                                  eval_seconds=0.0, checkpoint=str(ckpt), iterations=end)
-
-    def close(self) -> None:
-        pass
-
-
 SETTINGS: dict[str, Any] = {
     "data": "synthetic:n=32,res=16", "metric": "swd32", "baseline": "auto", "initial_channels": [8],
     "latent_size": 8, "target_resolution": 16, "top_k": 2, "p": 0.5, "kernels": [3], "filters": [8],
     "max_steps": 2, "iterations": 10, "final_iterations": 40, "final_snapshots": 5, "tensorboard": False,
     "tables": False,
 }
-
-
-@pytest.fixture
-def fake_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner_module, "load_checkpoint", fake_load)
-    monkeypatch.setattr(final_module, "load_checkpoint", fake_load)
 
 
 def search(run: Path, executor: CurveExecutor, **overrides: Any) -> Path:
@@ -164,7 +96,8 @@ def test_the_proggan_routes_final_training_is_the_baselines_own(tmp_path: Path) 
     best_tasks = [t for t in executor.tasks if Path(t.out_dir).name == "best"]
     assert best_tasks and all(t.until == t.train["iterations"] - 1 for t in best_tasks)  # nothing trained twice
     assert all(g.extra["checkpoint"].startswith("baseline/") for g in points[1:])
-    assert _read(run / "best" / "last" / "checkpoint.safetensors") == _read(run / points[-1].extra["checkpoint"])
+    last = run / "best" / "last" / "checkpoint.safetensors"
+    assert read_iteration(last) == read_iteration(run / points[-1].extra["checkpoint"])
     assert final.train_seconds == 0.0
 
 
@@ -220,8 +153,8 @@ def test_final_training_keeps_the_best_and_the_last_snapshot_and_records_every_p
     assert {g.seed for g in points} == {selection_seed(0, 0)}
     chosen = min(points, key=lambda g: g.metric)
     assert final.extra["snapshot"]["point"] == chosen.index and final.iterations == chosen.iterations
-    assert _read(run / "best" / "checkpoint.safetensors") == chosen.iterations  # the best snapshot ...
-    assert _read(run / "best" / "last" / "checkpoint.safetensors") == start + 40  # ... and the last beside it
+    assert read_iteration(run / "best" / "checkpoint.safetensors") == chosen.iterations  # the best snapshot ...
+    assert read_iteration(run / "best" / "last" / "checkpoint.safetensors") == start + 40  # ... and the last beside it
     assert not (run / "best" / "best-snapshot.safetensors").exists()
     # Reported: the chosen snapshot scored once with the search's seed, at its own training.
     assert final.metric == pytest.approx(hump(chosen.iterations))
@@ -278,7 +211,7 @@ def test_a_killed_final_training_resumes_to_the_same_result(tmp_path: Path, more
     assert [(g.kind, g.candidate, g.index, g.iterations, g.metric) for g in got[1]] == [
         (g.kind, g.candidate, g.index, g.iterations, g.metric) for g in expected[1]]
     for name in ("checkpoint.safetensors", "last/checkpoint.safetensors"):
-        assert _read(run / "best" / name) == _read(whole / "best" / name)
+        assert read_iteration(run / "best" / name) == read_iteration(whole / "best" / name)
 
 
 # ---------------------------------------------------------------------- a real tiny search
@@ -309,3 +242,49 @@ def test_a_real_final_training_killed_between_segments_resumes_exactly(tmp_path:
                          [(g.index, g.iterations, round(g.metric or 0, 6)) for g in ledger.final_scores("point")]))
     assert runs[0] == runs[1] and len(runs[0][3]) == 3
     assert (tmp_path / "run" / "best" / "last" / "checkpoint.safetensors").exists()
+
+
+# ---------------------------------------------------------------------- the ProgGAN route stays unless beaten
+def test_against_the_proggan_route_is_paired_seed_by_seed() -> None:
+    from dggan.search.final import against_proggan_route
+
+    scores = {9: [1.0, 1.0, 1.0], 4: [0.8, 0.9, 0.85], 5: [0.7, 1.2, 0.75], 6: [1.1, 1.2, 1.05],
+              7: [0.9, math.nan, 0.8]}
+    assert against_proggan_route(scores, 9) == {4: "better", 5: "within noise", 6: "worse", 7: "not comparable"}
+    assert against_proggan_route({9: [1.0], 4: [0.5]}, 9) == {}  # one seed: no spread, the mean decides
+    assert against_proggan_route({9: [1.0, math.nan], 4: [0.5, 0.5]}, 9) == {}  # the route unscored: the mean
+    assert against_proggan_route(scores, None) == {}  # a fixed baseline: no route in the race
+
+
+class NoisyDraws(CurveExecutor):
+    """The search's candidates' selection draws swing by ``swing[i]`` on selection seed i (the ProgGAN route's
+    do not): better than the route on the mean, not seed by seed."""
+
+    def __init__(self, swing: list[float], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.swing = {selection_seed(0, i): s for i, s in enumerate(swing)}
+
+    def score(self, task: CandidateTask, iteration: int) -> float:
+        value = super().score(task, iteration)
+        if "baseline" not in Path(task.out_dir).parts:
+            value += self.swing.get(int(task.eval_options["seed"]), 0.0)
+        return value
+
+
+@pytest.mark.usefixtures("fake_checkpoints")
+@pytest.mark.parametrize("swing,route_stays", [([-0.6, 0.5, -0.6], True), ([-0.5, -0.45, -0.55], False)])
+def test_a_grown_candidate_must_beat_the_proggan_route_seed_by_seed(tmp_path: Path, swing: list[float],
+                                                                   route_stays: bool) -> None:
+    run = search(tmp_path / "run", NoisyDraws(swing, penalty=0.0), final_snapshots=1)
+    with ledger_of(run) as ledger:
+        final = ledger.final()
+        pick = json.loads(ledger.get_meta("final_pick") or "{}")
+    route = next(c for c in pick["candidates"] if c["proggan_route"])
+    best_grown = min((c for c in pick["candidates"] if not c["proggan_route"]), key=lambda c: c["mean"])
+    assert best_grown["mean"] < route["mean"]  # ahead on the mean in both cases ...
+    assert final is not None and pick["candidate"] == final.candidate and "rule" in pick
+    if route_stays:  # ... but within the noise: the ProgGAN route is handed back
+        assert best_grown["vs_proggan_route"] == "within noise"
+        assert final.candidate == route["id"] and final.extra["proggan_route"] is True
+    else:  # ... and seed by seed: the grown candidate wins the pick
+        assert best_grown["vs_proggan_route"] == "better" and final.candidate == best_grown["id"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.fake_executor import CurveExecutor
 from searches import tiny
 
 from dggan.errors import ConfigError, SearchError
@@ -120,6 +121,7 @@ def test_a_search_killed_mid_rung_resumes_with_nothing_retrained(tmp_path: Path,
     ref.close()
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_ls_and_report_show_pruned_candidates(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -127,7 +129,7 @@ def test_ls_and_report_show_pruned_candidates(tmp_path: Path) -> None:
     from dggan.cli import app
 
     run = tmp_path / "run"
-    run_search(run, halving(), progress=False)
+    run_search(run, halving(), executor=CurveExecutor(), progress=False)
     result = CliRunner().invoke(app, ["ls", str(run), "--json"])
     statuses = {r["status"] for r in json.loads(result.output)}
     assert "pruned" in statuses

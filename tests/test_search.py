@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.fake_executor import CurveExecutor
 from searches import tiny
 from typer.testing import CliRunner
 
@@ -91,8 +92,10 @@ def test_failed_and_diverged_children_are_recorded_and_never_kept(tmp_path: Path
     assert "simulated crash" in (tmp_path / "run" / "candidates" / "c00002" / "error.txt").read_text()
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_auto_baseline_runs_the_proggan_route(tmp_path: Path) -> None:
-    run_search(tmp_path / "run", tiny(baseline="auto", max_steps=1, final_iterations=0), progress=False)
+    run_search(tmp_path / "run", tiny(baseline="auto", max_steps=1, final_iterations=0), executor=CurveExecutor(),
+               progress=False)
     base_rows = ledger_rows(tmp_path / "run" / "baseline")
     # The ProgGAN route: the initial model, its grow_res child after one budget, ...
     assert base_rows[0]["action"] is None and base_rows[0]["parent"] is None
@@ -120,8 +123,10 @@ def test_auto_baseline_runs_the_proggan_route(tmp_path: Path) -> None:
     assert first["checkpoint"] == "baseline/candidates/c00001/checkpoint.safetensors"
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_route_iterations_add_up_along_the_route(tmp_path: Path) -> None:
-    run_search(tmp_path / "run", tiny(initial_iterations=6, max_steps=2, final_iterations=0), progress=False)
+    run_search(tmp_path / "run", tiny(initial_iterations=6, max_steps=2, final_iterations=0),
+               executor=CurveExecutor(), progress=False)
     rows = {r["id"]: r for r in ledger_rows(tmp_path / "run")}
     for r in rows.values():
         if r["parent"] is None:
@@ -133,8 +138,9 @@ def test_route_iterations_add_up_along_the_route(tmp_path: Path) -> None:
         i: r["route_iterations"] for i, r in rows.items()}
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_ls_json_and_table(tmp_path: Path) -> None:
-    run_search(tmp_path / "run", tiny(max_steps=1, final_iterations=0), progress=False)
+    run_search(tmp_path / "run", tiny(max_steps=1, final_iterations=0), executor=CurveExecutor(), progress=False)
     result = runner.invoke(app, ["ls", str(tmp_path / "run"), "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
@@ -239,11 +245,12 @@ def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "is not a dggan search run" in result.output
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_two_searches_on_one_run_folder(tmp_path: Path) -> None:
     import fcntl
 
     run = tmp_path / "run"
-    run_search(run, tiny(max_steps=1, final_iterations=0), progress=False)
+    run_search(run, tiny(max_steps=1, final_iterations=0), executor=CurveExecutor(), progress=False)
     with open(run / ".lock", "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another search holds the run
         with pytest.raises(SearchError, match="in use by another search"):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.fake_executor import CurveExecutor
 from searches import tiny
 
 from dggan.search.driver import run_search
@@ -166,6 +167,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_status_command_reads_a_run_without_writing(tmp_path: Path) -> None:
     import fcntl
 
@@ -175,7 +177,7 @@ def test_status_command_reads_a_run_without_writing(tmp_path: Path) -> None:
 
     runner = CliRunner()
     run = tmp_path / "run"
-    run_search(run, tiny(max_steps=1, final_iterations=2, tensorboard=False), progress=False)
+    run_search(run, tiny(max_steps=1, final_iterations=2, tensorboard=False), executor=CurveExecutor(), progress=False)
     before = _snapshot(run)
     result = runner.invoke(app, ["status", str(run), "--json"])
     assert result.exit_code == 0, result.output
@@ -202,14 +204,17 @@ def test_status_command_reads_a_run_without_writing(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- the report of a running search
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_report_of_a_running_search_is_a_dated_snapshot(tmp_path: Path) -> None:
     import fcntl
     import re
 
     from dggan.analysis import generate_report
+    from dggan.analysis.report import read_run, snapshot_banner
 
     run = tmp_path / "run"
-    run_search(run, tiny(max_steps=1, final_iterations=0, tensorboard=False), progress=False)
+    run_search(run, tiny(max_steps=1, final_iterations=0, tensorboard=False), executor=CurveExecutor(),
+               progress=False)
     with Ledger.open(run / "ledger.sqlite") as ledger:  # as in the middle of a step
         last = ledger.candidates()[-1].id
         ledger.update(last, status="running", metric=None, normalized_metric=None)
@@ -219,7 +224,7 @@ def test_report_of_a_running_search_is_a_dated_snapshot(tmp_path: Path) -> None:
         handle.truncate(0)
         handle.write("4242")
         handle.flush()
-        result = generate_report(run)
+        result = generate_report(run, n_samples=4, replay_seeds=2)
     assert result.snapshot is not None and "running search (pid 4242)" in result.snapshot
     html = result.path.read_text()
     banner = re.search(r'<div class="snapshot" id="snapshot" role="status">([^<]*)</div>', html)
@@ -231,21 +236,23 @@ def test_report_of_a_running_search_is_a_dated_snapshot(tmp_path: Path) -> None:
     after = {k: v for k, v in _snapshot(run).items() if not k.startswith("report/")}
     assert after == {k: v for k, v in before.items() if not k.startswith("report/")}  # the run is only read
     # Not running, but unfinished: still a snapshot, and the page says how to continue.
-    stopped = generate_report(run)
-    assert stopped.snapshot is not None and "unfinished search" in stopped.snapshot and "--resume" in stopped.snapshot
+    stopped = snapshot_banner(read_run(run), locked=False, pid=None, taken="now")  # what generate_report shows
+    assert stopped is not None and "unfinished search" in stopped and "--resume" in stopped
     with Ledger.open(run / "ledger.sqlite") as ledger:
         ledger.update(last, status="done")
-    assert generate_report(run).snapshot is None  # finished: no banner
+    assert generate_report(run, n_samples=4, replay_seeds=2).snapshot is None  # finished: no banner
     assert 'id="snapshot"' not in (run / "report" / "index.html").read_text()
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_the_baseline_folder_is_running_while_its_search_holds_the_lock(tmp_path: Path) -> None:
     import fcntl
 
     from dggan.search.watch import read_status
 
     run = tmp_path / "run"
-    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2, tensorboard=False), progress=False)
+    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2, tensorboard=False),
+               executor=CurveExecutor(), progress=False)
     assert read_status(run / "baseline").state == "finished"
     with open(run / ".lock", "a+") as handle:  # the search (not the baseline folder's own lock) holds the run
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

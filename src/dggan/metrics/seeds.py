@@ -14,9 +14,11 @@ very one the selection was made on (a winner's curse). ``heldout_seeds`` gives t
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import MetricError
@@ -57,3 +59,85 @@ def heldout_seeds(run_seed: int, n: int) -> list[int]:
         raise MetricError(f"between 1 and {HELDOUT_PER_RUN} held-out evaluation seeds per run, not {n}")
     start = HELDOUT_BASE + (int(run_seed) % _RUN_SEEDS) * HELDOUT_PER_RUN
     return [start + i for i in range(n)]
+
+
+# ---------------------------------------------------------------------- two models on the same seeds
+K_SE = 2.0  # standard errors of the mean paired difference that decide a verdict
+VERDICT_RULE = (f"a model against another, paired seed by seed (difference = the other's score - the model's,"
+                f" oriented so that positive favours the model): 'better' or 'worse' when every paired"
+                f" difference has the same sign over 3 or more seeds, or when the mean difference exceeds"
+                f" {K_SE:g} standard errors of it; otherwise 'within noise' (always so with one seed)")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Another model's score minus this model's, per evaluation seed (the same draws on both sides), oriented so
+    that a positive difference favours this model (lower is better for FID and SWD). ``dggan compare`` judges
+    the final model against ProgGAN with it, the final pick a grown candidate against the ProgGAN route."""
+
+    differences: list[float]
+
+    @classmethod
+    def of(cls, mine: Sequence[float], other: Sequence[float], lower_is_better: bool = True) -> Paired:
+        if len(mine) != len(other):
+            raise MetricError(f"paired scores need one per seed on both sides, got {len(mine)} and {len(other)}")
+        sign = 1.0 if lower_is_better else -1.0
+        return cls([sign * (o - f) for f, o in zip(mine, other, strict=True)])
+
+    @property
+    def n(self) -> int:
+        return len(self.differences)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.differences)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.differences) if self.n > 1 else 0.0
+
+    @property
+    def sem(self) -> float:
+        return self.std / math.sqrt(self.n) if self.n > 1 else math.inf
+
+    @property
+    def wins(self) -> int:
+        """Seeds on which this model scores better."""
+        return sum(d > 0 for d in self.differences)
+
+    @property
+    def losses(self) -> int:
+        return sum(d < 0 for d in self.differences)
+
+    @property
+    def p_value(self) -> float | None:
+        """Two-sided paired t-test (scipy), for the reader; the verdict follows ``VERDICT_RULE``."""
+        if self.n < 2 or self.std == 0.0:
+            return None
+        from scipy import stats
+
+        return float(stats.ttest_1samp(self.differences, 0.0).pvalue)
+
+    @property
+    def verdict(self) -> str:
+        """``better`` / ``worse`` (this model, against the other) or ``within noise``: ``VERDICT_RULE``. A
+        non-finite difference (a diverged or failed scoring) is never ``better``."""
+        if self.n < 2 or not all(math.isfinite(d) for d in self.differences):
+            return "within noise" if all(math.isfinite(d) for d in self.differences) else "not comparable"
+        if self.n >= 3 and self.wins == self.n:
+            return "better"
+        if self.n >= 3 and self.losses == self.n:
+            return "worse"
+        if self.mean != 0.0 and abs(self.mean) > K_SE * self.sem:
+            return "better" if self.mean > 0 else "worse"
+        return "within noise"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"differences": self.differences, "mean": self.mean, "std": self.std,
+                "sem": None if self.n < 2 else self.sem, "wins": self.wins, "losses": self.losses, "n": self.n,
+                "p_value": self.p_value, "verdict": self.verdict}
+
+
+def paired_verdict(mine: Sequence[float], other: Sequence[float], lower_is_better: bool = True) -> str:
+    """A model against another, scored on the same seeds: ``better``, ``worse`` or ``within noise``."""
+    return Paired.of(mine, other, lower_is_better).verdict

@@ -14,15 +14,13 @@ ProgGAN route is trained in ``RUN/compare-baseline``), trained further here when
 Every model is scored with the same held-out evaluation seeds (``metrics.seeds.heldout_seeds``: draws the
 search never ranked, selected or normalised with, so the search's lucky draw is not scored again), and a
 seed fixes the latents, the real subset and SWD's directions alike for every model: the scores pair up seed
-by seed. ``paired_verdict`` judges the paired differences (the rule is in ``VERDICT_RULE``). Beside them, the
+by seed. ``metrics.seeds.Paired`` judges the paired differences (the rule is in ``VERDICT_RULE``). Beside them, the
 real-vs-real floor of the data (``metrics.floor``) with the same seeds: what a generator drawing new real images
 would score.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,19 +28,13 @@ from typing import Any
 from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import DgganError, SearchError
 from ..metrics.registry import parse_metric
-from ..metrics.seeds import OverSeeds, heldout_seeds
+from ..metrics.seeds import VERDICT_RULE, OverSeeds, Paired, heldout_seeds
 from ..runs import RunLayout, run_lock
 from .config import SearchConfig, load_run_config
 from .executors import Executor, executor_for
 from .ledger import CandidateRow, FinalRow, Ledger
 from .proggan import train_route
 from .state import Status
-
-K_SE = 2.0  # standard errors of the mean paired difference that decide a verdict
-VERDICT_RULE = (f"final vs a ProgGAN model, paired seed by seed (difference = ProgGAN's score - the final model's,"
-                f" oriented so that positive favours the final model): 'better' or 'worse' when every paired"
-                f" difference has the same sign over 3 or more seeds, or when the mean difference exceeds"
-                f" {K_SE:g} standard errors of it; otherwise 'within noise' (always so with one seed)")
 
 
 @dataclass
@@ -51,78 +43,6 @@ class Scored(OverSeeds):
     checkpoint: str
     route_iterations: int
     scores: list[float]  # one per evaluation seed
-
-
-@dataclass(frozen=True)
-class Paired:
-    """A ProgGAN model's score minus the final model's, per evaluation seed, oriented so that a positive
-    difference favours the final model (lower is better for FID and SWD)."""
-
-    differences: list[float]
-
-    @classmethod
-    def of(cls, final: list[float], other: list[float], lower_is_better: bool = True) -> Paired:
-        if len(final) != len(other):
-            raise SearchError(f"paired scores need one per seed on both sides, got {len(final)} and {len(other)}")
-        sign = 1.0 if lower_is_better else -1.0
-        return cls([sign * (o - f) for f, o in zip(final, other, strict=True)])
-
-    @property
-    def n(self) -> int:
-        return len(self.differences)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.differences)
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.differences) if self.n > 1 else 0.0
-
-    @property
-    def sem(self) -> float:
-        return self.std / math.sqrt(self.n) if self.n > 1 else math.inf
-
-    @property
-    def wins(self) -> int:
-        """Seeds on which the final model scores better."""
-        return sum(d > 0 for d in self.differences)
-
-    @property
-    def losses(self) -> int:
-        return sum(d < 0 for d in self.differences)
-
-    @property
-    def p_value(self) -> float | None:
-        """Two-sided paired t-test (scipy), for the reader; the verdict follows ``VERDICT_RULE``."""
-        if self.n < 2 or self.std == 0.0:
-            return None
-        from scipy import stats
-
-        return float(stats.ttest_1samp(self.differences, 0.0).pvalue)
-
-    @property
-    def verdict(self) -> str:
-        """``better`` / ``worse`` (the final model, against the other) or ``within noise``: ``VERDICT_RULE``."""
-        if self.n < 2:
-            return "within noise"
-        if self.n >= 3 and self.wins == self.n:
-            return "better"
-        if self.n >= 3 and self.losses == self.n:
-            return "worse"
-        if self.mean != 0.0 and abs(self.mean) > K_SE * self.sem:
-            return "better" if self.mean > 0 else "worse"
-        return "within noise"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"differences": self.differences, "mean": self.mean, "std": self.std,
-                "sem": None if self.n < 2 else self.sem, "wins": self.wins, "losses": self.losses, "n": self.n,
-                "p_value": self.p_value, "verdict": self.verdict}
-
-
-def paired_verdict(final: list[float], other: list[float], lower_is_better: bool = True) -> str:
-    """The final model against another, scored on the same seeds: ``better``, ``worse`` or ``within noise``."""
-    return Paired.of(final, other, lower_is_better).verdict
 
 
 @dataclass

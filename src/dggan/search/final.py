@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .._util.files import append_jsonl, atomic_write_bytes, atomic_write_json
 from ..errors import SearchError
-from ..metrics.seeds import selection_seed
+from ..metrics.seeds import Paired, selection_seed
 from ..runs import ModelFolder, write_model_description
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from .algorithm import (
@@ -98,10 +98,14 @@ class FinalTraining:
             raise SearchError(message)
 
     def pick(self) -> CandidateRow | None:
-        """The candidate the final training continues: the best ``final_pick_candidates`` at the target, re-scored
-        over ``final_pick_seeds`` selection seeds (``metrics.seeds.selection_seed``) and picked by their mean
-        normalised score, not by one draw. Every score is recorded (``final_scores`` "pick"), so a resumed pick
-        scores only what is missing; the choice and the spread are kept in meta ``final_pick``."""
+        """The candidate the final training continues: the best ``final_pick_candidates`` at the target (and the
+        ProgGAN route, when it is not among them), re-scored over ``final_pick_seeds`` selection seeds
+        (``metrics.seeds.selection_seed``) and picked by their mean normalised score, not by one draw. With two
+        or more seeds the ProgGAN route is the default: a grown candidate is picked over it only when it is
+        better pair by pair on the same seeds (``metrics.seeds.Paired``, the rule ``dggan compare`` judges
+        with), so a gap within the noise never hands back a grown model. Every score is recorded
+        (``final_scores`` "pick"), so a resumed pick scores only what is missing; the choice, the spread and
+        each candidate's verdict against the route are kept in meta ``final_pick``."""
         stored = self.ledger.get_meta("final_pick")
         if stored:
             return self.ledger.get(int(json.loads(stored)["candidate"]))
@@ -110,6 +114,9 @@ class FinalTraining:
         top = ranked[: self.config.final_pick_candidates]
         if len(top) <= 1:
             return top[0] if top else None
+        proggan = next((r for r in ranked if r.extra.get("proggan_route")), None)
+        if proggan is not None and proggan not in top:
+            top.append(proggan)  # the safe default is always in the race
         curve = self.baseline()
         done = {(g.candidate, g.index) for g in self.ledger.final_scores("pick")}
         for i in range(self.config.final_pick_seeds):
@@ -127,18 +134,22 @@ class FinalTraining:
                     "pick", cid, i, seed, _iteration_of(Path(self.runner.checkpoint_of(cid)), cid),
                     row.route_iterations, result.metric, normalized,
                     {**info, "status": result.status.value, "eval_seconds": result.eval_seconds or 0.0}))
-        scores: dict[int, list[float]] = {r.id: [] for r in top}
+        by_seed: dict[int, dict[int, float]] = {r.id: {} for r in top}
         for g in self.ledger.final_scores("pick"):
-            if g.candidate in scores:
-                scores[g.candidate].append(math.nan if g.normalized_metric is None else g.normalized_metric)
-        choice = pick_by_mean(scores)
+            if g.candidate in by_seed:
+                by_seed[g.candidate][g.index] = math.nan if g.normalized_metric is None else g.normalized_metric
+        scores = {c: [v[i] for i in sorted(v)] for c, v in by_seed.items()}
+        verdicts = against_proggan_route(scores, None if proggan is None else proggan.id)
+        eligible = {c: v for c, v in scores.items() if verdicts.get(c, "better") == "better"} if verdicts else scores
+        choice = pick_by_mean(eligible)
         chosen = top[0].id if choice is None else choice
-        summary = {"candidate": chosen, "seeds": self.config.final_pick_seeds, "candidates": [
+        summary = {"candidate": chosen, "seeds": self.config.final_pick_seeds, "rule": PICK_RULE, "candidates": [
             {"id": r.id, "single": r.normalized_metric, "scores": scores[r.id], "mean": _mean(scores[r.id]),
-             "std": _std(scores[r.id]), "proggan_route": bool(r.extra.get("proggan_route"))} for r in top]}
+             "std": _std(scores[r.id]), "proggan_route": bool(r.extra.get("proggan_route")),
+             **({"vs_proggan_route": verdicts[r.id]} if r.id in verdicts else {})} for r in top]}
         self.ledger.set_meta("final_pick", json.dumps(summary, sort_keys=True))
         self.log("final pick (mean normalised score over selection seeds, ± spread): " + ", ".join(
-            f"c{c['id']} {c['mean']:.4g} ± {c['std']:.2g}" for c in summary["candidates"])
+            f"c{c['id']} {c['mean']:.4g} ± {c['std']:.2g}" + _against(c) for c in summary["candidates"])
             + f"; picked candidate {chosen}")
         return self.ledger.get(chosen)
 
@@ -353,3 +364,29 @@ def _mean(values: list[float]) -> float:
 
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+PICK_RULE = ("the lowest mean normalised score over the selection seeds; with the ProgGAN route in the race and two"
+             " or more seeds, a grown candidate is eligible only when it is better than the route pair by pair"
+             " (metrics.seeds.VERDICT_RULE), so the route stays the pick when no grown candidate beats it beyond"
+             " the noise")
+
+
+def against_proggan_route(scores: dict[int, list[float]], route: int | None) -> dict[int, str]:
+    """Each grown candidate's paired verdict against the ProgGAN route on the same selection seeds (``better``,
+    ``worse``, ``within noise``, ``not comparable``); empty, so the pick is by the mean alone, without the route,
+    with one seed, or when the route's own scores are not all finite."""
+    ref = scores.get(route) if route is not None else None
+    if not ref or len(ref) < 2 or not all(math.isfinite(x) for x in ref):
+        return {}
+    return {c: Paired.of(v, ref).verdict if len(v) == len(ref) else "not comparable"
+            for c, v in scores.items() if c != route}
+
+
+def _against(entry: dict) -> str:
+    verdict = entry.get("vs_proggan_route")
+    if entry.get("proggan_route"):
+        return " (the ProgGAN route)"
+    if verdict is None:
+        return ""
+    return f" ({verdict} than the route)" if verdict in ("better", "worse") else f" ({verdict} against the route)"
