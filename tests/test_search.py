@@ -63,9 +63,9 @@ def test_search_runs_algorithm_1(tmp_path: Path) -> None:
 
 
 def test_sampling_is_reproducible_from_the_seed(tmp_path: Path) -> None:
-    run_search(tmp_path / "a", tiny(final_iterations=0), progress=False)
-    run_search(tmp_path / "b", tiny(final_iterations=0), progress=False)
-    run_search(tmp_path / "c", tiny(final_iterations=0, seed=1), progress=False)
+    run_search(tmp_path / "a", tiny(final_iterations=0, max_steps=1), progress=False)
+    run_search(tmp_path / "b", tiny(final_iterations=0, max_steps=1), progress=False)
+    run_search(tmp_path / "c", tiny(final_iterations=0, max_steps=1, seed=1), progress=False)
     a, b, c = (comparable(ledger_rows(tmp_path / x)) for x in "abc")
     assert a == b
     assert [x[:4] for x in a] != [x[:4] for x in c] or [x[6] for x in a] != [x[6] for x in c]
