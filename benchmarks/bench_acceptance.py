@@ -121,9 +121,10 @@ def pick_scores(run: Path, seeds: list[int]) -> dict:
     config = load_run_config(run)
     with Ledger.open(layout.ledger, readonly=True) as ledger:
         final, rows = ledger.final(), {r.id: r for r in ledger.candidates()}
+        wall = ledger.session_seconds()  # every session of the search, a resumed one included
     row = rows[final.candidate]
     path = layout.resolve(row.checkpoint) if row.checkpoint else layout.checkpoint(row.id)
-    return {"candidate": row.id, "proggan_route": bool(row.extra.get("proggan_route")),
+    return {"candidate": row.id, "proggan_route": bool(row.extra.get("proggan_route")), "search_wall_s": wall,
             "scores": [float(score_checkpoint(path, config, s, "cpu")["value"]) for s in seeds]}
 
 
@@ -132,29 +133,23 @@ def mean_std(values: list[float]) -> str:
     return f"{a.mean():.2f} ± {a.std(ddof=1) if a.size > 1 else 0.0:.2f}"
 
 
-def gather(out: Path, datasets: list[str], seeds: list[int], stages: Stages) -> list[dict]:
+def gather(out: Path, names: list[str], stages: Stages) -> list[dict]:
     from dggan.metrics.seeds import Paired
 
     rows = []
-    for dataset in datasets:
-        for seed in seeds:
-            name = f"{dataset}-s{seed}"
-            comp = json.loads((out / name / "compare.json").read_text())
-            key = f"{name}/pick"
-            if stages.get(key) is None:
-                stages.put(key, pick_scores(out / name, comp["eval_seeds"]))
-            pick = stages.get(key)
-            final, proggan = comp["final"]["scores"], comp["equal_training"]["scores"]
-            vs_pick = Paired.of(final, pick["scores"])
-            rows.append({
-                "run": name, "final": final, "proggan_equal_training": proggan, "pick": pick["scores"],
-                "pick_candidate": pick["candidate"], "eval_seeds": comp["eval_seeds"],
-                "vs_proggan": comp["paired_equal_training"], "vs_pick": vs_pick.to_dict(),
-                "floor": (comp.get("floor") or {}).get("mean"),
-                "proggan_route": pick["proggan_route"],
-                "search_wall_s": stages.get(f"{name}/search")["wall_s"],
-                "search_resumed": stages.get(f"{name}/search")["resumed"],
-                "compare_wall_s": stages.get(f"{name}/compare")["wall_s"]})
+    for name in names:
+        comp = json.loads((out / name / "compare.json").read_text())
+        key = f"{name}/pick"
+        if stages.get(key) is None or "search_wall_s" not in stages.get(key):
+            stages.put(key, pick_scores(out / name, comp["eval_seeds"]))
+        pick = stages.get(key)
+        final, proggan = comp["final"]["scores"], comp["equal_training"]["scores"]
+        rows.append({
+            "run": name, "final": final, "proggan_equal_training": proggan, "pick": pick["scores"],
+            "pick_candidate": pick["candidate"], "proggan_route": pick["proggan_route"],
+            "eval_seeds": comp["eval_seeds"], "vs_proggan": comp["paired_equal_training"],
+            "vs_pick": Paired.of(final, pick["scores"]).to_dict(), "floor": (comp.get("floor") or {}).get("mean"),
+            "search_wall_s": pick["search_wall_s"], "compare_wall_s": stages.get(f"{name}/compare")["wall_s"]})
     return rows
 
 
@@ -170,8 +165,7 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['run']} | {model} (cand. {r['pick_candidate']}) | {mean_std(r['final'])} |"
             f" {mean_std(r['proggan_equal_training'])} | {p['mean']:+.2f} ({p['wins']}/{p['n']} seeds final better) |"
             f" {p['verdict']} | {mean_std(r['pick'])} | {q['verdict']} | {floor} |"
-            f" {r['search_wall_s'] / 60:.1f} / {r['compare_wall_s'] / 60:.1f} min"
-            f"{' (resumed)' if r['search_resumed'] else ''} |")
+            f" {r['search_wall_s'] / 60:.1f} / {r['compare_wall_s'] / 60:.1f} min |")
     worse = [r["run"] for r in rows if r["vs_proggan"]["verdict"] == "worse" or r["vs_pick"]["verdict"] == "worse"]
     lines += ["", "Every run passes: no final model is worse than ProgGAN at equal training or than its own pick."
               if not worse else f"FAILED: {', '.join(worse)} hand back a model worse than ProgGAN or than the pick."]
@@ -184,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each on one torch thread)")
+    ap.add_argument("--also", nargs="*", default=[], help="more finished run folders in OUT to put in the table")
     args = ap.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    rows = gather(out, args.datasets, args.seeds, stages)
+    rows = gather(out, [f"{d}-s{s}" for d in args.datasets for s in args.seeds] + args.also, stages)
     (out / "acceptance.json").write_text(json.dumps(rows, indent=1))
     table = markdown(rows)
     (out / "acceptance.md").write_text(table)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from searches import TINY
 
@@ -51,8 +52,40 @@ def test_bench_capacity_compares_variants_and_resumes(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count('"variant"') == 1
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
-    bad = study("G32*D32")
-    assert bad.returncode != 0 and "G128, D64 or G64k7" in bad.stderr
+    sys.path.insert(0, str(BENCHMARKS))  # a bad variant, in this process: no second torch start-up for it
+    try:
+        import bench_capacity
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    with pytest.raises(SystemExit, match="G128, D64 or G64k7"):
+        bench_capacity.genomes("G32*D32", 8, 3)
     digits = study("P", "--data", "digits")  # the digits' held-out split: a metric sized to it, its own floor
     assert digits.returncode == 0, digits.stderr[-2000:]
     assert "| digits | 8 | 3 | P |" in digits.stdout and "Real vs real on digits" in digits.stdout
+
+
+def test_bench_acceptance_makes_its_photo_patches_and_judges_pair_by_pair(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_acceptance as acceptance
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from dggan.data import open_dataset
+    from dggan.metrics.seeds import Paired
+
+    path = acceptance.photo_patches(tmp_path / "patches.npz", n=10, size=16)
+    images = np.load(path)["images"]
+    assert images.shape == (10, 16, 16, 3) and images.dtype == np.uint8 and images.std() > 0
+    assert np.array_equal(np.load(acceptance.photo_patches(tmp_path / "again.npz", n=10))["images"], images)
+    assert len(open_dataset(f"npz:{path}")) == 10  # an array dataset `dggan search --data` takes
+
+    def row(final: list[float], proggan: list[float], pick: list[float]) -> dict:
+        return {"run": "r", "final": final, "proggan_equal_training": proggan, "pick": pick, "pick_candidate": 3,
+                "proggan_route": False, "vs_proggan": Paired.of(final, proggan).to_dict(),
+                "vs_pick": Paired.of(final, pick).to_dict(), "floor": None, "search_wall_s": 60.0,
+                "compare_wall_s": 6.0}
+
+    good = acceptance.markdown([row([10.0, 11.0, 12.0], [10.5, 10.9, 12.2], [11.0, 12.0, 13.0])])
+    assert "| within noise |" in good and "| better |" in good and "Every run passes" in good
+    worse = acceptance.markdown([row([12.0, 13.0, 14.0], [10.0, 11.0, 12.0], [12.0, 13.0, 14.0])])
+    assert "| worse |" in worse and "FAILED: r" in worse

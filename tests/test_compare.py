@@ -7,13 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.fake_executor import CurveExecutor
 from searches import tiny
+from typer.testing import CliRunner
 
+from dggan.cli import app
 from dggan.metrics.floor import data_floor, halves, held_out
 from dggan.metrics.seeds import HELDOUT_BASE, Paired, heldout_seeds, paired_verdict, selection_seed
 from dggan.search.algorithm import seed_for
-from dggan.search.compare import Comparison, Scored, compare
+from dggan.search.compare import Comparison, Scored, score_checkpoint
+from dggan.search.config import load_run_config
 from dggan.search.driver import run_search
+from dggan.search.ledger import Ledger
+
+runner = CliRunner()
 
 
 def test_worse_on_every_seed_is_worse_not_a_tie() -> None:
@@ -96,19 +103,38 @@ def test_floor_of_digits_is_its_training_split_against_the_held_out_one() -> Non
     assert short.metric == "swd359" and "fewer than the 512" in short.notes[0]
 
 
-def test_compare_scores_held_out_seeds_and_the_floor(tmp_path: Path) -> None:
+def test_compare_against_proggan_at_equal_training_and_equal_compute(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2), progress=False)
-    result = compare(run, eval_seeds=3, progress=False)
-    assert result.eval_seeds == heldout_seeds(0, 3)
+    result = runner.invoke(app, ["compare", str(run), "--eval-seeds", "3", "--no-progress"])
+    assert result.exit_code == 0, result.output
     report = json.loads((run / "compare.json").read_text())
-    assert report["floor"]["method"] == "two disjoint halves" and len(report["floor"]["scores"]) == 3
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        final, rows = ledger.final(), ledger.candidates()
+    assert final is not None
+    # The final model is the final training's best snapshot: its route iterations are where that snapshot was.
+    route = next(r for r in rows if r.id == final.candidate).route_iterations or 0
+    route += final.extra["snapshot"]["final_iterations"]
+    assert final.extra["route_iterations"] == route
+    # (a) the ProgGAN model with the final model's route iterations, (b) one with the search's whole compute.
+    assert report["final"]["route_iterations"] == report["equal_training"]["route_iterations"] == route
+    compute = sum(r.iterations or 0 for r in rows if not r.extra.get("proggan_route")) + 2  # the baseline's own
+    assert report["search_iterations"] == compute == report["equal_compute"]["route_iterations"]
+    assert all(len(report[k]["scores"]) == 3 for k in ("final", "equal_training", "equal_compute"))
+    # Scored on draws the search never used, paired seed by seed; the search's own draw is reported, not
+    # re-used; the search normalised its final model by exactly that equal-training ProgGAN, with its own seed.
+    assert report["eval_seeds"] == heldout_seeds(0, 3) and report["search_draw"] == final.metric
+    assert report["search_draw"] not in report["final"]["scores"]
     paired = report["paired_equal_training"]
     pairs = zip(report["final"]["scores"], report["equal_training"]["scores"], strict=True)
     assert paired["differences"] == pytest.approx([a - f for f, a in pairs])
     assert report["final_vs_equal_training"] == paired["verdict"] in ("better", "worse", "within noise")
-    # The search's own draw is reported, not re-used as an evaluation seed.
-    assert report["search_draw"] not in report["final"]["scores"]
+    proggan = score_checkpoint(run / report["equal_training"]["checkpoint"], load_run_config(run), 0)
+    assert final.normalized_metric == pytest.approx(final.metric / proggan["value"], rel=1e-4)
+    assert report["floor"]["method"] == "two disjoint halves" and len(report["floor"]["scores"]) == 3
+    assert "(a) ProgGAN, equal training" in (run / "compare.md").read_text()
+    again = runner.invoke(app, ["compare", str(run), "--eval-seeds", "3", "--no-progress"])
+    assert again.exit_code == 0 and json.loads((run / "compare.json").read_text()) == report  # nothing retrained
     # The report shows the paired numbers, the floor and the cost.
     from dggan.analysis.report import generate_report
 
@@ -117,3 +143,25 @@ def test_compare_scores_held_out_seeds_and_the_floor(tmp_path: Path) -> None:
     assert "Real-vs-real floor (two disjoint halves" in text and "Verdict rule:" in text
     assert "Device-hours (training and scoring, baseline included)" in text and "CPU core-hours" in text
     assert "Where the training went" in text
+
+
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_compare_needs_a_finished_search(tmp_path: Path) -> None:
+    unfinished = tmp_path / "unfinished"
+    run_search(unfinished, tiny(baseline="none", max_steps=1, final_iterations=0), executor=CurveExecutor(),
+               progress=False)
+    result = runner.invoke(app, ["compare", str(unfinished), "--no-progress"])
+    assert result.exit_code == 2 and "has no final model yet" in result.output
+
+
+def test_compare_says_when_the_search_kept_the_proggan_route(tmp_path: Path) -> None:
+    run = tmp_path / "run"  # no layer may be added: the only route to 16 px is ProgGAN's
+    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2, max_g_layers=0, max_d_layers=0),
+               progress=False)
+    result = runner.invoke(app, ["compare", str(run), "--eval-seeds", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads((run / "compare.json").read_text())["notes"]
+    assert any("ProgGAN's own architecture" in n for n in notes), notes
+    assert "ProgGAN's own architecture" in (run / "compare.md").read_text()
+    assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    assert "own architecture: no grown layer beat" in (run / "report" / "index.html").read_text()

@@ -200,13 +200,20 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
         assert a.final() is not None and a.final().metric == pytest.approx(b.final().metric)  # type: ignore[union-attr]
 
 
+@pytest.fixture(scope="module")
+def inprocess_ledger(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, ...]]:
+    """The tiny one-step search's ledger trained in this process: what every executor must reproduce."""
+    run = tmp_path_factory.mktemp("inprocess") / "run"
+    run_search(run, tiny(max_steps=1, final_iterations=0), executor=InProcessExecutor("cpu"), progress=False)
+    return comparable(ledger_rows(run))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["local", "local-grouped", "ray"])
-def test_executors_give_the_same_ledger(tmp_path: Path, name: str) -> None:
+def test_executors_give_the_same_ledger(tmp_path: Path, name: str, inprocess_ledger: list[tuple[Any, ...]]) -> None:
     if name == "ray":
         pytest.importorskip("ray")
     config = tiny(max_steps=1, final_iterations=0)
-    run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)
     # Ray: a local instance with num_cpus=2; local-grouped: two candidates trained together per worker call
     # (what gpu_sharing=streams does on a GPU).
     executor = (LocalExecutor(workers=1, device="cpu", group=2) if name == "local-grouped"
@@ -215,7 +222,7 @@ def test_executors_give_the_same_ledger(tmp_path: Path, name: str) -> None:
         run_search(tmp_path / name, config, executor=executor, progress=False)
     finally:
         executor.close()
-    assert comparable(ledger_rows(tmp_path / name)) == comparable(ledger_rows(tmp_path / "inprocess"))
+    assert comparable(ledger_rows(tmp_path / name)) == inprocess_ledger
 
 
 class PairsExecutor:
@@ -232,12 +239,11 @@ class PairsExecutor:
         pass
 
 
-def test_candidates_trained_together_give_the_same_ledger(tmp_path: Path) -> None:
-    config = tiny(max_steps=1, final_iterations=0)
-    run_search(tmp_path / "one", config, executor=InProcessExecutor("cpu"), progress=False)
-    run_search(tmp_path / "pairs", config, executor=PairsExecutor(), progress=False)
+def test_candidates_trained_together_give_the_same_ledger(tmp_path: Path,
+                                                          inprocess_ledger: list[tuple[Any, ...]]) -> None:
+    run_search(tmp_path / "pairs", tiny(max_steps=1, final_iterations=0), executor=PairsExecutor(), progress=False)
     rows = ledger_rows(tmp_path / "pairs")
-    assert len(rows) > 2 and comparable(rows) == comparable(ledger_rows(tmp_path / "one"))
+    assert len(rows) > 2 and comparable(rows) == inprocess_ledger
 
 
 def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
@@ -322,58 +328,6 @@ def test_local_executor_survives_a_killed_worker(tmp_path: Path) -> None:
     assert killed, "no worker was killed while the search ran; make the candidates longer"
     rows = ledger_rows(tmp_path / "run")
     assert rows and all(r["status"] == "done" for r in rows)  # the lost work was resubmitted
-
-
-def test_compare_against_proggan_at_equal_training_and_equal_compute(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2), progress=False)
-    result = runner.invoke(app, ["compare", str(run), "--eval-seeds", "2", "--no-progress"])
-    assert result.exit_code == 0, result.output
-    report = json.loads((run / "compare.json").read_text())
-    rows = ledger_rows(run)
-    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
-        final = ledger.final()
-    assert final is not None
-    # The final model is the final training's best snapshot: its route iterations are where that snapshot was.
-    route = next(r for r in rows if r["id"] == final.candidate)["route_iterations"]
-    route += final.extra["snapshot"]["final_iterations"]
-    assert final.extra["route_iterations"] == route
-    # (a) the ProgGAN model with the final model's route iterations, (b) one with the search's whole compute.
-    assert report["final"]["route_iterations"] == report["equal_training"]["route_iterations"] == route
-    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:  # the ProgGAN route's model: the baseline's
-        compute = sum(r.iterations or 0 for r in ledger.candidates() if not r.extra.get("proggan_route")) + 2
-    assert report["search_iterations"] == compute == report["equal_compute"]["route_iterations"]
-    assert all(len(report[k]["scores"]) == 2 for k in ("final", "equal_training", "equal_compute"))
-    assert report["final_vs_equal_training"] in ("better", "worse", "within noise")
-    # Scored on draws the search never used; the search normalised its final model by exactly that
-    # equal-training ProgGAN, scored with the search's own seed.
-    from dggan.metrics.seeds import heldout_seeds
-    from dggan.search.compare import score_checkpoint
-    from dggan.search.config import load_run_config
-
-    assert report["eval_seeds"] == heldout_seeds(0, 2) and report["search_draw"] == final.metric
-    proggan = score_checkpoint(run / report["equal_training"]["checkpoint"], load_run_config(run), 0)
-    assert final.normalized_metric == pytest.approx(final.metric / proggan["value"], rel=1e-4)
-    assert "(a) ProgGAN, equal training" in (run / "compare.md").read_text()
-    again = runner.invoke(app, ["compare", str(run), "--eval-seeds", "2", "--no-progress"])
-    assert again.exit_code == 0 and json.loads((run / "compare.json").read_text()) == report  # nothing retrained
-    unfinished = tmp_path / "unfinished"
-    run_search(unfinished, tiny(baseline="none", max_steps=1, final_iterations=0), progress=False)
-    result = runner.invoke(app, ["compare", str(unfinished), "--no-progress"])
-    assert result.exit_code == 2 and "has no final model yet" in result.output
-
-
-def test_compare_says_when_the_search_kept_the_proggan_route(tmp_path: Path) -> None:
-    run = tmp_path / "run"  # no layer may be added: the only route to 16 px is ProgGAN's
-    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=2, max_g_layers=0, max_d_layers=0),
-               progress=False)
-    result = runner.invoke(app, ["compare", str(run), "--eval-seeds", "1", "--no-progress"])
-    assert result.exit_code == 0, result.output
-    notes = json.loads((run / "compare.json").read_text())["notes"]
-    assert any("ProgGAN's own architecture" in n for n in notes), notes
-    assert "ProgGAN's own architecture" in (run / "compare.md").read_text()
-    assert runner.invoke(app, ["report", str(run)]).exit_code == 0
-    assert "own architecture: no grown layer beat" in (run / "report" / "index.html").read_text()
 
 
 def test_resume_may_change_where_a_search_runs_but_not_what_it_computes(tmp_path: Path) -> None:

@@ -127,8 +127,8 @@ def _checkpointed(run: Path, candidate: int) -> bool:
 
 @pytest.mark.slow
 def test_killed_and_preempted_jobs_resume_from_the_checkpoint(tmp_path: Path) -> None:
-    # 300 iterations: logged (and checkpointed) every 100, so a signal lands between two logged iterations.
-    config = tiny(iterations=300, checkpoint_every=100, p=0.01, max_steps=1)
+    # 150 iterations: logged (and checkpointed) every 50, so a signal lands between two logged iterations.
+    config = tiny(iterations=150, checkpoint_every=50, p=0.01, max_steps=1)
     run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)
     run = tmp_path / "slurm"
     hits: dict[int, int] = {}  # candidate -> the signal its job got
@@ -160,7 +160,7 @@ def test_killed_and_preempted_jobs_resume_from_the_checkpoint(tmp_path: Path) ->
     requeued = [text for name, text in logs.items() if "Requeued job" in text]
     assert requeued and "candidate 2: resuming from its checkpoint at iteration" in requeued[0]
     iteration = int(requeued[0].split("candidate 2: resuming from its checkpoint at iteration ")[1].split()[0])
-    assert iteration % 100 == 0 and iteration > 0  # saved at a logged iteration when the signal came
+    assert iteration % 50 == 0 and iteration > 0  # saved at a logged iteration when the signal came
 
 
 @pytest.mark.slow
