@@ -85,8 +85,9 @@ def test_a_search_with_successive_halving(tmp_path: Path) -> None:
 
 def test_a_search_killed_mid_rung_resumes_with_nothing_retrained(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    config = halving(baseline={8: 100.0, 16: 100.0})  # rungs resume alike with any baseline: no ProgGAN to train
     reference = tmp_path / "reference"
-    run_search(reference, halving(), progress=False)
+    run_search(reference, config, progress=False)
     calls = {"n": 0}
     real_run = worker_module._run
     trained: list[tuple[int, int | None]] = []
@@ -101,8 +102,9 @@ def test_a_search_killed_mid_rung_resumes_with_nothing_retrained(tmp_path: Path,
     monkeypatch.setattr(worker_module, "_run", interrupted)
     run = tmp_path / "run"
     with pytest.raises(SearchError, match="Input/output error"):
-        run_search(run, halving(), progress=False)
+        run_search(run, config, progress=False)
     before = {g.candidate: g for g in Ledger.open(run / "ledger.sqlite", readonly=True).rungs()}
+    assert before and calls["n"] == 14  # stopped mid-search, with rungs already scored
     trained.clear()
     run_search(run, resume=True, progress=False)
     rows, rungs, ledger = rows_and_rungs(run)
