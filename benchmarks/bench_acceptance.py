@@ -3,7 +3,7 @@
 For each dataset and search seed, run the main job exactly as a user would (``dggan search --preset demo``,
 seed changed with ``--set seed=S``), then ``dggan compare RUN --eval-seeds 3``, and score the candidate the
 final training started from (the pick, before its final training) with the same held-out evaluation seeds.
-Two checks per run, both paired seed by seed with ``dggan compare``'s own rule (``paired_verdict``):
+Two checks per run, both paired seed by seed with ``dggan compare``'s own rule (``metrics.seeds.Paired``):
 
 - the final model is not "worse" than ProgGAN at equal training;
 - the final model is not "worse" than the selected candidate before its final training.
@@ -21,6 +21,7 @@ written to OUT/acceptance.md and OUT/acceptance.json.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -31,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from dggan._util.files import atomic_write_bytes, atomic_write_json
 
 DATASETS = ("digits", "photos")
 PATCHES, PATCH_SIZE = 4096, 16
@@ -51,11 +54,9 @@ def photo_patches(path: Path, n: int = PATCHES, size: int = PATCH_SIZE, seed: in
         count = n // len(images) + (k < n % len(images))
         ys, xs = rng.integers(0, h - size + 1, count), rng.integers(0, w - size + 1, count)
         patches += [image[y:y + size, x:x + size] for y, x in zip(ys, xs, strict=True)]
-    array = np.ascontiguousarray(np.stack(patches).astype(np.uint8))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, images=array)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, images=np.ascontiguousarray(np.stack(patches).astype(np.uint8)))
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -73,9 +74,7 @@ class Stages:
     def put(self, key: str, value: dict) -> None:
         with self.lock:
             self.data[key] = value
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
+            atomic_write_json(self.path, self.data)
 
 
 def run_logged(cmd: list[str], log: Path) -> float:

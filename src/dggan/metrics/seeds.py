@@ -66,7 +66,8 @@ K_SE = 2.0  # standard errors of the mean paired difference that decide a verdic
 VERDICT_RULE = (f"a model against another, paired seed by seed (difference = the other's score - the model's,"
                 f" oriented so that positive favours the model): 'better' or 'worse' when every paired"
                 f" difference has the same sign over 3 or more seeds, or when the mean difference exceeds"
-                f" {K_SE:g} standard errors of it; otherwise 'within noise' (always so with one seed)")
+                f" {K_SE:g} standard errors of it; otherwise 'within noise' (always so with one seed); 'not"
+                f" comparable' when a score on either side is not finite (a diverged or failed scoring)")
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,12 @@ class Paired:
 
     @property
     def verdict(self) -> str:
-        """``better`` / ``worse`` (this model, against the other) or ``within noise``: ``VERDICT_RULE``. A
-        non-finite difference (a diverged or failed scoring) is never ``better``."""
-        if self.n < 2 or not all(math.isfinite(d) for d in self.differences):
-            return "within noise" if all(math.isfinite(d) for d in self.differences) else "not comparable"
+        """``better`` / ``worse`` (this model, against the other), ``within noise`` or ``not comparable``:
+        ``VERDICT_RULE``."""
+        if not all(math.isfinite(d) for d in self.differences):
+            return "not comparable"
+        if self.n < 2:
+            return "within noise"
         if self.n >= 3 and self.wins == self.n:
             return "better"
         if self.n >= 3 and self.losses == self.n:

@@ -140,7 +140,8 @@ class FinalTraining:
                 by_seed[g.candidate][g.index] = math.nan if g.normalized_metric is None else g.normalized_metric
         scores = {c: [v[i] for i in sorted(v)] for c, v in by_seed.items()}
         verdicts = against_proggan_route(scores, None if proggan is None else proggan.id)
-        eligible = {c: v for c, v in scores.items() if verdicts.get(c, "better") == "better"} if verdicts else scores
+        # The route (and, without verdicts, everyone) is eligible; a grown candidate only when it beat the route.
+        eligible = {c: v for c, v in scores.items() if c not in verdicts or verdicts[c] == "better"}
         choice = pick_by_mean(eligible)
         chosen = top[0].id if choice is None else choice
         summary = {"candidate": chosen, "seeds": self.config.final_pick_seeds, "rule": PICK_RULE, "candidates": [
