@@ -1,6 +1,6 @@
 """Do wider or deeper networks beat ProgGAN at equal training, at the scale a CPU affords?
 
-Usage: python benchmarks/bench_capacity.py [--data shapes|digits] [--variants P G64+D64 G128+D128 ...]
+Usage: python benchmarks/bench_capacity.py [--data shapes digits] [--variants P G64+D64 G128+D128 ...]
                                            [--widths 32] [--seeds 0 1] [--n8 600] [--n16 1800] [--out DIR]
 
 The search can only find a better GAN than ProgGAN if some architecture in its action space is better at
@@ -48,7 +48,7 @@ def data_split(name: str) -> tuple[ImageSource, ImageSource, str]:
         held = open_dataset("digits:split=test")
         return open_dataset("digits:split=train"), held, f"swd{len(held)}"
     if name != "shapes":
-        raise SystemExit(f"--data must be shapes or digits, got {name!r}")
+        raise SystemExit(f"--data takes shapes and/or digits, got {name!r}")
     full = open_dataset("synthetic:n=2048,res=16").array
     order = np.random.default_rng(0).permutation(len(full))
     train = ArraySource(np.ascontiguousarray(full[order[SHAPES_HELD_OUT:]]), "shapes-train")
@@ -197,7 +197,7 @@ def markdown(records: list[dict[str, Any]], floors: dict[str, list[float]] | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="shapes")
+    parser.add_argument("--data", nargs="+", default=["shapes"], choices=["shapes", "digits"])
     parser.add_argument("--variants", nargs="+", default=["P", "G64+D64", "G128+D128", "G256+D256"])
     parser.add_argument("--widths", nargs="+", type=int, default=[32])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -214,16 +214,17 @@ def main() -> None:
     results = args.out / "results.jsonl"
     records = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     done = {(r["data"], r["variant"], r["width"], r["seed"], r["n8"], r["n16"]) for r in records}
-    for width in args.widths:
-        for seed in args.seeds:
-            for variant in args.variants:  # variants alternate within a seed: the machine's load hits all alike
-                if (args.data, variant, width, seed, args.n8, args.n16) in done:
-                    continue
-                record = one_run(args.data, variant, width, seed, args.n8, args.n16, args.eval_seeds)
-                records.append(record)
-                atomic_write_text(results, "".join(json.dumps(r) + "\n" for r in records))
-                print(json.dumps({k: v for k, v in record.items() if k != "curve"}), flush=True)
-                atomic_write_text(args.out / "results.md", markdown(records))
+    for data in args.data:
+        for width in args.widths:
+            for seed in args.seeds:
+                for variant in args.variants:  # variants alternate within a seed: the load hits all alike
+                    if (data, variant, width, seed, args.n8, args.n16) in done:
+                        continue
+                    record = one_run(data, variant, width, seed, args.n8, args.n16, args.eval_seeds)
+                    records.append(record)
+                    atomic_write_text(results, "".join(json.dumps(r) + "\n" for r in records))
+                    print(json.dumps({k: v for k, v in record.items() if k != "curve"}), flush=True)
+                    atomic_write_text(args.out / "results.md", markdown(records))
     floors = {data: real_floor(data, args.eval_seeds) for data in sorted({r["data"] for r in records})}
     text = markdown(records, floors)
     atomic_write_text(args.out / "results.md", text)

@@ -1,10 +1,16 @@
-"""How fast every ``dggan`` command starts: help, argument errors and read-only commands load no torch.
+"""How fast every ``dggan`` command starts: help, argument errors and read-only commands load no torch;
+and how fast the local executor's worker pool starts.
 
-Usage: python benchmarks/bench_startup.py [--repeats 5]
+Usage: python benchmarks/bench_startup.py [--repeats 5] [--workers 2]
 
 Each command runs ``--repeats`` times in a fresh interpreter; the table gives the median wall time and
 whether torch was imported (checked with ``-X importtime``). Commands that train or score import torch
 when their real work starts, so they are timed up to an argument error, which comes before it.
+
+The pool: ``--workers`` local workers from creating the pool to every worker's first answer, the executor's
+pool (workers forked from a server that imported torch once) against the same pool with spawned workers
+(each imports torch itself), alternating in this process; the fork server's own start, once per process,
+is timed apart.
 """
 
 from __future__ import annotations
@@ -49,9 +55,47 @@ def timed(args: list[str]) -> tuple[float, bool]:
     return seconds, any(line.rstrip().endswith("| torch") for line in result.stderr.splitlines())
 
 
+def pool_start(method: str, workers: int) -> float:
+    """Seconds from creating a local pool to an answer from each of its ``workers`` workers."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dggan.search import executors
+    from dggan.search.worker import set_worker_device
+
+    start = time.perf_counter()
+    if method == "forkserver":
+        pool = executors.LocalExecutor(workers, "cpu", threads=1)._make_pool()
+    else:
+        ctx = mp.get_context(method)
+        devices = ctx.Queue()
+        for _ in range(workers):
+            devices.put("cpu")
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=executors._init_local_worker,
+                                   initargs=(devices, 1, os.getpid()))
+    list(pool.map(set_worker_device, ["cpu"] * workers))
+    seconds = time.perf_counter() - start
+    pool.shutdown()
+    return seconds
+
+
+def pools(workers: int, repeats: int) -> None:
+    first = pool_start("forkserver", workers)  # starts the fork server: once per driver process
+    times: dict[str, list[float]] = {"forkserver": [], "spawn": []}
+    for _ in range(repeats):
+        for method, runs in times.items():
+            runs.append(pool_start(method, workers))
+    print(f"\n| local pool of {workers} workers | median s |\n|---|---|")
+    print(f"| the process's first pool (starts the fork server) | {first:.2f} |")
+    print(f"| every later pool (forked from the server) | {statistics.median(times['forkserver']):.2f} |")
+    print(f"| spawned workers, every pool | {statistics.median(times['spawn']):.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp))
@@ -62,6 +106,7 @@ def main() -> None:
             shown = " ".join(a if a != str(run) else "RUN" for a in argv)
             print(f"| dggan {shown} | {statistics.median(s for s, _ in runs):.2f} |"
                   f" {'yes' if any(t for _, t in runs) else 'no'} |", flush=True)
+    pools(args.workers, args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -8,6 +10,26 @@ import torch
 
 from dggan.data import SyntheticShapes
 from dggan.model.genome import Genome, constant_channels
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the shared Ray instance run last, side by side: Ray's daemons then idle beside no other test."""
+    items.sort(key=lambda item: "ray_instance" in getattr(item, "fixturenames", ()))  # stable: order kept
+
+
+@pytest.fixture(scope="session")
+def ray_instance() -> Iterator[object | None]:
+    """One local Ray instance for every test that runs the Ray executor (it reuses an instance it finds), so
+    the suite starts Ray once; None when Ray is not installed."""
+    try:
+        import ray
+    except ImportError:
+        yield None
+        return
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+    yield ray
+    ray.shutdown()
 
 
 @pytest.fixture(autouse=True)

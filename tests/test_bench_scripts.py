@@ -48,20 +48,24 @@ def test_bench_capacity_compares_variants_and_resumes(tmp_path: Path) -> None:
     assert len(rows) == 2 and rows[1].split("|")[9].strip().endswith("x")  # the grown one against ProgGAN
     assert "Real vs real on shapes (the floor):" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    again = study("P", "G32+D32", "8:G32")  # the two finished runs are kept, only the new one trains
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count('"variant"') == 1
-    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
-    sys.path.insert(0, str(BENCHMARKS))  # a bad variant, in this process: no second torch start-up for it
+    sys.path.insert(0, str(BENCHMARKS))  # variants in this process: no second torch start-up for them
     try:
         import bench_capacity
     finally:
         sys.path.remove(str(BENCHMARKS))
     with pytest.raises(SystemExit, match="G128, D64 or G64k7"):
         bench_capacity.genomes("G32*D32", 8, 3)
-    digits = study("P", "--data", "digits")  # the digits' held-out split: a metric sized to it, its own floor
-    assert digits.returncode == 0, digits.stderr[-2000:]
-    assert "| digits | 8 | 3 | P |" in digits.stdout and "Real vs real on digits" in digits.stdout
+    early, late = bench_capacity.genomes("8:G32", 8, 3), bench_capacity.genomes("G32", 8, 3)
+    assert early[0].g_layers == early[1].g_layers and [c.resolution for c in early[1].g_layers] == [8]  # 8:
+    assert not late[0].g_layers and [c.resolution for c in late[1].g_layers] == [16]
+    # The same folder and two data sets: the finished shapes runs are kept, only the digits run trains, with
+    # a metric sized to the digits' held-out split and their own floor.
+    again = study("P", "--data", "shapes", "digits")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count('"variant"') == 1 and '"data": "digits"' in again.stdout
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
+    assert "| digits | 8 | 3 | P |" in again.stdout and "| shapes | 8 | 3 | G32+D32 |" in again.stdout
+    assert "Real vs real on digits" in again.stdout and "Real vs real on shapes" in again.stdout
 
 
 def test_bench_acceptance_makes_its_photo_patches_and_judges_pair_by_pair(tmp_path: Path) -> None:

@@ -297,31 +297,42 @@ def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path: Path) -
 def test_workers_die_with_their_driver(tmp_path: Path) -> None:
     script = tmp_path / "driver.py"
     script.write_text(
-        "import time, sys\n"
+        "import time\n"
         "from dggan.search.executors import LocalExecutor\n"
-        "ex = LocalExecutor(workers=2, device='cpu')\n"
-        "pool = ex._make_pool(); ex._pool = pool\n"
-        "futures = [pool.submit(time.sleep, 60) for _ in range(2)]\n"
-        "time.sleep(3)\n"
-        "print(' '.join(str(p) for p in pool._processes), flush=True)\n"
-        "time.sleep(60)\n")
+        "if __name__ == '__main__':\n"
+        "    ex = LocalExecutor(workers=2, device='cpu')\n"
+        "    pool = ex._make_pool(); ex._pool = pool\n"
+        "    futures = [pool.submit(time.sleep, 60) for _ in range(2)]\n"
+        "    time.sleep(3)\n"
+        "    print(' '.join(str(p) for p in pool._processes), flush=True)\n"
+        "    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         workers = [int(p) for p in proc.stdout.readline().split()]  # type: ignore[union-attr]
         assert len(workers) == 2
+        started = _descendants(proc.pid)  # the workers, the fork server they came from, the resource tracker
+        assert set(workers) < started
         os.kill(proc.pid, signal.SIGKILL)  # the driver alone, not its process group
         proc.wait()
-        # A worker still importing torch (seconds on a busy 2-core machine) notices only once its
-        # initializer runs, so the wait is generous; a worker that never exits fails after it.
+        # A worker busy in its initializer notices only when that is done (seconds on a busy 2-core machine),
+        # so the wait is generous; a process that never exits fails after it.
         deadline = time.time() + 60
-        alive = workers
+        alive = sorted(started)
         while alive and time.time() < deadline:
             time.sleep(0.2)
-            alive = [p for p in workers if _alive(p)]
-        assert not alive, f"workers {alive} outlived their driver"
+            alive = [p for p in alive if _alive(p)]
+        assert not alive, f"processes {alive} (workers: {workers}) outlived their driver"
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _descendants(pid: int) -> set[int]:
+    try:
+        children = {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+    return children.union(*(_descendants(c) for c in children))
 
 
 def _alive(pid: int) -> bool:

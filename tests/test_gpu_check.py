@@ -84,8 +84,9 @@ def test_correctness_checks_run_on_the_cpu(gpu_check: ModuleType) -> None:
 
 
 @pytest.mark.slow
-def test_search_checks_run_on_the_cpu(gpu_check: ModuleType) -> None:
-    """The search checks, tiny, on CPU workers (local: 1 and 2 processes, 2 candidates per worker; Ray)."""
+def test_search_checks_run_on_the_cpu(gpu_check: ModuleType, ray_instance: object | None) -> None:
+    """The search checks, tiny, on CPU workers (local: 1 and 2 processes, 2 candidates per worker; Ray, on the
+    suite's one Ray instance)."""
     ctx = gpu_check.Ctx("cpu", dry=True, quick=True, deadline=time.perf_counter() + 600, results={"checks": {}})
     for name, group, fn in gpu_check.CHECKS:
         if group == "search":

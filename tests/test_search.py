@@ -200,7 +200,7 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
         assert a.final() is not None and a.final().metric == pytest.approx(b.final().metric)  # type: ignore[union-attr]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: the Ray test runs at the end of the suite (conftest)
 def inprocess_ledger(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, ...]]:
     """The tiny one-step search's ledger trained in this process: what every executor must reproduce."""
     run = tmp_path_factory.mktemp("inprocess") / "run"
@@ -208,21 +208,44 @@ def inprocess_ledger(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any
     return comparable(ledger_rows(run))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["local", "local-grouped", "ray"])
-def test_executors_give_the_same_ledger(tmp_path: Path, name: str, inprocess_ledger: list[tuple[Any, ...]]) -> None:
-    if name == "ray":
-        pytest.importorskip("ray")
-    config = tiny(max_steps=1, final_iterations=0)
-    # Ray: a local instance with num_cpus=2; local-grouped: two candidates trained together per worker call
-    # (what gpu_sharing=streams does on a GPU).
-    executor = (LocalExecutor(workers=1, device="cpu", group=2) if name == "local-grouped"
-                else make_executor(name, workers=2, device="cpu"))
+def same_ledger(run: Path, executor: Any, inprocess_ledger: list[tuple[Any, ...]]) -> None:
     try:
-        run_search(tmp_path / name, config, executor=executor, progress=False)
+        run_search(run, tiny(max_steps=1, final_iterations=0), executor=executor, progress=False)
     finally:
         executor.close()
-    assert comparable(ledger_rows(tmp_path / name)) == inprocess_ledger
+    assert comparable(ledger_rows(run)) == inprocess_ledger
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", [None, 2])
+def test_local_executor_gives_the_same_ledger(tmp_path: Path, group: int | None,
+                                              inprocess_ledger: list[tuple[Any, ...]]) -> None:
+    """One candidate per worker process, and two trained together per worker call (what gpu_sharing=streams
+    does on a GPU)."""
+    executor = LocalExecutor(workers=1, device="cpu", group=2) if group else make_executor("local", 2, "cpu")
+    same_ledger(tmp_path / "run", executor, inprocess_ledger)
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_ledger(tmp_path: Path, inprocess_ledger: list[tuple[Any, ...]],
+                                            ray_instance: object | None) -> None:
+    if ray_instance is None:
+        pytest.skip("Ray is not installed")
+    same_ledger(tmp_path / "run", make_executor("ray", workers=2, device="cpu"), inprocess_ledger)
+
+
+def test_the_fork_server_preload_leaves_cuda_alone() -> None:
+    """The local executor's workers fork from a server that imported the worker module; CUDA refuses a child
+    whose parent had initialised it, so importing the worker must not touch CUDA at all."""
+    code = ("import torch\n"
+            "def touched(*args, **kwargs):\n"
+            "    raise SystemExit('CUDA touched')\n"
+            "torch._C._cuda_getDeviceCount = torch.cuda._lazy_init = touched\n"
+            "import dggan.search.executors, dggan.search.worker\n"
+            "print('imported', flush=True)\n"
+            "torch.cuda.is_available()\n")  # the guard itself works: this one is caught
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout == "imported\n" and out.returncode == 1 and "CUDA touched" in out.stderr, out.stderr
 
 
 class PairsExecutor:

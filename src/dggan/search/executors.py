@@ -89,16 +89,31 @@ def _init_local_worker(devices: Any, threads: int, driver: int) -> None:
         torch.cuda.set_device(device)  # streams, graphs and cuDNN state of this worker live on its GPU
     set_threads(threads)
     # A worker must not outlive its driver (a kill -9 of the driver alone would leave it idle for ever,
-    # holding memory and a GPU): it exits as soon as its parent is gone.
-    threading.Thread(target=_exit_with_parent, args=(driver,), daemon=True).start()
+    # holding memory and a GPU). Its parent is the fork server, which lives on while any worker holds the
+    # server's keep-alive pipe (every forked child does), so the worker watches the driver itself.
+    threading.Thread(target=_exit_with_driver, args=(driver,), daemon=True).start()
 
 
-def _exit_with_parent(driver: int) -> None:
+def _exit_with_driver(driver: int) -> None:
     import time
 
-    while os.getppid() == driver:
+    while _running(driver):
         time.sleep(0.5)
     os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process under that number: ours is gone
+        return False
+    try:  # killed but not yet reaped by its parent counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): kill(0) has answered
+        return True
 
 
 class LocalExecutor:
@@ -136,7 +151,11 @@ class LocalExecutor:
         self._pool: ProcessPoolExecutor | None = None
 
     def _make_pool(self) -> ProcessPoolExecutor:
-        ctx = mp.get_context("spawn")  # CUDA cannot be forked; spawn also gives clean RNG state
+        # Workers fork from a server that has imported torch and the worker once (a spawned worker spends
+        # seconds on those imports, each time a pool starts or a lost worker is replaced). The server never
+        # touches CUDA, so its children may, as spawned ones can; each candidate seeds its own RNGs.
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["dggan.search.worker"])  # only before the server starts; later calls no-op
         queue = ctx.Queue()  # each worker takes one device; no manager process that could be orphaned
         for device in self.devices:
             queue.put(device)
