@@ -62,6 +62,10 @@ def test_comparison_carries_paired_numbers_and_the_floor() -> None:
     assert d["floor"]["method"] == "two disjoint halves" and "verdict_rule" in d
     md = c.markdown()
     assert "| worse |" in md and "Real-vs-real floor (two disjoint halves" in md and "92.18" in md
+    assert "sits a little high" not in md
+    small = Comparison("run", "swd512", 16, [1, 2, 3], c.final, c.equal_training, c.equal_compute, 9000,
+                       floor={**floor, "metric": "swd359"})  # the digits' 359 held-out images
+    assert "It uses swd359, fewer images than the models' swd512" in small.markdown()
 
 
 def test_held_out_evaluation_seeds_are_none_the_search_uses() -> None:

@@ -327,6 +327,17 @@ def test_workers_die_with_their_driver(tmp_path: Path) -> None:
             proc.kill()
 
 
+def test_a_worker_tells_a_dead_driver_from_a_live_one() -> None:
+    from dggan.search.executors import _running
+
+    assert _running(os.getpid())
+    child = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    assert not _running(child.pid)
+    child.wait()
+    assert not _running(child.pid)
+
+
 def _descendants(pid: int) -> set[int]:
     try:
         children = {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}

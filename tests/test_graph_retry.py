@@ -178,3 +178,19 @@ def test_graphs_line_names_the_first_three_and_counts_the_rest() -> None:
     line = graphs_line(rows)
     assert line is not None and line.startswith("graphs: 5 fell back, 3 graphed, 1 eager (c00010: capture failed")
     assert line.endswith("; 2 more)") and line.count("c000") == 3 and "x" * 71 not in line
+
+
+def test_a_resumed_candidate_logs_each_iteration_once(tmp_path: Path, tiny_genome: Genome) -> None:
+    """What a run killed past its checkpoint at 4 leaves: lines for 5 and 6, and one cut short. The resumed
+    run retrains 5 and 6; its stats.jsonl reads as one uninterrupted run."""
+    import dataclasses
+
+    first = dataclasses.replace(task(tmp_path, tiny_genome, log_every=1), checkpoint_every=2)
+    assert run_candidate(dataclasses.replace(first, until=4)).status == Status.DONE
+    stats = tmp_path / "c00001" / "stats.jsonl"
+    logged = stats.read_text()
+    stats.write_text(logged + '{"iteration": 5, "loss_d": 9.0}\n{"iteration": 6, "loss_d": 9.0}\n{"itera')
+    assert run_candidate(first).status == Status.DONE
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [line["iteration"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert stats.read_text().startswith(logged) and all(line.get("loss_d") != 9.0 for line in lines)

@@ -107,6 +107,10 @@ class Comparison:
                       f" {f['real']}, {f['metric']}): {f['mean']:.4g} ± {f['std']:.2g} over the same seeds, what a"
                       " generator drawing new real images would score. A model near it is as close to the data as"
                       " new real images are."]
+            if f["metric"] != self.metric:  # a held-out split smaller than the models' sample
+                lines[-1] += (f" It uses {f['metric']}, fewer images than the models' {self.metric}; SWD and FID"
+                              " shrink with more samples, so the floor sits a little high and a model may score"
+                              " below it without copying its training images.")
         if self.search_draw is not None:
             lines += ["", f"The search picked the final model on its own draw (the run's seed): {self.search_draw:.4g};"
                       " the held-out seeds above are the honest estimate."]

@@ -97,12 +97,14 @@ def _init_local_worker(devices: Any, threads: int, driver: int) -> None:
 def _exit_with_driver(driver: int) -> None:
     import time
 
-    while _running(driver):
+    spawned = os.getppid() == driver  # a spawned worker's parent is the driver (the only way on Windows)
+    while (os.getppid() == driver) if spawned else _running(driver):
         time.sleep(0.5)
     os._exit(1)
 
 
 def _running(pid: int) -> bool:
+    """Whether process ``pid`` is alive (POSIX: signal 0 only asks)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -154,8 +156,11 @@ class LocalExecutor:
         # Workers fork from a server that has imported torch and the worker once (a spawned worker spends
         # seconds on those imports, each time a pool starts or a lost worker is replaced). The server never
         # touches CUDA, so its children may, as spawned ones can; each candidate seeds its own RNGs.
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["dggan.search.worker"])  # only before the server starts; later calls no-op
+        if "forkserver" not in mp.get_all_start_methods():  # Windows: each worker imports torch itself
+            ctx = mp.get_context("spawn")
+        else:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["dggan.search.worker"])  # before the server starts; later calls no-op
         queue = ctx.Queue()  # each worker takes one device; no manager process that could be orphaned
         for device in self.devices:
             queue.put(device)

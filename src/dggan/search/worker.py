@@ -330,7 +330,31 @@ def _prepare(task: CandidateTask) -> _Job:
     every = task.checkpoint_every or max(1, config.iterations // 4)
     end = config.iterations if task.until is None else min(task.until, config.iterations)
     board = Board(task.tb_dir, purge_step=trainer.iteration + 1)  # hides an interrupted writer's tail
+    _forget_stats_after(ModelFolder(out), trainer.iteration)  # and so in stats.jsonl
     return _Job(task, out, genome, config, data, trainer, end, every, board)
+
+
+def _forget_stats_after(folder: ModelFolder, iteration: int) -> None:
+    """Drop the training lines a stopped run logged past ``iteration``, the checkpoint it resumes from (it logs
+    them again as it retrains them, and a line cut short by a kill is no line), so stats.jsonl reads as one
+    uninterrupted run. The final training's scored points (``final_point``) stay."""
+    import json
+
+    try:
+        lines = folder.stats.read_text(encoding="utf-8").splitlines(keepends=True)
+    except FileNotFoundError:
+        return
+
+    def kept(line: str) -> bool:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            return False
+        return not isinstance(row, dict) or "final_point" in row or float(row.get("iteration", 0)) <= iteration
+
+    keep = [line for line in lines if line.endswith("\n") and kept(line)]
+    if len(keep) < len(lines):
+        atomic_write_text(folder.stats, "".join(keep))
 
 
 def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateResult:
