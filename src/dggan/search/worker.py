@@ -350,7 +350,10 @@ def _forget_stats_after(folder: ModelFolder, iteration: int) -> None:
             row = json.loads(line)
         except ValueError:
             return False
-        return not isinstance(row, dict) or "final_point" in row or float(row.get("iteration", 0)) <= iteration
+        if not isinstance(row, dict) or "final_point" in row:
+            return True
+        logged = row.get("iteration", 0)
+        return not isinstance(logged, (int, float)) or logged <= iteration
 
     keep = [line for line in lines if line.endswith("\n") and kept(line)]
     if len(keep) < len(lines):
