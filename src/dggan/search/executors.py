@@ -107,9 +107,7 @@ def _running(pid: int) -> bool:
     """Whether process ``pid`` is alive (POSIX: signal 0 only asks)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process under that number: ours is gone
+    except (ProcessLookupError, PermissionError):  # gone, or someone else's process under that number
         return False
     try:  # killed but not yet reaped by its parent counts as gone
         with open(f"/proc/{pid}/stat") as stat:

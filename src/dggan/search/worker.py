@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import time
 import traceback
@@ -338,8 +339,6 @@ def _forget_stats_after(folder: ModelFolder, iteration: int) -> None:
     """Drop the training lines a stopped run logged past ``iteration``, the checkpoint it resumes from (it logs
     them again as it retrains them, and a line cut short by a kill is no line), so stats.jsonl reads as one
     uninterrupted run. The final training's scored points (``final_point``) stay."""
-    import json
-
     try:
         lines = folder.stats.read_text(encoding="utf-8").splitlines(keepends=True)
     except FileNotFoundError:
