@@ -129,7 +129,7 @@ def plot(records: list[dict[str, Any]], floors: dict[str, list[float]], path: Pa
 
     by_curve = curves(records)
     panels = sorted({(data, width) for data, width, _, _ in by_curve}, key=lambda p: (p[0], -p[1]))
-    fig = Figure(figsize=(5.6 * len(panels), 4.4))
+    fig = Figure(figsize=(7.4 * len(panels), 4.4))
     FigureCanvasAgg(fig)
     for i, (data, width) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
@@ -160,11 +160,26 @@ def plot(records: list[dict[str, Any]], floors: dict[str, list[float]], path: Pa
         ax.set_xlabel("iterations at 16 px (after 600 at 8 px; fading in over the first half)")
         ax.set_ylabel(f"SWD against held-out images ({next(r['metric'] for r in records if r['data'] == data)})")
         ax.set_title(f"{data}, width {width}: grown layers vs ProgGAN", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, never on them
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def paired_column(runs: list[dict[str, Any]], base: list[dict[str, Any]], variant: str) -> str:
+    """ProgGAN's end score minus the variant's, training seed by training seed (the same seeds on both sides):
+    mean ± s.e., seeds the variant wins, and the verdict of ``dggan compare``'s rule (``metrics.seeds.Paired``)."""
+    from dggan.metrics.seeds import Paired
+
+    mine = {r["seed"]: statistics.fmean(r["curve"][str(r["n16"])]) for r in runs}
+    theirs = {r["seed"]: statistics.fmean(r["curve"][str(r["n16"])]) for r in base}
+    seeds = sorted(set(mine) & set(theirs))
+    if variant == "P" or not seeds:
+        return "–"
+    p = Paired.of([mine[s] for s in seeds], [theirs[s] for s in seeds])
+    sem = "–" if p.n < 2 else f"{p.sem:.1f}"
+    return f"{p.mean:+.1f} ± {sem} ({p.wins}/{p.n} seeds), {p.verdict}"
 
 
 def markdown(records: list[dict[str, Any]], floors: dict[str, list[float]] | None = None) -> str:
@@ -178,7 +193,8 @@ def markdown(records: list[dict[str, Any]], floors: dict[str, list[float]] | Non
         return statistics.fmean(r["curve"][str(r["n16"])])
 
     lines = ["| data | width | its at 16 px | variant | G / D params | seeds | held-out SWD per training seed (end) |"
-             " mean ± std | vs ProgGAN | s per run |", "|---|---|---|---|---|---|---|---|---|---|"]
+             " mean ± std | vs ProgGAN | ProgGAN − variant, paired by training seed | s per run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (data, width, n16, variant), rs in sorted(groups.items(),
                                                   key=lambda kv: (*kv[0][:3], kv[0][3] != "P", kv[0][3])):
         ends = [end(r) for r in sorted(rs, key=lambda r: r["seed"])]
@@ -188,7 +204,7 @@ def markdown(records: list[dict[str, Any]], floors: dict[str, list[float]] | Non
         ratio = f"{mean / statistics.fmean(end(r) for r in base):.2f}x" if base and variant != "P" else "–"
         lines.append(f"| {data} | {width} | {n16:,} | {variant} | {rs[0]['g_params']:,} / {rs[0]['d_params']:,} |"
                      f" {len(rs)} | {', '.join(f'{x:.1f}' for x in ends)} | {mean:.1f} ± {std:.1f} | {ratio} |"
-                     f" {statistics.fmean(r['seconds'] for r in rs):.0f} |")
+                     f" {paired_column(rs, base or [], variant)} | {statistics.fmean(r['seconds'] for r in rs):.0f} |")
     for data, floor in sorted((floors or {}).items()):
         lines.append(f"\nReal vs real on {data} (the floor): {statistics.fmean(floor):.1f} ±"
                      f" {statistics.pstdev(floor):.1f} over {len(floor)} evaluation seeds.")

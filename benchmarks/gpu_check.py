@@ -1,41 +1,67 @@
 """One script for a GPU machine: every CUDA path the CPU tests cannot reach, and the timing table.
 
-    python benchmarks/gpu_check.py --out gpu_check_out          # about 6-7 minutes on one H200
+    python benchmarks/gpu_check.py --quick --out gcq             # first on a short loan: every correctness check,
+                                                                 # one timing row; budget 5 minutes (one H100)
+    python benchmarks/gpu_check.py --out gpu_check_out          # everything: checks, table, sharing, searches
     python benchmarks/gpu_check.py --checks-only --out gc       # pass/fail checks only (correctness, search)
     python benchmarks/gpu_check.py --timing-only --out gc       # the timing table and sharing runs only
-    python benchmarks/gpu_check.py --check capture_failure_falls_back --out gc   # one check (repeatable)
-    python benchmarks/gpu_check.py --dry-run --out /tmp/gc      # no GPU: this script's logic on the CPU, tiny sizes
+    python benchmarks/gpu_check.py --check search_local --out gc   # one check (repeatable)
+    python benchmarks/gpu_check.py --dry-run --quick --out /tmp/gc  # no GPU: this script's logic on the CPU, tiny
+
+None of it has run on a GPU yet in this form (issue 14 ran an early version, eager only): the times here are
+estimates from the work each part does, not measurements.
+--quick is sized for 5 minutes on one H100 (its checks and row stop starting once --budget-s, 270 s by default
+with --quick, has passed, and the report lists what was skipped; the capture-failure check always runs, last).
+The full run was estimated at 8.5-11 minutes with TF32 on, longer now that "fp32" is float32: more than a
+10-minute command allows, so on a short loan run --quick, then the rest in parts (--timing-only; --checks-only).
+
+What the device needs (it may have no network): Python 3.10+, a CUDA build of torch 2.5 or later, and this
+project's dependencies (numpy, scipy, pillow, safetensors, torch-fidelity, typer, rich, tqdm, matplotlib,
+threadpoolctl, scikit-learn), all already installed, e.g. in a virtual environment made there beforehand; the
+project itself importable (``pip install -e .``, or ``PYTHONPATH=src``). Optional: tensorboard; ray (the
+search_ray check, else skipped); nvidia-cuda-mps-control (the MPS sharing rows, else skipped). No dataset or model
+weights are needed: the data is synthetic and the metric is SWD. Output goes to --out only.
 
 It writes ``OUTDIR/gpu_check.json`` (every number) and ``OUTDIR/gpu_check.md`` (the tables, the targets with
 pass/fail, the presets' cost recomputed from the measured throughput) and prints a summary.
 
 Correctness (each a pass/fail check; "exact": bit for bit against an eager trainer on the same static
 inputs, tensor alpha and Adam options, the graph's only difference, under deterministic cuDNN):
-  graphs_match_eager     50 graphed iterations, fp32, exact: a plain candidate, one with EMA ramp-up (a
-                         device-tensor EMA weight), and a fading child whose fade-in ends mid-way (the alpha
-                         schedule through a capture; a second capture); each new graph's self-check passed; the
-                         plain eager loop (float alpha) within 1e-4 relative where it does not fade
+  graphs_match_eager     50 graphed iterations (20 with --quick), fp32, exact: a plain candidate, one with EMA
+                         ramp-up (a device-tensor EMA weight), and a fading child whose fade-in ends mid-way (the
+                         alpha schedule through a capture; a second capture); each new graph's self-check passed;
+                         the plain eager loop (float alpha) within 1e-4 relative where it does not fade
   train_together_graphs  three graphed candidates on their own streams (train_together), exact against each
                          trained alone eagerly on static inputs
   bf16_graphs_match      bf16 autocast, channels-last (asserted NHWC), graphed against eager, exact
-  capture_failure_falls_back  an op that cannot be captured (a host sync) in the iteration: the capture fails,
-                         the trainer falls back to eager and records why, the stream is restored, and its
-                         results equal the eager trainer's
   resume_graphs          exact resume with graphs on: a fading child saved mid-fade, continued across the end
                          of the fade-in, against the same run resumed from its checkpoint
   divergence_graphs      a diverging candidate (lr 1e6) is still caught from the device-side statistics
   no_host_sync           steady-state iterations, eager and graphed, under torch.cuda.set_sync_debug_mode("error")
   bf16_graphs            bf16 autocast with graphs (channels-last): a fading child trains, stays finite, resumes
   fade_in_identity       a grow_res child at alpha 0 computes its parent's function on CUDA
-Timing (``torch.profiler`` for the GPU-busy time: the union of kernel and copy intervals on the device):
+  defaults_free_memory   the search's own defaults (cuDNN benchmark, graphs, self-check on; TF32 off): three
+                         candidates one after another in this process through the worker (train, checkpoint,
+                         score), Python's cyclic collector off: each ran graphed, each trainer is gone when its
+                         candidate returns, and the device's allocated memory is back where it was (after the
+                         first: within 8 MiB; from the start: within 256 MiB, the cuBLAS workspaces a process
+                         keeps); --dry-run: the trainers, through the emulated backend
+  capture_failure_falls_back  (always last: a failed capture turns graphs off for the rest of the process) an
+                         op that cannot be captured (a host sync) in the iteration: the capture fails, the trainer
+                         falls back to eager and records why, the stream is restored, its results equal the eager
+                         trainer's, and a trainer built afterwards in this process never captures
+Timing (``torch.profiler`` for the GPU-busy time: the union of kernel and copy intervals on the device; every
+row says whether TF32 was on, and it is off: "fp32" is float32):
   table                  wall ms/step, GPU-busy ms/step, kernels/step, images/s, peak memory for 128 and 512
                          channels x 8/16/32 px x fp32/bf16 x eager/graphed (batch 16, latent 128), channels-last
-                         variants at 512 ch / 32 px, and the LSUN genome (latent 512) at 64/128/256 px
+                         variants at 512 ch / 32 px, and the LSUN genome (latent 512) at 64/128/256 px; --quick:
+                         one row, 128 ch / 8 px fp32 graphed
   bf16 diagnosis         the kernels that take the GPU's time, fp32 against bf16, at 512 ch / 32 px
   several                total images/s of several candidates on one GPU at 128 ch / 16 px: 1 eager, 1 graphed,
                          N processes, N processes under CUDA MPS (when nvidia-cuda-mps-control exists: a private
-                         daemon, stopped afterwards), N candidates on their own streams in one process
-Search (pass/fail; --dry-run runs them on the CPU, tiny):
+                         daemon, stopped afterwards), N candidates on their own streams in one process (not with
+                         --quick)
+Search (pass/fail; --dry-run runs them on the CPU, tiny; not with --quick):
   search_local           a tiny search on the local executor: one candidate per GPU, 2 processes per GPU,
                          2 streams per worker; all finish with the same ledger shape, and every candidate's
                          ledger row says it ran graphed (CUDA) or eager (CPU), none fell back
@@ -43,8 +69,9 @@ Search (pass/fail; --dry-run runs them on the CPU, tiny):
 
 The several-candidates runs go first, before this process creates a CUDA context of its own (an MPS server
 may refuse to start beside one). Correctness checks run deterministic cuDNN and cuBLAS (``cudnn_benchmark``
-off, ``CUBLAS_WORKSPACE_CONFIG``); the timing runs the defaults. Timing rows and sharing runs stop starting
-after ``--budget-s`` seconds; the report lists what was skipped.
+off, ``CUBLAS_WORKSPACE_CONFIG``), except defaults_free_memory; the timing runs the defaults. Timing rows and
+sharing runs (and, with --quick, checks) stop starting after ``--budget-s`` seconds; the report lists what was
+skipped.
 
 --dry-run runs the graphed trainers through ``EmulatedBackend`` (the real ``GraphedStep`` logic: warm-up,
 capture, self-check, fallback, with a replay that runs the iteration again), so every check's logic runs.
@@ -56,6 +83,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -66,6 +94,7 @@ import sys
 import tempfile
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,18 +104,27 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuB
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import dggan.training.trainer as trainer_module  # noqa: E402
 from dggan.data import SyntheticShapes  # noqa: E402
 from dggan.model.actions import Action, apply_action  # noqa: E402
 from dggan.model.genome import Genome, constant_channels, proggan_channels  # noqa: E402
 from dggan.model.inherit import inherit_weights  # noqa: E402
 from dggan.model.networks import Discriminator, Generator  # noqa: E402
 from dggan.training.checkpoint import load_checkpoint  # noqa: E402
-from dggan.training.cuda_graphs import EmulatedBackend, channels_last_enabled, on_stream  # noqa: E402
+from dggan.training.cuda_graphs import (  # noqa: E402
+    EmulatedBackend,
+    channels_last_enabled,
+    graphs_off_in_process,
+    on_stream,
+    release_cached_memory,
+)
 from dggan.training.trainer import TrainConfig, Trainer, train_together  # noqa: E402
 
 HERE = Path(__file__).resolve()
 BATCH = 16
 TOLERANCE = 1e-4  # relative, graphed against eager, fp32
+LAST = ("capture_failure_falls_back",)  # run after everything: a failed capture turns graphs off for the process
+QUICK_BUDGET_S = 270.0  # --quick: nothing new starts after this (5 minutes on one H100, with start-up to spare)
 
 
 # ====================================================================================== context
@@ -95,7 +133,7 @@ class Ctx:
     device: str
     dry: bool
     quick: bool
-    deadline: float  # perf_counter time after which timing rows and sharing runs are skipped
+    deadline: float  # perf_counter time after which timing rows and sharing runs (--quick: checks) are skipped
     results: dict[str, Any]
 
     @property
@@ -244,7 +282,12 @@ def check(name: str, group: str) -> Callable[[Callable[[Ctx], Any]], Callable[[C
     return register
 
 
-def run_check(ctx: Ctx, name: str, fn: Callable[[Ctx], Any]) -> None:
+def run_check(ctx: Ctx, name: str, fn: Callable[[Ctx], Any], budgeted: bool = False) -> None:
+    """Run one check and record it; ``budgeted``: skipped (and listed) once the time budget has passed."""
+    if budgeted and ctx.time_left() < 0:
+        ctx.results.setdefault("checks_skipped", []).append(name)
+        print(f"{name}: skipped (time budget)", flush=True)
+        return
     start = time.perf_counter()
     entry: dict[str, Any]
     try:
@@ -260,7 +303,7 @@ def run_check(ctx: Ctx, name: str, fn: Callable[[Ctx], Any]) -> None:
 
 @check("graphs_match_eager", "correctness")
 def graphs_match_eager(ctx: Ctx) -> dict[str, Any]:
-    n = 12 if ctx.dry else 50
+    n = (8 if ctx.quick else 12) if ctx.dry else (20 if ctx.quick else 50)
     base = small_genome(ctx)
     cfg = TrainConfig(iterations=n, batch_size=BATCH, seed=1, cudnn_benchmark=False)
     out: dict[str, Any] = {}
@@ -269,7 +312,9 @@ def graphs_match_eager(ctx: Ctx) -> dict[str, Any]:
         child = apply_action(base, Action("grow_res"))
         fade = max(4, n * 2 // 5)  # the fade-in ends at 40% of the run: one capture before, one after
         variants = {"plain": (base, cfg, None), "ema_rampup": (base, dataclasses.replace(cfg, ema_rampup=0.05), None),
-                    "fade_in": (child, dataclasses.replace(cfg, fade_iterations=fade), parent)}
+                    "fade_in": (child, dataclasses.replace(cfg, fade_iterations=fade), parent),
+                    # r1's lazy step runs eagerly between replays of the one graph (its key never changes)
+                    "r1": (base, dataclasses.replace(cfg, loss="r1", loss_options={"every": 4}), None)}
         for name, (genome, vcfg, par) in variants.items():
             eager = make_trainer(ctx, genome, vcfg, False, parent=par)
             static = make_trainer(ctx, genome, vcfg, False, parent=par, static_eager=True)
@@ -294,6 +339,7 @@ def graphs_match_eager(ctx: Ctx) -> dict[str, Any]:
             assert alpha_err <= 1e-7, f"{name}: alpha differs from the eager schedule by {alpha_err}"
             assert out[name]["finite"], f"{name}: non-finite losses"
         assert out["plain"]["captures"] == 1, "one capture for a candidate that does not fade in"
+        assert out["r1"]["captures"] == 1, "r1's lazy regulariser must not recapture the graph"
         assert out["fade_in"]["captures"] == 2, "the end of the fade-in must recapture exactly once"
         assert out["fade_in"]["alpha_steps_checked"] == fade
     return out
@@ -340,7 +386,8 @@ def bf16_graphs_match(ctx: Ctx) -> dict[str, Any]:
 @check("capture_failure_falls_back", "correctness")
 def capture_failure_falls_back(ctx: Ctx) -> dict[str, Any]:
     """An iteration with a host sync in it (``.item()``: cannot be captured) falls back to eager, says why, puts
-    the stream back, and trains exactly as the eager trainer does."""
+    the stream back, and trains exactly as the eager trainer does; graphs are then off for the process (a trainer
+    built afterwards never captures). Run last (``LAST``): nothing after it in this process could capture."""
     import warnings
 
     n = 8 if ctx.dry else 20
@@ -379,7 +426,106 @@ def capture_failure_falls_back(ctx: Ctx) -> dict[str, Any]:
         assert backend.current is backend.default, "the capture stream stayed current"
     diff = exact_diff(static, graphed, ss, sg)
     assert diff == 0.0, f"the fallback's results differ from eager by {diff:.3g}"
-    return {"steps": n, "graphs": record, "max_abs_diff": diff}
+    off = graphs_off_in_process()
+    assert off is not None and off.startswith("capture failed:"), f"graphs still on in this process: {off}"
+    assert any("for the rest of process" in str(w.message) for w in caught), "no warning said graphs went off"
+    later = make_trainer(ctx, genome, cfg, True)
+    later.train(until=6, progress=False)
+    after = later.graph_record()
+    assert captures(later) == 0 and after["mode"] in ("eager", "fell back"), after
+    assert after["why"].startswith("CUDA graphs are off in this process"), after
+    return {"steps": n, "graphs": record, "max_abs_diff": diff, "off_in_process": off, "trainer_after": after}
+
+
+@contextlib.contextmanager
+def tracked_trainers() -> Iterator[list[weakref.ref[Trainer]]]:
+    """A weak reference to every ``Trainer`` built inside (``Trainer.resume`` and ``child_of`` included)."""
+    refs: list[weakref.ref[Trainer]] = []
+    init = Trainer.__init__
+
+    def tracking(self: Trainer, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        refs.append(weakref.ref(self))
+
+    Trainer.__init__ = tracking  # type: ignore[method-assign]
+    try:
+        yield refs
+    finally:
+        Trainer.__init__ = init  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def graphs_everywhere(ctx: Ctx) -> Iterator[None]:
+    """--dry-run: trainers that ask for graphs get them, through the emulated backend, wherever they are built (the
+    worker's too); on CUDA nothing changes."""
+    if ctx.cuda:
+        yield
+        return
+    enabled, step = trainer_module.graphs_enabled, Trainer.graphed_step
+
+    def emulated(self: Trainer, backend: Any = None) -> Any:
+        return step(self, backend if backend is not None else EmulatedBackend(self.graph_state))
+
+    trainer_module.graphs_enabled = lambda device_type, flag: flag and graphs_off_in_process() is None  # type: ignore[assignment]
+    Trainer.graphed_step = emulated  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        trainer_module.graphs_enabled = enabled
+        Trainer.graphed_step = step  # type: ignore[method-assign]
+
+
+def allocated(ctx: Ctx) -> int | None:
+    if not ctx.cuda:
+        return None
+    torch.cuda.synchronize()
+    return int(torch.cuda.memory_allocated())
+
+
+@check("defaults_free_memory", "correctness")
+def defaults_free_memory(ctx: Ctx) -> dict[str, Any]:
+    """Several candidates one after another in this process, through the worker, at the search's own defaults:
+    each graphed, each trainer freed by reference counting alone, the device's memory back where it started."""
+    from dggan.search.config import SearchConfig
+    from dggan.search.worker import CandidateTask, run_candidate
+
+    n, iterations = 3, (8 if ctx.dry else 40)
+    genome = small_genome(ctx)
+    data = f"synthetic:n=256,res={genome.resolution}"  # stored at the trained resolution: batches go up as uint8
+    search = SearchConfig.from_dict({"batch_size": BATCH, "latent_size": genome.latent_size})
+    assert search.cudnn_benchmark and search.cuda_graphs and search.graph_self_check and not search.allow_tf32
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, tracked_trainers() as trainers, graphs_everywhere(ctx):
+        gc.collect()
+        gc.disable()  # reference counting alone must free every candidate
+        try:
+            start, start_reserved = allocated(ctx), torch.cuda.memory_reserved() if ctx.cuda else None
+            for i in range(n):
+                train = search.train_config(iterations, seed=i, device=ctx.device).to_dict()
+                task = CandidateTask(candidate_id=i + 1, genome_json=genome.to_json(), parent_checkpoint=None,
+                                     out_dir=f"{tmp}/c{i + 1:05d}", train=train, data=data, metric="swd64",
+                                     sample_grid=0, eval_options={"batch_size": 32})
+                result = run_candidate(task)
+                assert result.status == "done", f"candidate {i + 1}: {result.status}: {result.error}"
+                living = sum(ref() is not None for ref in trainers)
+                rows.append({"candidate": i + 1, "graphs": result.extra["graphs"]["mode"],
+                             "trainers_built": len(trainers), "trainers_alive": living,
+                             "allocated_mib": None if start is None else round(allocated(ctx) / 2**20, 1),
+                             "reserved_mib": round(torch.cuda.memory_reserved() / 2**20, 1) if ctx.cuda else None})
+                assert result.extra["graphs"]["mode"] == "graphed", result.extra["graphs"]
+                assert living == 0, f"candidate {i + 1}: {living} trainer(s) still alive after it returned"
+        finally:
+            gc.enable()
+    out: dict[str, Any] = {"candidates": rows, "iterations": iterations}
+    if ctx.cuda:
+        assert start is not None and start_reserved is not None
+        first, last = rows[0]["allocated_mib"], rows[-1]["allocated_mib"]
+        out.update(start_allocated_mib=round(start / 2**20, 1), start_reserved_mib=round(start_reserved / 2**20, 1))
+        assert last - first <= 8, f"allocated memory grew {last - first:.1f} MiB from the first candidate to the last"
+        assert last - start / 2**20 <= 256, f"allocated memory is {last - start / 2**20:.1f} MiB above where it started"
+        grown = rows[-1]["reserved_mib"] - rows[0]["reserved_mib"]
+        assert grown <= 64, f"reserved memory grew by {grown:.1f} MiB across candidates: not given back"
+    return out
 
 
 @check("resume_graphs", "correctness")
@@ -538,22 +684,24 @@ def measure(ctx: Ctx, genome: Genome, *, bf16: bool, graphs: bool, steps: int, p
            "kernels_per_step": round(len(events) / profile_steps, 1), "img_per_s": round(BATCH / wall, 1),
            "wall_over_busy": None if not busy else round(wall * 1e3 / busy, 3),
            "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20) if ctx.cuda else None,
-           "captures": captures(trainer),
+           "captures": captures(trainer), "tf32": cfg.allow_tf32,
            "graph_failed": trainer.graph_record()["why"] if trainer.graph_record()["mode"] == "fell back" else None,
            "top_kernels": top_kernels(events, profile_steps)}
-    del trainer
-    if ctx.cuda:
-        torch.cuda.empty_cache()
+    del trainer  # freed at once (no reference cycles), so the next row's peak is its own
+    release_cached_memory()
     return row
 
 
 def table_plan(ctx: Ctx) -> list[dict[str, Any]]:
     """Every row of the timing table, in the order they run (the most important first)."""
+    if ctx.quick:  # one row: the size graphs are for (the ">= 4,000 img/s" target)
+        return [{"genome": cifar_like(8, 16 if ctx.dry else 128, 16 if ctx.dry else 128), "bf16": False,
+                 "graphs": True, "steps": 3 if ctx.dry else 60, "profile_steps": 2 if ctx.dry else 10}]
     if ctx.dry:
         return [{"genome": cifar_like(r, 16, 16), "bf16": False, "graphs": g, "steps": 3, "profile_steps": 2}
                 for r in (8, 16) for g in (False, True)]
     plan = []
-    resolutions = (8, 32) if ctx.quick else (8, 16, 32)
+    resolutions = (8, 16, 32)
     for channels in (128, 512):
         for res in resolutions:
             steps = 60 if res <= 16 else 30
@@ -566,7 +714,7 @@ def table_plan(ctx: Ctx) -> list[dict[str, Any]]:
                  "profile_steps": 10, "label": "bf16 NCHW"})
     plan.append({"genome": big, "bf16": False, "graphs": True, "channels_last": True, "steps": 30,
                  "profile_steps": 10, "label": "fp32 channels-last"})
-    for res in ((256,) if ctx.quick else (64, 128, 256)):
+    for res in (64, 128, 256):
         plan.append({"genome": lsun_like(res), "bf16": False, "graphs": True, "steps": 15, "profile_steps": 4,
                      "label": "lsun"})
     plan.append({"genome": lsun_like(256), "bf16": True, "graphs": True, "steps": 15, "profile_steps": 4,
@@ -650,7 +798,7 @@ def bench_worker(spec: dict[str, Any]) -> None:
 def run_workers(ctx: Ctx, processes: int, trainers: int, graphs: bool, env: dict[str, str] | None = None,
                 res: int = 16, channels: int = 128) -> dict[str, Any]:
     """Start ``processes`` worker processes of ``trainers`` candidates each; time them together."""
-    duration = 1.0 if ctx.dry else (3.0 if ctx.quick else 5.0)
+    duration = 1.0 if ctx.dry else 5.0
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         procs = []
@@ -711,7 +859,7 @@ def run_several(ctx: Ctx) -> None:
 
     out: dict[str, Any] = {"res": 16, "channels": 16 if ctx.dry else 128, "runs": {},
                            "mps_already_running": mps_running()}
-    ns = (2,) if ctx.dry else ((4,) if ctx.quick else (4, 8))
+    ns = (2,) if ctx.dry else (4, 8)
 
     def attempt(name: str, fn: Callable[[], dict[str, Any]]) -> None:
         if ctx.time_left() < 0:
@@ -906,15 +1054,18 @@ def markdown(results: dict[str, Any]) -> str:
     for t in results.get("targets", []):
         met = "n/a" if t["ok"] is None else ("yes" if t["ok"] else "**no**")
         lines.append(f"| {t['target']} | {t['measured'] or 'not measured'} | {met} |")
+    if results.get("checks_skipped"):
+        lines += ["", f"Checks skipped (time budget): {', '.join(results['checks_skipped'])}"]
     lines += ["", "## Training step (batch 16)", "",
-              "| ch | latent | px | precision | mode | layout | wall ms/step | GPU-busy ms/step | wall/busy |"
-              " kernels/step | img/s | peak MiB |", "|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|"]
+              "| ch | latent | px | precision | TF32 | mode | layout | wall ms/step | GPU-busy ms/step | wall/busy |"
+              " kernels/step | img/s | peak MiB |", "|---:|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results.get("table", []):
         if "error" in r:
             lines.append(f"| {r.get('what')} | error: {r['error'].strip().splitlines()[-1][:100]} |")
             continue
         mode = r["mode"] + (" (capture FAILED: ran eagerly)" if r.get("graph_failed") else "")
-        lines.append(f"| {r['channels']} | {r['latent']} | {r['res']} | {r['precision']} | {mode} |"
+        tf32 = {True: "on", False: "off"}.get(r.get("tf32"), "?")  # (rows from before the setting: unknown)
+        lines.append(f"| {r['channels']} | {r['latent']} | {r['res']} | {r['precision']} | {tf32} | {mode} |"
                      f" {'NHWC' if r['channels_last'] else 'NCHW'} | {r['wall_ms']} | {r['busy_ms']} |"
                      f" {r['wall_over_busy']} | {r['kernels_per_step']} | {r['img_per_s']} | {r['peak_mib']} |")
     if results.get("table_skipped"):
@@ -957,7 +1108,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("gpu_check_out"), help="folder for the JSON and markdown")
     parser.add_argument("--dry-run", action="store_true", help="no GPU needed: run the logic on the CPU, tiny sizes")
-    parser.add_argument("--quick", action="store_true", help="fewer rows and shorter runs (about half the time)")
+    parser.add_argument("--quick", action="store_true",
+                        help="every correctness check and one timing row, no sharing runs or searches, nothing new"
+                             f" started after --budget-s ({QUICK_BUDGET_S:g} s): sized for 5 minutes on one H100")
     parser.add_argument("--only", default="correctness,timing,several,search",
                         help="comma-separated groups: correctness, timing, several, search")
     parser.add_argument("--checks-only", action="store_true",
@@ -965,8 +1118,9 @@ def main() -> None:
     parser.add_argument("--timing-only", action="store_true", help="the timing table and sharing runs alone")
     parser.add_argument("--check", action="append", default=[], metavar="NAME",
                         help=f"run only this check (repeatable): {', '.join(name for name, _, _ in CHECKS)}")
-    parser.add_argument("--budget-s", type=float, default=330.0,
-                        help="no new timing row or sharing run starts after this many seconds")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="no new timing row or sharing run (--quick: check) starts after this many seconds"
+                             f" (default 330; {QUICK_BUDGET_S:g} with --quick)")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._worker:
@@ -980,6 +1134,8 @@ def main() -> None:
         groups &= {"correctness", "search"}
     if args.timing_only:
         groups &= {"timing", "several"}
+    if args.quick:
+        groups &= {"correctness", "timing"}
     unknown = set(args.check) - {name for name, _, _ in CHECKS}
     if unknown:
         raise SystemExit(f"gpu_check: no check named {', '.join(sorted(unknown))}; see --help")
@@ -992,24 +1148,29 @@ def main() -> None:
         "cudnn": torch.backends.cudnn.version(),
         "python": platform.python_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "dry_run": args.dry_run, "checks": {}}
-    ctx = Ctx("cpu" if args.dry_run else "cuda", args.dry_run, args.quick, start + args.budget_s, results)
+    budget = args.budget_s if args.budget_s is not None else (QUICK_BUDGET_S if args.quick else 330.0)
+    ctx = Ctx("cpu" if args.dry_run else "cuda", args.dry_run, args.quick, start + budget, results)
     if args.dry_run:
         from dggan._util.threads import set_threads
 
         set_threads(1)
     # The sharing runs (subprocesses only) before this process touches the GPU, then correctness, the timing
-    # table (budgeted with the sharing runs), the searches.
+    # table (budgeted with the sharing runs), the searches, and last the check whose failed capture turns graphs
+    # off for the rest of this process.
     if "several" in groups:
         run_several(ctx)
     if ctx.cuda:
         results["device"] = torch.cuda.get_device_name(0)
     for name, group, fn in CHECKS:
-        if group == "correctness" and group in groups and name in wanted:
-            run_check(ctx, name, fn)
+        if group == "correctness" and group in groups and name in wanted and name not in LAST:
+            run_check(ctx, name, fn, budgeted=ctx.quick)
     if "timing" in groups:
         run_table(ctx)
     for name, group, fn in CHECKS:
         if group == "search" and group in groups and name in wanted:
+            run_check(ctx, name, fn, budgeted=ctx.quick)
+    for name, group, fn in CHECKS:
+        if name in LAST and group in groups and name in wanted:
             run_check(ctx, name, fn)
     results["targets"] = targets(results)
     results["preset_cost"] = preset_cost(results)

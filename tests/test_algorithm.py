@@ -90,6 +90,38 @@ def test_selection_and_best() -> None:
     assert best_candidate(cands[:2], None).id == 2
 
 
+def test_random_growth_keeps_k_finished_children_drawn_without_looking_at_scores() -> None:
+    from dggan.search.algorithm import halve
+
+    cands = [Cand(i, BASE, score) for i, score in enumerate([0.9, 0.5, 0.7, 0.3, 0.8, 0.6], start=1)]
+    cands.append(Cand(7, BASE, 0.1, Status.DIVERGED))
+    beam = rules(top_k=2)
+    assert [c.id for c in beam.select(cands, 1)] == [4, 2]
+    kept = {tuple(c.id for c in rules(top_k=2, selection="random", seed=s).select(cands, 1)) for s in range(40)}
+    assert all(len(k) == 2 and 7 not in k for k in kept)  # K of the finished ones, never a diverged one
+    assert len({frozenset(k) for k in kept}) > 5  # drawn, not ranked: many different pairs over seeds
+    # The draw ignores the scores: the same ids with the scores reversed are kept alike.
+    flipped = [dataclasses.replace(c, normalized_metric=1.5 - c.normalized_metric) for c in cands[:6]]
+    for s in range(10):
+        random_rules = rules(top_k=2, selection="random", seed=s)
+        assert ({c.id for c in random_rules.select(cands, 1)} == {c.id for c in random_rules.select(flipped, 1)})
+    assert [c.id for c in rules(selection="random").select(cands, 0)] == [4, 2, 6, 3, 5, 1]  # step 0: all
+    # The pairs a step draws do not depend on the selection rule (their own stream).
+    assert rules(selection="random").children(2, cands[:2]) == beam.children(2, cands[:2])
+    # Halving's rungs under random growth: as many go on as under beam, drawn.
+    score = {c.id: c.normalized_metric for c in cands}
+    ranked, _ = halve(cands[:6], lambda c: score[c.id], eta=3, top_k=1)
+    assert [c.id for c in ranked] == [4, 2]
+    drawn = {tuple(c.id for c in halve(cands[:6], lambda c: score[c.id], 3, 1, rules(selection="random", seed=s)
+                                       .rung_rng(1, 0))[0]) for s in range(30)}
+    assert all(len(d) == 2 for d in drawn) and len(drawn) > 5
+    assert beam.rung_rng(1, 0) is None
+    with pytest.raises(ValueError, match="selection"):
+        rules(selection="greedy")
+    with pytest.raises(Exception, match="selection must be beam or random"):
+        SearchConfig(selection="greedy")
+
+
 # ---------------------------------------------------------------------- the driver, with a fake executor
 class FakeExecutor:
     """Scores each candidate from its genome, without training: every grown G layer helps a little, a
@@ -154,6 +186,19 @@ def test_driver_forces_growth_of_every_kept_parent(tmp_path: Path) -> None:
     assert max(r.resolution for r in rows) == 32 and any(r.resolution == 32 for r in by_step[max(by_step)])
 
 
+def test_random_growth_keeps_what_the_draw_says_not_the_best(tmp_path: Path) -> None:
+    run, rows = fake_search(tmp_path, p=0.6, top_k=2, max_steps=3, selection="random", seed=3)
+    by_step, kept = steps_and_kept(run, rows)
+    rules = SearchConfig.from_dict({"selection": "random", "top_k": 2, "seed": 3}).rules()
+    not_top = 0
+    for step in range(1, max(by_step)):
+        done = [r for r in by_step[step] if r.status == Status.DONE]
+        assert kept[step] == [r.id for r in rules.select(done, step)]
+        top = [r.id for r in sorted(done, key=lambda r: (r.normalized_metric, r.id))[:2]]
+        not_top += sorted(kept[step]) != sorted(top)
+    assert not_top >= 1  # the fake scores rank the children; random growth kept others at least once
+
+
 def test_driver_selects_top_k_and_replay_retraces_it(tmp_path: Path) -> None:
     run, rows = fake_search(tmp_path, p=0.4, top_k=2, max_steps=3)
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
@@ -211,11 +256,14 @@ def test_cli_set_with_a_wrong_type_names_the_field(tmp_path: Path) -> None:
     assert "Traceback" not in result.output and not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("eta", [1, 3])
-def test_a_replay_with_the_runs_own_settings_reproduces_its_kept_sets(tmp_path: Path, eta: int) -> None:
+@pytest.mark.parametrize("eta,selection", [(1, "beam"), (3, "beam"), (3, "random")])
+def test_a_replay_with_the_runs_own_settings_reproduces_its_kept_sets(tmp_path: Path, eta: int,
+                                                                      selection: str) -> None:
     """The search and the report's replay run one loop (``algorithm.run_steps``) and one halving rule, so a
-    replay with the run's own K, p, eta and seed keeps exactly what the search kept, step by step."""
-    run, rows = fake_search(tmp_path, p=0.6, top_k=2, max_steps=3, halving_eta=eta, iterations=9)
+    replay with the run's own K, p, eta and seed keeps exactly what the search kept, step by step (random
+    growth included: its draws are the rules' too)."""
+    run, rows = fake_search(tmp_path, p=0.6, top_k=2, max_steps=3, halving_eta=eta, iterations=9,
+                            selection=selection)
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
         settings, rungs = ledger.settings(), ledger.rungs()
         recorded = tuple(tuple(ledger.kept(s) or ()) for s in range(max(r.step for r in rows) + 1))

@@ -93,3 +93,21 @@ def test_bench_acceptance_makes_its_photo_patches_and_judges_pair_by_pair(tmp_pa
     assert "| within noise |" in good and "| better |" in good and "Every run passes" in good
     worse = acceptance.markdown([row([12.0, 13.0, 14.0], [10.0, 11.0, 12.0], [12.0, 13.0, 14.0])])
     assert "| worse |" in worse and "FAILED: r" in worse
+
+
+@pytest.mark.slow  # four tiny searches' worth of subprocesses
+def test_bench_power_runs_beam_and_random_growth_and_pairs_their_final_models(tmp_path: Path) -> None:
+    sets = [f"{k}={json.dumps(v)}" for k, v in {**TINY, "max_steps": 1, "final_iterations": 2, "halving_eta": 1}.items()
+            if k not in ("cache_dir", "baseline")]
+    args = [sys.executable, str(BENCHMARKS / "bench_power.py"), "--out", str(tmp_path), "--preset", "shapes",
+            "--seeds", "0", *[a for kv in sets for a in ("--set", kv)]]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:] + out.stdout[-2000:]
+    result = json.loads((tmp_path / "power.json").read_text())
+    assert [r["run"] for r in result["runs"]] == ["beam-s0", "random-s0"]
+    options = json.loads((tmp_path / "random-s0" / "options.json").read_text())
+    assert options["selection"] == "random" and options["metric"] == TINY["metric"]
+    (head,) = result["beam_vs_random"]
+    assert head["beam"]["scores"] == result["runs"][0]["final"]  # compare and --against score alike
+    assert head["verdict"] in ("better", "worse", "within noise")
+    assert "Beam against random growth:" in (tmp_path / "power.md").read_text()

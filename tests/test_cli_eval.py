@@ -97,6 +97,14 @@ def test_ref_command(app, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     (path,) = (tmp_path / "refstats").iterdir()
     assert "8px-32" in path.name and str(path) in result.output
+    # KID's reference is the real images' features themselves, cached beside FID's statistics.
+    result = CliRunner().invoke(app, ["ref", "--data", "synthetic:n=64,res=16", "--resolution", "8",
+                                      "--metric", "kid32", "--cache-dir", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (features,) = (p for p in (tmp_path / "refstats").iterdir() if p != path)
+    assert "features" in features.name and str(features) in result.output and "(32 images)" in result.output
+    is_ = CliRunner().invoke(app, ["ref", "--data", "synthetic:n=64,res=16", "--resolution", "8", "--metric", "is50"])
+    assert is_.exit_code == 0 and "nothing to precompute (it uses no real data)" in is_.output
 
 
 def test_eval_of_a_real_checkpoint(tmp_path):

@@ -169,3 +169,87 @@ def test_compare_says_when_the_search_kept_the_proggan_route(tmp_path: Path) -> 
     assert "ProgGAN's own architecture" in (run / "compare.md").read_text()
     assert runner.invoke(app, ["report", str(run)]).exit_code == 0
     assert "own architecture: no grown layer beat" in (run / "report" / "index.html").read_text()
+
+
+def test_compare_against_another_search_pairs_both_final_models_on_held_out_seeds(tmp_path: Path) -> None:
+    beam, rand = tmp_path / "beam", tmp_path / "random"
+    run_search(beam, tiny(max_steps=1, final_iterations=2), progress=False)
+    run_search(rand, tiny(max_steps=1, final_iterations=2, selection="random"), progress=False)
+    result = runner.invoke(app, ["compare", str(beam), "--against", str(rand), "--eval-seeds", "3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((beam / "compare-against" / "random.json").read_text())
+    assert report["eval_seeds"] == heldout_seeds(0, 3) and report["differs"] == {"selection": ["beam", "random"]}
+    config = load_run_config(beam)
+    for key, run in (("final", beam), ("other_final", rand)):  # each score is that run's final model's, on that seed
+        with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+            final = ledger.final()
+        assert final is not None and report[key]["checkpoint"] == str(run / final.checkpoint)
+        assert report[key]["name"].startswith(f"candidate {final.candidate}")
+        assert report[key]["scores"] == [pytest.approx(score_checkpoint(run / final.checkpoint, config, s)["value"])
+                                         for s in heldout_seeds(0, 3)]
+    pairs = zip(report["final"]["scores"], report["other_final"]["scores"], strict=True)
+    assert report["paired"]["differences"] == pytest.approx([o - f for f, o in pairs])
+    assert report["verdict"] == Paired(report["paired"]["differences"]).verdict
+    assert "final model is **" in (beam / "compare-against" / "random.md").read_text()
+    other = tmp_path / "other-metric"
+    run_search(other, tiny(max_steps=1, final_iterations=2, metric="swd16"), progress=False)
+    clash = runner.invoke(app, ["compare", str(beam), "--against", str(other)])
+    assert clash.exit_code == 2 and "differ in metric ('swd32' against 'swd16')" in clash.output
+
+
+def test_compare_chooses_its_threads_reuses_what_the_search_trained_and_caps_equal_compute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare once ran with one torch/BLAS thread per core (the search picks them from the free cores) and was
+    19x slower on a busy machine; it scored (a) again when (a) is the final model's own checkpoint; and (b) at
+    paper scale trains as long as the whole search: above --equal-compute-limit it is left out, and says so."""
+    from dggan.search import compare as compare_module
+
+    run = tmp_path / "run"  # no layer may be added: the final model is the ProgGAN route's snapshot
+    run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=4, max_g_layers=0, max_d_layers=0,
+                         threads=None, final_pick_candidates=3, final_pick_seeds=2, final_snapshots=2,
+                         initial_channels=[8, 16], halving_eta=3),  # more compute than the route: (b) trains
+               progress=False)
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        final = ledger.final()
+    assert final is not None and final.extra["proggan_route"] is True
+    asked: list[int | None] = []
+    real = compare_module.set_threads
+    monkeypatch.setattr(compare_module, "set_threads", lambda n=None: asked.append(n) or real(n))
+    with Ledger.open(run / "baseline" / "ledger.sqlite", readonly=True) as ledger:
+        before = len(ledger.candidates())
+    result = runner.invoke(app, ["compare", str(run), "--eval-seeds", "2", "--equal-compute-limit", "1",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert asked == [None]  # chosen from the free cores, as the search does (the run sets no threads)
+    report = json.loads((run / "compare.json").read_text())
+    assert report["equal_compute"] is None and report["final_vs_equal_compute"] is None
+    assert "(b) left out" in report["equal_compute_skipped"] and "--equal-compute-limit" in result.output
+    assert report["equal_training"]["scores"] == report["final"]["scores"]  # one network, one number
+    assert any("not scored twice" in n for n in report["notes"])
+    with Ledger.open(run / "baseline" / "ledger.sqlite", readonly=True) as ledger:
+        assert len(ledger.candidates()) == before  # (a) was the search's own: nothing trained
+    from dggan.analysis.headline import comparison_text
+
+    assert "left out" in comparison_text(report)
+    # Without the limit (b) continues the baseline from its last point in one task, scored once.
+    again = runner.invoke(app, ["compare", str(run), "--eval-seeds", "2", "--threads", "1", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert asked[-1] == 1
+    report = json.loads((run / "compare.json").read_text())
+    with Ledger.open(run / "baseline" / "ledger.sqlite", readonly=True) as ledger:
+        rows, rungs = ledger.candidates(), ledger.rungs()
+    added = rows[before:]
+    assert len(added) == 1 and added[0].route_iterations == report["search_iterations"]
+    assert len([g for g in rungs if g.candidate == added[0].id]) == 1  # no halving rungs: only its end point
+    assert "trains ProgGAN" in again.output and "scorings" in again.output
+
+
+def test_the_report_shows_a_compare_that_left_equal_compute_out() -> None:
+    from dggan.analysis.report.render import _compare_html
+
+    c = Comparison("run", "swd512", 16, [1, 2], Scored("final", "f", 4800, [1.0, 2.0]),
+                   Scored("a", "a", 4800, [1.0, 2.0]), None, 2 * 10**8,
+                   equal_compute_skipped="(b) left out: ProgGAN with the search's whole compute would train ...")
+    text = _compare_html(c.to_dict())
+    assert "left out" in text and "200,000,000" in text and "(b) left out: ProgGAN" in text
+    assert "(b) ProgGAN, the search's whole compute | 200,000,000 | left out" in c.markdown()

@@ -164,3 +164,18 @@ def test_status_shows_device_hours_and_counts_a_killed_session(tmp_path: Path) -
     assert "over 2 session(s), 1 of them running or ended without a clean close" in after
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
         assert ledger.session_seconds() == pytest.approx(600.0 + ledger.sessions()[1].seconds)
+
+
+def test_a_row_recorded_since_the_running_sessions_last_heartbeat_is_not_unrecorded() -> None:
+    """A fresh run's `dggan status` said "the device of 2 record(s) is not recorded": rows written after the
+    running session's last heartbeat (up to 30 s old) fell outside every session. A session that has not ended
+    lasts until the next one starts."""
+    from dggan.search.cost import where_it_ran
+
+    running = [SessionRow("s", 100.0, 130.0, False, "cpu", 1)]
+    assert where_it_ran({}, 150.0, running, {"device": "auto"}) == ("cpu", 1, False)
+    # A killed session is followed by another: rows of the second are the second's, not the killed one's.
+    both = [SessionRow("a", 100.0, 130.0, False, "cpu", 1), SessionRow("b", 200.0, 260.0, True, "cuda", 1)]
+    assert where_it_ran({}, 150.0, both, {}) == ("cpu", 1, False)
+    assert where_it_ran({}, 250.0, both, {}) == ("cuda", 1, False)
+    assert where_it_ran({}, 400.0, both, {})[2] is True  # after a session that ended: not known

@@ -90,7 +90,7 @@ def one_line_error(result: Any, needle: str, code: int = 2) -> None:
     ({"metric": "fid16", "rung_metric": "fid8"}, "weights-inception-2015-12-05", False),
     ({"metric": "fid16", "rung_metric": "fid8", "inception_weights": "/no/such.pth"}, "does not exist", False),
     ({"inception_weights": "/etc/passwd", "metric": "fid16", "rung_metric": "fid8"},
-     "is not a plain tensor state dict", False),
+     "is not a torch file of Inception-v3 weights", False),
     ({"baseline": {"8": 1.0}}, "no value for resolution(s) [16]", False),
 ])
 def test_what_cannot_work_fails_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -223,17 +223,29 @@ def test_damaged_checkpoints_and_ledgers_are_one_line_errors(tmp_path: Path) -> 
         one_line_error(runner.invoke(app, ["report", str(run)]), "ledger")
 
 
+def stopped_before_the_final_training(run: Path) -> None:
+    """A finished run as it was when killed right before its final training (a run's settings cannot be edited
+    to ask for one: the ledger holds them)."""
+    import shutil
+
+    with Ledger.open(run / "ledger.sqlite") as ledger:
+        ledger._conn.execute("DELETE FROM final")
+        if ledger._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'final_scores'").fetchone():
+            ledger._conn.execute("DELETE FROM final_scores")
+        ledger._conn.commit()
+    shutil.rmtree(run / "best", ignore_errors=True)
+
+
 def test_a_missing_best_checkpoint_stops_the_final_training(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    config = fast(final_iterations=0, baseline="none")
-    run_search(run, config, progress=False)  # no final training: baseline none and 0 final iterations
-    # Ask for a final training now that the best candidate's checkpoint is gone.
+    config = fast(final_iterations=2, baseline="none")
+    run_search(run, config, progress=False)
+    stopped_before_the_final_training(run)
+    # The final training is next, and the best candidate's checkpoint is gone.
     with Ledger.open(run / "ledger.sqlite") as ledger:
         best = min((r for r in ledger.candidates(status=Status.DONE) if r.resolution == 16),
                    key=lambda r: (r.normalized_metric, r.id))
     (run / best.checkpoint).unlink()  # type: ignore[operator]
-    options = json.loads((run / "options.json").read_text())
-    (run / "options.json").write_text(json.dumps({**options, "final_iterations": 2}))
     with pytest.raises(SearchError, match=f"candidate {best.id}'s checkpoint, which is missing"):
         run_search(run, resume=True, progress=False)
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
@@ -351,16 +363,16 @@ def _descendants(pid: int) -> set[int]:
 # ---------------------------------------------------------------------- 7 and 8. smaller wrongs
 def test_continuing_a_checkpoint_keeps_its_data(tmp_path: Path) -> None:
     base = ["train", "--iterations", "4", "--batch-size", "8", "--channels", "8", "--latent-size", "8",
-            "--max-resolution", "16", "--no-progress", "--run-dir", str(tmp_path)]
-    assert runner.invoke(app, [*base, "--data", "synthetic:n=32,res=16,seed=5"]).exit_code == 0
-    ckpt = next(tmp_path.iterdir()) / "checkpoint.safetensors"
+            "--max-resolution", "16", "--no-progress"]
+    assert runner.invoke(app, [*base, "--data", "synthetic:n=32,res=16,seed=5", "--run-dir",
+                               str(tmp_path / "a")]).exit_code == 0
+    ckpt = tmp_path / "a" / "checkpoint.safetensors"
     result = runner.invoke(app, [*base[:1], "--from", str(ckpt), "--iterations", "6", "--no-progress",
-                                 "--run-dir", str(tmp_path)])
+                                 "--run-dir", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
-    resumed = next(p for p in tmp_path.iterdir() if p.name.endswith("-resumed"))
-    assert json.loads((resumed / "options.json").read_text())["data"] == "synthetic:n=32,res=16,seed=5"
+    assert json.loads((tmp_path / "b" / "options.json").read_text())["data"] == "synthetic:n=32,res=16,seed=5"
     other = runner.invoke(app, [*base[:1], "--from", str(ckpt), "--iterations", "6", "--no-progress",
-                                "--run-dir", str(tmp_path), "--data", "synthetic:n=32,res=16"])
+                                "--run-dir", str(tmp_path / "c"), "--data", "synthetic:n=32,res=16"])
     assert other.exit_code == 0 and "continuing on 'synthetic:n=32,res=16' as asked" in other.output
 
 
@@ -407,9 +419,9 @@ def test_a_genome_file_is_checked_field_by_field(tmp_path: Path, edit: Any, need
 def test_a_binary_genome_or_settings_file_is_one_line(tmp_path: Path) -> None:
     blob = tmp_path / "blob.json"
     blob.write_bytes(bytes(range(256)) * 4)
-    one_line_error(runner.invoke(app, ["genome", "show", str(blob)]), "not a genome file (binary")
+    one_line_error(runner.invoke(app, ["genome", "show", str(blob)]), "not a genome file: binary")
     one_line_error(runner.invoke(app, ["search", "--config", str(blob), "--run-dir", str(tmp_path / "r")]),
-                   "not a settings file (binary")
+                   "not a settings file: binary")
     assert not (tmp_path / "r").exists()
 
 
@@ -421,7 +433,7 @@ def test_a_binary_genome_or_settings_file_is_one_line(tmp_path: Path) -> None:
     ("metric=swd1000000000000000000000", "metric: 'swd1000000000000000000000' asks for"),
     ("kernels=[]", "kernels and filters must each list at least one value"),
     ("latent_size=true", "latent_size must be an integer, got true"),
-    ("initial_channels=[32.5]", "initial_channels must be a list of an integer"),
+    ("initial_channels=[32.5]", "initial_channels must be a list of integers"),
     ("data=synthetic:num_images=abc", "num_images (n)=abc must be a whole number"),
     ("data=synthetic:n=99999999999999999999999", "must be in [1, 2,147,483,647]"),
 ])
@@ -468,7 +480,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("flags,needle", [
-    (["--device", "tpu"], "--device must be cpu, cuda or cuda:N, got 'tpu'"),
+    (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     (["--seed", "-1"], "--seed must be >= 0, got -1"),
     (["--seed", "99999999999"], "--seed must be <= 4,294,967,295"),
 ])
@@ -569,9 +581,8 @@ def test_a_mistyped_run_dir_answers_without_loading_torch(tmp_path: Path) -> Non
 
 def test_a_relative_resume_records_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    run_search("run", fast(final_iterations=0), progress=False)  # no final training yet
-    options = json.loads((tmp_path / "run" / "options.json").read_text())
-    (tmp_path / "run" / "options.json").write_text(json.dumps({**options, "final_iterations": 2}))
+    run_search("run", fast(final_iterations=2), progress=False)
+    stopped_before_the_final_training(tmp_path / "run")  # the final training is what the resume does
     result = runner.invoke(app, ["search", "--resume", "run", "--no-progress"])
     assert result.exit_code == 0, result.output
     recorded = json.loads((tmp_path / "run" / "best" / "metrics.json").read_text())["checkpoint"]

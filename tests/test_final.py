@@ -175,7 +175,65 @@ def test_final_training_keeps_the_best_and_the_last_snapshot_and_records_every_p
         table = list(csv.DictReader(f))
     assert [r["kept"] for r in table] == ["", "", "RUN/best", "", "RUN/best/last"]
     assert [float(r["metric"]) for r in table] == pytest.approx([p["metric"] for p in curve])
-    assert [float(r["ProgGAN (same route iterations)"]) for r in table] == pytest.approx([p["proggan"] for p in curve])
+    assert [float(r["ProgGAN (same route iterations, same seed)"]) for r in table] == pytest.approx(
+        [p["proggan"] for p in curve])
+
+
+# ---------------------------------------------------------------------- one number for one network
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_the_proggan_route_is_one_network_with_one_number(tmp_path: Path) -> None:
+    """When the final model is the ProgGAN route, every number of it (the pick, each point of the final training,
+    its stats, the curve the report plots, the headline) is 1.000 of ProgGAN: each selection-seed score is divided
+    by ProgGAN scored with that same seed, and here ProgGAN is the very model scored."""
+    # RUN/best then holds the baseline's checkpoint: the fake scores it as it scores the baseline's 16 px model.
+    same_as_baseline = CurveExecutor(penalty=0.5, final=lambda iteration: 1.0 + 0.2 * 16 / 32 - 0.001 * iteration)
+    run = search(tmp_path / "run", same_as_baseline, final_pick_candidates=3, final_pick_seeds=3)
+    with ledger_of(run) as ledger:
+        final, picks, points = ledger.final(), ledger.final_scores("pick"), ledger.final_scores("point")
+        pick = json.loads(ledger.get_meta("final_pick") or "{}")
+    assert final is not None and final.extra["proggan_route"] is True
+    route = next(c for c in pick["candidates"] if c["proggan_route"])
+    assert route["scores"] == pytest.approx([1.0] * 3) and route["std"] == 0.0  # the seeds' offsets cancel
+    assert len({g.seed for g in picks}) == 3 and all(g.extra["baseline_same_seed"] for g in picks)
+    assert len(points) == 5 and all(g.normalized_metric == pytest.approx(1.0) for g in points)
+    assert all(g.extra["baseline"] == g.metric and g.extra["baseline_seed"] == g.seed for g in points)
+    assert final.normalized_metric == pytest.approx(1.0)
+    curve = final_training_curve(run)
+    assert all(p["proggan"] == p["metric"] and p["proggan_same_seed"] for p in curve)
+    stats = [json.loads(line) for line in (run / "best" / "stats.jsonl").read_text().splitlines()]
+    assert [s["normalized"] for s in stats if "final_point" in s] == pytest.approx([1.0] * 5)
+    # One iteration count: the log gives every point in route iterations, as the headline does.
+    log = (run / "log.txt").read_text()
+    assert "final training point 5/5 (80 route iterations, 40 of 40 final iterations)" in log
+    assert "(iteration " not in log
+    from dggan.analysis.headline import headline
+
+    line = headline(run).lines()[0]
+    assert "is the ProgGAN route itself" in line and "80 route iterations, 40 of them the final training" in line
+    assert "1.000 of ProgGAN trained as long, being the same network" in line and "the search's seed 0" in line
+
+
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_a_grown_final_model_is_normalised_by_proggan_on_the_same_seed(tmp_path: Path) -> None:
+    """A grown pick's selection-seed scores are divided by ProgGAN at the same route iterations scored with the
+    same seed (the baseline's checkpoint there, scored once more), not by the baseline curve (the search's seed)."""
+    from dggan.search.baseline import BaselineCurve
+
+    executor = CurveExecutor(penalty=-0.5, final=hump)
+    run = search(tmp_path / "run", executor, final_pick_candidates=3, final_pick_seeds=2)
+    with ledger_of(run) as ledger:
+        final, points, picks = ledger.final(), ledger.final_scores("point"), ledger.final_scores("pick")
+        curve = BaselineCurve.from_json(ledger.get_meta("baseline") or "")
+    assert final is not None and final.extra["proggan_route"] is False
+    for g in [*picks, *points]:
+        searched = curve.value(16, g.route_iterations)[0]  # the curve: the search's seed 0
+        assert g.extra["baseline_seed"] == g.seed and g.extra["baseline_same_seed"] is True
+        # CurveExecutor's draws differ by 0.01 x (seed mod 7): the same-seed ProgGAN carries the point's offset.
+        assert g.extra["baseline"] == pytest.approx(searched + 0.01 * (g.seed % 7))
+        assert g.normalized_metric == pytest.approx(g.metric / g.extra["baseline"])
+    proggan_tasks = [t for t in executor.tasks if "baseline" in Path(t.out_dir).parts and t.until is not None
+                     and int(t.eval_options["seed"]) != 0]
+    assert proggan_tasks and all(t.until == t.train["iterations"] - 1 for t in proggan_tasks)  # scored, not trained
 
 
 def _is_final(task: CandidateTask) -> bool:
@@ -222,8 +280,8 @@ def test_a_real_final_training_killed_between_segments_resumes_exactly(tmp_path:
     calls = {"n": 0}
     real = driver_module.Search._log_point
 
-    def stop_after_first_point(self: Search, score: Any, count: int) -> None:
-        real(self, score, count)
+    def stop_after_first_point(self: Search, score: Any, count: int, start_route: int) -> None:
+        real(self, score, count, start_route)
         calls["n"] += 1
         if calls["n"] == 2:
             raise Interrupted  # after the second point is recorded, before the next segment

@@ -5,9 +5,11 @@ arithmetic (GPU-busy time, targets, preset cost, report) is right. The CUDA runs
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -16,9 +18,18 @@ import torch
 
 from dggan.data import SyntheticShapes
 from dggan.model.genome import Genome
+from dggan.training.cuda_graphs import reset_graphs_in_process
 from dggan.training.trainer import TrainConfig, Trainer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+
+
+@pytest.fixture(autouse=True)
+def _graphs_allowed_again() -> Iterator[None]:
+    """A capture failure turns graphs off for the process: each test starts as a fresh process would."""
+    reset_graphs_in_process()
+    yield
+    reset_graphs_in_process()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +52,8 @@ def test_targets_and_report(gpu_check: ModuleType) -> None:
     def row(ch: int, res: int, precision: str, mode: str, img: float, busy: float) -> dict[str, object]:
         wall = 16 / img * 1e3
         return {"label": "", "channels": ch, "latent": 128, "res": res, "precision": precision, "mode": mode,
-                "channels_last": precision == "bf16", "wall_ms": wall, "busy_ms": busy, "kernels_per_step": 600,
+                "channels_last": precision == "bf16", "tf32": False, "wall_ms": wall, "busy_ms": busy,
+                "kernels_per_step": 600,
                 "img_per_s": img, "wall_over_busy": wall / busy, "peak_mib": 100, "top_kernels": []}
 
     table = [row(128, 8, "fp32", "graphed", 5000, 3.0), row(512, 32, "fp32", "eager", 480, 23.1),
@@ -62,16 +74,22 @@ def test_targets_and_report(gpu_check: ModuleType) -> None:
     results.update(checks={"x": {"ok": True, "seconds": 1.0}}, targets=gpu_check.targets(results),
                    preset_cost=cost, device="H200")
     md = gpu_check.markdown(results)
-    assert "| 512 | 128 | 32 | bf16 | graphed | NHWC |" in md and "4 processes under MPS" in md and "GPU-days" in md
+    assert "| 512 | 128 | 32 | bf16 | off | graphed | NHWC |" in md  # TF32 off, said in every row
+    assert "4 processes under MPS" in md and "GPU-days" in md
 
 
-def test_correctness_checks_run_on_the_cpu(gpu_check: ModuleType) -> None:
-    ctx = gpu_check.Ctx("cpu", dry=True, quick=True, deadline=time.perf_counter() + 600,
-                        results={"checks": {}})
-    for name, group, fn in gpu_check.CHECKS:
-        if group == "correctness":
-            gpu_check.run_check(ctx, name, fn)
-    checks = ctx.results["checks"]
+def test_quick_dry_run_passes_on_the_cpu(tmp_path: Path) -> None:
+    """``--dry-run --quick`` as one would type it: every correctness check (graphs through GraphedStep on the
+    emulated backend), the search's defaults check, one timing row; the capture failure last."""
+    result = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--quick", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = json.loads((tmp_path / "gpu_check.json").read_text())
+    checks = out["checks"]
+    correctness = {"graphs_match_eager", "train_together_graphs", "bf16_graphs_match", "capture_failure_falls_back",
+                   "resume_graphs", "divergence_graphs", "no_host_sync", "bf16_graphs", "fade_in_identity",
+                   "defaults_free_memory"}
+    assert set(checks) == correctness and list(checks)[-1] == "capture_failure_falls_back"
     assert all(entry["ok"] for entry in checks.values()), {k: v.get("error") for k, v in checks.items()}
     assert checks["graphs_match_eager"]["result"]["fade_in"]["captures"] == 2  # the key changed at the fade's end
     assert checks["graphs_match_eager"]["result"]["fade_in"]["graphs"]["self_checks_passed"] == 2
@@ -81,6 +99,28 @@ def test_correctness_checks_run_on_the_cpu(gpu_check: ModuleType) -> None:
     fallback = checks["capture_failure_falls_back"]["result"]
     assert fallback["graphs"]["mode"] == "fell back" and fallback["max_abs_diff"] == 0.0
     assert "operation not permitted when stream is capturing" in fallback["graphs"]["why"]
+    assert fallback["trainer_after"]["why"].startswith("CUDA graphs are off in this process: capture failed")
+    freed = checks["defaults_free_memory"]["result"]["candidates"]
+    assert [(c["graphs"], c["trainers_built"], c["trainers_alive"]) for c in freed] == [
+        ("graphed", 1, 0), ("graphed", 2, 0), ("graphed", 3, 0)]
+    [row] = out["table"]
+    assert (row["mode"], row["precision"], row["tf32"], row["res"]) == ("graphed", "fp32", False, 8)
+    assert "several" not in out and not out.get("checks_skipped")
+    assert "| fp32 | off | graphed |" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_the_help_says_what_the_device_needs(gpu_check: ModuleType) -> None:
+    doc = gpu_check.__doc__
+    assert "--quick" in doc and "What the device needs" in doc and "torch" in doc and "no network" in doc
+    assert "None of it has run on a GPU yet" in doc  # (its times are estimates)
+
+
+def test_quick_checks_stop_at_the_budget(gpu_check: ModuleType) -> None:
+    ctx = gpu_check.Ctx("cpu", dry=True, quick=True, deadline=time.perf_counter() - 1, results={"checks": {}})
+    gpu_check.run_check(ctx, "fade_in_identity", gpu_check.fade_in_identity, budgeted=True)
+    assert ctx.results["checks"] == {} and ctx.results["checks_skipped"] == ["fade_in_identity"]
+    gpu_check.run_check(ctx, "fade_in_identity", gpu_check.fade_in_identity)  # not budgeted: runs all the same
+    assert ctx.results["checks"]["fade_in_identity"]["ok"]
 
 
 @pytest.mark.slow

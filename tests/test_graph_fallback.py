@@ -6,7 +6,9 @@ else; a changed learning rate recaptures; the memory estimate counts what graphs
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,10 +17,26 @@ from dggan.data import SyntheticShapes
 from dggan.errors import ConfigError
 from dggan.model.genome import Genome
 from dggan.model.memory import check_fits, estimate
-from dggan.training.cuda_graphs import Backend, CudaBackend, EmulatedBackend, EmulatedGraph, first_mismatch
+from dggan.training.cuda_graphs import (
+    Backend,
+    CudaBackend,
+    EmulatedBackend,
+    EmulatedGraph,
+    first_mismatch,
+    graphs_off_in_process,
+    reset_graphs_in_process,
+)
 from dggan.training.trainer import TrainConfig, Trainer
 
 CFG = TrainConfig(iterations=10, batch_size=8, log_every=5, seed=11)
+
+
+@pytest.fixture(autouse=True)
+def _graphs_allowed_again() -> Iterator[None]:
+    """A capture failure turns graphs off for the process: each test starts as a fresh process would."""
+    reset_graphs_in_process()
+    yield
+    reset_graphs_in_process()
 
 
 def emulated(genome: Genome, data: SyntheticShapes, cfg: TrainConfig = CFG) -> tuple[Trainer, EmulatedBackend]:
@@ -72,9 +90,12 @@ def test_capture_end_raising_restores_the_stream_and_falls_back(tiny_genome: Gen
     eager = Trainer(tiny_genome, CFG, tiny_data)
     graphed, backend = emulated(tiny_genome, tiny_data)
     backend.fail_end = error
-    with pytest.warns(RuntimeWarning, match="training continues eagerly"):
+    with pytest.warns(RuntimeWarning) as caught:
         for _ in range(6):
             assert torch.equal(eager.step(), graphed.step())
+    assert [str(w.message).split(":")[0] for w in caught] == [
+        "CUDA graphs off for this trainer, training continues eagerly", f"CUDA graphs off for the rest of process"
+        f" {os.getpid()}"]  # this trainer's, then the process's (once)
     assert_same_state(eager, graphed)
     assert backend.current is backend.default  # the capture stream did not stay current
     log = events(backend)
@@ -84,7 +105,7 @@ def test_capture_end_raising_restores_the_stream_and_falls_back(tiny_genome: Gen
     assert "replay@default" not in log
     record = graphed.graph_record()
     assert record["mode"] == "fell back" and record["captures"] == 0
-    assert record["why"] == f"capture failed: {type(error).__name__}: {error}"
+    assert record["why"] == f"capture failed: {type(error).__name__}: {error}" == graphs_off_in_process()
 
 
 def test_a_body_that_raises_in_capture_is_the_reported_error(tiny_genome: Genome, tiny_data: SyntheticShapes) -> None:

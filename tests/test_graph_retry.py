@@ -5,6 +5,7 @@ monkeypatching, and run through ``EmulatedBackend``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,18 @@ from dggan.search.ledger import Ledger
 from dggan.search.state import Status
 from dggan.search.watch import graphs_line, read_status
 from dggan.search.worker import CandidateTask, run_candidate, run_candidates
-from dggan.training.cuda_graphs import EmulatedBackend
+from dggan.training.cuda_graphs import EmulatedBackend, reset_graphs_in_process
 from dggan.training.trainer import Trainer
 
 STICKY = "CUDA error: an illegal memory access was encountered (simulated)"
+
+
+@pytest.fixture(autouse=True)
+def _graphs_allowed_again() -> Iterator[None]:
+    """A capture failure turns graphs off for the process: each test starts as a fresh process would."""
+    reset_graphs_in_process()
+    yield
+    reset_graphs_in_process()
 
 
 def task(tmp_path: Path, genome: Genome, cid: int = 1, **train: Any) -> CandidateTask:
@@ -105,17 +114,18 @@ def test_candidates_trained_together_retry_alone(tmp_path: Path, tiny_genome: Ge
 
 
 def test_how_candidates_ran_reaches_the_ledger_and_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A whole tiny search "graphed" through the emulated backend: one candidate's capture fails (it falls
-    back), one's replays fail after the first (retried eagerly), the others run graphed."""
+    """A whole tiny search "graphed" through the emulated backend, in one process: the second candidate's replays
+    fail after the first (retried eagerly), the third's capture fails (it falls back, and graphs go off for the
+    process: every later candidate falls back before any capture), the first runs graphed."""
     monkeypatch.setattr(trainer_mod, "graphs_enabled", lambda device_type, flag: flag)
     made: list[Trainer] = []
 
     def graphed_step(self: Trainer, backend: Any = None) -> Any:
         backend = EmulatedBackend(self.graph_state)
         made.append(self)
-        if len(made) == 2:
-            backend.fail_end = RuntimeError("operation not permitted when stream is capturing")
         if len(made) == 3:
+            backend.fail_end = RuntimeError("operation not permitted when stream is capturing")
+        if len(made) == 2:
             replays = iter(range(10**6))
             original = backend.new_graph
 
@@ -143,17 +153,18 @@ def test_how_candidates_ran_reaches_the_ledger_and_status(tmp_path: Path, monkey
     with pytest.warns(RuntimeWarning, match="capture failed"):
         run_search(run, tiny(iterations=8, max_steps=1, baseline="none", final_iterations=0), progress=False)
     with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
-        rows = ledger.candidates()
-    modes = {r.id: r.extra["graphs"]["mode"] for r in rows}
-    assert sorted(modes.values()).count("graphed") == len(rows) - 2, modes
-    fell = next(r for r in rows if modes[r.id] == "fell back")
-    retried = next(r for r in rows if modes[r.id] == "retried eagerly")
-    assert all(r.status == Status.DONE for r in rows)
+        rows = sorted(ledger.candidates(), key=lambda r: r.id)
+    assert len(rows) >= 4 and all(r.status == Status.DONE for r in rows)
+    graphs = [r.extra["graphs"] for r in rows]
+    capture = "capture failed: RuntimeError: operation not permitted when stream is capturing"
+    assert [g["mode"] for g in graphs] == ["graphed", "retried eagerly"] + ["fell back"] * (len(rows) - 2)
+    assert graphs[2]["why"] == capture
+    assert all(g["why"] == f"CUDA graphs are off in this process: {capture}" and g["captures"] == 0
+               for g in graphs[3:])
     line = graphs_line(rows)
     why = f"graphed training failed: RuntimeError: {STICKY}"[:100]
-    assert line == (f"graphs: {len(rows) - 2} graphed, 1 fell back, 1 retried eagerly (c{fell.id:05d}: capture"
-                    f" failed: RuntimeError: operation not permitted when stream is capturing; c{retried.id:05d}:"
-                    f" {why})"), line
+    assert line is not None and line.startswith(f"graphs: {len(rows) - 2} fell back, 1 graphed, 1 retried eagerly"
+                                                f" (c{rows[1].id:05d}: {why}; c{rows[2].id:05d}: {capture}"), line
     assert line in read_status(run).lines()
 
 

@@ -45,7 +45,11 @@ def test_metric_names_carry_budgets():
     assert (parse_metric("swd16k").kind, parse_metric("swd16k").num_fake) == ("swd", 16_000)
     assert parse_metric("swd1k").num_fake == 1000 and parse_metric("swd512").num_fake == 512
     assert parse_metric("fid2k").num_real == 2000
-    for bad in ("kid10k", "fid", "fid10m", "swd-1k", "fid1", "is5"):
+    kid = parse_metric("kid10k")
+    assert (kid.kind, kid.num_fake, kid.num_real, kid.lower_is_better, kid.needs_inception) == ("kid", 10_000, 10_000,
+                                                                                                True, True)
+    assert not parse_metric("swd1k").needs_inception and parse_metric("is50k").needs_inception
+    for bad in ("xyz10k", "fid", "fid10m", "swd-1k", "fid1", "is5", "kid1"):
         with pytest.raises(MetricError):
             parse_metric(bad)
 
@@ -116,7 +120,7 @@ def test_weights_holding_objects_are_refused(tmp_path):
 
     path = tmp_path / "evil.pth"
     torch.save({"x": _NotATensor()}, path)
-    with pytest.raises(MetricError, match="not a plain tensor state dict"):
+    with pytest.raises(MetricError, match="is not a torch file of Inception-v3 weights"):
         InceptionFeatures(path)
 
 
@@ -220,7 +224,7 @@ class _CountingExtractor:
 @pytest.fixture
 def counting_extractor(monkeypatch) -> _CountingExtractor:
     extractor = _CountingExtractor()
-    monkeypatch.setattr("dggan.metrics.api.get_inception", lambda weights=None, device="cpu": extractor)
+    monkeypatch.setattr("dggan.metrics.job.get_inception", lambda weights=None, device="cpu": extractor)
     refstats._MEMO.clear()
     yield extractor
     refstats._MEMO.clear()

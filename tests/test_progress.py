@@ -61,3 +61,30 @@ def test_tqdm_arguments_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     bar.close()
     assert out.getvalue().splitlines()[0].startswith("train: 10/10 it done")
     assert len(out.getvalue().splitlines()) == 1
+
+
+def test_a_plain_line_says_the_iterations_and_the_time_left(tmp_path) -> None:
+    """compare's piped progress said "rung 2/2: 0/1 cand done [8.0 min]" dozens of times: the lines now carry the
+    iterations the batch has trained (from each task's stats.jsonl) and the time left at that rate."""
+    import json
+    from types import SimpleNamespace
+
+    from dggan.search.runner import IterationProgress
+
+    folder = tmp_path / "c00012"
+    folder.mkdir()
+    (folder / "stats.jsonl").write_text(json.dumps({"iteration": 4800}) + "\n")  # where it continues from
+    task = SimpleNamespace(out_dir=str(folder), until=None, train={"iterations": 6200}, continue_from=None)
+    now = [0.0]
+    detail = IterationProgress([task], clock=lambda: now[0])  # type: ignore[list-item]
+    assert detail() == "0/1,400 iterations"
+    with open(folder / "stats.jsonl", "a") as f:
+        f.write(json.dumps({"iteration": 5500}) + "\n")
+    now[0] = 70.0  # 700 iterations in 70 s: 700 more take 70 s
+    assert detail() == "700/1,400 iterations, about 70 s left"
+    out = io.StringIO()
+    bar = P.PlainProgress(total=1, desc="ProgGAN for comparison", unit="cand", stream=out, heartbeat=None,
+                          detail=detail)
+    bar._write()
+    assert out.getvalue().startswith("ProgGAN for comparison: 0/1 cand done; 700/1,400 iterations, about 70 s"
+                                     " left [")

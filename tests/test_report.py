@@ -402,3 +402,71 @@ def test_inline_json_survives_any_ledger_text(tmp_path: Path) -> None:
     data = json.loads(parser.pieces["cand-data"][0])
     errors = {row[0]: row[data["columns"].index("error")] for row in data["rows"]}
     assert errors[2] == hostile
+
+
+# ---------------------------------------------------------------------- pictures that do not mislead (#30)
+def test_commands_in_backticks_are_code_and_published_tables_of_other_data_are_collapsed() -> None:
+    from dggan.analysis.report import render
+    from dggan.metrics.paper import published_tables
+
+    assert render._text("run `dggan compare runs/demo` <now>") == \
+        "run <code>dggan compare runs/demo</code> &lt;now&gt;"  # was shown with its backticks
+    table1 = published_tables()["table1"]
+    assert render._published_html(table1, "digits").startswith('<details class="published">')
+    assert render._published_html(table1, "cifar10:/data/c10").startswith('<p class="muted">Published (Table 1')
+
+
+def test_the_overview_counts_the_final_trainings_scoring_as_the_cost_split_does() -> None:
+    """It read "candidate 8: done, 0 s" beside "final training 22 s" in the split: the ProgGAN route's final
+    training trains nothing (the baseline had), and its 22 s are the scoring of its points."""
+    from dggan.analysis.report import render
+    from dggan.search.ledger import FinalRow
+    from dggan.search.state import Status
+
+    final = FinalRow(8, Status.DONE, 12.3, 1.0, {"proggan_route": True, "eval_seconds": 22.0}, 4200, 0.0, "b", None)
+    text = render._final_text(final)
+    assert "22 s" in text and "scoring 22 s" in text and "training 0 s" in text and "ProgGAN route" in text
+
+
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_the_replay_of_the_runs_own_k_and_p_reaches_the_runs_best_grown_candidate(tmp_path: Path) -> None:
+    """The ProgGAN route enters only the final pick (no replay draws it): the real search's row of the replay is
+    its best grown candidate, so its own K and p retrace it, and the route is reported on its own."""
+    from fixtures.fake_executor import CurveExecutor
+
+    from dggan.analysis import analyses
+    from dggan.analysis.report.compute import _replay, read_run
+    from dggan.search.driver import run_search
+
+    run = tmp_path / "run"
+    run_search(run, tiny(baseline="auto", max_steps=2, final_pick_candidates=3), executor=CurveExecutor(penalty=0.5),
+               progress=False)
+    data = read_run(run)
+    route = next(r for r in data.rows if r.extra.get("proggan_route"))
+    index = analyses.ReplayIndex(data.rows, data.key, settings=data.settings, rungs=data.rungs)
+    actual = index.actual()
+    assert actual.best_id != route.id and actual.best_score > route.normalized_metric
+    own = index.run(data.k, data.p, int(data.settings["seed"]))
+    assert own.best_id == actual.best_id and own.best_score == actual.best_score
+    replay = _replay(data, 2)
+    assert replay["proggan_route"] == {"id": route.id, "score": pytest.approx(1.0)}
+    assert replay["actual"].cost == sum(1 for r in data.rows if r.status.finished and not r.extra.get("proggan_route"))
+
+
+def test_the_tree_goes_round_the_steps_a_route_skips_and_narrow_axes_get_readable_ticks() -> None:
+    from matplotlib.figure import Figure
+
+    xs, ys = P._around((0, 2), (3, 0))
+    assert (xs[0], ys[0]) == (0, 2) and (xs[-1], ys[-1]) == (3, 0)
+    # between the steps it skips the path stays above rank 0, where no node is (it ran through ranks 1 and 0)
+    assert all(y < 0 for x, y in zip(xs, ys, strict=True) if 0 < x < 3)
+    ax = Figure().subplots()
+    P._ratio_axis(ax, [1.05, 1.2, 1.3])  # one power of two in range gave one tick
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert len(ticks) >= 2 and all(P._ratio_label(t) for t in ticks)
+    ax = Figure().subplots()
+    P._score_axis(ax, [0.9, 1.0, 1.4])  # a log axis over less than a decade read "1.2x10^0"
+    assert ax.get_yscale() == "linear"
+    P._score_axis(ax, [0.5, 40.0])
+    assert ax.get_yscale() == "log"

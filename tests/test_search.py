@@ -291,6 +291,11 @@ def test_presets_are_valid() -> None:
     assert preset("lsun-bedroom").target_resolution == 256 and preset("lsun-bedroom").latent_size == 512
     assert preset("demo").data == "digits"  # the main job runs on real images (was: synthetic)
     assert preset("shapes").data.startswith("synthetic")
+    # The planted advantage (#27): the shapes search with ProgGAN starved to width 8, kernel 7 on offer, and
+    # nothing else changed (benchmarks/README.md measures what that plants).
+    planted, shapes = preset("planted").to_dict(), preset("shapes").to_dict()
+    assert {k for k in planted if planted[k] != shapes[k]} == {"initial_channels", "kernels"}
+    assert tuple(planted["initial_channels"]) == (8,) and tuple(planted["kernels"]) == (3, 7)
     assert preset("cifar10").fade_iterations == 19_200 and preset("cifar10").baseline == "auto"
     from dggan.cli.search import PRESET_NAMES
     from dggan.search.config import PRESETS

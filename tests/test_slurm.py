@@ -46,18 +46,29 @@ def task(cid: int, out: Path) -> CandidateTask:
                          data="synthetic", metric="swd32")
 
 
+def stand_ins(bin_dir: Path, **scripts: str) -> None:
+    """Shell stand-ins for SLURM's commands (name -> script body) in ``bin_dir``."""
+    bin_dir.mkdir(exist_ok=True)
+    for name, script in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IEXEC)
+
+
+A_GPU_CLUSTER = {"srun": "exit 0", "sacct": "exit 0", "sinfo": "echo 'cpu*|2|(null)'; echo 'gpu|16|gpu:a100:4(S:0-1)'"}
+
+
 def test_sbatch_options_come_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dggan.errors import SearchError
 
     bin_dir = tmp_path / "bin"  # stand-ins for SLURM's commands: sbatch keeps the script it was given
     bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    # A PATH with nothing on it, whatever this machine has installed (a login node has a real srun).
+    system_path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(bin_dir))
     with pytest.raises(SearchError, match="no srun on the PATH"):
         executor_for(tiny(slurm_cluster="slurm"), tmp_path / "run")
-    sbatch = f'cp "$1" {tmp_path}/script.sh\necho "Submitted batch job 4242"'
-    for name, script in (("srun", "exit 0"), ("sbatch", sbatch)):
-        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
-        (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{system_path}")  # the stand-ins shadow a real SLURM
+    stand_ins(bin_dir, **A_GPU_CLUSTER, sbatch=f'cp "$1" {tmp_path}/script.sh\necho "Submitted batch job 4242"')
     config = tiny(slurm_cluster="slurm", slurm_partition="gpu", slurm_gpus=2, slurm_cpus_per_task=8,
                   slurm_time_min=600, slurm_extra={"account": "lab", "mem": "64G", "exclusive": True},
                   slurm_setup=["module load cuda"])
@@ -77,6 +88,94 @@ def test_sbatch_options_come_from_the_settings(tmp_path: Path, monkeypatch: pyte
         tiny(slurm_cluster="k8s")
     with pytest.raises(Exception, match="slurm_extra"):
         tiny(slurm_extra={"account": ["a", "b"]})
+
+
+def test_requests_follow_the_device_and_are_checked_against_the_partition(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dggan.errors import SearchError
+    from dggan.search.preflight import check_executor
+    from dggan.search.slurm import Partition, job_request, partition_info
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    stand_ins(tmp_path, **A_GPU_CLUSTER)
+    cpu, gpu = partition_info(None), partition_info("gpu")
+    assert cpu == Partition("cpu", 2, 0) and gpu == Partition("gpu", 16, 4)  # the default partition is starred
+    # Defaults: a GPU where the partition has them (device auto or cuda), none on a CPU partition; 4 CPUs or fewer.
+    assert job_request(cpu, None, None, "auto") == (0, 2) and job_request(gpu, None, None, "auto") == (1, 4)
+    assert job_request(gpu, None, None, "cpu") == (0, 4) and job_request(gpu, None, None, "cuda") == (1, 4)
+    with pytest.raises(SearchError, match=r"have no GPU\(s\) \(sinfo\): sbatch would refuse .*slurm_gpus=0"):
+        job_request(cpu, 1, None, "auto")
+    with pytest.raises(SearchError, match="at most 2 CPUs .* wait forever; --set slurm_cpus_per_task=2"):
+        job_request(cpu, 0, 4, "auto")
+    with pytest.raises(SearchError, match="asks for GPUs, but the nodes of partition 'cpu' have none"):
+        job_request(cpu, None, None, "cuda")
+    with pytest.raises(SearchError, match="no partition 'big' here \\(sinfo lists: cpu, gpu\\)"):
+        partition_info("big")
+    # Before any work: preflight refuses the defaults that cannot run, in one line.
+    with pytest.raises(SearchError, match="slurm_cpus_per_task=8"):
+        check_executor(tiny(slurm_cluster="slurm", slurm_gpus=None, slurm_cpus_per_task=8))
+    check_executor(tiny(slurm_cluster="slurm", slurm_gpus=None, slurm_cpus_per_task=None))  # fits: no error
+    stand_ins(tmp_path, sacct="echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1")
+    with pytest.raises(SearchError, match="needs SLURM's job accounting .*accounting storage is disabled"):
+        check_executor(tiny(slurm_cluster="slurm"))
+
+
+def test_pending_jobs_say_why_in_the_progress_line_and_status(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as clock
+
+    from dggan.search.slurm import pending_summary
+    from dggan.search.watch import _waiting_message
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    stand_ins(tmp_path, squeue=f'echo "$@" > {tmp_path}/asked\n'
+                              "printf 'PENDING|Resources\\nRUNNING|None\\nPENDING|Resources\\nPENDING|Priority\\n'")
+    said = pending_summary(["4242_0", "4242_1", "4242_2", "4243"])
+    assert said == "SLURM: 1 running, 3 pending (Resources: 2, Priority: 1)"
+    assert "-j 4242_0,4242_1,4242_2,4243" in (tmp_path / "asked").read_text()
+    stand_ins(tmp_path, squeue="printf 'RUNNING|None\\n'")
+    assert pending_summary(["1"]) is None  # nothing pending: nothing to say (the line is cleared)
+    shown = _waiting_message(json.dumps({"message": said, "at": clock.time() - 90}))
+    assert shown is not None and shown.startswith(said) and "ago)" in shown
+    assert _waiting_message("") is None and _waiting_message("not json") is None
+
+
+def test_a_refused_submission_is_one_line_and_leaves_the_candidates_pending(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from dggan.errors import SearchError
+    from dggan.search.state import Status
+
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    stand_ins(tmp_path / "bin", **A_GPU_CLUSTER,
+              sbatch="echo 'sbatch: error: Invalid generic resource (gres) specification' >&2; exit 1")
+    run = tmp_path / "run"
+    with pytest.raises(SearchError, match="SLURM refused the jobs of candidates 1: .*Invalid generic resource"):
+        run_search(run, tiny(slurm_cluster="slurm", slurm_partition="gpu"), progress=False)
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        assert [r.status for r in ledger.candidates()] == [Status.PENDING]  # not shown running
+
+
+def test_a_lost_job_says_everything_submitit_said() -> None:
+    from submitit.core.utils import UncompletedJobError
+
+    from dggan.search.slurm import _result_of
+
+    class Lost:
+        def result(self) -> Any:
+            raise UncompletedJobError("Job 12_0 (task: 0) with path /x/12_0_0_result.pkl\n"
+                                      "has not produced any output (state: CANCELLED)\nError stream produced:")
+
+    said = _result_of(Lost())
+    assert said == ("Job 12_0 (task: 0) with path /x/12_0_0_result.pkl | has not produced any output (state:"
+                    " CANCELLED) | Error stream produced:")
+
+
+def test_the_poll_interval_is_a_setting(tmp_path: Path) -> None:
+    executor = executor_for(tiny(slurm_poll_s=0.2), tmp_path / "run")
+    assert executor.poll_s == 0.2  # type: ignore[attr-defined]
+    assert executor_for(tiny(), tmp_path / "run2").poll_s == 0.5  # type: ignore[attr-defined]  # local default
+    with pytest.raises(Exception, match="slurm_poll_s must be in"):
+        tiny(slurm_poll_s=0)
 
 
 def test_a_preempted_job_requeues_the_same_task() -> None:

@@ -4,10 +4,10 @@ The small public API, one hop from here (imported on first use, so ``import dgga
 
 - the architecture: ``Genome`` (the single source of truth), growth ``Action``s and ``apply_action``,
   the ``Generator``/``Discriminator`` built from a genome, ``inherit_weights``;
-- training: ``TrainConfig``, ``Trainer`` (WGAN-GP, fade-in, EMA), ``WGANGP``, checkpoints;
+- training: ``TrainConfig``, ``Trainer`` (a loss by name: WGAN-GP or R1; fade-in, EMA), ``WGANGP``, checkpoints;
 - the search: ``SearchConfig``/``preset``, Algorithm 1's ``Rules``, ``run_search``, the ``Ledger`` and
   candidate ``Status``;
-- metrics: ``evaluate`` (FID/IS through torch-fidelity, SWD); data: ``open_dataset``;
+- metrics: ``evaluate`` (FID/IS/KID through torch-fidelity, SWD; kinds registered by name); data: ``open_dataset``;
 - errors: every user-fixable error is a ``DgganError``.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ._util.lazy import lazy_getattr
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Action", "ActionSpace", "GrowthLimits", "apply_action", "valid_actions"), "model.actions"),

@@ -15,6 +15,7 @@ RUN/
                           tables.json, tables.md; best/last/ the final training's last snapshot;
                           best-snapshot.safetensors the best so far while the final training runs
   compare.json, .md       dggan compare (compare-baseline/: its ProgGAN when the baseline is not auto)
+  compare-against/        dggan compare --against OTHER: OTHER.json, .md (this final model against another's)
   report/                 dggan report
 ```
 Paths stored in the ledger are relative to the run folder, so a run can be moved or copied whole.
@@ -201,6 +202,11 @@ class RunLayout:
     def compare_md(self) -> Path:
         return self.root / "compare.md"
 
+    def compare_against(self, other: Path) -> tuple[Path, Path]:
+        """``dggan compare RUN --against OTHER``: this run's final model against another search's (.json, .md)."""
+        stem = self.root / "compare-against" / (Path(other).resolve().name or "run")
+        return stem.with_suffix(".json"), stem.with_suffix(".md")
+
     @property
     def compare_baseline(self) -> RunLayout:
         """The ProgGAN route ``dggan compare`` trains when the run's baseline is not ``auto``."""
@@ -257,6 +263,9 @@ def check_new_run_dir(run_dir: str | Path, flag: str = "--run-dir") -> None:
         full = run_dir.exists() and any(run_dir.iterdir())
     except OSError as exc:
         raise SearchError(f"{flag} {run_dir}: cannot read it ({exc.strerror}); choose a new {flag}") from None
+    if full and (run_dir / OPTIONS_NAME).is_file() and not (run_dir / LEDGER_NAME).is_file():
+        raise SearchError(f"{run_dir} holds {OPTIONS_NAME} but no {LEDGER_NAME}: a search was stopped while it made"
+                          f" the folder, before any work; delete the folder and start again, or choose a new {flag}")
     if full:
         raise SearchError(f"{run_dir} already exists and is not empty; resume it with --resume {run_dir}"
                           f" or choose a new {flag}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,52 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
         f.write(json.dumps(obj, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+MAX_JSON_FILE = 16 * 2**20  # a genome or settings file is a few kB; anything this big is not one
+
+
+class JSONFileError(ValueError):
+    """A JSON input file that cannot be used; the message names the problem (the caller adds the file's role)."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise JSONFileError(f"the key {key!r} appears twice (which one was meant?)")
+        out[key] = value
+    return out
+
+
+def parse_json(text: str) -> Any:
+    """JSON with the mistakes a hand-edited file makes refused: a key given twice, nesting too deep to be data."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise JSONFileError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise JSONFileError("nested too deeply to be a dggan file") from None
+
+
+def read_json_file(path: str | Path, max_bytes: int = MAX_JSON_FILE) -> Any:
+    """The parsed JSON of a small input file, refusing what would hang or exhaust memory before reading it: a named
+    pipe or device (``/dev/zero``), a folder, a file larger than ``max_bytes``; and binary or malformed content.
+    Raises ``JSONFileError`` (or ``OSError`` for a file that cannot be opened)."""
+    path = Path(path)
+    info = path.stat()  # FileNotFoundError / PermissionError: the caller's OSError branch
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe, socket or device)"
+        raise JSONFileError(f"{kind}; give a JSON file")
+    if info.st_size > max_bytes:
+        raise JSONFileError(f"{info.st_size:,} bytes, far larger than any dggan file of this kind"
+                            f" (at most {max_bytes:,}); is it the right file?")
+    with path.open("rb") as f:  # read at most the limit, should the file grow meanwhile
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise JSONFileError(f"larger than {max_bytes:,} bytes; is it the right file?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JSONFileError("binary, not UTF-8 JSON text") from None
+    return parse_json(text)

@@ -4,6 +4,8 @@ tqdm draws nothing when stderr is not a TTY (``nohup``, a batch system's log), s
 hours would print nothing within it. ``progress_bar`` is a drop-in for the ``tqdm(...)`` the search uses: on a
 terminal it is tqdm; otherwise a ``PlainProgress`` that writes one plain line per finished item (at most one
 every ``min_interval`` seconds, the last always) and, while nothing finishes, a line every ``heartbeat`` seconds.
+``detail`` (a callable) adds what moves inside an item to every line, e.g. iterations trained and the time left,
+so a heartbeat says more than "0/1 done".
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from .durations import duration
@@ -23,8 +26,9 @@ class PlainProgress:
 
     def __init__(self, total: int | None = None, desc: str = "", unit: str = "it", *, initial: int = 0,
                  stream: IO[str] | None = None, heartbeat: float | None = HEARTBEAT_S, min_interval: float = 0.0,
-                 clock: Any = time.monotonic, **_tqdm_only: Any):
+                 clock: Any = time.monotonic, detail: Callable[[], str] | None = None, **_tqdm_only: Any):
         self.total, self.desc, self.unit = total, desc, unit
+        self.detail = detail
         self.n = initial
         self.postfix = ""
         self._stream = stream
@@ -42,7 +46,15 @@ class PlainProgress:
     def line(self) -> str:
         of = f"/{self.total}" if self.total is not None else ""
         extra = f", {self.postfix}" if self.postfix else ""
-        return f"{self.desc}: {self.n}{of} {self.unit} done{extra} [{duration(self._clock() - self._start)}]"
+        inside = ""
+        if self.detail is not None and (self.total is None or self.n < self.total):
+            try:
+                inside = self.detail()
+            except Exception:  # a progress line must never stop the work it reports on
+                inside = ""
+        inside = f"; {inside}" if inside else ""
+        return (f"{self.desc}: {self.n}{of} {self.unit} done{inside}{extra}"
+                f" [{duration(self._clock() - self._start)}]")
 
     def _write(self) -> None:
         stream = self._stream or sys.stderr
@@ -84,13 +96,14 @@ class PlainProgress:
 
 
 def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", disable: bool | None = None, *,
-                 min_interval: float = 0.0, **kwargs: Any) -> Any:
+                 min_interval: float = 0.0, detail: Callable[[], str] | None = None, **kwargs: Any) -> Any:
     """tqdm on a terminal; ``PlainProgress`` when stderr is not one (and progress is wanted: ``disable`` not True).
     ``disable=None`` is tqdm's "only on a terminal", which this replaces with plain lines elsewhere.
     ``min_interval``: seconds between plain lines (0: one per update, right for candidates; a training loop
-    that updates per iteration wants ~30)."""
+    that updates per iteration wants ~30). ``detail``: plain lines only (on a terminal the trainer's own bar shows
+    its iterations)."""
     from tqdm.auto import tqdm
 
     if disable is True or sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit=unit, disable=disable, **kwargs)
-    return PlainProgress(total=total, desc=desc, unit=unit, min_interval=min_interval, **kwargs)
+    return PlainProgress(total=total, desc=desc, unit=unit, min_interval=min_interval, detail=detail, **kwargs)

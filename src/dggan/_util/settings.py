@@ -46,7 +46,10 @@ def type_name(tp: Any) -> str:
         if option is type(None):
             names.append("null")
         elif typing.get_origin(option) is tuple:
-            names.append(f"a list of {type_name(typing.get_args(option)[0])}")
+            item = typing.get_args(option)[0]
+            plural = {int: "integers", float: "numbers", str: "strings"}.get(item, type_name(item))
+            example = {int: " (e.g. [8, 16], 8,16 or 8)", float: " (e.g. [0.5, 1] or 0.5)"}.get(item, "")
+            names.append(f"a list of {plural}{example}")
         elif option is dict or typing.get_origin(option) is dict:
             names.append("a JSON object")
         elif option is float:
@@ -133,6 +136,8 @@ def _convert_one(value: Any, tp: Any) -> Any:
             # A list of text (slurm_setup) takes a plain string as ONE item: "module load x" is one shell line,
             # never three. Lists of numbers accept "3,5" or "3 5".
             value = [value] if item is str else [part for part in value.replace(",", " ").split() if part]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # --set initial_channels=8 (JSON 8): a list of one
         if not isinstance(value, (list, tuple)):
             raise ValueError
         return tuple(_convert_one(v, item) for v in value)

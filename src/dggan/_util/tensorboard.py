@@ -8,11 +8,23 @@ instead of failing the candidate or the search it watches.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 INSTALL_HINT = "pip install 'dggan[tb]'"
+_previous_hook = threading.excepthook
+
+
+def _quiet_writer_threads(args: Any) -> None:
+    """tensorboard writes events from a thread of its own; an OSError there (the run folder deleted, a full disk)
+    would print a traceback in the middle of a search. Logging is best effort: let it go quietly."""
+    run = getattr(args.thread, "run", None)
+    module = getattr(getattr(run, "__func__", run), "__module__", "") or ""
+    if isinstance(args.exc_value, OSError) and module.startswith("tensorboard."):
+        return
+    _previous_hook(args)
 
 
 def available() -> bool:
@@ -35,6 +47,9 @@ class Board:
             return
         from torch.utils.tensorboard import SummaryWriter
 
+        if threading.excepthook is not _quiet_writer_threads:
+            threading.excepthook = _quiet_writer_threads
+        self._dir = Path(log_dir)
         try:
             self._writer = SummaryWriter(str(log_dir), purge_step=purge_step, flush_secs=flush_secs)
         except Exception:  # noqa: BLE001 (best effort, see the module's docstring)
@@ -46,6 +61,9 @@ class Board:
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         if self._writer is None:
+            return
+        if not self._dir.is_dir():  # the folder was deleted: writing on would only fail, in another thread
+            self._writer = None
             return
         try:
             getattr(self._writer, method)(*args, **kwargs)

@@ -310,18 +310,18 @@ class ReplayIndex:
         ``eta`` > 1 successive halving prunes each step's children by their recorded rung scores (a child
         without a score at a rung, because the real search pruned it earlier, drops out there)."""
         rules = Rules(top_k=k, p=p, seed=seed, space=self.rules.space, limits=self.rules.limits,
-                      max_steps=self.rules.max_steps, key=self.key)
-        replay = _Replay(self, eta, k)
+                      max_steps=self.rules.max_steps, key=self.key, selection=self.rules.selection)
+        replay = _Replay(self, eta, k, rules)
         run_steps(rules, replay)
         best = self.best(replay.visited if eta <= 1 else (r for r in replay.visited if r.status == Status.DONE))
         return ReplayRun(k, float(p), seed, None if best is None else score(best, self.key),
                          None if best is None else best.id, len(replay.visited), replay.iterations, eta,
                          tuple(replay.kept))
 
-    def survivors(self, kids: list[CandidateRow], eta: int,
-                  k: int | None) -> tuple[list[CandidateRow], dict[int, int]]:
+    def survivors(self, kids: list[CandidateRow], eta: int, k: int | None, rules: Rules | None = None,
+                  step: int = 0) -> tuple[list[CandidateRow], dict[int, int]]:
         """(children that reach their whole budget, {pruned child: rung it stopped at}), decided by
-        ``algorithm.halve`` on the recorded rung scores, as the search decided."""
+        ``algorithm.halve`` on the recorded rung scores, as the search decided (random growth: ``rules``' draws)."""
         if eta <= 1:
             return kids, {}
         stopped: dict[int, int] = {}
@@ -332,7 +332,7 @@ class ReplayIndex:
                 g = self.rung_scores.get(c.id, {}).get(rung)
                 return None if g is None else g.normalized_metric
 
-            alive, stop = halve(alive, rung_score, eta, k)
+            alive, stop = halve(alive, rung_score, eta, k, None if rules is None else rules.rung_rng(step, rung))
             stopped.update({c.id: rung for c in stop})
         return alive, stopped
 
@@ -352,8 +352,10 @@ class ReplayIndex:
         return best_candidate(visited, self.target_resolution, self.key, exact=True)
 
     def actual(self) -> ReplayRun:
-        """The real search as a replay row: its best at the target resolution and every trained candidate."""
-        trained = [r for r in self.rows.values() if _trained(r)]
+        """The real search as a replay row: its best at the target resolution and every trained candidate. The
+        ProgGAN route's row (``proggan_route``) is left out: the search adds it only in the final pick, and no
+        replay draws it, so with the run's own K, p and seed the replay reaches exactly this best."""
+        trained = [r for r in self.rows.values() if _trained(r) and not r.extra.get("proggan_route")]
         best = self.best(trained)
         return ReplayRun(
             None,
@@ -366,12 +368,17 @@ class ReplayIndex:
         )
 
 
+    def proggan_route(self) -> CandidateRow | None:
+        """The ProgGAN route's row that the search's final pick added (auto baseline), or None."""
+        return next((r for r in self.rows.values() if r.extra.get("proggan_route") and _trained(r)), None)
+
+
 class _Replay:
     """``algorithm.Steps`` over a recorded search: a step's children are the recorded ones of the drawn pairs;
     those that successive halving lets through compete for the next parents."""
 
-    def __init__(self, index: ReplayIndex, eta: int, k: int | None):
-        self.index, self.eta, self.k = index, eta, k
+    def __init__(self, index: ReplayIndex, eta: int, k: int | None, rules: Rules):
+        self.index, self.eta, self.k, self.rules = index, eta, k, rules
         self.visited: list[CandidateRow] = list(index.initial)
         self.iterations = sum(index.trained(r, None) for r in index.initial)
         self.kept: list[tuple[int, ...]] = []
@@ -389,7 +396,7 @@ class _Replay:
         kids = [child for parent, action in pairs
                 if (child := self.index.children.get((parent.id, action_key(action)))) is not None]  # type: ignore[arg-type]
         self.visited += kids
-        survivors, stopped_at = self.index.survivors(kids, self.eta, self.k)
+        survivors, stopped_at = self.index.survivors(kids, self.eta, self.k, self.rules, step)
         self.iterations += sum(self.index.trained(r, stopped_at.get(r.id)) for r in kids)
         self._current = survivors
 

@@ -59,6 +59,8 @@ class Headline:
     run_dir: str = "RUN"
     proggan_route: bool = False  # the final model's architecture is the ProgGAN route's: no grown layer won
     cost: list[str] = field(default_factory=list)  # search.cost.RunCost.lines()
+    seed: int | None = None  # the evaluation seed of the reported number (the search's seed)
+    final_iterations: int | None = None  # of the route iterations, those of the final training
 
     @property
     def ok(self) -> bool:
@@ -67,14 +69,21 @@ class Headline:
     def sentence(self) -> str:
         if not self.ok:
             return f"No result yet: {self.reason}"
-        m = f"{self.metric} {self.final_metric:.4g}"
-        its = f"{self.route_iterations:,} iterations" if self.route_iterations else "its training"
+        seed = f" with the search's seed {self.seed}" if self.seed is not None else ""
+        m = f"{self.metric} {self.final_metric:.4g}{seed}"
+        its = "its training"
+        if self.route_iterations:  # route iterations everywhere: the count the tables, the log and compare give
+            its = f"{self.route_iterations:,} route iterations"
+            if self.final_iterations:
+                its += f", {self.final_iterations:,} of them the final training"
         head = f"The final model (candidate {self.candidate}, {self.target_resolution}px) scores {m}"
         if self.proggan_route and self.baseline_kind in ("auto", "run"):
-            trained = f"; ProgGAN trained as long scores {self.baseline_value:.4g}" if self.baseline_value else ""
+            same = (": 1.000 of ProgGAN trained as long, being the same network"
+                    if self.final_normalized is not None and round(self.final_normalized, 3) == 1.0 else
+                    f"; ProgGAN trained as long scores {self.baseline_value:.4g}" if self.baseline_value else "")
             return (f"No grown architecture beat ProgGAN at equal training: the final model (candidate"
                     f" {self.candidate}, {self.target_resolution}px) is the ProgGAN route itself, scoring {m} after"
-                    f" {its}{trained}.")
+                    f" {its}{same}.")
         if self.baseline_kind in ("auto", "run") and self.baseline_value and self.final_normalized is not None:
             ratio = self.final_normalized
             if round(ratio, 2) == 1.0:
@@ -118,13 +127,17 @@ def _paired(c: dict[str, Any], key: str) -> str:
 
 def comparison_text(c: dict[str, Any]) -> str:
     """``dggan compare``'s result (compare.json) in one sentence: both ProgGANs, paired, and the floor."""
-    a, b = c["equal_training"], c["equal_compute"]
+    a, b = c["equal_training"], c.get("equal_compute")
     held = " held-out" if c.get("eval_seeds_held_out") else ""
     text = (f"Re-scored over {len(c['eval_seeds'])}{held} evaluation seeds: final {c['final']['mean']:.4g} ±"
             f" {c['final']['std']:.2g}; ProgGAN at equal training {a['mean']:.4g} ± {a['std']:.2g}"
-            f" ({_paired(c, 'equal_training')}); ProgGAN with the search's whole compute"
-            f" ({b['route_iterations']:,} iterations) {b['mean']:.4g} ± {b['std']:.2g}"
-            f" ({_paired(c, 'equal_compute')}).")
+            f" ({_paired(c, 'equal_training')}); ")
+    if b:
+        text += (f"ProgGAN with the search's whole compute ({b['route_iterations']:,} route iterations)"
+                 f" {b['mean']:.4g} ± {b['std']:.2g} ({_paired(c, 'equal_compute')}).")
+    else:
+        text += (f"ProgGAN with the search's whole compute ({c['search_iterations']:,} route iterations) left out"
+                 " (above dggan compare's --equal-compute-limit).")
     floor = c.get("floor")
     if floor:
         text += (f" Real-vs-real floor ({floor['method']}, {floor['metric']}): {floor['mean']:.4g} ±"
@@ -186,4 +199,6 @@ def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final:
         baseline_value=final.extra.get("baseline"), baseline_kind=final.extra.get("baseline_kind"),
         route=route_text(route_of(rows, final.candidate)), comparison=comparison,
         samples=samples if samples.is_file() else None, run_dir=str(run_dir),
-        proggan_route=is_proggan_route(layout, rows, final), cost=cost.lines() if cost is not None else [])
+        proggan_route=is_proggan_route(layout, rows, final), cost=cost.lines() if cost is not None else [],
+        seed=settings.get("seed") if isinstance(settings.get("seed"), int) else None,
+        final_iterations=(final.extra.get("snapshot") or {}).get("final_iterations"))

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Patch
-from matplotlib.ticker import FuncFormatter, LogLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from ..model.genome import Genome, LayerSpec, d_plan, g_plan
 from ..search.ledger import CandidateRow
@@ -43,6 +43,35 @@ def _ratio_label(x: float, _pos: object = None) -> str:
     if abs(math.log2(x) - e) > 1e-6:
         return ""
     return f"{2**e}" if e >= 0 else f"1/{2**-e}"
+
+
+def _legend_outside(ax: object, **kwargs: object) -> None:
+    """The legend to the right of the axes: inside, "best" still covers a point when every corner holds one."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, **kwargs)
+
+
+def _ratio_axis(ax: object, ratios: Sequence[float]) -> None:
+    """A log2 G-to-D ratio axis with at least two labelled powers of two around the data (a narrow spread of ratios
+    otherwise gets one tick, or matplotlib's "1.2x10^0" minor labels)."""
+    lo = min(ratios, default=1.0)
+    hi = max(ratios, default=1.0)
+    a, b = math.floor(math.log2(max(lo, 1e-12))), math.ceil(math.log2(max(hi, 1e-12)))
+    if b == a:  # every ratio a power of two: one below and one above it too
+        a, b = a - 1, b + 1
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(2.0**a / 1.15, 2.0**b * 1.15)
+    ax.xaxis.set_major_locator(FixedLocator([2.0**e for e in range(a, b + 1)]))
+    ax.xaxis.set_major_formatter(FuncFormatter(_ratio_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _score_axis(ax: object, scores: Sequence[float]) -> None:
+    """Log scale only where the scores span more than a decade; plain numbers on the ticks either way."""
+    finite = [v for v in scores if v > 0 and math.isfinite(v)]
+    if finite and max(finite) / min(finite) > 10:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def params_text(n: int) -> str:
@@ -110,18 +139,17 @@ def plot_capacity(cap: Capacity, key: ScoreKey = "normalized_metric") -> bytes:
                 label="best candidate's route",
             )
             ax.scatter([route[-1].g2d_ratio], [route[-1].score], s=120, marker="*", color=ROUTE_COLOR, zorder=4)
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_locator(LogLocator(base=2))
-        ax.xaxis.set_major_formatter(FuncFormatter(_ratio_label))
+        shown = [p for p in pts if not zoom or p.score < cap.zoom_threshold]
+        _ratio_axis(ax, [p.g2d_ratio for p in (shown or pts)])
         if key == "normalized_metric":
             ax.axhline(1.0, color="gray", lw=0.8, ls="--")
         ax.set_xlabel("G-to-D #parameters ratio")
         ax.set_ylabel(_score_label(key))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # the zoomed view may be empty
-            ax.legend(fontsize=8, loc="upper right")
+            _legend_outside(ax)
     if pts:
-        ax_all.set_yscale("log")
+        _score_axis(ax_all, [p.score for p in pts])
     ax_all.set_title(f"All candidates with a score ({len(pts)})")
     ax_zoom.set_title(f"Zoom: candidates with score < {cap.zoom_threshold:g}")
     return _png(fig)
@@ -129,7 +157,7 @@ def plot_capacity(cap: Capacity, key: ScoreKey = "normalized_metric") -> bytes:
 
 # ---------------------------------------------------------------------- 2. effect of each action
 def plot_action_effects(effects: Sequence[ActionEffect]) -> bytes:
-    fig = Figure(figsize=(max(8.0, 0.42 * len(effects) + 2), 7.5), layout="constrained")
+    fig = Figure(figsize=(max(8.0, 0.42 * len(effects) + 3), 7.5), layout="constrained")
     ax_share, ax_ratio = fig.subplots(2, 1, sharex=True)
     x = np.arange(len(effects))
     colors = [KIND_COLORS.get(e.kind, "gray") for e in effects]
@@ -148,7 +176,8 @@ def plot_action_effects(effects: Sequence[ActionEffect]) -> bytes:
     ax_ratio.set_ylabel("child / parent score (mean ± std)")
     ax_ratio.set_xticks(x)
     ax_ratio.set_xticklabels([e.label for e in effects], rotation=60, ha="right", fontsize=8)
-    ax_ratio.legend(handles=[Patch(color=c, label=k) for k, c in KIND_COLORS.items()], fontsize=8)
+    ax_ratio.legend(handles=[Patch(color=c, label=k) for k, c in KIND_COLORS.items()], loc="upper left",
+                    bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
     for ax in (ax_share, ax_ratio):
         ax.grid(axis="y", alpha=0.3)
     return _png(fig)
@@ -170,25 +199,33 @@ def plot_pruning_risk(risks: Sequence[PruningRisk]) -> bytes:
     ax.set_ylim(-3, 103)
     ax.set_title("Pruning risk: how likely parents are to have good children")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return _png(fig)
 
 
 # ---------------------------------------------------------------------- the final training
-def plot_final_training(points: Sequence[dict], metric: str) -> bytes:
+def plot_final_training(points: Sequence[dict], metric: str, same_network: bool = False) -> bytes:
     """The metric at each scored point of the final training (``search.watch.final_training_curve``) beside
-    ProgGAN's at the same route iterations; the point kept as RUN/best starred, the last one ringed."""
-    fig = Figure(figsize=(7, 4.5))
+    ProgGAN's at the same route iterations; the point kept as RUN/best starred, the last one ringed. Each point
+    says its seed; ProgGAN scored with the same seed draws as one curve with the final model when
+    ``same_network`` (the final model is the ProgGAN route: one network, one curve)."""
+    fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.subplots()
-    x = [p["final_iterations"] for p in points]
+    x = [p["route_iterations"] for p in points]
     ours = [np.nan if p["metric"] is None else p["metric"] for p in points]
     seeds = sorted({p["seed"] for p in points if p.get("seed") is not None})
-    ax.plot(x, ours, "o-", color=ROUTE_COLOR,
-            label=f"final model (selection seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})")
-    proggan = [(xi, p["proggan"]) for xi, p in zip(x, points, strict=True) if p.get("proggan") is not None]
-    if proggan:
-        ax.plot(*zip(*proggan, strict=True), "s--", color="#7f7f7f",
-                label="ProgGAN at the same route iterations (the search's seed)")
+    seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    same_seed = all(p.get("proggan_same_seed") for p in points)
+    if same_network:
+        ax.plot(x, ours, "o-", color=ROUTE_COLOR,
+                label=f"final model = the ProgGAN route: one network, one curve ({seed_text})")
+    else:
+        ax.plot(x, ours, "o-", color=ROUTE_COLOR, label=f"final model ({seed_text})")
+        proggan = [(xi, p["proggan"]) for xi, p in zip(x, points, strict=True) if p.get("proggan") is not None]
+        if proggan:
+            which = "the same seed" if same_seed else "the search's seed: compare shapes, not values"
+            ax.plot(*zip(*proggan, strict=True), "s--", color="#7f7f7f",
+                    label=f"ProgGAN at the same route iterations ({which})")
     for p, xi, yi in zip(points, x, ours, strict=True):
         if p.get("chosen"):
             ax.plot([xi], [yi], marker="*", markersize=16, color="#2ca02c", linestyle="none",
@@ -196,17 +233,21 @@ def plot_final_training(points: Sequence[dict], metric: str) -> bytes:
         if p.get("last") and not p.get("chosen"):
             ax.plot([xi], [yi], marker="o", markersize=13, markerfacecolor="none", color="#1f77b4",
                     linestyle="none", label="last (RUN/best/last)")
-    ax.set_xlabel("iterations of final training")
+    start = points[0]["route_iterations"] if points else 0
+    ax.set_xlabel(f"route iterations (the final training starts at {start:,})")
     ax.set_ylabel(f"{metric} (lower is better)")
     ax.set_title("The final training, scored at its snapshots")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8)  # below: it covered points inside
     return _png(fig)
 
 
 # ---------------------------------------------------------------------- 4. K and p replay
-def plot_replay(cells: Sequence[ReplayCell], actual: ReplayRun, k_real: int, p_real: float) -> bytes:
-    fig = Figure(figsize=(15, 4.8), layout="constrained")
+def plot_replay(cells: Sequence[ReplayCell], actual: ReplayRun, k_real: int, p_real: float,
+                proggan_route: float | None = None) -> bytes:
+    """Best score and cost of replays with smaller K and p. ``proggan_route``: the ProgGAN route's score, which
+    the search's final pick added (no replay draws it), drawn as a line of its own."""
+    fig = Figure(figsize=(15, 5.8), layout="constrained")
     ax_p, ax_k, ax_cost = fig.subplots(1, 3)
     ks = sorted({c.k for c in cells if c.k is not None})
     ps = sorted({c.p for c in cells})
@@ -239,10 +280,14 @@ def plot_replay(cells: Sequence[ReplayCell], actual: ReplayRun, k_real: int, p_r
         line(ax_k, ks, [cell.get((k, p)) for k in ks], f"C{i % 10}", f"p={p:g}")
     for ax in (ax_p, ax_k):
         if actual.best_score is not None:
-            ax.axhline(actual.best_score, color="black", ls="--", lw=0.9, label="real search's best")
+            ax.axhline(actual.best_score, color="black", ls="--", lw=0.9,
+                       label=f"real search's best grown ({actual.best_score:.3f})")
+        if proggan_route is not None:
+            ax.axhline(proggan_route, color=ROUTE_COLOR, ls=":", lw=1.2,
+                       label=f"ProgGAN route ({proggan_route:.3f}): enters only the final pick, no replay draws it")
         ax.set_ylabel("best score reached (mean over seeds)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     ax_cost.axhline(actual.cost, color="black", ls="--", lw=0.9, label="real search")
     ax_p.set_xlabel("p (probability of each parent-action pair)")
     ax_k.set_xlabel("K (parents kept per step)")
@@ -250,9 +295,9 @@ def plot_replay(cells: Sequence[ReplayCell], actual: ReplayRun, k_real: int, p_r
     ax_k.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
     ax_cost.set_xlabel("p")
     ax_cost.set_ylabel("candidates trained (mean over seeds)")
-    ax_cost.set_yscale("log")
+    _score_axis(ax_cost, [c.cost_mean for c in cells] + [actual.cost])
     ax_cost.grid(alpha=0.3)
-    ax_cost.legend(fontsize=7)
+    ax_cost.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
     fig.suptitle(
         f"Replay of the top-K search with smaller K or p (the run used K={k_real}, p={p_real:g});"
         " children never trained in the real search are skipped. Hollow markers: only some seeds"
@@ -345,17 +390,23 @@ def plot_search_tree(rows: Sequence[CandidateRow], key: ScoreKey, route_ids: Seq
     pos = tree_layout(rows, key)
     steps = max((s for s, _ in pos.values()), default=0) + 1
     width = max((r for _, r in pos.values()), default=0) + 1
-    fig = Figure(figsize=(min(18.0, 4 + 1.1 * steps), 7))
+    fig = Figure(figsize=(min(20.0, 6.5 + 1.1 * steps), 7), layout="constrained")
     ax = fig.subplots()
-    segs = [(pos[r.parent], pos[r.id]) for r in rows if r.parent is not None and r.parent in pos]
+    edges = [(pos[r.parent], pos[r.id]) for r in rows if r.parent is not None and r.parent in pos]
+    segs = [e for e in edges if e[1][0] - e[0][0] <= 1]
     if segs:
         ax.add_collection(
             LineCollection(segs, colors="#999999", linewidths=0.4, alpha=max(0.08, min(0.5, 60 / len(segs))))
         )
+    for a, b in edges:  # an edge over several steps (the ProgGAN route's row) goes round the nodes between
+        if b[0] - a[0] > 1:
+            ax.plot(*_around(a, b), color="#999999", lw=0.6, ls="--", alpha=0.6)
     done = [r for r in rows if score(r, key) is not None]
     if done:
         vals = np.array([score(r, key) for r in done])
-        norm = LogNorm(vmin=max(vals.min(), 1e-6), vmax=max(vals.max(), vals.min() * 1.01, 1e-6))
+        vmin, vmax = max(vals.min(), 1e-6), max(vals.max(), vals.min() * 1.01, 1e-6)
+        # Log colours only over more than a decade (a narrow log colorbar reads "1.175x10^0").
+        norm = LogNorm(vmin=vmin, vmax=vmax) if vmax / vmin > 10 else Normalize(vmin=vmin, vmax=vmax)
         sc = ax.scatter(
             [pos[r.id][0] for r in done],
             [pos[r.id][1] for r in done],
@@ -366,7 +417,9 @@ def plot_search_tree(rows: Sequence[CandidateRow], key: ScoreKey, route_ids: Seq
             linewidths=0,
             zorder=2,
         )
-        fig.colorbar(sc, ax=ax, label=_score_label(key) + " (lower is better)")
+        bar = fig.colorbar(sc, ax=ax, label=_score_label(key) + " (lower is better)")
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())
     markers = {
         "diverged": ("x", "black"),
         "failed": ("X", "#d62728"),
@@ -402,17 +455,19 @@ def plot_search_tree(rows: Sequence[CandidateRow], key: ScoreKey, route_ids: Seq
         )
     route = [pos[i] for i in route_ids if i in pos]
     if route:
-        ax.plot(
-            [p[0] for p in route],
-            [p[1] for p in route],
-            "-o",
-            color=ROUTE_COLOR,
-            lw=2,
-            ms=5,
-            zorder=4,
-            label="best candidate's route",
-        )
-        ax.scatter([route[-1][0]], [route[-1][1]], marker="*", s=200, color=ROUTE_COLOR, zorder=5)
+        # Only the route's own nodes: a route that skips steps (the ProgGAN route, continued by the baseline
+        # outside the tree) goes round the step's other nodes instead of through them.
+        ax.scatter([p[0] for p in route], [p[1] for p in route], color=ROUTE_COLOR, s=30, zorder=5,
+                   label="best candidate's route")
+        labelled = False
+        for a, b in zip(route, route[1:], strict=False):
+            if b[0] - a[0] <= 1:
+                ax.plot([a[0], b[0]], [a[1], b[1]], "-", color=ROUTE_COLOR, lw=2, zorder=4)
+            else:
+                ax.plot(*_around(a, b), "--", color=ROUTE_COLOR, lw=1.6, zorder=4,
+                        label=None if labelled else "route trained outside the tree (the ProgGAN baseline)")
+                labelled = True
+        ax.scatter([route[-1][0]], [route[-1][1]], marker="*", s=200, color=ROUTE_COLOR, zorder=6)
     ax.set_xlim(-0.5, steps - 0.5)
     ax.set_ylim(width + 0.5, -1.5)  # rank 0 (best) on top
     ax.set_xticks(range(steps))
@@ -420,6 +475,12 @@ def plot_search_tree(rows: Sequence[CandidateRow], key: ScoreKey, route_ids: Seq
     ax.set_ylabel("rank within step by score (0 = best)")
     ax.set_title(f"Search tree: {len(rows)} candidates, edges parent → child")
     ax.grid(alpha=0.2)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # below the axes: inside it covers nodes, beside it the colorbar
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
     return _png(fig)
+
+
+def _around(a: tuple[int, int], b: tuple[int, int]) -> tuple[list[float], list[float]]:
+    """A path from node ``a`` to node ``b`` several steps on, through the empty band above rank 0, so it crosses
+    no node of the steps in between."""
+    return [a[0], a[0] + 0.25, b[0] - 0.25, b[0]], [a[1], -0.9, -0.9, b[1]]

@@ -34,34 +34,39 @@ def recorded_data(path: Path) -> str | None:
 
 @app.command("eval")
 def eval_command(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or a folder holding one (metrics.jsonl goes"
-                                                    " beside it)")],
-    metric: Annotated[str, typer.Option(help="swd1k, swd16k, fid10k, fid50k, is50k... (FID/IS need the"
-                                             " Inception weights)")] = "swd1k",
-    data: Annotated[str | None, typer.Option(help="Real data spec (default: the data the checkpoint was trained"
-                                                  " on), e.g. synthetic, digits, cifar10:/path")] = None,
-    inception_weights: Annotated[Path | None, typer.Option(help="Inception weights file (FID/IS)")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Reference-statistics cache (default $DGGAN_CACHE"
-                                                        " or ~/.cache/dggan)")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or a folder holding one"
+                                                                          " (metrics.jsonl goes beside it)")],
+    metric: Annotated[str, typer.Option(help="swd1k, swd16k, fid10k, fid50k, is50k, kid10k... (FID, IS and KID"
+                                             " need the Inception weights)")] = "swd1k",
+    data: opts.Data = None,
+    inception_weights: opts.InceptionWeights = None,
+    cache_dir: opts.CacheDir = None,
+    device: opts.Device = None,
     batch_size: Annotated[int, typer.Option(help="Images per generator/extractor batch")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of the latents (and of SWD's sampling)")] = 0,
-    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+    seed: opts.Seed = None,
+    threads: opts.Threads = None,
+    progress: opts.Progress = True,
 ) -> None:
-    """Score a checkpoint's EMA generator at its resolution and append the result to metrics.jsonl."""
+    """Score a checkpoint's EMA generator and append the result to metrics.jsonl. At its resolution, against
+    the data it was trained on (or --data). The seed (default 0) draws the latents and SWD's samples."""
     from .train import resolve_checkpoint
 
     opts.bounded(batch_size, "--batch-size", 1, 2**20)
     spec: Any = opts.metric(metric)
-    opts.device(device)
-    opts.seed(seed)
+    opts.device(device or "auto", allow_auto=True)
+    seed = int(opts.seed(0 if seed is None else seed))
+    if threads is not None:
+        opts.bounded(threads, "--threads", 1, 4096)
     checkpoint = resolve_checkpoint(checkpoint)
     opts.writable_folder(checkpoint.parent, "eval: cannot append to", checkpoint.parent / METRICS_FILE)
     from .._util.files import append_jsonl
+    from .._util.threads import set_threads
     from ..data import open_dataset
     from ..metrics import default_cache_dir, evaluate_generator
     from ..training.trainer import pick_device
 
+    set_threads(threads)  # never one BLAS thread per busy core (FID's eigenvalues spin against other jobs)
+    device = opts.resolve_device(device)
     pick_device(device)
     if data is None and spec.kind != "is":
         data = recorded_data(checkpoint)
@@ -92,49 +97,64 @@ def _colour(channels: int) -> str:
 
 @app.command("ref")
 def ref_command(
-    data: Annotated[str, typer.Option(help="Real data spec, e.g. cifar10:/path")],
-    resolution: Annotated[int, typer.Option(help="Resolution the candidates are evaluated at")],
+    data: opts.Data = None,
+    resolution: Annotated[int | None, typer.Option(help="Resolution the candidates are evaluated at")] = None,
     metric: Annotated[str, typer.Option(help="Metric whose reference to compute, e.g. fid10k")] = "fid10k",
-    inception_weights: Annotated[Path | None, typer.Option(help="Inception weights file")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default $DGGAN_CACHE or"
-                                                        " ~/.cache/dggan)")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    inception_weights: opts.InceptionWeights = None,
+    cache_dir: opts.CacheDir = None,
+    device: opts.Device = None,
     batch_size: Annotated[int, typer.Option(help="Images per extractor batch")] = 64,
-    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+    threads: opts.Threads = None,
+    progress: opts.Progress = True,
 ) -> None:
-    """Precompute (and cache) the real data's reference statistics for a metric at a resolution."""
+    """Precompute (and cache) the real data's reference statistics for a metric. --data and --resolution say
+    which data, at which resolution."""
+    if data is None or resolution is None:
+        raise ConfigError("ref needs --data SPEC and --resolution N (the data and the resolution to cache"
+                          " statistics for)")
     opts.bounded(batch_size, "--batch-size", 1, 2**20)
     spec: Any = opts.metric(metric)
-    opts.device(device)
+    opts.device(device or "auto", allow_auto=True)
     opts.resolution(resolution)
+    if threads is not None:
+        opts.bounded(threads, "--threads", 1, 4096)
+    from .._util.threads import set_threads
     from ..data import open_dataset
-    from ..metrics import default_cache_dir, fid_reference, get_inception
+    from ..metrics import default_cache_dir, fid_reference, get_inception, reference_features
     from ..training.trainer import pick_device
 
-    if spec.kind != "fid":
-        why = "IS uses no real data" if spec.kind == "is" else "SWD draws fresh patches per evaluation"
+    if not (spec.needs_inception and spec.real == "subset"):  # only Inception's view of real images is cached
+        why = "it uses no real data" if spec.real == "none" else "it draws fresh real samples at every evaluation"
         typer.echo(f"{spec.name}: nothing to precompute ({why})")
         return
+    set_threads(threads)
+    device = opts.resolve_device(device)
     pick_device(device)
     real = open_dataset(data)
     if real.resolution < resolution:
         raise DatasetError(f"{real.name}: stored at {real.resolution}px, cannot serve {resolution}px")
     extractor = get_inception(inception_weights, device)
-    ref = fid_reference(real, resolution, spec.num_real, extractor, extractor.key,
-                        cache_dir=cache_dir or default_cache_dir(), batch_size=batch_size, progress=progress)
-    typer.echo(f"reference for {spec.name} on {real.name} @{resolution}px ({ref.num_real} images):"
-               f" {ref.source}, {ref.path}")
+    if spec.kind == "fid":
+        ref = fid_reference(real, resolution, spec.num_real, extractor, extractor.key,
+                            cache_dir=cache_dir or default_cache_dir(), batch_size=batch_size, progress=progress)
+        typer.echo(f"reference for {spec.name} on {real.name} @{resolution}px ({ref.num_real} images):"
+                   f" {ref.source}, {ref.path}")
+        return
+    feats = reference_features(real, resolution, spec.num_real, extractor, extractor.key,
+                               cache_dir=cache_dir or default_cache_dir(), batch_size=batch_size, progress=progress)
+    typer.echo(f"reference features for {spec.name} on {real.name} @{resolution}px ({feats.num_real} images):"
+               f" {feats.source}, {feats.path or 'in memory'}")
 
 
 @app.command("export-lsun")
 def export_lsun_command(
-    lmdb_path: Annotated[Path, typer.Argument(help="LSUN LMDB folder, e.g. bedroom_train_lmdb")],
-    out: Annotated[Path, typer.Argument(help="Output .npy (use it as data=npz:OUT)")],
+    lmdb_path: Annotated[Path, typer.Argument(metavar="LMDB", help="LSUN LMDB folder, e.g. bedroom_train_lmdb")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output .npy (use it as data=npz:OUT)")],
     max_images: Annotated[int | None, typer.Option(help="Export only the first N entries")] = None,
     resolution: Annotated[int, typer.Option(help="Side of the exported images")] = 256,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    progress: opts.Progress = True,
 ) -> None:
-    """Decode an LSUN LMDB once into a memory-mapped .npy, which trains far faster than decoding JPEGs."""
+    """Decode an LSUN LMDB once into a memory-mapped .npy. It trains far faster than decoding JPEGs."""
     if max_images is not None:
         opts.bounded(max_images, "--max-images", 1, 2**63 - 1)
     opts.resolution(resolution)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .app import app
+from .app import DgganGroup, DgganTyper, app
 
-genome_app = typer.Typer(no_args_is_help=True, help="Make and inspect genome JSON files.")
+genome_app = DgganTyper(cls=DgganGroup, no_args_is_help=True, help="Make and inspect genome JSON files.")
 app.add_typer(genome_app, name="genome")
 
 
@@ -22,7 +22,7 @@ def genome_base(
     image_channels: Annotated[int, typer.Option(help="3 for colour, 1 for greyscale")] = 3,
     out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of printing it")] = None,
 ) -> None:
-    """Print (or write) a base genome: ProgGAN's network at the base resolution."""
+    """Print (or write) a base genome. ProgGAN's network at the base resolution."""
     from . import options as opts
 
     opts.resolution(max_resolution, "--max-resolution")
@@ -37,8 +37,9 @@ def genome_base(
 
 @genome_app.command("grow")
 def genome_grow(
-    genome_file: Annotated[Path, typer.Argument(help="Genome JSON file")],
-    actions: Annotated[list[str], typer.Argument(help="Actions in order: grow_res, grow_g:k3:f256, grow_d:k7:f64")],
+    genome_file: Annotated[Path, typer.Argument(metavar="GENOME", help="Genome JSON file")],
+    actions: Annotated[list[str], typer.Argument(metavar="ACTION...",
+                                                 help="Actions in order: grow_res, grow_g:k3:f256, grow_d:k7:f64")],
     out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of printing it")] = None,
 ) -> None:
     """Apply growth actions to a genome file."""
@@ -53,7 +54,7 @@ def genome_grow(
 
 
 @genome_app.command("show")
-def genome_show(genome_file: Annotated[Path, typer.Argument(help="Genome JSON file")]) -> None:
+def genome_show(genome_file: Annotated[Path, typer.Argument(metavar="GENOME", help="Genome JSON file")]) -> None:
     """One-line summary and parameter counts of a genome file."""
     import json
 

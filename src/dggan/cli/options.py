@@ -6,6 +6,9 @@ the 10-30 s torch start-up) and raising ``ConfigError`` (exit status 2) naming t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from .._util.settings import check_device_name
 from ..errors import ConfigError
@@ -91,3 +94,64 @@ def writable_folder(folder: Path, flag: str, named: Path | None = None) -> None:
     problem = unwritable(folder)
     if problem:
         raise ConfigError(f"{flag} {named if named is not None else folder}: {problem}; choose a writable path")
+
+
+# ---------------------------------------------------------------------- flags shared between commands
+# One definition per flag that several commands take, so it means the same everywhere (tests/test_cli.py walks
+# every command and checks it): its help, type and default. Each command's docstring says what a default of
+# None resolves to there.
+Device = Annotated[str | None, typer.Option(
+    metavar="DEVICE", help="auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N [default: auto, or a"
+                           " search's settings]")]
+Seed = Annotated[int | None, typer.Option(
+    metavar="SEED", help="Seed of everything the command draws at random [default: 0, or a search's settings]")]
+Threads = Annotated[int | None, typer.Option(
+    metavar="N", help="torch and BLAS CPU threads [default: chosen from the free cores, or a search's settings]")]
+RunDir = Annotated[Path | None, typer.Option(
+    metavar="RUN", help="The run folder to make: new or empty [default: a new numbered folder under runs/]")]
+Data = Annotated[str | None, typer.Option(
+    metavar="SPEC", help="Dataset spec: digits, synthetic, cifar10:PATH, lsun:PATH, folder:PATH or npz:PATH, options"
+                         " after a colon (synthetic:n=2048,res=16) [default: the settings' or the checkpoint's]")]
+Progress = Annotated[bool, typer.Option(help="Show progress: bars on a terminal, plain lines in a log")]
+Executor = Annotated[str | None, typer.Option(metavar="NAME", help="inprocess, local, ray or slurm")]
+Workers = Annotated[int | None, typer.Option(metavar="N", help="Worker processes (local) / CPUs (ray)")]
+Sets = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE",
+    help="Override a setting: KEY=VALUE (value as JSON or plain text), e.g. --set top_k=8")]
+PRESET_NAMES = ("cifar10", "demo", "lsun-bedroom", "planted", "shapes")  # search.config.PRESETS (a test checks)
+Preset = Annotated[str | None, typer.Option(
+    "--preset", metavar="NAME", help=f"Settings preset: one of {', '.join(PRESET_NAMES)} [default: demo]")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", metavar="FILE",
+                                                 help="Settings JSON file (instead of a preset)")]
+CacheDir = Annotated[Path | None, typer.Option(
+    metavar="DIR", help="Reference-statistics cache [default: $DGGAN_CACHE or ~/.cache/dggan]")]
+InceptionWeights = Annotated[Path | None, typer.Option(
+    metavar="FILE", help="torch-fidelity's Inception weights file, for FID, IS and KID [default:"
+                         " $DGGAN_INCEPTION_WEIGHTS]")]
+
+# Flags that several commands take with a different meaning, and why; any other shared flag must be one of the
+# definitions above (tests/test_cli.py).
+DIFFERENT = {
+    "--batch-size": "train: the training batch; eval and ref: images per scoring batch",
+    "--channels": "train: its base genome's width (64); genome base: ProgGAN's schedule unless given",
+    "--latent-size": "the base genome's z size in both, with each command's own default",
+    "--max-resolution": "the base genome's largest scale in both, with each command's own default",
+    "--metric": "eval: the metric to score (swd1k); ref: the metric whose reference to cache (fid10k)",
+    "--out": "a file for sample and genome, a folder for report",
+    "--resolution": "ref: the resolution scored at; export-lsun: the side of the exported images",
+    "--samples": "tables: the sample count of every metric; report: images per sample grid",
+    "--json": "JSON output in both: ls prints an array of candidates, status an object",
+}
+SHARED = {"--device": Device, "--seed": Seed, "--threads": Threads, "--run-dir": RunDir, "--data": Data,
+          "--progress": Progress, "--executor": Executor, "--workers": Workers, "--set": Sets, "--preset": Preset,
+          "--config": ConfigFile, "--cache-dir": CacheDir, "--inception-weights": InceptionWeights}
+
+
+def resolve_device(value: str | None) -> str:
+    """``--device`` after torch has loaded: None and auto become cuda when there is a GPU, else cpu."""
+    value = device(value or "auto", allow_auto=True)
+    if value != "auto":
+        return value
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -14,7 +14,8 @@ from .app import app
 
 @app.command("report")
 def report(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `dggan search` (holds ledger.sqlite)")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by dggan search (holds"
+                                                            " ledger.sqlite)")],
     out: Annotated[
         Path | None, typer.Option("--out", help="Where to write index.html and the tables (default: RUN/report)")
     ] = None,
@@ -23,10 +24,11 @@ def report(
     ] = 1.2,
     replay_seeds: Annotated[int, typer.Option(help="Seeds averaged per (K, p) in the replay", min=1)] = 10,
     samples: Annotated[int, typer.Option(help="Images per sample grid", min=1)] = 16,
-    device: Annotated[str, typer.Option(help="Device for sampling the checkpoints: cpu or cuda")] = "cpu",
+    device: opts.Device = None,
 ) -> None:
-    """Build RUN/report/index.html: the result, the best architecture and route, the paper's analyses, samples."""
-    opts.device(device)
+    """Build the run's HTML report, RUN/report/index.html. The result, the best architecture and route, the
+    paper's analyses, samples (drawn on --device)."""
+    opts.device(device or "auto", allow_auto=True)
     opts.bounded(replay_seeds, "--replay-seeds", 1, 1000)
     opts.bounded(samples, "--samples", 1, 1024)
     if run.is_dir():  # a missing run folder gets the report's own message (it lists the runs nearby)
@@ -35,7 +37,7 @@ def report(
 
     try:
         result = generate_report(run, out, zoom_threshold=zoom_threshold, replay_seeds=replay_seeds,
-                                 n_samples=samples, device=device)
+                                 n_samples=samples, device=opts.resolve_device(device))
     except OSError as exc:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         raise ReportError(f"cannot write the report: {exc.strerror or exc}{where}; pass --out a writable folder"

@@ -11,13 +11,14 @@ import typer
 from ..errors import ConfigError, SearchError
 from ..metrics.registry import MAX_METRIC_SAMPLES
 from ..runs import RunLayout
+from . import options as opts
 from .app import app, error_exit
 
 if TYPE_CHECKING:
     from ..search.config import SearchConfig
     from ..search.driver import SearchSummary
 
-PRESET_NAMES = ("cifar10", "demo", "lsun-bedroom", "shapes")
+PRESET_NAMES = opts.PRESET_NAMES
 
 
 def with_resume_hint(exc: SearchError) -> SearchError:
@@ -66,36 +67,27 @@ def print_summary(summary: SearchSummary) -> None:
         typer.echo(line)
 
 
-Progress = Annotated[bool, typer.Option(help="Show progress bars")]
-Executor = Annotated[str | None, typer.Option(help="inprocess, local, ray or slurm")]
-Workers = Annotated[int | None, typer.Option(help="Worker processes (local) / CPUs (ray)")]
-Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")]
-Data = Annotated[str | None, typer.Option(help="Dataset spec (as --set data=SPEC), e.g. digits, synthetic:n=2048,"
-                                               "res=16, cifar10:/path")]
-Sets = Annotated[list[str] | None, typer.Option(
-    "--set", metavar="KEY=VALUE",
-    help="Override a setting: KEY=VALUE (value as JSON or plain text), e.g. --set top_k=8")]
-Preset = Annotated[str | None, typer.Option("--preset", help=f"Settings preset: one of {', '.join(PRESET_NAMES)}"
-                                                             " (default demo)")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="Settings JSON file (instead of a preset)")]
-
-
 @app.command()
 def search(
-    preset_name: Preset = None,
-    config_file: ConfigFile = None,
-    run_dir: Annotated[Path | None, typer.Option(help="New run folder (default: runs/NNNNN-search-PRESET)")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the search in this run folder")] = None,
-    overrides: Sets = None,
-    data: Data = None,
-    executor: Executor = None,
-    workers: Workers = None,
-    device: Device = None,
+    preset_name: opts.Preset = None,
+    config_file: opts.ConfigFile = None,
+    run_dir: opts.RunDir = None,
+    resume: Annotated[Path | None, typer.Option(metavar="RUN", help="Continue the search in this run folder")] = None,
+    overrides: opts.Sets = None,
+    data: opts.Data = None,
+    executor: opts.Executor = None,
+    workers: opts.Workers = None,
+    device: opts.Device = None,
+    seed: opts.Seed = None,
+    threads: opts.Threads = None,
     print_config: Annotated[bool, typer.Option(help="Print the resolved settings and exit")] = False,
-    progress: Progress = True,
+    progress: opts.Progress = True,
 ) -> None:
-    """Run the DGGAN search (Algorithm 1), then train the best architecture longer."""
-    shortcuts = {"executor": executor, "workers": workers, "device": device, "data": data}
+    """Run the DGGAN search (Algorithm 1), then train the best architecture longer. --data, --executor,
+    --workers, --device, --seed and --threads are --set KEY=VALUE for those settings; without --run-dir the run
+    folder is a new runs/NNNNN-search-PRESET."""
+    shortcuts = {"executor": executor, "workers": workers, "device": device, "data": data, "seed": seed,
+                 "threads": threads}
     summary = _search(preset_name, config_file, run_dir, resume, overrides, shortcuts, print_config, progress)
     if summary is None:
         return
@@ -122,7 +114,10 @@ def _search(preset_name: str | None, config_file: Path | None, run_dir: Path | N
         from ..runs import check_run_writable
         from ..search.config import load_run_config
 
-        load_run_config(resume)
+        try:
+            load_run_config(resume)
+        except SearchError as exc:
+            raise SearchError(f"--resume {resume}: {exc}") from None
         check_run_writable(resume)
         from ..search.driver import run_search  # torch loads here: the real work starts
 
@@ -150,20 +145,24 @@ def _search(preset_name: str | None, config_file: Path | None, run_dir: Path | N
 
 @app.command()
 def baseline(
-    preset_name: Preset = None,
-    config_file: ConfigFile = None,
-    run_dir: Annotated[Path | None, typer.Option(help="New run folder (default: runs/NNNNN-baseline-PRESET)")] = None,
-    overrides: Sets = None,
-    executor: Executor = None,
-    workers: Workers = None,
-    device: Device = None,
-    progress: Progress = True,
+    preset_name: opts.Preset = None,
+    config_file: opts.ConfigFile = None,
+    run_dir: opts.RunDir = None,
+    overrides: opts.Sets = None,
+    data: opts.Data = None,
+    executor: opts.Executor = None,
+    workers: opts.Workers = None,
+    device: opts.Device = None,
+    seed: opts.Seed = None,
+    threads: opts.Threads = None,
+    progress: opts.Progress = True,
 ) -> None:
-    """Train the ProgGAN baseline of a search in a run folder of its own: the route (only grow_res, the
-    search's budgets and seeds), continued at every resolution as far as the search can reach; use it with
-    --set baseline=RUN."""
+    """Train a search's ProgGAN baseline in a run folder of its own, for --set baseline=RUN. The route (only
+    grow_res, the search's budgets and seeds) is continued at every resolution as far as the search can reach.
+    Without --run-dir the run folder is a new runs/NNNNN-baseline-PRESET."""
     config = build_config(preset_name, config_file, overrides or [],
-                          {"executor": executor, "workers": workers, "device": device})
+                          {"executor": executor, "workers": workers, "device": device, "data": data, "seed": seed,
+                           "threads": threads})
     check_run_dir_fast(run_dir)
     from ..runs import new_run_dir
     from ..search.baseline import baseline_config
@@ -172,6 +171,9 @@ def baseline(
 
     validate_new_search(baseline_config(config), run_dir)
     target = run_dir or new_run_dir("runs", f"baseline-{preset_name or 'custom'}")
+    from .._util.threads import set_threads
+
+    set_threads(config.threads)  # as the search chooses: one thread per busy core spins against the other jobs
     curve = run_baseline(target, config, progress=progress)
     typer.echo(f"run folder: {target}")
     for res, points in sorted(curve.points.items()):
@@ -181,19 +183,45 @@ def baseline(
 
 @app.command("compare")
 def compare_command(
-    run: Annotated[Path, typer.Argument(help="Run folder of a finished search")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder of a finished search")],
     eval_seeds: Annotated[int, typer.Option(help="Evaluation seeds each model is scored with", min=1,
                                             max=1000)] = 3,
-    executor: Executor = None,
-    workers: Workers = None,
-    progress: Progress = True,
+    executor: opts.Executor = None,
+    workers: opts.Workers = None,
+    threads: opts.Threads = None,
+    equal_compute_limit: Annotated[int, typer.Option(
+        metavar="ITERATIONS", min=0,
+        help="Leave out (b), ProgGAN given the search's whole compute, when that is more route iterations than"
+             " this (0: no limit). At the cifar10 preset it is about 2e8 iterations: as much compute as the"
+             " search itself")] = 1_000_000,
+    progress: opts.Progress = True,
+    against: Annotated[Path | None, typer.Option(
+        metavar="OTHER_RUN",
+        help="Another finished search (same data, metric and resolution): score both final models on RUN's"
+             " held-out seeds, pair by pair, instead of comparing with ProgGAN (e.g. top-K against"
+             " --set selection=random); writes RUN/compare-against/OTHER.json and .md")] = None,
 ) -> None:
-    """Is the final model better than ProgGAN? Against (a) ProgGAN trained for the same iterations and (b) one
-    ProgGAN trained with the search's whole compute; writes RUN/compare.json and compare.md."""
-    from . import options as opts
+    """Is the final model better than ProgGAN? Scores it on held-out seeds against (a) ProgGAN trained for the
+    same iterations and (b) one ProgGAN trained with the search's whole compute; writes RUN/compare.json and
+    compare.md. With --against, against another search's final model instead."""
+    import time
 
+    if threads is not None:
+        opts.bounded(threads, "--threads", 1, 4096)
+    if against is not None:
+        if run.is_dir():
+            opts.writable_folder(run, "compare: cannot write", RunLayout(run).compare_against(against)[0])
+        from .._util.threads import set_threads
+        from ..search.compare import compare_finals
+
+        set_threads(threads)  # scoring runs here: never one thread per busy core
+        versus = compare_finals(run, against, eval_seeds=eval_seeds)
+        typer.echo(versus.markdown())
+        typer.echo(f"wrote {RunLayout(run).compare_against(against)[0]} and .md")
+        return
     if run.is_dir():  # before the models are trained: the result must have somewhere to go
         opts.writable_folder(run, "compare: cannot write", RunLayout(run).compare_json)
+    from ..analysis.headline import duration
     from ..search.compare import compare
     from ..search.executors import executor_for
 
@@ -202,32 +230,38 @@ def compare_command(
         from ..search.config import load_run_config
 
         chosen = executor_for(load_run_config(run), run, executor=executor, workers=workers)
+    start = time.perf_counter()
     try:
-        result = compare(run, eval_seeds=eval_seeds, executor=chosen, progress=progress)
+        result = compare(run, eval_seeds=eval_seeds, executor=chosen, progress=progress, threads=threads,
+                         equal_compute_limit=equal_compute_limit or None)
     finally:
         if chosen is not None:
             chosen.close()
     typer.echo(result.markdown())
     layout = RunLayout(run)
-    typer.echo(f"wrote {layout.compare_json} and {layout.compare_md.name}")
+    typer.echo(f"wrote {layout.compare_json} and {layout.compare_md.name} ({duration(time.perf_counter() - start)})")
 
 
 @app.command("tables")
 def tables_command(
-    run: Annotated[Path, typer.Argument(help="Run folder of a finished search")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder of a finished search")],
     samples: Annotated[int | None, typer.Option(help="Use this many samples for every metric instead of the"
                                                       " paper's 50k (FID/IS) and 16k (SWD): quicker, not comparable",
                                                  min=2, max=MAX_METRIC_SAMPLES)] = None,
-    progress: Progress = True,
+    threads: opts.Threads = None,
+    progress: opts.Progress = True,
 ) -> None:
-    """The paper's Tables 1-3 from a run: the final model's FID/IS (or the search's metric), per resolution
+    """The paper's Tables 1-3 for a run. The final model's FID/IS (or the search's metric), per resolution
     against ProgGAN at equal training, SWD per level; writes RUN/best/tables.json and tables.md."""
-    from . import options as opts
-
+    if threads is not None:
+        opts.bounded(threads, "--threads", 1, 4096)
     if run.is_dir():  # before the scoring: the result must have somewhere to go
         opts.writable_folder(RunLayout(run).best, "tables: cannot write", RunLayout(run).tables_json)
+    from .._util.threads import set_threads
+    from ..search.config import load_run_config
     from ..search.tables import tables
 
+    set_threads(threads or load_run_config(run).threads)  # scoring runs here: never one thread per busy core
     result = tables(run, samples=samples, progress=progress)
     typer.echo(result.markdown())
     layout = RunLayout(run)
@@ -236,7 +270,7 @@ def tables_command(
 
 @app.command("ls")
 def ls_command(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `dggan search`")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by dggan search")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON array, one object per candidate")] = False,
 ) -> None:
     """List a run's candidates (a table, or JSON with --json)."""

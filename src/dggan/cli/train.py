@@ -45,6 +45,21 @@ def _data_for(ckpt: Any, data: str | None) -> str:
     return data
 
 
+def _runs_parent(run_dir: Path | None) -> bool:
+    """Whether ``--run-dir`` is, as it was before, a folder of numbered runs: an existing folder that is not empty.
+    Old scripts keep working (with a warning); a new or empty folder is the run folder itself, as for search."""
+    if run_dir is None:
+        return False
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file; name a new or empty folder for the run")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        typer.echo(f"warning: --run-dir {run_dir} is not empty: making a numbered run folder inside it, as dggan"
+                   " train did before; --run-dir now names the run folder itself (new or empty), as for dggan search",
+                   err=True)
+        return True
+    return False
+
+
 @app.command()
 def train(
     genome_file: Annotated[Path | None, typer.Option("--genome", help="Genome JSON (default: base genome)")] = None,
@@ -53,29 +68,36 @@ def train(
     parent: Annotated[Path | None, typer.Option(help="Grow a child from this checkpoint (needs --action)")] = None,
     action: Annotated[str | None, typer.Option(help="With --parent: grow_res, grow_g:k3:f256 or grow_d:k7:f64")] = None,
     new_layers: Annotated[str, typer.Option(help="With --parent: grown convs start 'random' or 'identity'")] = "random",
-    data: Annotated[str | None, typer.Option(
-        help="Dataset spec, e.g. synthetic, digits, cifar10:/path (default: synthetic; with --from/--parent:"
-             " the checkpoint's)")] = None,
+    data: opts.Data = None,
     iterations: Annotated[int, typer.Option(help="Total training iterations (with --from: train up to this)")] = 300,
     batch_size: Annotated[int, typer.Option(help="Images per batch")] = 16,
-    channels: Annotated[int, typer.Option(help="Width of every scale for the default base genome")] = 64,
-    latent_size: Annotated[int, typer.Option(help="Size of z for the default base genome")] = 128,
-    max_resolution: Annotated[int, typer.Option(help="Largest scale the default genome's schedule covers")] = 32,
+    channels: Annotated[int | None, typer.Option(help="Width of every scale for the default base genome"
+                                                      " [default: 64]")] = None,
+    latent_size: Annotated[int | None, typer.Option(help="Size of z for the default base genome"
+                                                         " [default: 128]")] = None,
+    max_resolution: Annotated[int | None, typer.Option(help="Largest scale the default genome's schedule covers"
+                                                            " [default: 32]")] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    loss: Annotated[str, typer.Option(help="The objective, by its registered name: wgan-gp (the paper's) or r1"
+                                           " (non-saturating logistic with lazy R1)")] = "wgan-gp",
+    loss_options: Annotated[str | None, typer.Option(help="The loss's options as JSON, e.g. '{\"gamma\": 1}'"
+                                                          " for r1")] = None,
     fade_fraction: Annotated[float, typer.Option(help="Share of a grow_res child's iterations spent fading in")] = 0.5,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    device: opts.Device = None,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (CUDA only)")] = False,
     cuda_graphs: Annotated[bool, typer.Option(help="Replay each iteration as a CUDA graph (CUDA only)")] = True,
     graph_self_check: Annotated[bool, typer.Option(help="Check each new CUDA graph against the same iteration run"
                                                         " eagerly, once (CUDA only)")] = True,
-    seed: Annotated[int, typer.Option(help="Seed of the weights, batches and noise")] = 0,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: chosen from the free cores)")] = None,
-    run_dir: Annotated[Path, typer.Option(help="Folder that holds numbered run folders")] = Path("runs"),
+    seed: opts.Seed = None,
+    threads: opts.Threads = None,
+    run_dir: opts.RunDir = None,
     checkpoint_every: Annotated[int, typer.Option(help="Iterations between checkpoints (0: only at the end)")] = 0,
     log_every: Annotated[int, typer.Option(help="Iterations between lines of stats.jsonl")] = 50,
-    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+    progress: opts.Progress = True,
 ) -> None:
-    """Train one genome (from scratch, from a checkpoint, or as a child of a checkpoint) into a new run folder."""
+    """Train one genome (from scratch, from a checkpoint, or as a child of a checkpoint). Into a new run folder:
+    --run-dir, or a new runs/NNNNN-train-KEY. Data: synthetic, or with --from/--parent the checkpoint's.
+    The seed (default 0) draws the weights, batches and noise."""
     if action is not None and parent is None:
         raise ConfigError("--action needs --parent CHECKPOINT (the model to grow)")
     if parent is not None and action is None:
@@ -84,11 +106,34 @@ def train(
         raise ConfigError("use either --from (continue a run) or --parent (grow a child), not both")
     if checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0 (0: only at the end), got {checkpoint_every}")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--run-dir {run_dir} is a file; it must be a folder (it holds numbered run folders)")
+    # Flags that would be silently ignored are refused: the genome comes from one place only.
+    shape_flags = [f for f, v in (("--channels", channels), ("--latent-size", latent_size),
+                                  ("--max-resolution", max_resolution)) if v is not None]
+    if genome_file is not None and (from_checkpoint is not None or parent is not None):
+        raise ConfigError("--genome describes a new network; --from and --parent take theirs from the checkpoint:"
+                          " use one of them")
+    if shape_flags and (genome_file is not None or from_checkpoint is not None or parent is not None):
+        source = "--genome" if genome_file is not None else "the checkpoint"
+        raise ConfigError(f"{', '.join(shape_flags)} shape the default base genome; with {source} the network is"
+                          f" {source}'s: drop {', '.join(shape_flags)}")
+    channels = 64 if channels is None else channels
+    latent_size = 128 if latent_size is None else latent_size
+    max_resolution = 32 if max_resolution is None else max_resolution
+    from .._util.files import JSONFileError, parse_json
+
+    try:
+        options = {} if loss_options is None else parse_json(loss_options)
+    except JSONFileError as exc:
+        raise ConfigError(f"--loss-options: {exc}") from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"--loss-options must be a JSON object such as '{{\"gamma\": 1}}', got {loss_options!r}")
+    from ..training.loss import loss_class  # (no torch: the name is checked at once)
+
+    loss_class(loss)
+    parent_of_runs = _runs_parent(run_dir)
     # Every flag and file is checked here, before torch loads (seconds), so a typo answers at once.
-    opts.device(device)
-    opts.seed(seed)
+    opts.device(device or "auto", allow_auto=True)
+    seed = int(opts.seed(0 if seed is None else seed))
     opts.choice(new_layers, "--new-layers", ("random", "identity"))
     opts.resolution(max_resolution, "--max-resolution")
     for flag, value, low, high in (("--iterations", iterations, 1, BUDGET), ("--batch-size", batch_size, 2, 2**20),
@@ -97,7 +142,7 @@ def train(
                                    ("--log-every", log_every, 1, BUDGET),
                                    ("--threads", 1 if threads is None else threads, 1, 4096)):
         opts.bounded(value, flag, low, high)
-    opts.writable_folder(run_dir, "--run-dir")
+    opts.writable_folder(run_dir or Path("runs"), "--run-dir")
     from_checkpoint = resolve_checkpoint(from_checkpoint) if from_checkpoint is not None else None
     parent = resolve_checkpoint(parent) if parent is not None else None
     from ..model.genome import Genome
@@ -114,6 +159,7 @@ def train(
     from ..training.trainer import TrainConfig, Trainer
 
     chosen = set_threads(threads)
+    device = opts.resolve_device(device)
     start_iteration = 0
     if from_checkpoint is not None:
         ckpt = load_checkpoint(from_checkpoint)
@@ -129,7 +175,7 @@ def train(
     else:
         config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, fade_fraction=fade_fraction,
                              device=device, bf16=bf16, seed=seed, log_every=log_every, cuda_graphs=cuda_graphs,
-                             graph_self_check=graph_self_check)
+                             graph_self_check=graph_self_check, loss=loss, loss_options=options)
         if parent is not None:
             parent_ckpt = load_checkpoint(parent)
             data = _data_for(parent_ckpt, data)
@@ -146,7 +192,11 @@ def train(
             trainer = Trainer(genome, config, source)
         desc = f"train-{trainer.genome.key()}"
 
-    out = new_run_dir(run_dir, desc)
+    if run_dir is None or parent_of_runs:
+        out = new_run_dir(run_dir or "runs", desc)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        out = run_dir
     folder = ModelFolder(out)
     atomic_write_json(folder.options, {
         "command": "train", "data": data, "train": trainer.config.to_dict(), "threads": chosen,
@@ -175,19 +225,20 @@ def train(
 
 @app.command()
 def sample(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a folder holding one (e.g. RUN/best)")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT",
+                                               help="Checkpoint file, or a folder holding one (e.g. RUN/best)")],
     n: Annotated[int, typer.Option("--n", help=f"Number of images (at most {opts.MAX_SAMPLES:,})")] = 64,
     out: Annotated[Path, typer.Option(help="Image file to write; its suffix names the format (.png, .jpg, .webp,"
                                            " .bmp, .tif)")] = Path("grid.png"),
-    seed: Annotated[int, typer.Option(help="Seed of the latent vectors")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    seed: opts.Seed = None,
+    device: opts.Device = None,
 ) -> None:
-    """Write a grid of samples from a checkpoint's EMA generator."""
+    """Write a grid of samples from a checkpoint's EMA generator. The seed (default 0) draws the latents."""
     import io
 
     opts.sample_count(n)
-    opts.seed(seed)
-    opts.device(device)
+    seed = int(opts.seed(0 if seed is None else seed))
+    opts.device(device or "auto", allow_auto=True)
     fmt = opts.image_out(out)
     checkpoint = resolve_checkpoint(checkpoint)
     from .._util.files import atomic_write_bytes
@@ -196,6 +247,7 @@ def sample(
     from ..training.checkpoint import load_checkpoint, load_generator
     from ..training.trainer import pick_device
 
+    device = opts.resolve_device(device)
     pick_device(device)
     meta = load_checkpoint(checkpoint, tensors=False).genome
     opts.grid_fits(n, meta.resolution, meta.image_channels)  # before any image is drawn

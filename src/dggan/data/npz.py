@@ -37,6 +37,9 @@ def to_nchw(array: np.ndarray, where: str) -> np.ndarray:
 def load_image_array(path: str | os.PathLike[str]) -> np.ndarray:
     """The images in a .npy (memory-mapped, read-only) or .npz (key ``images`` or its only array)."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise DatasetError(f"npz: {p} is a folder; pass a .npy or .npz file of uint8 images (a folder of image files"
+                           " is folder:PATH)")
     if not p.is_file():
         raise DatasetError(f"npz: {p} does not exist; pass a .npy or .npz file of uint8 images")
     try:
@@ -54,7 +57,13 @@ def load_image_array(path: str | os.PathLike[str]) -> np.ndarray:
             array = np.load(p, mmap_mode="r", allow_pickle=False)
     except DatasetError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "Python objects" in str(e):  # an object array, not pixels
+            raise DatasetError(f"npz: {p} holds Python objects (an object-dtype array), not uint8 pixels;"
+                               f" {CONVERT_HINT}") from None
+        raise DatasetError(f"npz: {p} is truncated or not a numpy file (ValueError: {e}); re-create it"
+                           " (export_lsun writes .npy files atomically)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise DatasetError(f"npz: {p} is truncated or not a numpy file ({type(e).__name__}: {e});"
                            " re-create it (export_lsun writes .npy files atomically)") from e
     if not isinstance(array, np.ndarray):

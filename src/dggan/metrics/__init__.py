@@ -1,8 +1,9 @@
-"""Metrics: FID and IS (torch-fidelity's Inception), SWD (ProgGAN's definition), normalised FID.
+"""Metrics: FID, IS and KID (torch-fidelity's Inception), SWD (ProgGAN's definition), normalised FID.
 
 ``evaluate(metric, generate, real, resolution, ...)`` is the entry point; metric names carry their
-sample budget (``fid10k``, ``is50k``, ``swd16k``, ``swd1k``...). Names load on first use, so reading a
-metric name (``parse_metric``) does not import torch.
+sample budget (``fid10k``, ``is50k``, ``swd16k``, ``kid10k``, ``swd1k``...). Each kind is registered by name
+(``register_metric``, see ``registry``). Names load on first use, so reading a metric name (``parse_metric``)
+does not import torch.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ _EXPORTS: dict[str, str] = {
     "INCEPTION_WEIGHTS_FILE": "fid",
     "INCEPTION_WEIGHTS_URL": "fid",
     "InceptionFeatures": "fid",
-    "METRIC_KINDS": "registry",
     "MetricError": "registry",
+    "MetricJob": "job",
+    "MetricKind": "registry",
     "MetricSpec": "registry",
     "MetricWarning": "api",
     "PROGGAN_FID_CIFAR10": "paper",
@@ -32,10 +34,14 @@ _EXPORTS: dict[str, str] = {
     "generated_batches": "api",
     "get_inception": "fid",
     "inception_score": "fid",
+    "kernel_inception_distance": "kid",
     "laplacian_pyramid": "swd",
+    "metric_kinds": "registry",
     "normalize": "paper",
     "parse_metric": "registry",
     "real_vs_real": "api",
+    "reference_features": "refstats",
+    "register_metric": "registry",
     "resolve_inception_weights": "fid",
     "sample_patches": "swd",
     "sliced_wasserstein": "swd",

@@ -20,7 +20,7 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.metric_isc import isc_features_to_metric
 from tqdm import tqdm
 
-from .registry import MetricError
+from ..errors import MetricError
 
 EXTRACTOR_NAME = "inception-v3-compat"
 FID_LAYER = "2048"
@@ -55,7 +55,7 @@ def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Pat
 
 
 def weights_hint() -> str:
-    return (f"FID and IS need torch-fidelity's Inception-v3 weights file {INCEPTION_WEIGHTS_FILE}"
+    return (f"FID, IS and KID need torch-fidelity's Inception-v3 weights file {INCEPTION_WEIGHTS_FILE}"
             f" (from {INCEPTION_WEIGHTS_URL}). dggan never downloads it: fetch it on a machine with internet"
             f" access, then pass --inception-weights PATH, or set {WEIGHTS_ENV}=PATH, or put it at"
             f" {hub_weights_path()}")
@@ -88,8 +88,11 @@ class InceptionFeatures:
         try:
             torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise MetricError(f"{weights} is not a plain tensor state dict ({type(e).__name__}: {e});"
-                              f" {weights_hint()}") from e
+            # torch's own message advises loading with weights_only=False (unpickling arbitrary code): not ours.
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            reason = first if "weights_only" not in first else "it holds more than tensors"
+            raise MetricError(f"{weights} is not a torch file of Inception-v3 weights ({type(e).__name__}: {reason});"
+                              f" {weights_hint()}") from None
         try:
             self.model = FeatureExtractorInceptionV3(EXTRACTOR_NAME, list(self.layers),
                                                      feature_extractor_weights_path=str(weights))

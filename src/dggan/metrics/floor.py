@@ -110,9 +110,9 @@ def data_floor(metric: str, data: str | ImageSource, resolution: int, seeds: lis
         used = f"{spec.kind}{len(sample)}"
         notes.append(f"{sample.name} has {len(sample)} images, fewer than the {spec.num_fake} {spec.name} generates:"
                      f" the floor is {used} (a little higher than {spec.name}'s would be)")
-    if spec.kind != "is" and len(real) < parse_metric(used).num_real:
+    if spec.real != "none" and len(real) < parse_metric(used).num_real:
         notes.append(f"{real.name} has {len(real)} images; the metric's {parse_metric(used).num_real} real ones"
-                     " were drawn from them" + (" with replacement" if spec.kind == "swd" else ""))
+                     " were drawn from them" + (" with replacement" if spec.real == "resample" else ""))
     options = {"progress": False, **options}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetricWarning)  # the short side is said once, in the notes

@@ -1,9 +1,11 @@
-"""Reference statistics of real data (Inception mu, sigma), computed once and cached.
+"""Reference statistics of real data (Inception mu, sigma; or the features themselves), computed once and cached.
 
 A search evaluates hundreds of candidates against the same real data at a handful of resolutions, so
 the real side of FID is computed once per (dataset content, resolution, sample count, extractor and
 weights) and stored as an .npz under ``<cache_dir>/refstats``; a process-level memo avoids even
-re-reading it. SWD's real side is not cached: see ``swd.py``.
+re-reading it. KID compares features, not their moments, so its real side is the pool features themselves
+(float32, 8 KiB an image: 80 MB for kid10k), cached the same way under a key of their own
+(``reference_features``). SWD's real side is not cached: see ``swd.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ CACHE_FORMAT = 1
 REFERENCE_SEED = 0
 _MEMO: OrderedDict[str, tuple[np.ndarray, np.ndarray, int]] = OrderedDict()
 _MEMO_SIZE = 4
+_FEATURES_MEMO: OrderedDict[str, torch.Tensor] = OrderedDict()
+_FEATURES_MEMO_SIZE = 2  # (features are large: 80 MB for 10k images)
 
 
 class CacheWarning(UserWarning):
@@ -77,17 +81,21 @@ class ReferenceStats:
 
 
 def reference_key(source: ImageSource, resolution: int, num_wanted: int, num_used: int,
-                  extractor_key: str) -> str:
+                  extractor_key: str, what: str = "fid") -> str:
+    """The hash of everything a reference depends on; ``what``: "fid" (mu, sigma) or "features"."""
     fields = {"format": CACHE_FORMAT, "dataset": source.fingerprint(),
               "split": getattr(source, "split", None), "resolution": resolution, "num_wanted": num_wanted,
               "num_used": num_used,
               "selection_seed": REFERENCE_SEED, "extractor": extractor_key, "layer": FID_LAYER}
+    if what != "fid":  # (FID's keys stay those its cache files were written under)
+        fields["what"] = what
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def cache_path(cache_dir: Path, source: ImageSource, resolution: int, num_used: int, key: str) -> Path:
+def cache_path(cache_dir: Path, source: ImageSource, resolution: int, num_used: int, key: str,
+               what: str = "fid") -> Path:
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", source.name).strip("_")[:60]
-    return Path(cache_dir) / "refstats" / f"fid-{readable}-{resolution}px-{num_used}-{key}.npz"
+    return Path(cache_dir) / "refstats" / f"{what}-{readable}-{resolution}px-{num_used}-{key}.npz"
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
@@ -145,3 +153,60 @@ def fid_reference(source: ImageSource, resolution: int, num_wanted: int,
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)
     return ReferenceStats(cached[0], cached[1], cached[2], key, path, origin)
+
+
+@dataclass
+class ReferenceFeatures:
+    features: torch.Tensor  # [num_real, 2048] float32 pool features, in the order of ``real_indices``
+    key: str
+    path: Path | None
+    source: str  # "computed", "disk" or "memory"
+
+    @property
+    def num_real(self) -> int:
+        return len(self.features)
+
+
+def _load_cached_features(path: Path, key: str, num: int) -> torch.Tensor | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            features, stored_key = f["features"], str(f["key"])
+        if stored_key != key or features.shape[0] != num or features.ndim != 2 or not np.isfinite(features).all():
+            raise ValueError("content does not match its key or is not finite")
+        return torch.from_numpy(features)
+    except Exception as e:  # any unreadable file is recomputed, never fatal
+        warnings.warn(f"reference features {path} are unreadable ({type(e).__name__}: {e}); recomputing",
+                      CacheWarning, stacklevel=3)
+        return None
+
+
+def reference_features(source: ImageSource, resolution: int, num_wanted: int,
+                       extractor: Callable[[torch.Tensor], dict[str, torch.Tensor]], extractor_key: str, *,
+                       cache_dir: Path | None, batch_size: int = 64, progress: bool = True) -> ReferenceFeatures:
+    """Inception pool features of ``num_wanted`` real images (all if fewer; the subset FID uses) at
+    ``resolution``, cached by the hash of their inputs as ``fid_reference``'s statistics are."""
+    indices = real_indices(len(source), num_wanted)
+    key = reference_key(source, resolution, num_wanted, len(indices), extractor_key, what="features")
+    path = None if cache_dir is None else cache_path(Path(cache_dir), source, resolution, len(indices), key,
+                                                     what="features")
+    if key in _FEATURES_MEMO:
+        _FEATURES_MEMO.move_to_end(key)
+        features = _FEATURES_MEMO[key]
+        if path is not None and not path.is_file():  # computed earlier without a cache folder
+            save_npz_atomic(path, features=features.numpy(), key=np.array(key))
+        return ReferenceFeatures(features, key, path, "memory")
+    features = _load_cached_features(path, key, len(indices)) if path is not None else None
+    origin = "disk"
+    if features is None:
+        batches = real_batches(source, indices, resolution, batch_size)
+        features = extract_features(batches, extractor, total=len(indices),
+                                    desc=f"real {source.name} @{resolution}px", progress=progress)[FID_LAYER]
+        features, origin = features.float().cpu().contiguous(), "computed"
+        if path is not None:
+            save_npz_atomic(path, features=features.numpy(), key=np.array(key))
+    _FEATURES_MEMO[key] = features
+    while len(_FEATURES_MEMO) > _FEATURES_MEMO_SIZE:
+        _FEATURES_MEMO.popitem(last=False)
+    return ReferenceFeatures(features, key, path, origin)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .registry import MetricError
+from ..errors import MetricError
 
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .._util.files import JSONFileError, parse_json, read_json_file
 from ..errors import GenomeError
 
 GENOME_FORMAT = 1
@@ -260,20 +261,20 @@ class Genome:
     @classmethod
     def from_file(cls, path: str | Path) -> Genome:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            data = read_json_file(path)
         except OSError as exc:
             raise GenomeError(f"{path}: cannot read genome file ({exc.strerror})") from None
-        except UnicodeDecodeError:
-            raise GenomeError(f"{path}: not a genome file (binary, not UTF-8 JSON text); pass the genome.json"
-                              " of a run or one written by `dggan genome base`") from None
-        return cls.from_json(text, source=str(path))
+        except JSONFileError as exc:
+            raise GenomeError(f"{path}: not a genome file: {exc}; pass the genome.json of a run or one written by"
+                              " `dggan genome base`") from None
+        return cls.from_dict(data, source=str(path))
 
     @classmethod
     def from_json(cls, text: str, source: str = "genome") -> Genome:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GenomeError(f"{source}: not valid JSON ({exc})") from None
+            data = parse_json(text)
+        except JSONFileError as exc:
+            raise GenomeError(f"{source}: {exc}") from None
         return cls.from_dict(data, source=source)
 
 

@@ -10,6 +10,10 @@ With CUDA graphs the graph's private memory pool holds the iteration's peak (the
 gradients) for the trainer's whole life, beside the allocator's own cache that the eager warm-up filled, so
 graphs count them a second time; the self-check of each new graph briefly holds two more copies of the
 weights and Adam state.
+
+When several candidates share a GPU (``candidates_per_gpu``), each may count on its share of the card only
+(``check_fits(share=N)``: 1/N of it); the worker retries a candidate that does not fit its share, or runs out
+of memory while sharing, with the GPU to itself (``dggan.search.worker``).
 """
 
 from __future__ import annotations
@@ -69,13 +73,23 @@ def device_memory(device: str) -> int:
 
 
 def check_fits(genome: Genome, batch_size: int, device: str, limit_gb: float | None = None,
-               what: str = "this genome", *, graphs: bool = False, self_check: bool = False) -> MemoryEstimate:
+               what: str = "this genome", *, graphs: bool = False, self_check: bool = False,
+               share: int = 1) -> MemoryEstimate:
     """Raise ConfigError when ``genome`` cannot fit ``device`` (or ``limit_gb``); return the estimate.
-    ``graphs`` and ``self_check``: CUDA graphs are on (see ``estimate``)."""
+    ``graphs`` and ``self_check``: CUDA graphs are on (see ``estimate``). ``share``: this many candidates share the
+    device, each gets 1/share of its memory (an explicit ``limit_gb`` is each candidate's own and is not divided)."""
+    if share < 1:
+        raise ValueError(f"share must be >= 1, got {share}")
     need = estimate(genome, batch_size, graphs, self_check)
-    limit = limit_gb * 2**30 if limit_gb else device_memory(device)
+    limit = limit_gb * 2**30 if limit_gb else device_memory(device) / share
     if need.total > limit:
-        where = f"the {limit_gb:g} GiB memory_limit_gb" if limit_gb else f"{device}'s {limit / 2**30:.3g} GiB"
+        if limit_gb:
+            where = f"the {limit_gb:g} GiB memory_limit_gb"
+        elif share > 1:
+            where = f"its 1/{share} share of {device}'s {limit * share / 2**30:.3g} GiB ({limit / 2**30:.3g} GiB:" \
+                    f" {share} candidates share the device)"
+        else:
+            where = f"{device}'s {limit / 2**30:.3g} GiB"
         eager = ""
         if need.graphs:
             fits = " (it would fit without them)" if need.total - need.graphs <= limit else ""

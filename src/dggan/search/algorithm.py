@@ -10,7 +10,9 @@ a replay with the run's own K, p and seed retraces the real search exactly.
 - Past ``max_steps`` without the target resolution, growth is forced: **every** kept parent that can
   still double its resolution gets its ``grow_res`` child (no draw), so the best route is never dropped.
 - The ``top_k`` finished children by normalised metric (ties: lower id) become the next parents; at step 0
-  every finished initial candidate is a parent (the paper's P = {initial candidates}).
+  every finished initial candidate is a parent (the paper's P = {initial candidates}). ``selection="random"``
+  (random growth, the baseline that measures the ranking's worth) keeps K finished children drawn at random
+  instead, and halving's rungs keep a random 1/eta: the same budget and draws, no ranking until the final pick.
 - The search stops when no parent has a valid action left, or at ``max_steps`` once a parent is at the
   target resolution.
 - The best candidate is the finished one with the lowest score at the target resolution; before any
@@ -87,9 +89,14 @@ def _valid_actions(genome: Genome, space: ActionSpace, limits: GrowthLimits) -> 
     return tuple(valid_actions(genome, space, limits))
 
 
-def step_rng(seed: int, step: int) -> random.Random:
-    """The random stream of one step's draws: a function of the search seed and the step only."""
-    return random.Random(f"{seed}:{step}")
+def step_rng(seed: int, step: int, purpose: str = "") -> random.Random:
+    """The random stream of one step's draws: a function of the search seed, the step and what it draws
+    (``""``: the (parent, action) pairs; random growth's selection and rungs have streams of their own, so
+    its children are exactly the beam search's of the same seed wherever the parents agree)."""
+    return random.Random(f"{seed}:{step}" + (f":{purpose}" if purpose else ""))
+
+
+SELECTIONS = ("beam", "random")
 
 
 def score_of(row: Any, key: str = "normalized_metric") -> float | None:
@@ -178,12 +185,16 @@ def halving_keep(n: int, eta: int, top_k: int | None) -> int:
 
 
 def halve(children: Sequence[C], rung_score: Callable[[C], float | None], eta: int,
-          top_k: int | None) -> tuple[list[C], list[C]]:
+          top_k: int | None, rng: random.Random | None = None) -> tuple[list[C], list[C]]:
     """One rung of successive halving: (go on, stop). Children with a finite rung score are ranked (ties:
     lower id) and the best ``halving_keep`` go on; a child without a score (it did not finish the rung)
-    stops. The search and the report's replay both decide with this."""
+    stops. With ``rng`` (random growth) as many go on, drawn at random. The search and the report's replay
+    both decide with this."""
     scored = [c for c in children if (v := rung_score(c)) is not None and math.isfinite(v)]
     scored.sort(key=lambda c: (rung_score(c), c.id))
+    if rng is not None:  # random growth: which children go on is drawn (from id order), not ranked
+        scored.sort(key=lambda c: c.id)
+        rng.shuffle(scored)
     keep = halving_keep(len(scored), eta, top_k)
     return scored[:keep], [c for c in children if c not in scored[:keep]]
 
@@ -199,6 +210,11 @@ class Rules:
     limits: GrowthLimits
     max_steps: int | None = None
     key: str = "normalized_metric"
+    selection: str = "beam"  # "beam": the paper's top-K; "random": K finished children drawn at random
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
 
     @property
     def target_resolution(self) -> int:
@@ -219,7 +235,9 @@ class Rules:
         limits = GrowthLimits(int(settings["target_resolution"]), settings["max_g_layers"], settings["max_d_layers"])
         values: dict[str, Any] = {"top_k": settings["top_k"], "p": float(settings["p"]),
                                   "seed": int(settings["seed"]), "space": space, "limits": limits,
-                                  "max_steps": settings["max_steps"]}
+                                  "max_steps": settings["max_steps"],
+                                  # ledgers written before random growth existed ranked by score
+                                  "selection": settings.get("selection", "beam")}
         values.update(overrides)
         return cls(**values)
 
@@ -249,9 +267,20 @@ class Rules:
     # ------------------------------------------------------------------ selection and stopping
     def select(self, candidates: Iterable[C], step: int) -> list[C]:
         """The parents of step + 1: the top-K finished candidates of ``step`` by score, best first (at step 0
-        every finished initial candidate, as Algorithm 1 starts from P = {initial candidates})."""
+        every finished initial candidate, as Algorithm 1 starts from P = {initial candidates}); with random
+        selection, K of them drawn at random, in the order drawn."""
         ranked = rank(candidates, self.key)
-        return ranked if self.top_k is None or step == 0 else ranked[: self.top_k]
+        if self.top_k is None or step == 0:
+            return ranked
+        if self.selection == "random":
+            # Drawn from the candidates in id order, so the draw cannot depend on their scores.
+            pool = sorted(ranked, key=lambda r: r.id)
+            return step_rng(self.seed, step, "select").sample(pool, min(self.top_k, len(pool)))
+        return ranked[: self.top_k]
+
+    def rung_rng(self, step: int, rung: int) -> random.Random | None:
+        """The stream that draws which children go on at a rung under random growth (None: ranked)."""
+        return step_rng(self.seed, step, f"rung{rung}") if self.selection == "random" else None
 
     def should_stop(self, step: int, parents: Sequence[C]) -> bool:
         """After selecting ``parents`` at ``step``: nothing can grow, or ``max_steps`` is reached at the target."""

@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._util.files import atomic_write_json
+from .._util.files import JSONFileError, atomic_write_json, read_json_file
 from .._util.settings import check_device_name, check_range, coerce, normalize_fields
 from ..errors import ConfigError, InvalidActionError, SearchError
-from ..metrics.registry import metric_spec
+from ..metrics.registry import metric_kind, metric_kinds, metric_spec
 from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
 from ..model.genome import Genome, is_int, is_power_of_two, proggan_channels
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir, os_error
 from ..training.config import TrainConfig
-from .algorithm import Rules
+from .algorithm import SELECTIONS, Rules
 from .ledger import Ledger
 
 EXECUTORS = ("inprocess", "local", "ray", "slurm")
@@ -28,10 +28,10 @@ SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
 # Settings that say where and how fast a search runs, not what it computes: --resume may change them.
 RUNTIME_SETTINGS = frozenset({"threads", "executor", "workers", "gpus_per_candidate", "device", "candidates_per_gpu",
                               "gpu_sharing", "cuda_graphs", "graph_self_check", "cudnn_benchmark", "channels_last",
-                              "tensorboard",
+                              "allow_tf32", "tensorboard",
                               "slurm_cluster", "slurm_partition", "slurm_gpus", "slurm_cpus_per_task", "slurm_time_min",
                               "slurm_max_timeouts", "slurm_array_parallelism", "slurm_extra", "slurm_setup",
-                              "slurm_folder"})
+                              "slurm_poll_s", "slurm_folder"})
 # Said with every error that asks for --resume (the CLI adds it; the driver may use it in its own messages):
 # a cause in a setting --resume keeps needs a new search.
 RESUME_HINT = (f"(--resume may change only the runtime settings {', '.join(sorted(RUNTIME_SETTINGS))}; a cause in"
@@ -75,6 +75,9 @@ class SearchConfig:
     max_g_layers: int | None = None
     max_d_layers: int | None = None
     max_steps: int | None = 12
+    # How a step's parents are kept: "beam" (the paper's top-K by score) or "random" (K finished children drawn
+    # at random, and halving's rungs drawn too: random growth, the baseline that measures what ranking buys).
+    selection: str = "beam"
     # Successive halving inside every step (beyond the paper; 1 = off): children are scored at rungs of
     # their budget (halving_min_fraction, x halving_eta, ..., 1) and only the best 1/eta go on.
     halving_eta: int = 1
@@ -94,6 +97,8 @@ class SearchConfig:
     lr: float = _TRAIN.lr
     beta1: float = _TRAIN.beta1
     beta2: float = _TRAIN.beta2
+    loss: str = _TRAIN.loss  # the objective by its registered name: wgan-gp (the paper's) or r1 (StyleGAN2's)
+    loss_options: dict[str, Any] = field(default_factory=dict)  # the loss's own, e.g. {"gamma": 1, "every": 16}
     gp_lambda: float = _TRAIN.gp_lambda
     drift: float = _TRAIN.drift
     ema_beta: float = _TRAIN.ema_beta
@@ -114,6 +119,7 @@ class SearchConfig:
     graph_self_check: bool = _TRAIN.graph_self_check  # each new graph checked against eager once
     cudnn_benchmark: bool = _TRAIN.cudnn_benchmark
     channels_last: bool | None = _TRAIN.channels_last  # None: with bf16
+    allow_tf32: bool = _TRAIN.allow_tf32  # TF32 math for float32 convs and matmuls (CUDA); off: fp32 is fp32
     checkpoint_every: int = 0  # iterations between in-candidate checkpoints (0: a quarter of the budget)
     sample_grid: int = 36  # images in each candidate's samples.png (0: none)
     tables: bool = True  # after the final training, the paper's Tables 1-3 into RUN/best (dggan tables)
@@ -133,11 +139,14 @@ class SearchConfig:
     # The slurm executor (submitit, the [slurm] extra): every candidate a SLURM job, a batch of them one job array.
     slurm_cluster: str = "slurm"  # "local": the same jobs as processes of this machine (try a SLURM setup)
     slurm_partition: str | None = None
-    slurm_gpus: int = 1  # GPUs per candidate job (0: CPU jobs)
-    slurm_cpus_per_task: int = 4  # also the job's torch threads unless `threads` is set
+    # GPUs per candidate job (0: CPU jobs); null: one when the device is CUDA, or `auto` on a partition with GPUs.
+    slurm_gpus: int | None = None
+    # CPUs per job, also its torch threads unless `threads` is set; null: 4, or all a node has if fewer.
+    slurm_cpus_per_task: int | None = None
     slurm_time_min: int = 24 * 60  # a job's time limit; a longer candidate is requeued and resumes
     slurm_max_timeouts: int = 20  # requeues after hitting the time limit (preemptions do not count)
     slurm_array_parallelism: int = 256  # jobs of one array running at once
+    slurm_poll_s: float | None = None  # seconds between the driver's looks at its jobs (null: 15; 0.5 locally)
     slurm_extra: dict[str, Any] = field(default_factory=dict)  # more sbatch options: {"account": "lab", "mem": "64G"}
     slurm_setup: tuple[str, ...] = ()  # shell lines run before each job ("module load cuda", "source .venv/...")
     slurm_folder: str | None = None  # submitit's job files and logs (default RUN/slurm; a shared filesystem)
@@ -151,6 +160,8 @@ class SearchConfig:
 
         need(isinstance(self.top_k, int) and self.top_k >= 1, f"top_k (K) must be an int >= 1, got {self.top_k!r}")
         need(0 < self.p <= 1, f"p must be in (0, 1], got {self.p!r}")
+        need(self.selection in SELECTIONS, f"selection must be {' or '.join(SELECTIONS)} (random growth), got"
+             f" {self.selection!r}")
         need(is_power_of_two(self.base_resolution) and self.base_resolution >= 4,
              f"base_resolution (d0) must be a power of two >= 4, got {self.base_resolution!r}")
         need(is_power_of_two(self.target_resolution), f"target_resolution must be a power of two, got"
@@ -194,13 +205,20 @@ class SearchConfig:
             self.action_space().actions()
         except InvalidActionError as exc:
             raise ConfigError(f"search config: {exc}") from None
+        caps = (("G", self.grow_g, self.max_g_layers), ("D", self.grow_d, self.max_d_layers))
+        endless = [kind for kind, on, cap in caps if on and cap is None]
+        need(self.max_steps is not None or not endless,
+             f"max_steps is null and nothing limits the {' and '.join(endless)} layers, so the search would grow"
+             f" forever; set max_steps, or max_{endless[0].lower() if endless else 'g'}_layers"
+             f"{' and max_d_layers' if len(endless) == 2 else ''}")
         need(self.grow_res or self.target_resolution == self.base_resolution,
              "grow_res is disabled, so the search can never reach target_resolution; enable it or set"
              " target_resolution = base_resolution")
         self.train_config(self.iterations)  # validates the training settings
         spec = metric_spec(self.metric, "search config: metric")
+        lower = ", ".join(f"{k}..." for k, kind in sorted(metric_kinds().items()) if kind.lower_is_better)
         need(spec.lower_is_better, f"metric {self.metric!r} is higher-is-better; the search ranks candidates by"
-             " a lower-is-better metric (fid... or swd...)")
+             f" a lower-is-better metric ({lower})")
         need(self.halving_eta >= 1, f"halving_eta must be >= 1 (1: no successive halving), got {self.halving_eta}")
         need(0 < self.halving_min_fraction <= 1, "halving_min_fraction must be in (0, 1]")
         if self.rung_metric is not None and self.halving_eta > 1:  # without halving it is never used
@@ -213,16 +231,30 @@ class SearchConfig:
                  f"rung_metric {self.rung_metric!r} ({rung.num_fake:,} samples) costs more than the metric"
                  f" {self.metric!r} ({spec.num_fake:,}) it stands in for at the early rungs; use a cheaper one,"
                  f" {cheaper}, or none (null: the metric itself)")
-        need(spec.kind != "swd" or self.base_resolution >= 8,
-             "SWD uses 7x7 neighbourhoods, so it needs images of at least 8x8: use base_resolution >= 8 or FID")
+        kind = metric_kind(spec.kind)
+        need(self.base_resolution >= kind.min_resolution,
+             f"{kind.min_resolution_why or f'metric {spec.kind}...'}, so it needs images of at least"
+             f" {kind.min_resolution}x{kind.min_resolution}: use base_resolution >= {kind.min_resolution} or"
+             " another metric (e.g. FID)")
         if isinstance(self.baseline, dict):
             need(all(v > 0 for v in self.baseline.values()), "baseline values must be > 0")
+        need(not isinstance(self.baseline, str) or bool(self.baseline.strip()),
+             "baseline is empty; use auto, none, a baseline run folder, paper-cifar10, paper-lsun-bedroom or"
+             " {res: value}")
+        need(self.memory_limit_gb is None or self.memory_limit_gb > 0,
+             f"memory_limit_gb must be > 0 (GiB) or null (the device's own memory), got {self.memory_limit_gb}")
+        need(bool(str(self.data).strip()), "data is empty; give a dataset spec such as digits, synthetic or"
+             " cifar10:/path")
 
     def _check_slurm(self, need: Any) -> None:
         need(self.slurm_cluster in ("slurm", "local"), f"slurm_cluster must be 'slurm' (sbatch) or 'local' (this"
              f" machine's processes, for tests), got {self.slurm_cluster!r}")
-        need(self.slurm_gpus >= 0, f"slurm_gpus must be >= 0 (0: CPU jobs), got {self.slurm_gpus}")
-        need(self.slurm_cpus_per_task >= 1, f"slurm_cpus_per_task must be >= 1, got {self.slurm_cpus_per_task}")
+        need(self.slurm_gpus is None or self.slurm_gpus >= 0, f"slurm_gpus must be >= 0 (0: CPU jobs) or null (by"
+             f" the device), got {self.slurm_gpus}")
+        need(self.slurm_cpus_per_task is None or self.slurm_cpus_per_task >= 1,
+             f"slurm_cpus_per_task must be >= 1 or null, got {self.slurm_cpus_per_task}")
+        need(self.slurm_poll_s is None or 0.05 <= self.slurm_poll_s <= 3600,
+             f"slurm_poll_s must be in [0.05, 3600] seconds or null, got {self.slurm_poll_s}")
         need(self.slurm_time_min >= 1, f"slurm_time_min must be >= 1 (minutes), got {self.slurm_time_min}")
         need(self.slurm_max_timeouts >= 0, f"slurm_max_timeouts must be >= 0, got {self.slurm_max_timeouts}")
         need(self.slurm_array_parallelism >= 1, "slurm_array_parallelism must be >= 1")
@@ -311,15 +343,22 @@ class SearchConfig:
     def from_file(cls, path: str | Path) -> SearchConfig:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json_file(path)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a settings file (binary, not UTF-8 JSON text)") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        except JSONFileError as exc:
+            raise ConfigError(f"{path}: not a settings file: {exc}") from None
         return cls.from_dict(data, source=str(path))
 
+
+# What the CPU presets share: narrow networks, short budgets, successive halving, an EMA that ramps up, grown
+# layers that start as identities (beyond the paper, to fit a CPU).
+_CPU: dict[str, Any] = {
+    "metric": "swd512", "baseline": "auto", "initial_channels": (32,), "latent_size": 64, "target_resolution": 16,
+    "top_k": 2, "p": 0.3, "kernels": (3,), "filters": (32, 64), "iterations": 600, "initial_iterations": 600,
+    "final_iterations": 2400, "max_steps": 3, "max_g_layers": 2, "max_d_layers": 2, "halving_eta": 3,
+    "halving_min_fraction": 1 / 3, "rung_metric": "swd256", "lr": 2e-3, "ema_rampup": 0.05,
+    "new_layer_init": "identity", "checkpoint_every": 300, "sample_grid": 36}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Paper, CIFAR-10: K=20, p=0.4, d0 8 -> 32, latent 128, 100k iterations for the initial and every new
@@ -340,19 +379,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The main job: about five minutes on a 2-core CPU, on real images that ship with scikit-learn (the 8x8
     # handwritten digits at 16 px), scored with SWD. Beyond the paper, to fit a CPU: narrow networks, short
     # budgets, successive halving, an EMA that ramps up, grown layers that start as identities.
-    "demo": {"data": "digits", "metric": "swd512", "baseline": "auto", "initial_channels": (32,),
-             "latent_size": 64, "target_resolution": 16, "top_k": 2, "p": 0.3, "kernels": (3,),
-             "filters": (32, 64), "iterations": 600, "initial_iterations": 600, "final_iterations": 2400,
-             "max_steps": 3, "max_g_layers": 2, "max_d_layers": 2, "halving_eta": 3, "halving_min_fraction": 1 / 3,
-             "rung_metric": "swd256", "lr": 2e-3, "ema_rampup": 0.05, "new_layer_init": "identity",
-             "checkpoint_every": 300, "sample_grid": 36},
+    "demo": {**_CPU, "data": "digits"},
     # The same search on the built-in synthetic shapes (no scikit-learn needed).
-    "shapes": {"data": "synthetic:n=2048,res=16", "metric": "swd512", "baseline": "auto", "initial_channels": (32,),
-               "latent_size": 64, "target_resolution": 16, "top_k": 2, "p": 0.3, "kernels": (3,),
-               "filters": (32, 64), "iterations": 600, "initial_iterations": 600, "final_iterations": 2400,
-               "max_steps": 3, "max_g_layers": 2, "max_d_layers": 2, "halving_eta": 3,
-               "halving_min_fraction": 1 / 3, "rung_metric": "swd256", "lr": 2e-3, "ema_rampup": 0.05,
-               "new_layer_init": "identity", "checkpoint_every": 300, "sample_grid": 36},
+    "shapes": {**_CPU, "data": "synthetic:n=2048,res=16"},
+    # A planted advantage (benchmarks/README.md, "Does the search find a better architecture?"): ProgGAN at
+    # width 8 on the shapes is starved of discriminator capacity, which D actions add (a 7x7 D conv of 64
+    # filters at 16 px scores about 0.54x of it at equal training, measured over 3 training seeds), while G
+    # actions make it worse (1.5-1.8x). The test of the search's power: it must find the one and avoid the other.
+    "planted": {**_CPU, "data": "synthetic:n=2048,res=16", "initial_channels": (8,), "kernels": (3, 7)},
 }
 
 
@@ -370,16 +404,43 @@ def create_run(run_dir: str | Path, config: SearchConfig) -> Path:
     layout = RunLayout(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(layout.options, config.to_dict())
+        # The ledger first: it is the truth a resume reads; options.json is the copy for people.
         Ledger.create(layout.ledger, config.to_dict()).close()
+        atomic_write_json(layout.options, config.to_dict())
     except OSError as exc:
         raise os_error(exc, f"cannot make the run folder {run_dir}", "choose a writable --run-dir") from None
     return run_dir
 
 
 def load_run_config(run_dir: str | Path) -> SearchConfig:
+    """A run's settings. The ledger's copy is the truth (written once, when the run was made, in the same file as
+    every result); options.json, the copy a user reads, must agree with it on everything but the runtime settings:
+    an edit there would change how later candidates train while the ledger still states the old settings."""
     layout = RunLayout(run_dir)
-    if not layout.is_run():
-        raise SearchError(f"{run_dir} is not a dggan search run (no {LEDGER_NAME} / {OPTIONS_NAME});"
-                          " start a new search with --run-dir instead of --resume")
-    return SearchConfig.from_file(layout.options)
+    if not layout.ledger.is_file() and not layout.options.is_file():
+        raise SearchError(f"{run_dir} is not a dggan search run (no {LEDGER_NAME} or {OPTIONS_NAME} in it)")
+    if not layout.ledger.is_file():
+        raise SearchError(f"{run_dir} holds {OPTIONS_NAME} but no {LEDGER_NAME}: a search was stopped while it made"
+                          " the folder, before any work; delete the folder and start the search again")
+    written = SearchConfig.from_file(layout.options) if layout.options.is_file() else None
+    with Ledger.open(layout.ledger, readonly=True) as ledger:
+        recorded = ledger.settings()
+    if not recorded:  # a ledger from before settings were recorded in it: options.json is all there is
+        if written is None:
+            raise SearchError(f"{run_dir}: neither the ledger nor {OPTIONS_NAME} holds the run's settings")
+        return written
+    truth = SearchConfig.from_dict(recorded, source=f"{layout.ledger} (the run's settings)")
+    if written is not None:
+        mine, theirs = truth.to_dict(), written.to_dict()
+        changed = [k for k in mine if k not in RUNTIME_SETTINGS and mine[k] != theirs.get(k)]
+        if changed:
+            diff = "; ".join(f"{k}: {_shown(mine[k])} in the ledger, {_shown(theirs.get(k))} in {OPTIONS_NAME}"
+                             for k in changed)
+            raise SearchError(f"{layout.options} differs from the settings the run was made with ({diff}); a run's"
+                              f" settings cannot change: restore {OPTIONS_NAME} (or delete it: the ledger holds"
+                              " them), or start a new search with --run-dir")
+    return truth
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else repr(value)

@@ -14,6 +14,7 @@ the training went (candidates, the ProgGAN baseline, the final training).
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -137,10 +138,15 @@ def where_it_ran(extra: dict[str, Any], when: float | None, sessions: Sequence[S
     if extra.get("device"):
         return str(extra["device"]), int(extra.get("threads") or threads or 1), False
     if when is not None:
-        # A row's last update is when its result was recorded, inside the session that recorded it.
-        s = next((s for s in sessions if s.device and s.started <= when <= s.last_seen + 1.0), None)
-        if s is not None:
-            return str(s.device), int(s.threads or threads or 1), False
+        # A row's last update is when its result was recorded, inside the session that recorded it. A session that
+        # has not ended (running now, or killed) lasts until the next one starts: its heartbeat is up to 30 s old,
+        # so a row it recorded since would otherwise fall outside every session.
+        ordered = sorted(sessions, key=lambda s: s.started)
+        for i, s in enumerate(ordered):
+            nxt = ordered[i + 1].started if i + 1 < len(ordered) else math.inf
+            end = s.last_seen + 1.0 if s.ended else nxt
+            if s.device and s.started <= when <= end:
+                return str(s.device), int(s.threads or threads or 1), False
     device = str(settings.get("device") or "auto")
     if device != "auto" and (device.startswith("cuda") or threads):
         return device, int(threads or 1), False

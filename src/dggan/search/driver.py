@@ -21,7 +21,7 @@ from typing import Any
 from .._util.tensorboard import INSTALL_HINT, Board
 from .._util.tensorboard import available as board_available
 from .._util.threads import set_threads
-from ..errors import SearchError
+from ..errors import DgganError, SearchError
 from ..model.actions import Action, apply_action
 from ..runs import RunLayout, run_lock
 from .algorithm import (
@@ -34,6 +34,7 @@ from .baseline import BaselineCurve, resolutions, static_curve
 from .config import SearchConfig, create_run, load_run_config
 from .executors import Executor, executor_for
 from .final import FinalTraining
+from .integrity import check_same_data
 from .ledger import CandidateRow, FinalRow, Heartbeat, Ledger
 from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
 from .proggan import run_baseline, train_route
@@ -112,13 +113,13 @@ class Search(FinalTraining):
         first = self.config.initial_iterations or self.config.iterations
         least = {res: first + k * self.config.iterations for k, res in enumerate(resolutions(self.config))}
         wanted = {res: max(i, (needs or {}).get(res, 0)) for res, i in least.items()}
-        proggan = train_route(self.layout.baseline.root, self.config, [wanted], self.executor, self.progress,
-                              self.log, tb_root=self.layout.tb / "baseline")
-        assert proggan.curve is not None
-        # Intermediate rungs are compared with the baseline's own scores at the same fraction of its budget.
-        self.runner.curve = proggan.curve
-        self.runner.rung_curve = BaselineCurve.from_rungs(proggan.ledger.candidates(), proggan.ledger.rungs(),
-                                                          self.config.rung_metric or self.config.metric, "auto")
+        with train_route(self.layout.baseline.root, self.config, [wanted], self.executor, self.progress,
+                         self.log, tb_root=self.layout.tb / "baseline") as proggan:
+            assert proggan.curve is not None
+            # Intermediate rungs are compared with the baseline's own scores at the same fraction of its budget.
+            self.runner.curve = proggan.curve
+            self.runner.rung_curve = BaselineCurve.from_rungs(proggan.ledger.candidates(), proggan.ledger.rungs(),
+                                                              self.config.rung_metric or self.config.metric, "auto")
         self.ledger.set_meta("baseline_rungs", self.runner.rung_curve.to_json())
         self.ledger.set_meta("baseline", proggan.curve.to_json())
         return proggan.curve
@@ -288,17 +289,27 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
         check_device(config)
         check_executor(config)
         check_data(config)  # the files may have moved since the run started
+        check_same_data(run_dir, config)  # ... or been replaced at the same path
         check_metric(config)
     elif config is None:
         raise SearchError("run_search needs a config for a new run (or resume=True)")
     else:
         validate_new_search(config, run_dir)  # before any folder is made or work is done
         create_run(run_dir, config)
+        check_same_data(run_dir, config)  # records the data's fingerprint
     own = executor is None
     executor = executor or executor_for(config, run_dir)
+    search = None
     try:
         search = Search(run_dir, config, executor, progress)
-        summary = search.run()
+        try:
+            summary = search.run()
+        except DgganError as exc:
+            if not RunLayout(run_dir).ledger.is_file():  # nothing is left to resume: do not promise it
+                raise SearchError(f"the run folder {run_dir} (or its ledger) was deleted while the search ran"
+                                  f" ({str(exc).split(';')[0]}); what it had trained went with it: start a new"
+                                  " search with --run-dir") from None
+            raise
         layout = RunLayout(run_dir)
         if config.tables and summary.final_status == Status.DONE and not layout.tables_json.exists():
             from .tables import tables
@@ -307,5 +318,7 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
             tables(run_dir, executor=executor, progress=progress)
         return summary
     finally:
+        if search is not None:
+            search.runner.close()
         if own:
             executor.close()

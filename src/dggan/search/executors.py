@@ -13,12 +13,20 @@ trains that many candidates together in each worker process, each on its own CUD
 without MPS, with one Python thread feeding them. The default (``candidates_per_gpu`` unset) is 4 processes
 per GPU when an MPS daemon is running, 4 streams per worker with ``streams``, else 1.
 
+Out of memory while sharing: each worker knows how many candidates share its GPU (``set_worker_device``), a
+candidate may count on that share of the card, and one that does not fit it or runs out of memory comes back
+``retry_alone``. The executor then runs it again with the GPU to itself before the driver hears of it: local,
+after the rest of the batch, one at a time while the pool is otherwise idle; Ray, as a task asking for a whole
+GPU. Only out of memory alone fails the candidate. (The simplest correct design: a lock held across processes
+would have to be taken by every candidate, and Ray places tasks on GPUs itself.)
+
 Every executor runs the same ``run_candidate`` on the same task (seed included), so on the CPU the
 ledger does not depend on the executor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import tempfile
@@ -81,8 +89,8 @@ class InProcessExecutor:
 def _init_local_worker(devices: Any, threads: int, driver: int) -> None:
     import threading
 
-    device = devices.get()
-    set_worker_device(device)
+    device, share = devices.get()
+    set_worker_device(device, share)
     if device.startswith("cuda:"):
         import torch
 
@@ -118,9 +126,11 @@ def _running(pid: int) -> bool:
 
 class LocalExecutor:
     """Worker processes pinned to the GPUs (at least one per GPU, ``candidates_per_gpu`` per GPU with
-    ``processes`` sharing), or ``workers`` CPU processes splitting the cores between them.
+    ``processes`` sharing), or ``workers`` CPU processes splitting the cores between them. ``device``: ``cuda``
+    uses every GPU, ``cuda:N`` GPU N only.
 
     ``group``: candidates one worker trains together (streams sharing: ``candidates_per_gpu``; else 1).
+    ``shares``: candidates training at once on each device (its workers times ``group``), what each worker is told.
     """
 
     name = "local"
@@ -133,7 +143,10 @@ class LocalExecutor:
             raise ValueError(f"gpu_sharing must be one of {GPU_SHARING}, got {gpu_sharing!r}")
         self.group = 1
         if device.startswith("cuda") and torch.cuda.is_available():
-            devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+            index, count = torch.device(device).index, torch.cuda.device_count()
+            if index is not None and index >= count:
+                raise ValueError(f"device {device!r} requested but only {count} CUDA device(s) exist")
+            devices = [f"cuda:{i}" for i in range(count)] if index is None else [f"cuda:{index}"]
             per_gpu = resolve_candidates_per_gpu(candidates_per_gpu, gpu_sharing)
             if gpu_sharing == "streams":
                 self.group = per_gpu
@@ -147,6 +160,8 @@ class LocalExecutor:
             self.group = group
         self.workers = workers
         self.devices = devices
+        # CPU workers split the cores and each has the machine's memory to itself as far as check_fits goes.
+        self.shares = {d: (devices.count(d) * self.group if d.startswith("cuda") else 1) for d in devices}
         self.threads = threads or default_threads(workers)
         self._pool: ProcessPoolExecutor | None = None
 
@@ -161,11 +176,25 @@ class LocalExecutor:
             ctx.set_forkserver_preload(["dggan.search.worker"])  # before the server starts; later calls no-op
         queue = ctx.Queue()  # each worker takes one device; no manager process that could be orphaned
         for device in self.devices:
-            queue.put(device)
+            queue.put((device, self.shares[device]))
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_local_worker,
                                    initargs=(queue, self.threads, os.getpid()))
 
     def run(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
+        by_id = {task.candidate_id: task for task in tasks}
+        alone: list[CandidateTask] = []
+        for result in self._run_batch(tasks):
+            task = by_id[result.candidate_id]
+            if result.retry_alone and not task.alone:
+                alone.append(task)
+                continue
+            yield result
+        # Out of memory while sharing a GPU: again, one at a time, now that the rest of the batch is done (the other
+        # workers idle, their cached blocks given back after each candidate).
+        for task in alone:
+            yield from self._run_batch([dataclasses.replace(task, alone=True)])
+
+    def _run_batch(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
         pending = {task.candidate_id: task for task in tasks}
         for attempt in range(2):  # one retry of what was lost if a worker process dies
             if not pending:
@@ -224,22 +253,29 @@ class RayExecutor:
         # The smaller share wins: gpus_per_candidate, or one GPU split between candidates_per_gpu tasks.
         share = min(gpus_per_candidate, 1.0 / resolve_candidates_per_gpu(candidates_per_gpu)) if use_gpu else 0
         self.gpu_share = share
+        self.share = max(1, int(1.0 / share + 1e-9)) if share else 1  # candidates that fit on one GPU at once
         self._remote = ray.remote(num_cpus=1, num_gpus=share,
                                   max_retries=max_retries, retry_exceptions=False)(_ray_run_candidate)
         self._device = "cuda" if use_gpu else "cpu"
 
     def run(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
         ray = self._ray
-        refs = {self._remote.remote(task, self._device): task for task in tasks}
+        refs = {self._remote.remote(task, self._device, self.share): task for task in tasks}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
                 task = refs.pop(ref)
                 try:
-                    yield ray.get(ref)
+                    result = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # worker lost more often than max_retries
                     yield CandidateResult(task.candidate_id, Status.FAILED, retry=True,
                                           error=f"ray task failed after its retries: {exc}")
+                    continue
+                if result.retry_alone and not task.alone:  # out of memory while sharing: again, on a whole GPU
+                    task = dataclasses.replace(task, alone=True)
+                    refs[self._remote.options(num_gpus=1).remote(task, self._device, 1)] = task
+                    continue
+                yield result
 
     def close(self) -> None:
         if self._started:
@@ -247,9 +283,9 @@ class RayExecutor:
             self._started = False
 
 
-def _ray_run_candidate(task: CandidateTask, device: str) -> CandidateResult:
+def _ray_run_candidate(task: CandidateTask, device: str, share: int = 1) -> CandidateResult:
     set_threads(1)
-    set_worker_device(device)
+    set_worker_device(device, share)
     return run_candidate(task)
 
 
@@ -288,7 +324,8 @@ def slurm_options(config: Any, run_dir: str | Path | None) -> dict[str, Any]:
     return {"folder": folder, "cluster": config.slurm_cluster, "partition": config.slurm_partition,
             "gpus": config.slurm_gpus, "cpus_per_task": config.slurm_cpus_per_task, "time_min": config.slurm_time_min,
             "max_timeouts": config.slurm_max_timeouts, "array_parallelism": config.slurm_array_parallelism,
-            "extra": dict(config.slurm_extra), "setup": tuple(config.slurm_setup)}
+            "extra": dict(config.slurm_extra), "setup": tuple(config.slurm_setup), "poll_s": config.slurm_poll_s,
+            "device": config.device}
 
 
 def executor_for(config: Any, run_dir: str | Path | None = None, **changes: Any) -> Executor:

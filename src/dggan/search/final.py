@@ -7,6 +7,9 @@ sequences.
 - The best few candidates at the target are re-scored over selection seeds and picked by the mean.
 - The final training runs in segments through the runner, scored at its points with a selection seed; the best
   snapshot becomes ``RUN/best`` (the last one ``RUN/best/last``) and is reported scored with the search's seed.
+- One number for one network: a score taken with a selection seed is divided by ProgGAN's model at the same route
+  iterations scored with that same seed (``proggan_reference``), never by the baseline curve (the search's seed).
+  The ProgGAN route is then 1.000 of ProgGAN everywhere, as in the headline, instead of the ratio of two draws.
 
 Everything is read back from the ledger, so a killed final training resumes where it stopped.
 """
@@ -77,6 +80,48 @@ class FinalTraining:
                  f" final pick as candidate {cid}")
         return self.ledger.get(cid)
 
+    # ---------------------------------------------------------------- ProgGAN on the same seed
+    def proggan_reference(self, resolution: int, route: int | None, seed: int,
+                          cache: dict[tuple[int, int | None, int], dict] | None = None) -> dict | None:
+        """ProgGAN's model at ``resolution`` after ``route`` route iterations (the auto baseline's checkpoint there)
+        scored with evaluation seed ``seed``: what a score with that seed is divided by. ``{"metric", "seed",
+        "candidate"}`` (a baseline candidate), or None without such a model (a fixed baseline, or off its grid)."""
+        key = (resolution, route, seed)
+        if cache is not None and key in cache:
+            return cache[key]
+        if self.config.baseline != "auto" or route is None or not self.layout.baseline.ledger.exists():
+            return None
+        sub = self.layout.baseline
+        with Ledger.open(sub.ledger, readonly=True) as ledger:
+            twin = next((r for r in ledger.candidates(status=Status.DONE) if r.resolution == resolution
+                         and r.route_iterations == route and r.checkpoint), None)
+        if twin is None or twin.checkpoint is None:
+            return None
+        checkpoint = sub.resolve(twin.checkpoint)
+        task = self.runner.score_task(twin, checkpoint, _iteration_of(checkpoint, twin.id), seed)
+        (result,) = list(self.executor.run([task]))
+        self._stop_on_retry(result, f"scoring ProgGAN (baseline candidate {twin.id})")
+        if result.status != Status.DONE or result.metric is None:
+            return None
+        ref = {"metric": result.metric, "seed": seed, "candidate": twin.id,
+               "eval_seconds": result.eval_seconds or 0.0}
+        if cache is not None:
+            cache[key] = ref
+        return ref
+
+    def same_seed(self, metric: float | None, resolution: int, route: int | None, seed: int,
+                  ref: dict | None) -> tuple[float | None, dict]:
+        """``metric`` (scored with ``seed``) normalised by ProgGAN scored with the same seed (``ref``), with how;
+        without ``ref`` by the baseline curve, scored with the search's seed (a fixed baseline is a number)."""
+        curve = self.baseline()
+        normalized, info = curve.normalize(metric, resolution, route)
+        if metric is None or ref is None:
+            return normalized, {**info, "baseline_same_seed": not curve.varies or seed == self.config.seed}
+        seconds = ref.pop("eval_seconds", 0.0)  # counted once, by the first score it serves
+        return metric / ref["metric"], {**info, "baseline": ref["metric"], "baseline_seed": ref["seed"],
+                                        "baseline_candidate": ref["candidate"], "baseline_same_seed": True,
+                                        "baseline_eval_seconds": seconds}
+
     # ---------------------------------------------------------------- the final pick
     def _score(self, rows: list[CandidateRow], seed: int) -> dict[int, CandidateResult]:
         """Score each of ``rows``' models with evaluation seed ``seed``, training nothing (one batch)."""
@@ -117,8 +162,7 @@ class FinalTraining:
         proggan = next((r for r in ranked if r.extra.get("proggan_route")), None)
         if proggan is not None and proggan not in top:
             top.append(proggan)  # the safe default is always in the race
-        curve = self.baseline()
-        done = {(g.candidate, g.index) for g in self.ledger.final_scores("pick")}
+        done = {(g.candidate, g.index): g for g in self.ledger.final_scores("pick")}
         for i in range(self.config.final_pick_seeds):
             seed = selection_seed(self.config.seed, i)
             todo = [r for r in top if (r.id, i) not in done]
@@ -126,10 +170,23 @@ class FinalTraining:
                 continue
             self.log(f"final pick: scoring candidates {[r.id for r in todo]} with selection seed {i + 1}"
                      f"/{self.config.final_pick_seeds}")
-            for cid, result in self._score(todo, seed).items():
+            results = self._score(todo, seed)
+            # ProgGAN with this very seed: the route's own score (it is ProgGAN's model at its route iterations),
+            # else the baseline's model at a candidate's route iterations, scored now.
+            refs: dict[tuple[int, int | None, int], dict] = {}
+            if proggan is not None:
+                own = results.get(proggan.id)
+                metric = own.metric if own is not None and own.status == Status.DONE else (
+                    done[(proggan.id, i)].metric if (proggan.id, i) in done else None)
+                if metric is not None:
+                    refs[(proggan.resolution, proggan.route_iterations, seed)] = {
+                        "metric": metric, "seed": seed, "candidate": _baseline_id(proggan)}
+            for cid, result in results.items():
                 row = next(r for r in top if r.id == cid)
-                normalized, info = (curve.normalize(result.metric, row.resolution, row.route_iterations)
-                                    if result.status == Status.DONE else (None, {}))
+                normalized, info = None, {}
+                if result.status == Status.DONE:
+                    ref = self.proggan_reference(row.resolution, row.route_iterations, seed, refs)
+                    normalized, info = self.same_seed(result.metric, row.resolution, row.route_iterations, seed, ref)
                 self.ledger.add_final_score(FinalScore(
                     "pick", cid, i, seed, _iteration_of(Path(self.runner.checkpoint_of(cid)), cid),
                     row.route_iterations, result.metric, normalized,
@@ -150,7 +207,7 @@ class FinalTraining:
              **({"vs_proggan_route": verdicts[r.id]} if r.id in verdicts else {})} for r in top]}
         self.ledger.set_meta("final_pick", json.dumps(summary, sort_keys=True))
         self.log("final pick (mean normalised score over selection seeds, ± spread): " + ", ".join(
-            f"c{c['id']} {c['mean']:.4g} ± {c['std']:.2g}" + _against(c) for c in summary["candidates"])
+            f"c{c['id']} {c['mean']:.3f} ± {c['std']:.2g}" + _against(c) for c in summary["candidates"])
             + f"; picked candidate {chosen}")
         return self.ledger.get(chosen)
 
@@ -163,6 +220,11 @@ class FinalTraining:
         killed final training resumes at its next segment."""
         existing = self.ledger.final()
         if existing is not None and existing.status == Status.DONE:
+            if existing.checkpoint and not self.layout.resolve(existing.checkpoint).is_file():
+                # The result is gone: say so, not "finished" beside a path that holds nothing.
+                raise SearchError(f"the final model's checkpoint {self.layout.resolve(existing.checkpoint)} is"
+                                  " missing: the run finished, but its result was deleted or moved; restore it"
+                                  " from a backup (the ledger still records its scores)")
             return
         self.add_proggan_route()
         best = self.pick()
@@ -192,7 +254,7 @@ class FinalTraining:
                 break  # it diverged: nothing after that point
             if offset == 0 and (score := self._start_from_pick(best, seed, start, source)) is not None:
                 points[k] = score  # the pick scored this very model with this seed: no task
-                self._log_point(score, len(offsets))
+                self._log_point(score, len(offsets), start_route)
                 continue
             snapshot = model.checkpoint
             if trained is not None:  # the baseline trained this route already: score its model there
@@ -205,8 +267,13 @@ class FinalTraining:
             (result,) = list(self.executor.run([task]))
             self._stop_on_retry(result, f"the final training of candidate {best.id}")
             done = result.status == Status.DONE
-            normalized, info = (curve.normalize(result.metric, best.resolution, start_route + offset)
-                                if done else (None, {}))
+            normalized, info = None, {}
+            if done:
+                route = start_route + offset
+                # ProgGAN on this point's seed: the route's point is ProgGAN's model itself, scored just now.
+                ref = ({"metric": result.metric, "seed": seed, "candidate": _baseline_id(best)} if trained
+                       else None if single else self.proggan_reference(best.resolution, route, seed))
+                normalized, info = self.same_seed(result.metric, best.resolution, route, seed, ref)
             score = FinalScore("point", best.id, k, seed, start + offset, start_route + offset, result.metric,
                                normalized, {**info, "status": result.status.value, "error": result.error,
                                             "train_seconds": 0.0 if trained else result.train_seconds or 0.0,
@@ -218,7 +285,7 @@ class FinalTraining:
                 atomic_write_bytes(model.best_snapshot, snapshot.read_bytes())
             self.ledger.add_final_score(score)
             points[k] = score
-            self._log_point(score, len(offsets))
+            self._log_point(score, len(offsets), start_route)
             if not done:
                 self.log(f"the final training diverged before point {k + 1} ({result.error}); the best snapshot"
                          " before it is kept")
@@ -256,26 +323,37 @@ class FinalTraining:
         atomic_write_bytes(self.layout.best_model.best_snapshot, Path(source).read_bytes())
         score = dataclasses.replace(pick, kind="point", index=0,
                                     extra={**pick.extra, "reused": "final pick", "train_seconds": 0.0,
-                                           "eval_seconds": 0.0})
+                                           "eval_seconds": 0.0, "baseline_eval_seconds": 0.0})
         self.ledger.add_final_score(score)
         return score
 
-    def _log_point(self, score: FinalScore, count: int) -> None:
-        """A point of the final training into best/stats.jsonl, TensorBoard (RUN/tb/search, final/) and the log."""
+    def _log_point(self, score: FinalScore, count: int, start_route: int) -> None:
+        """A point of the final training into best/stats.jsonl, TensorBoard (RUN/tb/search, final/) and the log.
+        Iterations are route iterations (the count the headline and the tables give), ProgGAN is scored with the
+        point's own seed where it can be (``same_seed``)."""
+        proggan = score.extra.get("baseline")
         row = {"iteration": score.iterations, "final_point": score.index, "route_iterations": score.route_iterations,
-               "selection_metric": score.metric, "normalized": score.normalized_metric,
-               "proggan": score.extra.get("baseline")}
+               "selection_metric": score.metric, "normalized": score.normalized_metric, "proggan": proggan,
+               "seed": score.seed, "proggan_same_seed": bool(score.extra.get("baseline_same_seed"))}
         with contextlib.suppress(OSError):
             self.layout.best.mkdir(exist_ok=True)
             append_jsonl(self.layout.best_model.stats, row)
-        self._board.scalars({"metric": score.metric, "proggan": score.extra.get("baseline"),
+        self._board.scalars({"metric": score.metric, "proggan": proggan,
                              "normalized": score.normalized_metric}, score.route_iterations or 0, "final/")
         if count > 1:
-            # A selection seed's draw: against ProgGAN's curve (the search's seed) the ratio mixes two draws, so
-            # the log gives the score alone; the reported number is the chosen snapshot's, with the search's seed.
-            shown = "diverged" if score.metric is None else f"{self.config.metric} {score.metric:.4g}"
-            self.log(f"final training point {score.index + 1}/{count} (iteration {score.iterations}): {shown}"
-                     " (a selection seed's draw)")
+            route = score.route_iterations or 0
+            where = (f"{route:,} route iterations, {route - start_route:,} of {self.config.final_iterations:,} final"
+                     f" iterations")
+            if score.metric is None:
+                shown = "diverged"
+            else:
+                shown = f"{self.config.metric} {score.metric:.4g}"
+                if proggan is not None and not self.baseline().varies:
+                    shown += f", the fixed baseline {proggan:.4g}: {score.normalized_metric:.3f} of it"
+                elif proggan is not None and score.extra.get("baseline_same_seed"):
+                    shown += f", ProgGAN as long {proggan:.4g}: {score.normalized_metric:.3f} of ProgGAN"
+            self.log(f"final training point {score.index + 1}/{count} ({where}): {shown} (selection seed"
+                     f" {score.seed})")
 
     def _finish_final(self, best: CandidateRow, points: dict[int, FinalScore], single: bool, source: str,
                       start_route: int) -> None:
@@ -283,7 +361,8 @@ class FinalTraining:
         model, curve = self.layout.best_model, self.baseline()
         finished = [g for g in points.values() if g.metric is not None]
         last = points[max(points)]
-        seconds = sum(float(g.extra.get("eval_seconds", 0.0)) for g in self.ledger.final_scores())
+        seconds = sum(float(g.extra.get("eval_seconds", 0.0)) + float(g.extra.get("baseline_eval_seconds", 0.0))
+                      for g in self.ledger.final_scores())
         train_seconds = max(float(g.extra.get("train_seconds", 0.0)) for g in points.values())
         flags = {"proggan_route": bool(best.extra.get("proggan_route"))}
         pick = self.ledger.get_meta("final_pick")
@@ -332,9 +411,10 @@ class FinalTraining:
             "route_iterations": route, "genome_summary": best.genome.summary(), "snapshot": snapshot,
             "last": lasts, **flags})
         if not single:
-            self.log(f"final model: the snapshot of point {chosen.index + 1}/{len(points)} ({route - start_route} of"
-                     f" {self.config.final_iterations} final iterations), {self.config.metric} {result.metric:.4g}"
-                     f" with the search's seed ({normalized:.3f} of ProgGAN); the last one is in"
+            self.log(f"final model: the snapshot of point {chosen.index + 1}/{len(points)} ({route:,} route"
+                     f" iterations, {route - start_route:,} of {self.config.final_iterations:,} final iterations),"
+                     f" {self.config.metric} {result.metric:.4g} with the search's seed {self.config.seed}"
+                     f" ({normalized:.3f} of ProgGAN trained as long, same seed); the last one is in"
                      f" {self.layout.relative(model.last.root)}")
 
     def _report_score(self, best: CandidateRow, chosen: FinalScore) -> CandidateResult:
@@ -348,6 +428,12 @@ class FinalTraining:
             raise SearchError(f"the final model's snapshot could not be scored ({result.error}); see"
                               f" {self.layout.best_model.error} and resume")
         return result
+
+
+def _baseline_id(row: CandidateRow) -> int | None:
+    """The baseline candidate whose checkpoint the ProgGAN route's row reuses (``extra["reused"]``)."""
+    reused = str(row.extra.get("reused", ""))
+    return int(reused.split()[-1]) if reused.startswith("baseline candidate ") else None
 
 
 def _iteration_of(checkpoint: Path, candidate: int) -> int:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._util.files import readable
 from ..errors import LedgerError
 from ..model.actions import Action
 from ..model.genome import Genome
@@ -134,6 +135,83 @@ CREATE TABLE IF NOT EXISTS final_scores (
 _SELECT = "SELECT c.*, EXISTS (SELECT 1 FROM kept k WHERE k.candidate = c.id) AS kept FROM candidates c"
 _UPDATABLE = frozenset({"status", "metric", "normalized_metric", "extra", "train_seconds", "eval_seconds", "checkpoint",
                         "error", "iterations", "route_iterations"})
+
+
+DAMAGED_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """A damaged file (a page overwritten, not a database), as opposed to a full disk or a busy lock."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in DAMAGED_CODES
+    return type(exc) is sqlite3.DatabaseError or "malformed" in str(exc) or "not a database" in str(exc)
+
+
+def damaged(path: Path, exc: sqlite3.Error) -> LedgerError:
+    return LedgerError(f"{path}: the ledger is damaged ({exc}); restore it from a backup (the candidates' folders"
+                       " still hold their checkpoints)")
+
+
+class _GuardedCursor(sqlite3.Cursor):
+    """A cursor whose damage errors, wherever a query meets a bad page (its first step or a later fetch), are
+    one LedgerError naming the file, not a traceback."""
+
+    def _guard(self, call: Any, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except sqlite3.Error as exc:
+            if is_damage(exc):
+                raise damaged(self.connection.path, exc) from None  # type: ignore[attr-defined]
+            raise
+
+    def execute(self, *args: Any) -> Any:  # type: ignore[override]
+        return self._guard(super().execute, *args)
+
+    def executemany(self, *args: Any) -> Any:  # type: ignore[override]
+        return self._guard(super().executemany, *args)
+
+    def fetchone(self) -> Any:
+        return self._guard(super().fetchone)
+
+    def fetchmany(self, *args: Any) -> Any:
+        return self._guard(super().fetchmany, *args)
+
+    def fetchall(self) -> Any:
+        return self._guard(super().fetchall)
+
+    def __next__(self) -> Any:
+        return self._guard(super().__next__)
+
+
+class _GuardedConnection(sqlite3.Connection):
+    """``Connection.execute`` steps its query in C, past the cursor's own methods: guard it here too."""
+
+    path: Path
+
+    def _guard(self, call: Any, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except sqlite3.Error as exc:
+            if is_damage(exc):
+                raise damaged(self.path, exc) from None
+            raise
+
+    def cursor(self, factory: Any = _GuardedCursor) -> Any:  # type: ignore[override]
+        return super().cursor(factory)
+
+    def execute(self, *args: Any) -> Any:  # type: ignore[override]
+        return self._guard(super().execute, *args)
+
+    def executemany(self, *args: Any) -> Any:  # type: ignore[override]
+        return self._guard(super().executemany, *args)
+
+    def executescript(self, *args: Any) -> Any:  # type: ignore[override]
+        return self._guard(super().executescript, *args)
+
+
+# meta key: what the executor said last while candidates waited (SLURM's pending reason), JSON {message, at}.
+WAITING_KEY = "executor_waiting"
 
 
 @dataclass(frozen=True)
@@ -256,6 +334,7 @@ class Ledger:
                 ("created", str(time.time())),
             ])
         conn.close()
+        readable(tmp)  # sqlite makes its files 0644 whatever the umask; follow it as every other file does
         os.replace(tmp, path)
         return cls.open(path)
 
@@ -284,7 +363,8 @@ class Ledger:
         try:
             conn = cls._connect(path, readonly=True)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.Error as exc:  # random bytes, a truncated file
+        except (sqlite3.Error, LedgerError) as exc:  # random bytes, a truncated file
+            exc = exc.__context__ if isinstance(exc, LedgerError) and exc.__context__ else exc
             raise LedgerError(f"{path}: not a dggan ledger, or a damaged one ({exc}); if the file was damaged,"
                               " restore it from a backup (the candidates' folders still hold their checkpoints)"
                               ) from None
@@ -305,11 +385,19 @@ class Ledger:
     @staticmethod
     def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         if readonly:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, factory=_GuardedConnection)
+            wal = path.parent / f"{path.name}-wal"
+            if not os.access(path.parent, os.W_OK) and (not wal.exists() or wal.stat().st_size == 0):
+                # A cleanly closed ledger on a read-only filesystem: WAL mode would need to make its -shm file
+                # there, so read the file as it is (nothing can be writing it, and no log is left to fold in).
+                conn.close()
+                conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30,
+                                       factory=_GuardedConnection)
         else:
-            conn = sqlite3.connect(str(path), timeout=30)
+            conn = sqlite3.connect(str(path), timeout=30, factory=_GuardedConnection)
             conn.execute("PRAGMA journal_mode=WAL")  # readers (ls, report, status) never block the driver
             conn.execute("PRAGMA synchronous=FULL")
+        conn.path = path  # type: ignore[attr-defined]
         conn.execute("PRAGMA foreign_keys=ON")
         conn.row_factory = sqlite3.Row
         return conn
@@ -583,9 +671,10 @@ class Ledger:
 
 class Heartbeat:
     """``with Heartbeat(ledger_path, device=..., threads=...):`` around a search session records it in the
-    ledger at the start, every ``every`` seconds and at a clean exit (``Ledger.note_session``), from a thread
-    with its own connection, so a session killed with ``kill -9`` loses at most ``every`` seconds. A failed
-    beat (a full disk) is skipped: the clock must never stop the search."""
+    ledger at the start, then after 1 s, every half of the time so far up to every ``every`` seconds, and at a
+    clean exit (``Ledger.note_session``), from a thread with its own connection, so a session killed with
+    ``kill -9`` loses at most a third of its time and at most ``every`` seconds. A failed beat (a full disk) is
+    skipped: the clock must never stop the search."""
 
     def __init__(self, path: str | Path, *, every: float = 30.0, device: str | None = None,
                  threads: int | None = None, session: str | None = None, clock: Any = time.time):
@@ -619,10 +708,15 @@ class Heartbeat:
         except LedgerError:
             return
         try:
-            while not self._stop.wait(self.every):
+            while not self._stop.wait(self._next_wait()):
                 self._beat(ledger)
         finally:
             ledger.close()
+
+    def _next_wait(self) -> float:
+        """Beats come quickly at first (after 1 s, then every third of the time so far) and every ``every``
+        seconds later on: a session killed early loses a third of its time at most, not all of it."""
+        return min(self.every, max(1.0, (self.clock() - self.started) / 2))
 
     def _beat(self, ledger: Ledger, close: bool = False, ended: bool = False) -> None:
         try:

@@ -36,11 +36,12 @@ def check_data(config: SearchConfig) -> None:
 
 
 def check_metric(config: SearchConfig) -> None:
-    """FID and IS need the Inception weights: load them now, not after the first candidate's training."""
+    """A metric that needs the Inception weights (FID, IS, KID) loads them now, not after the first candidate's
+    training."""
     from ..metrics.fid import get_inception
     from ..metrics.registry import parse_metric
 
-    if parse_metric(config.metric).kind in ("fid", "is"):
+    if parse_metric(config.metric).needs_inception:
         try:
             get_inception(config.inception_weights, "cpu")
         except MetricError as exc:
@@ -82,11 +83,15 @@ def check_sizes(config: SearchConfig) -> None:
 
 
 def check_executor(config: SearchConfig) -> None:
-    """The slurm executor's submitit (and SLURM) are here before any work starts."""
+    """The slurm executor's submitit (and SLURM with its accounting) are here, and the partition can run the
+    jobs the settings ask for, before any work starts."""
     if config.executor == "slurm":
-        from .slurm import check_slurm
+        from .slurm import check_slurm, job_request, partition_info
 
         check_slurm(config.slurm_cluster)
+        if config.slurm_cluster == "slurm":
+            job_request(partition_info(config.slurm_partition), config.slurm_gpus, config.slurm_cpus_per_task,
+                        config.device)
 
 
 def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None) -> None:

@@ -22,9 +22,11 @@ from .runner import Runner
 from .state import Status
 
 
-def extend_route(runner: Runner, needs: dict[int, int], desc: str = "baseline") -> BaselineCurve:
+def extend_route(runner: Runner, needs: dict[int, int], desc: str = "baseline",
+                 stride: int | None = None) -> BaselineCurve:
     """Train the ProgGAN route of ``runner``'s run folder, then continue it at each resolution, scoring every
-    ``iterations``, until its route iterations reach ``needs[res]``; returns its curve."""
+    ``iterations`` (or every ``stride``: ``dggan compare`` needs only the end point, so it trains the rest of the
+    way as one task, scored once), until its route iterations reach ``needs[res]``; returns its curve."""
     config, ledger = runner.config, runner.ledger
     rules = config.rules()
     step_size = config.iterations
@@ -59,7 +61,7 @@ def extend_route(runner: Runner, needs: dict[int, int], desc: str = "baseline") 
             last = chain[-1]
             need = needs.get(res, 0)
             if last.status == Status.DONE and (last.route_iterations or 0) < need:
-                more = min(step_size, need - (last.route_iterations or 0))
+                more = min(stride or step_size, need - (last.route_iterations or 0))
                 new.append({"step": last.step + 1, "parent": last.id, "action": None, "genome": last.genome,
                             "iterations": more, "route_iterations": (last.route_iterations or 0) + more})
         if new:
@@ -87,13 +89,18 @@ def route_runner(root: Path, search_config: SearchConfig, executor: Executor, pr
 
 def train_route(root: Path, search_config: SearchConfig, needs: Iterable[dict[int, int]], executor: Executor,
                 progress: bool = True, log: Callable[[str], None] | None = None, tb_root: Path | None = None,
-                desc: str = "baseline (ProgGAN)") -> Runner:
+                desc: str = "baseline (ProgGAN)", stride: int | None = None) -> Runner:
     """Train (further) the ProgGAN route in ``root`` until it covers each of ``needs`` in turn; returns its
-    runner (its ``ledger`` holds the route's candidates). The caller holds the lock of the run it serves."""
+    runner (its ``ledger`` holds the route's candidates). The caller holds the lock of the run it serves.
+    ``stride``: see ``extend_route``."""
     runner = route_runner(root, search_config, executor, progress, log, tb_root)
-    for need in needs:
-        runner.curve = extend_route(runner, need, desc)
-    return runner
+    try:
+        for need in needs:
+            runner.curve = extend_route(runner, need, desc, stride)
+    except BaseException:
+        runner.close()
+        raise
+    return runner  # the caller closes it (``with train_route(...) as route:``)
 
 
 def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executor | None = None,
@@ -110,8 +117,7 @@ def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executo
     own = executor is None
     executor = executor or executor_for(config, run_dir)
     try:
-        runner = route_runner(run_dir, config, executor, progress)
-        with run_lock(run_dir):
+        with route_runner(run_dir, config, executor, progress) as runner, run_lock(run_dir):
             return extend_route(runner, needs)
     finally:
         if own:

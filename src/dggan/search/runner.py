@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from .._util.durations import duration
 from .._util.progress import progress_bar
 from ..errors import SearchError
 from ..metrics.refstats import default_cache_dir
@@ -25,7 +27,7 @@ from ..training.checkpoint import load_checkpoint
 from .algorithm import best_candidate, halve
 from .config import RESUME_HINT, SearchConfig
 from .executors import Executor
-from .ledger import CandidateRow, Ledger
+from .ledger import WAITING_KEY, CandidateRow, Ledger
 from .state import Status
 from .worker import CandidateResult, CandidateTask
 
@@ -34,6 +36,58 @@ if TYPE_CHECKING:
 
 # (candidate, rung index, (its own iterations at that rung, metric), whether it is its last rung)
 Todo = tuple[CandidateRow, int, tuple[int, str], bool]
+
+
+class IterationProgress:
+    """Iterations a batch of tasks has trained so far and the time left at the rate so far, read from each task's
+    stats.jsonl (every executor's worker writes a line every ``log_every`` iterations): what a progress line says
+    while no candidate of the batch has finished ("0/1 cand done" for minutes says nothing)."""
+
+    def __init__(self, tasks: list[CandidateTask], clock: Callable[[], float] = time.monotonic):
+        self.spans = []
+        for t in tasks:
+            stats = ModelFolder(Path(t.out_dir)).stats
+            end = t.until if t.until is not None else int(t.train["iterations"])
+            self.spans.append((stats, min(end, _start_iteration(stats, t.continue_from)), end))
+        self.total = sum(end - start for _, start, end in self.spans)
+        self.clock = clock
+        self.t0 = clock()
+
+    def trained(self) -> int:
+        from .watch import newest_line
+
+        done = 0
+        for stats, start, end in self.spans:
+            line = newest_line(stats)
+            if line is not None and isinstance(line.row.get("iteration"), (int, float)):
+                done += int(max(0, min(end, line.row["iteration"]) - start))
+        return done
+
+    def __call__(self) -> str:
+        if self.total <= 0:
+            return ""
+        done = self.trained()
+        text = f"{done:,}/{self.total:,} iterations"
+        if 0 < done < self.total:
+            left = (self.clock() - self.t0) * (self.total - done) / done
+            text += f", about {duration(left)} left"
+        return text
+
+
+def _start_iteration(stats: Path, continue_from: str | None) -> int:
+    """Where a task's training starts: its folder's newest stats line (a later rung, a resumed candidate), else the
+    checkpoint it continues (a baseline point), else 0 (a new child)."""
+    from .watch import newest_line
+
+    line = newest_line(stats)
+    if line is not None and isinstance(line.row.get("iteration"), (int, float)):
+        return int(line.row["iteration"])
+    if continue_from:
+        try:
+            return int(load_checkpoint(continue_from, tensors=False).state["iteration"])
+        except Exception:  # only a progress estimate: the task itself reports a bad checkpoint
+            return 0
+    return 0
 
 
 class Runner:
@@ -54,6 +108,16 @@ class Runner:
         # What scores are normalised by: the whole budget's and intermediate rungs' baseline (set by the owner).
         self.curve: BaselineCurve | None = None
         self.rung_curve: BaselineCurve | None = None
+
+    def close(self) -> None:
+        """Close the ledger (its write-ahead log is folded back in, so the run folder is left clean)."""
+        self.ledger.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _log(self, message: str) -> None:
         """To the terminal (above the progress bars) and to RUN/log.txt, so a quiet run still says it."""
@@ -82,6 +146,11 @@ class Runner:
              continue_from: str | None = None, eval_seed: int | None = None) -> CandidateTask:
         train = self.config.train_config(iterations, seed=row.seed, device="cpu").to_dict()
         train["device"] = self.device
+        # The genome the checkpoint it starts from must hold (checked by the worker): a file swapped for another
+        # model's would otherwise pass on the wrong weights without a word.
+        source = (row.genome if continue_from is not None else
+                  self.ledger.get(row.parent).genome if parent_checkpoint is not None and row.parent is not None
+                  else None)
         return CandidateTask(
             candidate_id=row.id, genome_json=row.genome.to_json(indent=None), parent_checkpoint=parent_checkpoint,
             out_dir=str(out_dir), train=train, data=self.config.data, metric=self.config.metric,
@@ -89,7 +158,8 @@ class Runner:
             checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
             eval_options=self.eval_options(eval_seed), continue_from=continue_from,
             progress=self.progress and self.executor.name == "inprocess",  # bars of other processes would garble
-            threads=self.config.threads, tb_dir=str(self.tb_root / out_dir.name) if self.config.tensorboard else None)
+            threads=self.config.threads, tb_dir=str(self.tb_root / out_dir.name) if self.config.tensorboard else None,
+            source_genome_key=None if source is None else source.key())
 
     def score_task(self, row: CandidateRow, checkpoint: Path, iteration: int, seed: int,
                    samples: bool = False) -> CandidateTask:
@@ -183,9 +253,13 @@ class Runner:
         tasks = [self.candidate_task(r, rung_spec) for r, _, rung_spec, _ in todo]
         self.ledger.update_many(list(by_id), status=Status.RUNNING)
         # A terminal gets a bar; a log file (nohup, a batch job) gets a plain line per finished candidate.
-        bar = progress_bar(total=len(tasks), desc=desc, unit="cand", disable=None if self.progress else True)
-        normalized = self.curve is not None and self.curve.kind != "none"
-        label = f"best {self.config.metric}/ProgGAN" if normalized else f"best {self.config.metric}"
+        bar = progress_bar(total=len(tasks), desc=desc, unit="cand", disable=None if self.progress else True,
+                           detail=IterationProgress(tasks) if self.progress else None)
+        # A ProgGAN route's own runner (baseline "none") holds its own curve: ProgGAN over itself says nothing.
+        normalized = self.curve is not None and self.curve.kind != "none" and self.config.baseline != "none"
+        label = f"best {self.config.metric}/ProgGAN"
+        if hasattr(self.executor, "on_wait"):  # the slurm executor says why its jobs wait (squeue's reason)
+            self.executor.on_wait = lambda message: self._waiting(bar, message)
         try:
             for result in self.executor.run(tasks):
                 if result.retry:
@@ -195,13 +269,33 @@ class Runner:
                     self.stop(result)
                 row, rung, its, last = by_id[result.candidate_id]
                 self.record(result, row, rung, its, last)
-                best = best_candidate(self.ledger.candidates(status=Status.DONE), self.config.target_resolution)
-                bar.set_postfix_str(f"{label} {best.normalized_metric:.3f}" if best is not None else "")
+                best = (best_candidate(self.ledger.candidates(status=Status.DONE), self.config.target_resolution)
+                        if normalized else None)
+                bar.set_postfix_str(f"{label} {best.normalized_metric:.3f}"
+                                    if best is not None and best.normalized_metric is not None else "")
                 bar.update(1)
                 if result.status != Status.DONE:
                     self.log(f"candidate {result.candidate_id}: {result.status} ({result.error})")
+        except BaseException:
+            # Stopped (a refused submission, an interrupt): what this batch left unfinished is pending again, so
+            # no view shows it running and --resume picks it up.
+            unfinished = [r.id for r in self.ledger.candidates() if r.id in by_id and r.status == Status.RUNNING]
+            self.ledger.update_many(unfinished, status=Status.PENDING)
+            raise
         finally:
+            if hasattr(self.executor, "on_wait"):
+                self._waiting(None, None)
+                self.executor.on_wait = None
             bar.close()
+
+    def _waiting(self, bar: Any, message: str | None) -> None:
+        """What the executor says while its candidates wait (e.g. SLURM's pending reason): on the progress line
+        and in the ledger, where ``dggan status`` reads it; None clears it."""
+        if bar is not None:
+            bar.set_postfix_str(message or "")
+        if message:
+            self.log(message)
+        self.ledger.set_meta(WAITING_KEY, json.dumps({"message": message, "at": time.time()}) if message else "")
 
     def halve(self, step: int, rung: int, ids: set[int]) -> None:
         """The verdict of ``rung`` (``algorithm.halve``) on the step's children still in: made once, recorded
@@ -212,7 +306,7 @@ class Runner:
                  and r.status in (Status.PENDING, Status.RUNNING)]
         scores = {g.candidate: g for g in self.ledger.rungs() if g.rung == rung and g.candidate in ids}
         go_on, stop = halve(alive, lambda r: scores[r.id].normalized_metric if r.id in scores else None,
-                            self.config.halving_eta, self.config.top_k)
+                            self.config.halving_eta, self.config.top_k, self.config.rules().rung_rng(step, rung))
         pruned = {r.id: (scores[r.id].iterations, scores[r.id].route_iterations) for r in stop if r.id in scores}
         self.ledger.prune(step, rung, pruned)
         if pruned:

@@ -144,7 +144,7 @@ def check_tables(config: SearchConfig, plan: dict[str, Any]) -> None:
     from ..metrics.fid import get_inception
 
     check_data(config)
-    if any(parse_metric(m).kind in ("fid", "is") for m in [*plan["table1"], plan["table2"]]):
+    if any(parse_metric(m).needs_inception for m in [*plan["table1"], plan["table2"]]):
         from ..errors import MetricError
 
         try:

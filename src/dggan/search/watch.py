@@ -18,7 +18,7 @@ from .._util.durations import duration
 from ..errors import LedgerError
 from ..runs import RunLayout, search_lock
 from .algorithm import best_per_resolution
-from .ledger import CandidateRow, FinalRow, Ledger
+from .ledger import WAITING_KEY, CandidateRow, FinalRow, Ledger
 from .state import Status
 
 UNFINISHED = (Status.PENDING, Status.RUNNING)
@@ -64,6 +64,7 @@ class SearchStatus:
     graphs: str | None = None  # how candidates ran on CUDA graphs (``graphs_line``)
     cost: list[str] = field(default_factory=list)  # device-hours and wall time so far (cost_lines)
     final_points: list[dict[str, Any]] = field(default_factory=list)  # the final training's scored points
+    waiting: str | None = None  # what the executor said while its candidates wait (SLURM: squeue's reasons)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +95,8 @@ class SearchStatus:
             others = " (the others wait for a worker or are being scored)" if waiting > 0 else ""
             out.append(f"training now: {len(self.training)} of the {handed} running candidate(s){scored}{others},"
                        f" {speed}" + (f" ({now})" if now else ""))
+            if self.waiting:
+                out.append(f"waiting: {self.waiting}")
             if self.step is not None:
                 left = "–" if self.eta_seconds is None else f"about {duration(self.eta_seconds)}"
                 out.append(f"time left in step {self.step}: {left} ({self.eta_note})")
@@ -108,8 +111,9 @@ class SearchStatus:
         scored = [p for p in self.final_points if p["metric"] is not None]
         if scored:
             top = min(scored, key=lambda p: (p["metric"], p["point"]))
-            out.append(f"  {len(self.final_points)} point(s) scored with a selection seed; best: point"
-                       f" {top['point'] + 1} ({top['final_iterations']:,} final iterations, {top['metric']:.4g})")
+            out.append(f"  {len(self.final_points)} point(s) scored with selection seed {top['seed']}; best: point"
+                       f" {top['point'] + 1} ({top['route_iterations']:,} route iterations,"
+                       f" {top['final_iterations']:,} of them final, {top['metric']:.4g})")
         if self.graphs:
             out.append(self.graphs)
         return out + self.cost
@@ -269,10 +273,10 @@ def newest_line(path: Path) -> Progress | None:
 
 def final_training_curve(run_dir: str | Path) -> list[dict[str, Any]]:
     """The final training's metric at each of its scored points (selection seed), with ProgGAN's at the same
-    route iterations (the baseline curve) and which point became RUN/best (``chosen``) and RUN/best/last
-    (``last``): what a report plots. The points are scored with a selection seed, ProgGAN's curve with the
-    search's seed: their shapes compare, their values differ by the seeds' offset (the reported, comparable
-    number is ``final.metric``). Empty before the final training scored any point. Read-only."""
+    route iterations and which point became RUN/best (``chosen``) and RUN/best/last (``last``): what a report
+    plots. ProgGAN is scored with the point's own seed (``proggan_same_seed``; a run from before that was scored
+    by the baseline curve, the search's seed: then only the shapes compare). Empty before the final training
+    scored any point. Read-only."""
     with Ledger.open(RunLayout(run_dir).ledger, readonly=True) as ledger:
         points, final = ledger.final_scores("point"), ledger.final()
         pick = json.loads(ledger.get_meta("final_pick") or "{}")
@@ -286,7 +290,8 @@ def final_training_curve(run_dir: str | Path) -> list[dict[str, Any]]:
     return [{"point": g.index, "candidate": g.candidate, "iterations": g.iterations,
              "route_iterations": g.route_iterations, "final_iterations": (g.route_iterations or 0) - start,
              "metric": g.metric, "normalized": g.normalized_metric, "proggan": g.extra.get("baseline"),
-             "seed": g.seed, "chosen": g.index == chosen, "last": g.index == last} for g in points]
+             "seed": g.seed, "proggan_same_seed": bool(g.extra.get("baseline_same_seed")),
+             "chosen": g.index == chosen, "last": g.index == last} for g in points]
 
 
 def read_status(run_dir: str | Path) -> SearchStatus:
@@ -303,6 +308,7 @@ def read_status(run_dir: str | Path) -> SearchStatus:
     with Ledger.open(layout.ledger, readonly=True) as ledger:
         rows, final, settings = ledger.candidates(), ledger.final(), ledger.settings()
         completed = ledger.get_meta("sessions") is not None  # written when a session runs to its end
+        waiting = _waiting_message(ledger.get_meta(WAITING_KEY)) if locked else None
     if is_baseline:  # extended by its search on demand, it records no sessions: finished when nothing is left
         completed = completed or not any(r.status in UNFINISHED for r in rows)
     progress = {}
@@ -318,7 +324,18 @@ def read_status(run_dir: str | Path) -> SearchStatus:
     status = compute_status(rows, final, settings, run=str(layout.root), locked=locked, pid=pid,
                             completed=completed, progress=progress, baseline_unfinished=baseline_unfinished)
     status.cost = cost_lines(layout)
-    return replace(status, final_points=final_training_curve(layout.root))
+    return replace(status, final_points=final_training_curve(layout.root), waiting=waiting)
+
+
+def _waiting_message(raw: str | None) -> str | None:
+    """The executor's last word on waiting candidates (``runner._waiting``), with how long ago it was said."""
+    try:
+        said = json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(said, dict) or not said.get("message"):
+        return None
+    return f"{said['message']} ({duration(max(0.0, time.time() - float(said.get('at') or 0)))} ago)"
 
 
 def cost_lines(layout: RunLayout) -> list[str]:

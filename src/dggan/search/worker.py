@@ -10,6 +10,16 @@ An error while a candidate trains with CUDA graphs (a replay that fails, a stick
 retried here, once, without graphs (from the candidate's latest checkpoint); only when that fails too does
 the result say ``retry``. How each candidate ran (graphed, eager, fell back, retried: ``extra["graphs"]``)
 reaches the ledger with its result and its stats.jsonl with the first logged line after each change.
+
+Sharing a GPU (``set_worker_device(device, share)``: ``share`` candidates train on this one's GPU at once):
+each may count on 1/share of the card (``check_fits``). A candidate that does not fit its share, or runs out of
+memory while sharing, is not failed yet: its result says ``retry_alone``, and the executor runs it again
+(``CandidateTask.alone``: from its latest checkpoint) once nothing else runs on that GPU, before the driver
+hears of it. Only out of memory with the GPU to itself makes it ``failed``.
+
+Memory: after each candidate, nothing here holds its trainer (no reference cycles; the tracebacks of errors
+kept for a retry have their frames cleared), and the caching allocator's unused blocks go back to the driver
+(``release_cached_memory``: not after a failed capture in this process, when that call would fail).
 """
 
 from __future__ import annotations
@@ -35,20 +45,23 @@ from .._util.threads import set_threads
 from ..data.base import ImageSource
 from ..errors import ConfigError, GenomeError
 from ..model.genome import Genome
+from ..model.memory import check_fits
 from ..runs import ModelFolder, write_model_description
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from ..training.config import RUNTIME_FIELDS
-from ..training.cuda_graphs import GraphedStep
+from ..training.cuda_graphs import GraphedStep, graphs_enabled, release_cached_memory
 from ..training.trainer import TrainConfig, Trainer, TrainResult, train_together
 from .state import Status
 
-# Set by executors that pin each worker process to one device.
+# Set by executors that pin each worker process to one device: the device, and how many candidates share it.
 _WORKER_DEVICE: str | None = None
+_WORKER_SHARE = 1
 
 
-def set_worker_device(device: str | None) -> None:
-    global _WORKER_DEVICE
-    _WORKER_DEVICE = device
+def set_worker_device(device: str | None, share: int = 1) -> None:
+    """This process trains on ``device``, beside ``share - 1`` other candidates at a time (1: the device is its)."""
+    global _WORKER_DEVICE, _WORKER_SHARE
+    _WORKER_DEVICE, _WORKER_SHARE = device, max(1, share)
 
 
 # Preemption (the slurm executor): a signal handler asks the candidate training in this process to save a
@@ -97,6 +110,8 @@ class CandidateTask:
     threads: int | None = None  # torch CPU threads (the same count everywhere keeps CPU results identical)
     until: int | None = None  # a rung of successive halving: train up to this iteration, score, stop
     tb_dir: str | None = None  # TensorBoard logs of this candidate (when tensorboard is installed)
+    alone: bool = False  # run with the GPU to itself (after running out of memory while sharing it)
+    source_genome_key: str | None = None  # the genome parent_checkpoint / continue_from must hold (the ledger's)
 
 
 @dataclass
@@ -111,6 +126,8 @@ class CandidateResult:
     checkpoint: str | None = None
     error: str | None = None
     retry: bool = False  # not the candidate's fault: leave it pending and stop the search with ``error``
+    # Out of memory while sharing its GPU: the executor runs it again alone (never reaches the driver).
+    retry_alone: bool = False
     iterations: int | None = None  # the iteration the candidate's checkpoint is at
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +136,10 @@ class CandidateResult:
 
 class CandidateFailure(Exception):
     """The candidate itself cannot be trained (a shape that cannot be built, too large for the device)."""
+
+
+class ShareTooSmall(CandidateFailure):
+    """The candidate does not fit its share of a GPU that several candidates share (it may fit alone)."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -136,9 +157,59 @@ def open_data_cached(spec: str) -> ImageSource:
 
 def run_candidate(task: CandidateTask) -> CandidateResult:
     try:
-        return _run(task)
+        result = _run(task)
     except Exception as exc:  # noqa: BLE001 (the driver decides: a ledger state, or a stop with the error)
-        return _failure(task, exc)
+        result = _failure(task, exc)
+        _drop_traceback(exc)
+    _release()  # the candidate's trainer is gone by now: its cached blocks go back too
+    return result
+
+
+def _release() -> None:
+    """After a candidate: the caching allocator's unused blocks back to the driver (see ``release_cached_memory``).
+    A sticky CUDA error raises here: the next candidate's own work reports it; this one's result stands."""
+    with contextlib.suppress(RuntimeError):
+        release_cached_memory()
+
+
+def _share(task: CandidateTask) -> int:
+    """Candidates sharing this one's GPU, itself included (1: the GPU to itself)."""
+    return 1 if task.alone else _WORKER_SHARE
+
+
+def _clear_frames(exc: BaseException | None) -> None:
+    """Clear the local variables of the finished frames ``exc``'s tracebacks hold (its causes' too) and of the
+    finished frames that called them (a frame keeps its caller: ``train_together``'s holds every candidate of its
+    group): an error kept for a retry or a message must not keep trainers, and their device memory, alive. Its
+    text (files, lines) stays."""
+    for error in _chain(exc):
+        tb = error.__traceback__
+        if tb is not None:
+            traceback.clear_frames(tb)  # (skips frames still running)
+            frame = tb.tb_frame.f_back
+            while frame is not None:
+                try:
+                    frame.clear()
+                except RuntimeError:  # still running: so are the frames above it
+                    break
+                frame = frame.f_back
+
+
+def _drop_traceback(exc: BaseException | None) -> None:
+    """Done with ``exc`` (its text written out): clear its frames and drop its tracebacks. A frame still running
+    that holds it (``outcome`` in ``_run``) would otherwise, once finished, be held by it through the tracebacks'
+    callers: a cycle only the cyclic collector frees."""
+    _clear_frames(exc)
+    for error in _chain(exc):
+        error.__traceback__ = None
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in out):
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
 
 
 def run_candidates(tasks: list[CandidateTask]) -> list[CandidateResult]:
@@ -159,25 +230,40 @@ def run_candidates(tasks: list[CandidateTask]) -> list[CandidateResult]:
     training = [job for job in jobs if isinstance(job, _Job) and job.needs_training]
     with _training():
         outcomes = train_together([(job.trainer, job.train_kwargs()) for job in training])
+    _clear_failed(outcomes)  # each failed candidate's error holds that candidate, not the whole group
     trained = {id(job): outcome for job, outcome in zip(training, outcomes, strict=True)}
+    del outcomes, training
     results = []
     for job in jobs:
         if isinstance(job, CandidateResult):
             results.append(job)
             continue
-        outcome = trained.get(id(job))
-        if _graphed_fault(job, outcome):
-            job.board.close()
-            results.append(_retry_eagerly(job, outcome))  # type: ignore[arg-type]
-            continue
-        try:
-            results.append(_conclude(job, outcome))
-        except Exception as exc:  # noqa: BLE001
-            results.append(_failure(job.task, exc))
-        finally:
-            job.board.close()
-        job.trainer = None  # free the device memory before the next candidate is scored
+        results.append(_finish(job, trained.pop(id(job), None)))
+        job.trainer = None  # its memory goes (nothing else holds it) before the next candidate is scored
+    del jobs
+    _release()
     return results
+
+
+def _clear_failed(outcomes: list[TrainResult | Exception]) -> None:
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            _clear_frames(outcome)
+
+
+def _finish(job: _Job, outcome: TrainResult | Exception | None) -> CandidateResult:
+    """A candidate trained with others: its result (an eager retry first when graphed training failed)."""
+    if _graphed_fault(job, outcome):
+        job.board.close()
+        return _retry_eagerly(job, outcome)  # type: ignore[arg-type]
+    try:
+        return _conclude(job, outcome)
+    except Exception as exc:  # noqa: BLE001
+        result = _failure(job.task, exc)
+        _drop_traceback(exc)
+        return result
+    finally:
+        job.board.close()
 
 
 @contextlib.contextmanager
@@ -226,29 +312,38 @@ def _retry_eagerly(failed: _Job, error: Exception) -> CandidateResult:
     with contextlib.suppress(OSError):
         atomic_write_text(ModelFolder(failed.out).graphs_error, "".join(traceback.format_exception(error)))
     record = {**failed.trainer.graph_record(), "mode": "retried eagerly", "why": f"graphed training failed: {first}"}
+    _drop_traceback(error)  # written out; its frames held the trainer too
     failed.trainer = None  # its graph's memory goes before the retry allocates
     try:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # (raises after a sticky error: then the retry fails, and says so)
+        # Never after a failed capture in this process; raises after a sticky error: then the retry fails, and
+        # says so.
+        release_cached_memory()
         job = _prepare(dataclasses.replace(task, train={**task.train, "cuda_graphs": False}))
         job.graphs = record
         with job.board:
             return _conclude(job, _train_alone(job))
     except Exception as exc:  # noqa: BLE001 (the retry's failure is the result, with what came before it)
         result = _failure(task, exc)
+        _drop_traceback(exc)
         result.error = f"{result.error} (retried without CUDA graphs after graphed training failed: {first})"
         result.extra["graphs"] = record
         return result
 
 
 def _failure(task: CandidateTask, exc: Exception) -> CandidateResult:
-    """The result for an exception (called in its ``except`` block): the candidate's own failure, or a retry."""
+    """The result for an exception (called in its ``except`` block): the candidate's own failure, a retry alone on
+    its GPU (out of memory while sharing it), or a retry of the search."""
     out = Path(task.out_dir)
     with contextlib.suppress(OSError):
         atomic_write_text(ModelFolder(out).error, traceback.format_exc())
     cause = exc.__cause__ if isinstance(exc, CandidateFailure) and exc.__cause__ is not None else exc
     error = f"{type(cause).__name__}: {cause}"
-    if isinstance(exc, CandidateFailure) or is_out_of_memory(exc):
+    short_of_memory = isinstance(exc, ShareTooSmall) or is_out_of_memory(cause)
+    if short_of_memory and _share(task) > 1:
+        return CandidateResult(task.candidate_id, Status.FAILED, error=error, retry_alone=True)
+    if short_of_memory and task.alone:
+        error += " (with the GPU to itself, after running out of memory while sharing it)"
+    if isinstance(exc, CandidateFailure) or short_of_memory:
         return CandidateResult(task.candidate_id, Status.FAILED, error=error)
     return CandidateResult(task.candidate_id, Status.FAILED, error=error, retry=True)
 
@@ -306,17 +401,25 @@ def _prepare(task: CandidateTask) -> _Job:
         train_dict["device"] = _WORKER_DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
     config = TrainConfig.from_dict(train_dict)
     runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}  # how to run: this task's, not the checkpoint's
+    share = _share(task)
+    if share > 1:  # its share of the GPU, before anything is built (the trainer checks the whole card)
+        try:
+            check_fits(genome, config.batch_size, config.device, config.memory_limit_gb,
+                       graphs=graphs_enabled(config.device.split(":")[0], config.cuda_graphs),
+                       self_check=config.graph_self_check, share=share)
+        except ConfigError as exc:
+            raise ShareTooSmall(str(exc)) from None
     data = open_data_cached(task.data)
     ckpt_path = ModelFolder(out).checkpoint
     write_model_description(ModelFolder(out), genome.to_json())  # also for a genome that cannot be built
 
     trainer = _resume_if_possible(ckpt_path, genome, data, runtime)
     if trainer is None and task.continue_from is not None:
-        trainer = Trainer.resume(load_checkpoint(task.continue_from), data, runtime=runtime)
+        trainer = Trainer.resume(_source(task, task.continue_from), data, runtime=runtime)
         trainer.extend(config.iterations)
         trainer.train_seconds = 0.0  # this candidate's clock counts its own training, not its source's
     if trainer is None:
-        parent = None if task.parent_checkpoint is None else load_checkpoint(task.parent_checkpoint)
+        parent = None if task.parent_checkpoint is None else _source(task, task.parent_checkpoint)
         try:
             if parent is None:
                 trainer = Trainer(genome, config, data)
@@ -333,6 +436,19 @@ def _prepare(task: CandidateTask) -> _Job:
     board = Board(task.tb_dir, purge_step=trainer.iteration + 1)  # hides an interrupted writer's tail
     _forget_stats_after(ModelFolder(out), trainer.iteration)  # and so in stats.jsonl
     return _Job(task, out, genome, config, data, trainer, end, every, board)
+
+
+def _source(task: CandidateTask, path: str) -> Any:
+    """The checkpoint a candidate starts from, checked to hold the genome the ledger says it holds: a parent's
+    checkpoint swapped for a sibling's stops the search (this is not the candidate's fault) instead of passing
+    on the wrong weights."""
+    ckpt = load_checkpoint(path)
+    if task.source_genome_key is not None and ckpt.genome.key() != task.source_genome_key:
+        raise CheckpointError(f"{path} holds genome {ckpt.genome.key()} ({ckpt.genome.summary()}), but the ledger"
+                              f" says the model candidate {task.candidate_id} starts from has genome"
+                              f" {task.source_genome_key}: the file was replaced by another model's; restore it from"
+                              " a backup, then --resume")
+    return ckpt
 
 
 def _forget_stats_after(folder: ModelFolder, iteration: int) -> None:

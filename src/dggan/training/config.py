@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from .._util.settings import coerce, normalize_fields
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from .loss import WGANGP
-
+from .loss import Loss, make_loss
 
 # Settings that say how a candidate runs on its device, not what it computes: a resumed run takes them from the
 # caller, not from its checkpoint.
-RUNTIME_FIELDS = ("device", "cuda_graphs", "graph_self_check", "cudnn_benchmark", "channels_last")
+RUNTIME_FIELDS = ("device", "cuda_graphs", "graph_self_check", "cudnn_benchmark", "channels_last", "allow_tf32")
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,10 @@ class TrainConfig:
     lr: float = 1e-3
     beta1: float = 0.0
     beta2: float = 0.99
-    gp_lambda: float = 10.0
+    # The objective, by its registered name (dggan.training.loss): "wgan-gp", the paper's, or "r1", StyleGAN2's.
+    loss: str = "wgan-gp"
+    loss_options: dict[str, Any] = field(default_factory=dict)  # the loss's own options, e.g. {"gamma": 1} for r1
+    gp_lambda: float = 10.0  # WGAN-GP's, top-level for compatibility
     drift: float = 0.001
     ema_beta: float = 0.999
     # EMA ramp-up (StyleGAN2's, beyond the paper): the average's half-life in images grows with the images
@@ -48,6 +48,9 @@ class TrainConfig:
     graph_self_check: bool = True
     cudnn_benchmark: bool = True
     channels_last: bool | None = None
+    # TF32 tensor-core math for float32 convs and matmuls (CUDA, Ampere and later: ~10 mantissa bits instead of 23).
+    # Off, so that "fp32" means float32; cuDNN's own default would be on.
+    allow_tf32: bool = False
     seed: int = 0
     log_every: int = 100
     divergence_threshold: float = 1e5  # |D loss| beyond this counts as an exploding critic
@@ -71,12 +74,15 @@ class TrainConfig:
             (self.mbstd_group >= 1, "mbstd_group must be >= 1"),
             (self.log_every >= 1 and self.check_every >= 1, "log_every and check_every must be >= 1"),
             (self.divergence_threshold > 0, "divergence_threshold must be > 0"),
+            (self.memory_limit_gb is None or self.memory_limit_gb > 0,
+             f"memory_limit_gb must be > 0 (GiB) or null (the device's own memory), got {self.memory_limit_gb}"),
             (self.device == "cpu" or self.device.startswith("cuda"),
              f"device must be cpu or cuda[:N], got {self.device!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"train config: {message}")
+        self.make_loss()  # the loss's name and options
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,7 +91,5 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return cls(**coerce(cls, data, "train config"))
 
-    def loss(self) -> WGANGP:
-        from .loss import WGANGP
-
-        return WGANGP(gp_lambda=self.gp_lambda, drift=self.drift)
+    def make_loss(self) -> Loss:
+        return make_loss(self)

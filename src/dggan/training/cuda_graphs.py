@@ -21,6 +21,13 @@ fade-in, when the old toRGB/fromRGB are dropped.
 
 Each new graph proves itself before it trains (``SelfCheck``): its first replay is compared with the same
 iteration run eagerly; a capture that fails or a graph that disagrees leaves the trainer eager, and says so.
+A capture that fails also turns graphs off for the rest of the process (``graphs_off_in_process``): on torch
+releases whose ``capture_end`` raises before it ends the allocator's capture routing, every later capture and
+``torch.cuda.empty_cache()`` in that process would fail too.
+
+Nothing here holds a trainer strongly (``weak``): a finished trainer, graphed or not, is freed by reference
+counting the moment its last reference goes, with its weights, Adam state and graph pool, not whenever
+Python's cyclic collector next runs.
 
 Everything here that decides (``CapturePlan``, ``adam_options``, ``channels_last_enabled``...) is plain
 Python, tested on the CPU; ``GraphedStep`` makes its CUDA calls through a backend object, so the CPU tests drive
@@ -30,12 +37,18 @@ it with ``EmulatedBackend``. The capture itself needs a GPU (``benchmarks/gpu_ch
 from __future__ import annotations
 
 import contextlib
+import copy
+import inspect
+import os
 import warnings
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
+
+from ..data.base import BatchSampler
 
 WARMUP_STEPS = 3  # eager iterations before each capture (PyTorch's recipe uses 3; 11 under DDP)
 PINNED_SLOTS = 4  # host buffers in the upload ring: the host may run this many iterations ahead of the GPU
@@ -43,9 +56,82 @@ PINNED_SLOTS = 4  # host buffers in the upload ring: the host may run this many 
 Action = Literal["eager", "capture", "replay", "fallback"]
 
 
+# Why CUDA graphs are off for the rest of this process (a capture failed in it), or None.
+_OFF_IN_PROCESS: str | None = None
+
+
+def graphs_off_in_process() -> str | None:
+    """Why CUDA graphs are off in this process (a capture failed here), or None while they may be used."""
+    return _OFF_IN_PROCESS
+
+
+def turn_graphs_off_in_process(reason: str) -> None:
+    """No new capture, and no ``empty_cache()``, for the rest of this process, said once, loudly: a failed capture
+    may leave the caching allocator routing to the dead capture's pool (torch releases whose ``capture_end`` raises
+    before it ends that), and then every later capture and ``empty_cache()`` here fails."""
+    global _OFF_IN_PROCESS
+    if _OFF_IN_PROCESS is None:
+        _OFF_IN_PROCESS = reason
+        one_line = " ".join(reason.split())  # (CUDA's messages run over several lines)
+        warnings.warn(f"CUDA graphs off for the rest of process {os.getpid()}: {one_line}; every later candidate"
+                      " here trains eagerly", RuntimeWarning, stacklevel=2)
+
+
+def reset_graphs_in_process() -> None:
+    """Allow graphs again (tests: each starts as a fresh process would; never after a real failed capture)."""
+    global _OFF_IN_PROCESS
+    _OFF_IN_PROCESS = None
+
+
 def graphs_enabled(device_type: str, cuda_graphs: bool) -> bool:
-    """CUDA graphs run on CUDA only; the CPU path is the plain eager loop whatever the setting says."""
-    return cuda_graphs and device_type == "cuda"
+    """CUDA graphs run on CUDA only, and not after a failed capture in this process; the CPU path is the plain
+    eager loop whatever the setting says."""
+    return cuda_graphs and device_type == "cuda" and _OFF_IN_PROCESS is None
+
+
+def cuda_in_use() -> bool:
+    """Whether this process has started CUDA (only then is there a cache to give back)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
+def release_cached_memory() -> bool:
+    """Give the blocks the caching allocator keeps but nobody uses back to the driver (what finished candidates
+    held), so another process sharing the GPU, or the next candidate, can have them; True if it did. Never after a
+    failed capture in this process (see ``turn_graphs_off_in_process``): the blocks then stay cached."""
+    if _OFF_IN_PROCESS is not None or not cuda_in_use():
+        return False
+    torch.cuda.empty_cache()
+    return True
+
+
+def set_tf32(allow: bool) -> None:
+    """TF32 for float32 convs (cuDNN) and matmuls (cuBLAS), process-wide; off: float32 is float32. The legacy
+    flags, on purpose: once torch's newer ``fp32_precision`` API has set them, reading the legacy ones (as
+    ``torch.backends.cudnn.flags()`` does) raises."""
+    torch.backends.cudnn.allow_tf32 = allow
+    torch.backends.cuda.matmul.allow_tf32 = allow
+
+
+class _WeakMethod:
+    """A bound method that does not keep its object alive."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, method: Any):
+        self._ref = weakref.WeakMethod(method)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        method = self._ref()
+        if method is None:
+            raise ReferenceError("the trainer this graph belonged to is gone")
+        return method(*args, **kwargs)
+
+
+def weak(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` without a strong reference to its object when it is a bound method (e.g. ``trainer.graph_state``):
+    what a trainer's graph keeps of the trainer must not keep the trainer alive (a cycle only the cyclic collector
+    would free). Any other callable is returned as it is."""
+    return _WeakMethod(fn) if inspect.ismethod(fn) else fn
 
 
 def channels_last_enabled(device_type: str, setting: bool | None, bf16: bool) -> bool:
@@ -116,9 +202,10 @@ class Uploader:
     back, normally long done), so the host runs ahead of the GPU by that many iterations at most.
     """
 
-    def __init__(self, shape: Sequence[int], device: torch.device, slots: int = PINNED_SLOTS):
+    def __init__(self, shape: Sequence[int], device: torch.device, slots: int = PINNED_SLOTS,
+                 dtype: torch.dtype = torch.float32):
         pin = device.type == "cuda"
-        self.host = [torch.empty(tuple(shape), pin_memory=pin) for _ in range(slots)]
+        self.host = [torch.empty(tuple(shape), dtype=dtype, pin_memory=pin) for _ in range(slots)]
         self.events: list[Any] = [None] * slots
         self.slot = 0
 
@@ -136,6 +223,33 @@ class Uploader:
                 event = self.events[i] = torch.cuda.Event()
             event.record(torch.cuda.current_stream(out.device))
         return out
+
+
+class RawBatchSampler(BatchSampler):
+    """A ``BatchSampler`` that can also hand out its batch before it becomes float (``draw_uint8``): a quarter of
+    float32's bytes to upload, made float on the device by ``to_float``, bit for bit ``draw()``'s batch."""
+
+    def serves_raw(self) -> bool:
+        """Whether ``draw_uint8`` applies: the data is stored at the resolution served (nothing to pool; pooled,
+        the float batch is no larger than the raw one, and pooling on the host keeps the CPU's sums)."""
+        return self.resolution == self.source.resolution
+
+    def draw_uint8(self) -> torch.Tensor:
+        """``draw()``'s next batch as the stored uint8 (flips included): the same images from the same RNG draws.
+        ``to_float(draw_uint8(), resolution)`` equals ``draw()`` exactly: flipping commutes with the elementwise
+        normalisation (tests/test_gpu_path.py pins it)."""
+        if not self.serves_raw():
+            raise ValueError(f"draw_uint8 serves the stored {self.source.resolution}px only, not {self.resolution}px")
+        if self._pos + self.batch_size > len(self._perm):
+            self._perm = torch.randperm(len(self.source), generator=self.generator)
+            self._pos = 0
+        idx = self._perm[self._pos:self._pos + self.batch_size].numpy()
+        self._pos += self.batch_size
+        x = torch.as_tensor(self.source.get(idx))
+        if self.flip:
+            mask = torch.rand(len(x), generator=self.generator) < 0.5
+            x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+        return x
 
 
 class StaticInputs:
@@ -175,6 +289,9 @@ class Backend(Protocol):
     def captured(self, graph: Any, body: Callable[[], torch.Tensor], output: torch.Tensor) -> None: ...
 
 
+_CAPTURE_STREAMS: dict[int, Any] = {}  # device index -> the warm-up and capture stream
+
+
 class CudaBackend:
     """Every CUDA call ``GraphedStep`` makes, in one small object: a CPU test hands ``GraphedStep`` an
     ``EmulatedBackend`` instead and so drives its real logic (warm-up, capture, fallback, self-check)."""
@@ -183,7 +300,12 @@ class CudaBackend:
         self.device = device
 
     def new_stream(self) -> Any:
-        return torch.cuda.Stream(self.device)
+        """The capture stream: one per device for the whole process, as ``torch.cuda.graph``'s own default. A new
+        stream per trainer would leave cuBLAS a workspace for each (kept until the process ends)."""
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        if index not in _CAPTURE_STREAMS:
+            _CAPTURE_STREAMS[index] = torch.cuda.Stream(index)
+        return _CAPTURE_STREAMS[index]
 
     def current_stream(self) -> Any:
         return torch.cuda.current_stream(self.device)
@@ -223,6 +345,9 @@ class SelfCheck:
 
     tensors: Callable[[], dict[str, torch.Tensor]]
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        self.tensors = weak(self.tensors)  # (the trainer's graph_state: no cycle through the trainer)
 
     def tolerance(self) -> tuple[float, float]:
         if torch.are_deterministic_algorithms_enabled():
@@ -264,14 +389,17 @@ class GraphedStep:
     snapshot of the state, the state is put back, the same iteration runs eagerly on the same static inputs,
     and the two must agree (``SelfCheck``); the eager result is kept. A capture or a first replay that raises
     (anything), or a self-check that disagrees, leaves graphs off for good: the iteration runs eagerly on the
-    trainer's stream, after the capture stream is restored and the device has finished its queued work.
+    trainer's stream, after the capture stream is restored and the device has finished its queued work. A
+    capture that raises turns graphs off for the whole process too (``turn_graphs_off_in_process``); after that,
+    no ``GraphedStep`` captures (a graph it already holds goes on replaying until its network changes).
     ``record()`` says which of these happened.
     """
 
     def __init__(self, device: torch.device, release_grads: Callable[[], None], warmup: int = WARMUP_STEPS, *,
                  check: SelfCheck | None = None, backend: Backend | None = None):
         self.device = device
-        self.release_grads = release_grads  # sets .grad to None: captured backward passes allocate them anew
+        # Sets .grad to None (captured backward passes allocate them anew); weak: no cycle through the trainer.
+        self.release_grads = weak(release_grads)
         self.plan = CapturePlan(warmup)
         self.check = check
         self.backend: Backend = backend if backend is not None else CudaBackend(device)
@@ -285,6 +413,10 @@ class GraphedStep:
         action, drop = self.plan.next(key)
         if drop:
             self.release()
+        off = graphs_off_in_process()
+        if off is not None and action in ("eager", "capture"):  # no new capture in this process
+            self.plan.fail(f"CUDA graphs are off in this process: {off}")
+            action = "fallback"
         if action == "replay":
             out = self._replay()  # a replay error is the candidate's run's: the worker retries it without graphs
         elif action == "eager":
@@ -333,7 +465,10 @@ class GraphedStep:
             self.release_grads()  # the eager gradients: replays write the graph's own
             problem = first_mismatch({"losses": expected, **tensors}, replayed, *self.check.tolerance())
         except Exception as exc:  # noqa: BLE001 (whatever the capture or its first replay raise: go eager, say why)
-            self._fall_back(f"{stage} failed: {type(exc).__name__}: {exc}", tensors, saved)
+            reason = f"{stage} failed: {type(exc).__name__}: {exc}"
+            self._fall_back(reason, tensors, saved)
+            if stage == "capture":
+                turn_graphs_off_in_process(reason)
             return body(), "fallback"
         if problem is not None:
             self._fall_back(f"self-check failed: {problem}", tensors, None)
@@ -428,13 +563,14 @@ class EmulatedGraph:
         self.backend.capturing = False
         assert self._saved is not None
         _restore(self.backend.state(), self._saved)
+        self._saved = None
         if self.backend.fail_end is not None:
-            raise self.backend.fail_end
+            raise copy.copy(self.backend.fail_end)  # a fresh one: the stored one would keep each traceback
 
     def replay(self) -> None:
         self.backend.log.append(("replay", self.backend.current))
         if self.backend.fail_replay is not None:
-            raise self.backend.fail_replay
+            raise copy.copy(self.backend.fail_replay)
         assert self.body is not None and self.output is not None
         fresh = self.body()
         self.output.copy_(fresh)
@@ -453,7 +589,7 @@ class EmulatedBackend:
     ``capturing``: between capture_begin and capture_end (a test's op can refuse to be captured, as on CUDA)."""
 
     def __init__(self, state: Callable[[], dict[str, torch.Tensor]]):
-        self.state = state
+        self.state = weak(state)  # (``trainer.graph_state``: no cycle through the trainer)
         self.default = EmulatedStream("default")
         self.current: Any = self.default
         self.log: list[tuple[str, Any]] = []

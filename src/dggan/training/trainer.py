@@ -1,8 +1,10 @@
-"""Training one candidate: the loop around the WGAN-GP objective, with ProgGAN's fade-in and an EMA of G.
+"""Training one candidate: the loop around the GAN objective (``TrainConfig.loss``: WGAN-GP, the paper's, by
+default; see ``dggan.training.loss``), with ProgGAN's fade-in and an EMA of G.
 
 One iteration = one D step and one G step on the same latent batch: G runs forward once, D is updated
 on the detached images, then the G loss reuses that forward with the updated D (the paper's setting of
-one D step per G step, without a second G forward).
+one D step per G step, without a second G forward). A loss with a lazy regulariser (``r1``) adds a D step of
+its own on the iteration's real batch every ``regularize_every`` iterations, before that iteration's D step.
 
 The fade-in schedule is fixed when a trainer is built (``fade_iterations``) and saved in every
 checkpoint, so continuing a run for longer (``extend``) never moves alpha.
@@ -11,11 +13,15 @@ On CUDA an iteration is captured once as a CUDA graph and replayed (``cuda_graph
 ``dggan.training.cuda_graphs``); nothing in the loop waits for the GPU except the loss check every
 ``check_every`` iterations. The CPU runs the plain eager loop. ``train_together`` trains several
 candidates in one thread, each on its own CUDA stream, so one GPU runs their iterations side by side.
+
+A trainer holds no reference cycle (its graph keeps only weak references to it), so dropping its last
+reference frees its device memory at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.base import BatchSampler, ImageSource
+from ..data.base import BatchSampler, ImageSource, to_float
 from ..errors import ConfigError
 from ..model.genome import Genome
 from ..model.inherit import InheritanceReport, InheritPolicy, NewLayerInit, identity_init, inherit_weights
@@ -46,6 +52,7 @@ from .checkpoint import (
 from .config import RUNTIME_FIELDS, TrainConfig
 from .cuda_graphs import (
     GraphedStep,
+    RawBatchSampler,
     SelfCheck,
     StaticInputs,
     Uploader,
@@ -53,7 +60,10 @@ from .cuda_graphs import (
     channels_last_enabled,
     ema_update,
     graphs_enabled,
+    graphs_off_in_process,
     on_stream,
+    set_tf32,
+    weak,
 )
 
 
@@ -82,8 +92,17 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-# Logged per iteration; "drift" is E[D(real)^2], the term the critic loss weights by ``drift``.
-_STAT_NAMES = ("loss_d", "loss_g", "gp", "d_real", "d_fake", "drift")
+_FIRST_OPTIMIZER_DONE = False
+
+
+def _collect_after_first_optimizer() -> None:
+    """Once per process, after its first optimizer: that optimizer imports ``torch._dynamo`` lazily, whose
+    ``torch.fx.wrap`` keeps its own frame in a reference cycle, and with it every caller's frame up the stack (this
+    trainer's ``__init__``, so the trainer): one collection frees them, later trainers need none."""
+    global _FIRST_OPTIMIZER_DONE
+    if not _FIRST_OPTIMIZER_DONE:
+        _FIRST_OPTIMIZER_DONE = True
+        gc.collect()
 
 
 class Trainer:
@@ -103,9 +122,12 @@ class Trainer:
         self.graphed = graphs_enabled(self.device.type, config.cuda_graphs)
         check_fits(genome, config.batch_size, str(self.device), config.memory_limit_gb,  # before any allocation
                    graphs=self.graphed, self_check=config.graph_self_check)
-        if cuda:
-            torch.backends.cudnn.benchmark = config.cudnn_benchmark  # process-wide: the last trainer built decides
-        self.loss = config.loss()
+        if cuda:  # process-wide: the last trainer built decides
+            torch.backends.cudnn.benchmark = config.cudnn_benchmark
+            set_tf32(config.allow_tf32)
+        self.loss = config.make_loss()
+        # Logged per iteration: the two losses, then what the loss declares (open-ended: a name and a value).
+        self.stat_names: tuple[str, ...] = ("loss_d", "loss_g", *self.loss.stats, *self.loss.reg_stats)
         # The fade-in length is fixed now; extending the run later never moves alpha.
         self.fade_iterations = (fade_iterations if fade_iterations is not None else config.fade_iterations
                                 or max(1, math.ceil(config.fade_fraction * config.iterations)))
@@ -121,15 +143,20 @@ class Trainer:
         self.G_ema.load_state_dict(self.G.state_dict())
         self.opt_g = self._adam(self.G)
         self.opt_d = self._adam(self.D)
+        _collect_after_first_optimizer()
         # On CUDA the sampler draws on the CPU and batches travel through pinned memory (no host sync).
-        self.sampler = BatchSampler(data, genome.resolution, config.batch_size, seed=config.seed + 1,
-                                    flip=config.flip, device="cpu" if cuda else self.device)
+        self.sampler: BatchSampler = RawBatchSampler(data, genome.resolution, config.batch_size, seed=config.seed + 1,
+                                                     flip=config.flip, device="cpu" if cuda else self.device)
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        # The lazy regulariser's stats from its last step, logged at every iteration until its next (a buffer the
+        # iteration reads, so a CUDA graph replays it with the current values).
+        self._reg_stats = torch.zeros(len(self.loss.reg_stats), device=self.device)
         self._upload: Uploader | None = None
+        self._raw: torch.Tensor | None = None  # the device's uint8 batch, when uploads go as uint8
         self._static: StaticInputs | None = None
         self._graph: Any = None  # GraphedStep, or any object with its ``run(key, body)``
         if cuda:
-            self._upload = Uploader((config.batch_size, *self._image_shape()), self.device)
+            self._make_uploader()
         if self.graphed:
             self.use_static_inputs(self.graphed_step())
         self.iteration = 0
@@ -148,6 +175,16 @@ class Trainer:
     def _image_shape(self) -> tuple[int, int, int]:
         return (self.genome.image_channels, self.genome.resolution, self.genome.resolution)
 
+    def _make_uploader(self) -> None:
+        """Batches go up as the stored uint8 when the data is stored at this resolution (a quarter of float32's
+        bytes; made float on the device, bit for bit the CPU's batch), else as float32 after the CPU's pooling."""
+        shape = (self.config.batch_size, *self._image_shape())
+        if isinstance(self.sampler, RawBatchSampler) and self.sampler.serves_raw():
+            self._upload = Uploader(shape, self.device, dtype=torch.uint8)
+            self._raw = torch.empty(shape, dtype=torch.uint8, device=self.device)
+        else:
+            self._upload = Uploader(shape, self.device)
+
     def use_static_inputs(self, runner: Any) -> None:
         """Run every iteration on static input buffers through ``runner.run(key, body)``: a ``GraphedStep`` on
         CUDA (built when ``cuda_graphs`` is on); tests give the CPU a runner that just calls ``body``."""
@@ -155,7 +192,7 @@ class Trainer:
         self._static = StaticInputs(cfg.batch_size, self.genome.latent_size, self._image_shape(), self.device)
         self._graph = runner
         if self._upload is None:
-            self._upload = Uploader((cfg.batch_size, *self._image_shape()), self.device)
+            self._make_uploader()
         if self.G.fade_in:
             # G and D read alpha from the device from now on; the EMA copy (sampled eagerly) keeps a float.
             self._static.alpha.fill_(self.G_ema.alpha)
@@ -166,7 +203,7 @@ class Trainer:
         """The ``GraphedStep`` this trainer runs under ``cuda_graphs`` (self-checked unless ``graph_self_check``
         is off); ``backend``: ``EmulatedBackend(self.graph_state)`` runs its logic on the CPU."""
         check = SelfCheck(self.graph_state, bf16=self.config.bf16) if self.config.graph_self_check else None
-        return GraphedStep(self.device, self._release_grads, check=check, backend=backend)
+        return GraphedStep(self.device, self._release_grads, check=check, backend=backend)  # (holds them weakly)
 
     def graph_state(self) -> dict[str, torch.Tensor]:
         """Every tensor one iteration changes (what a graph's self-check snapshots and compares)."""
@@ -186,7 +223,13 @@ class Trainer:
         record = getattr(self._graph, "record", None)
         if record is not None:
             return record()
-        why = "CUDA graphs are CUDA only" if self.device.type != "cuda" else "cuda_graphs is off"
+        off = graphs_off_in_process()
+        if self.device.type != "cuda":
+            why = "CUDA graphs are CUDA only"
+        elif self.config.cuda_graphs and off is not None:
+            why = f"CUDA graphs are off in this process: {off}"
+        else:
+            why = "cuda_graphs is off"
         return {"mode": "eager", "captures": 0, "self_checks_passed": 0, "self_check": False, "why": why}
 
     def _release_grads(self) -> None:
@@ -255,6 +298,9 @@ class Trainer:
         trainer.train_seconds = train_seconds
         trainer.sampler.load_state_dict(ckpt.group("sampler"))
         trainer.rng.set_state(ckpt.tensors["rng.noise"].cpu())
+        for i, name in enumerate(trainer.loss.reg_stats):
+            if f"loss.{name}" in ckpt.tensors:
+                trainer._reg_stats[i].copy_(ckpt.tensors[f"loss.{name}"])
         if trainer.G.fade_in:
             trainer._set_alpha(trainer.alpha_at(trainer.iteration))
         return trainer
@@ -320,32 +366,53 @@ class Trainer:
                 self._finish_fade_in()
             else:
                 self._set_alpha(alpha)
+        every = self.loss.regularize_every
+        regularize = every > 0 and self.iteration % every == 0  # the iteration alone: a resumed run does the same
         if self._static is not None:
-            stats = self._graphed_step(self._static)
+            stats = self._graphed_step(self._static, regularize)
         else:
             real = self._next_real()
             z = torch.randn(self.config.batch_size, self.genome.latent_size, device=self.device, generator=self.rng)
             eps = torch.rand(self.config.batch_size, 1, 1, 1, device=self.device, generator=self.rng)
-            stats = self._update(real, z, eps, self.G.alpha if self.fading else None, 1.0 - self.ema_beta())
+            alpha = self.G.alpha if self.fading else None
+            if regularize:
+                self._regularize(real, alpha)
+            stats = self._update(real, z, eps, alpha, 1.0 - self.ema_beta())
         self.iteration += 1
         return stats
 
     def _next_real(self) -> torch.Tensor:
         if self._upload is None:
             return self.sampler.next()
-        batch = self.sampler.draw()
-        return self._upload.copy(batch, torch.empty(batch.shape, device=self.device))
+        return self._upload_batch(None)
 
-    def _graphed_step(self, s: StaticInputs) -> torch.Tensor:
-        """Fill the static inputs (queued, no sync), then run the iteration: eager warm-up, capture or replay."""
+    def _upload_batch(self, out: torch.Tensor | None) -> torch.Tensor:
+        """The next real batch on the device, into ``out`` (a new tensor when None), queued without a host sync."""
+        assert self._upload is not None
+        if self._raw is None:
+            batch = self.sampler.draw()
+            return self._upload.copy(batch, torch.empty(batch.shape, device=self.device) if out is None else out)
+        assert isinstance(self.sampler, RawBatchSampler)
+        raw = self._upload.copy(self.sampler.draw_uint8(), self._raw)
+        real = to_float(raw, self.genome.resolution)  # on the device: the CPU's ops, in its order
+        return real if out is None else out.copy_(real)
+
+    def _graphed_step(self, s: StaticInputs, regularize: bool = False) -> torch.Tensor:
+        """Fill the static inputs (queued, no sync), then run the iteration: eager warm-up, capture or replay. A
+        lazy regulariser's step runs eagerly before it, on the same static inputs, outside the graph: the graph
+        (and its key) is the same at every iteration, so it is captured once, not once per regulariser step."""
         assert self._upload is not None and self._graph is not None
-        self._upload.copy(self.sampler.draw(), s.real)
+        self._upload_batch(s.real)
         s.draw_noise(self.rng)
         if self.config.ema_rampup is not None:
             s.ema_weight.fill_(1.0 - self.ema_beta())
-        return self._graph.run(self._graph_key(), lambda: self._update(
-            s.real, s.z, s.eps, s.alpha if self.fading else None,
-            s.ema_weight if self.config.ema_rampup is not None else 1.0 - self.config.ema_beta))
+        alpha = s.alpha if self.fading else None  # (fading is in the key: a replay never runs the other network)
+        if regularize:
+            self._regularize(s.real, alpha)
+        # What the graph records; it reaches the trainer weakly (an emulated graph keeps the body to replay it).
+        update = weak(self._update)
+        ema = s.ema_weight if self.config.ema_rampup is not None else 1.0 - self.config.ema_beta
+        return self._graph.run(self._graph_key(), lambda: update(s.real, s.z, s.eps, alpha, ema))
 
     def _graph_key(self) -> tuple[Any, ...]:
         """What a captured graph depends on beyond its device buffers: the network (fading or not) and the
@@ -357,16 +424,38 @@ class Trainer:
         ema = None if self.config.ema_rampup is not None else 1.0 - self.config.ema_beta
         return (self.fading, baked, ema)
 
+    @staticmethod
+    def _faded_real(real: torch.Tensor, alpha: float | torch.Tensor | None) -> torch.Tensor:
+        if alpha is None:
+            return real
+        # ProgGAN also fades the real images, so D sees the same blend of scales as G produces.
+        low = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2.0, mode="nearest")
+        return torch.lerp(low, real, alpha)
+
+    def _regularize(self, real: torch.Tensor, alpha: float | torch.Tensor | None) -> None:
+        """The loss's lazy regulariser as a D step of its own (StyleGAN2's lazy regularisation), always eager."""
+        terms = self.loss.regularizer(self.D, self._faded_real(real, alpha), self._autocast)
+        self._check_stats(terms.stats, self.loss.reg_stats, "regularizer")
+        self.opt_d.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        self.opt_d.step()
+        self.opt_d.zero_grad(set_to_none=True)  # (under a graph, replays write the graph's own gradients)
+        with torch.no_grad():
+            self._reg_stats.copy_(torch.stack([terms.stats[name] for name in self.loss.reg_stats]))
+
+    def _check_stats(self, stats: Mapping[str, torch.Tensor], declared: tuple[str, ...], method: str) -> None:
+        if stats.keys() != set(declared):
+            raise TypeError(f"loss {self.loss.name!r}: {method}() returned the stats {sorted(stats)} but the loss"
+                            f" declares {sorted(declared)}; make them agree")
+
     def _update(self, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, alpha: float | torch.Tensor | None,
                 ema_weight: float | torch.Tensor) -> torch.Tensor:
         """The iteration itself, on given inputs: what a CUDA graph records (then reading only device tensors)."""
-        if alpha is not None:
-            # ProgGAN also fades the real images, so D sees the same blend of scales as G produces.
-            low = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2.0, mode="nearest")
-            real = torch.lerp(low, real, alpha)
+        real = self._faded_real(real, alpha)
         with self._autocast():
             fake = self.G(z)
         critic = self.loss.critic(self.D, real, fake.detach(), eps, self._autocast, self._one_pass)
+        self._check_stats(critic.stats, self.loss.stats, "critic")
         self.opt_d.zero_grad(set_to_none=True)
         critic.loss.backward()
         self.opt_d.step()
@@ -377,7 +466,8 @@ class Trainer:
         self.opt_g.step()
         with torch.no_grad():
             ema_update(self._ema_params, self._g_params, ema_weight)
-        return torch.stack([critic.loss, loss_g, critic.gp, critic.d_real, critic.d_fake, critic.drift]).detach()
+        stats = torch.stack([critic.loss, loss_g, *(critic.stats[name] for name in self.loss.stats)]).detach()
+        return torch.cat([stats, self._reg_stats]) if self.loss.reg_stats else stats
 
     # ------------------------------------------------------------------ loop
     def train(self, until: int | None = None, *, progress: bool = True, desc: str | None = None,
@@ -403,7 +493,7 @@ class Trainer:
         cfg = self.config
         end = cfg.iterations if until is None else min(cfg.iterations, until)
         start_time, start_iter = time.perf_counter(), self.iteration
-        acc = torch.zeros(len(_STAT_NAMES), device=self.device)
+        acc = torch.zeros(len(self.stat_names), device=self.device)
         acc_n = 0
         last: dict[str, float] = {}
         # Quiet when asked, and when stderr is not a terminal (disable=None); under the search's step bar.
@@ -422,12 +512,12 @@ class Trainer:
                                else f"exploding critic (|loss_d| = {abs(values[0]):.3g}"
                                     f" > {cfg.divergence_threshold:g})")
                         return TrainResult("diverged", self.iteration, time.perf_counter() - start_time,
-                                           dict(zip(_STAT_NAMES, values, strict=True)), reason=why,
+                                           dict(zip(self.stat_names, values, strict=True)), reason=why,
                                            trained=self.iteration - start_iter, graphs=self.graph_record())
                     if self.iteration % cfg.log_every == 0 or done:
                         elapsed = time.perf_counter() - start_time
                         last = {"iteration": self.iteration, "alpha": self.G_ema.alpha if self.fading else 1.0,
-                                **dict(zip(_STAT_NAMES, values, strict=True)),
+                                **dict(zip(self.stat_names, values, strict=True)),
                                 "images_per_s": (self.iteration - start_iter) * cfg.batch_size / max(elapsed, 1e-9)}
                         acc.zero_()
                         acc_n = 0
@@ -456,6 +546,7 @@ class Trainer:
         out.update(optimizer_tensors(self.opt_d, self.D, "opt_d"))
         out.update({f"sampler.{k}": v for k, v in self.sampler.state_dict().items()})
         out["rng.noise"] = self.rng.get_state()
+        out.update({f"loss.{name}": self._reg_stats[i].clone() for i, name in enumerate(self.loss.reg_stats)})
         return out
 
     def state(self) -> dict[str, Any]:
@@ -487,6 +578,9 @@ def train_together(jobs: Sequence[tuple[Trainer, Mapping[str, Any]]]) -> list[Tr
     On CUDA each candidate runs on its own stream, so the GPU overlaps their iterations (a replayed graph is
     one launch: the host keeps several streams fed). On the CPU the results are exactly those of training
     them one after the other. ``train_seconds`` counts the wall time of the whole group.
+
+    A returned exception's traceback holds this call's frame, and so every trainer of the group (and the results
+    list, itself included: a cycle): clear its frames once its text is written (``dggan.search.worker`` does).
     """
     streams: list[Any] = []
     for trainer, _ in jobs:

@@ -176,5 +176,7 @@ def _replay(data: RunData, seeds: int) -> dict[str, Any]:
     eta = int(data.settings.get("halving_eta") or 1)
     etas = [1, eta] if eta > 1 and data.rungs else [1]  # halving can only be replayed where rung scores exist
     cells = analyses.replay_grid(data.rows, ks, ps, seeds, data.key, index, etas=etas)
+    route = index.proggan_route()
+    proggan = None if route is None else {"id": route.id, "score": analyses.score(route, data.key)}
     return {"target_resolution": index.target_resolution, "seeds": seeds, "actual": index.actual(), "cells": cells,
-            "etas": etas}
+            "etas": etas, "proggan_route": proggan}

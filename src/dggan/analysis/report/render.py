@@ -72,6 +72,11 @@ def _e(x: Any) -> str:
     return html.escape(str(x))
 
 
+def _text(x: Any) -> str:
+    """Plain text as HTML, with `code` in backticks (how the CLI's lines quote commands) as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(x))
+
+
 def _num(x: float | int | None, digits: int = 4) -> str:
     if x is None:
         return "–"
@@ -82,6 +87,11 @@ def _num(x: float | int | None, digits: int = 4) -> str:
     if not math.isfinite(x):
         return str(x)
     return f"{x:.{digits}g}"
+
+
+def _ratio(x: float | None) -> str:
+    """A normalised score as the headline and the log give it: 1.000, not 1."""
+    return "–" if x is None or not math.isfinite(x) else f"{x:.3f}"
 
 
 def _params(n: int) -> str:
@@ -149,13 +159,22 @@ def _overview(data: RunData) -> str:
         ("ProgGAN baseline's training and scoring", duration(data.baseline_seconds)),
         ("Wall time of the search (every session)", duration(data.wall_seconds)),
         *_cost_items(data),
-        (
-            "Final training",
-            "not recorded" if final is None
-            else f"candidate {final.candidate}: {final.status.value}, {duration(final.train_seconds)}",
-        ),
+        ("Final training", _final_text(final)),
     ]
     return _table(["", ""], items, "kv")
+
+
+def _final_text(final: FinalRow | None) -> str:
+    """The final training's status and its cost as the cost split counts it: training plus scoring (the pick,
+    the points, the reported score). The ProgGAN route trains nothing here: the baseline already had."""
+    if final is None:
+        return "not recorded"
+    train, scoring = final.train_seconds or 0.0, float(final.extra.get("eval_seconds") or 0.0)
+    text = (f"candidate {final.candidate}: {final.status.value}; {duration(train + scoring)}: training"
+            f" {duration(train)}, scoring {duration(scoring)}")
+    if final.extra.get("proggan_route"):
+        text += " (the ProgGAN route: the baseline had trained it that far, so only its points were scored)"
+    return text
 
 
 def _cost_items(data: RunData) -> list[tuple[str, str]]:
@@ -210,7 +229,8 @@ def _settings_html(settings: dict[str, Any], run: Path) -> str:
     )
 
 
-def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow | None, metric: str) -> str:
+def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow | None, metric: str,
+               seed_of: int | None = None) -> str:
     if best is None:
         return '<p class="muted">No best candidate.</p>'
     g = best.genome
@@ -236,16 +256,18 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
     html_parts = [_table(["", ""], items, "kv")]
     if final is not None:
         route = final.extra.get("route_iterations")
+        of_final = (final.extra.get("snapshot") or {}).get("final_iterations")
+        seed = seed_of  # the reported number is scored with the search's seed
         html_parts.append(
             "<h3>Final training</h3>"
             + _table(
-                ["candidate", "status", "metric", "normalized", "iterations along the route", "train time",
-                 "files", "error"],
-                [[final.candidate, final.status.value, _num(final.metric), _num(final.normalized_metric),
-                  _num(route), duration(final.train_seconds), _Raw('<a href="../best/">RUN/best</a>'),
-                  final.error or ""]],
+                ["candidate", "status", "metric", "normalized (ProgGAN trained as long, same seed)", "seed",
+                 "route iterations", "of them final training", "train time", "files", "error"],
+                [[final.candidate, final.status.value, _num(final.metric), _ratio(final.normalized_metric),
+                  "–" if seed is None else seed, _num(route), _num(of_final), duration(final.train_seconds),
+                  _Raw('<a href="../best/">RUN/best</a>'), final.error or ""]],
             )
-            + _final_curve_html(page, run, metric)
+            + _final_curve_html(page, run, metric, bool(final.extra.get("proggan_route")))
         )
     html_parts.append(
         "<h3>G and D layers, by resolution</h3>"
@@ -256,26 +278,34 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
     return "".join(html_parts)
 
 
-def _final_curve_html(page: Page, run: Path, metric: str) -> str:
+def _final_curve_html(page: Page, run: Path, metric: str, proggan_route: bool = False) -> str:
     """The metric over the final training beside ProgGAN's at the same route iterations, and which snapshot
     became RUN/best; nothing when the final training kept no snapshots (``final_snapshots`` = 1)."""
     points = final_training_curve(run)
     if len(points) < 2:
         return ""
-    headers = ["point", "final iterations", "route iterations", "metric", "ProgGAN (same route iterations)",
-               "normalized", "seed", "kept"]
-    rows = [[p["point"], p["final_iterations"], p["route_iterations"], p["metric"], p["proggan"], p["normalized"],
-             p["seed"], "RUN/best" if p["chosen"] else ("RUN/best/last" if p["last"] else "")] for p in points]
+    same_seed = all(p["proggan_same_seed"] for p in points)
+    headers = ["point", "route iterations", "of them final training", "seed", "metric",
+               "ProgGAN (same route iterations" + (", same seed)" if same_seed else ", the search's seed)"),
+               "normalized", "kept"]
+    rows = [[p["point"], p["route_iterations"], p["final_iterations"], p["seed"], p["metric"], p["proggan"],
+             p["normalized"], "RUN/best" if p["chosen"] else ("RUN/best/last" if p["last"] else "")] for p in points]
     _write_csv(page.out / "final_training.csv", headers, rows)
-    shown = [[r[0], _num(r[1]), _num(r[2]), _num(r[3]), _num(r[4]), _num(r[5]), r[6], r[7]] for r in rows]
+    shown = [[r[0], _num(r[1]), _num(r[2]), r[3], _num(r[4]), _num(r[5]), _ratio(r[6]), r[7]] for r in rows]
+    if same_seed:
+        how = ("Each point and ProgGAN at its route iterations are scored with the same selection seed (shown),"
+               " which the headline's and <code>dggan compare</code>'s scores never use, so the reported number"
+               " is not the minimum of the noise the snapshot was chosen on.")
+        if proggan_route:
+            how += (" The final model is the ProgGAN route: each point <i>is</i> ProgGAN's model, so it is 1.000 of"
+                    " ProgGAN at every point and the plot draws one curve.")
+    else:  # a run from before same-seed scoring
+        how = ("The points are scored with a selection seed; ProgGAN's values are its baseline curve, scored with"
+               " the search's seed: compare the shapes of the two curves, not their values point by point.")
     return ("<h4>The final training, scored at its snapshots</h4>"
-            '<p class="muted">The best snapshot is kept as RUN/best and the last one beside it (RUN/best/last).'
-            " The points are scored with a selection seed, which the headline's and <code>dggan compare</code>'s"
-            " scores never use (so the reported number is not the minimum of the noise it was chosen on);"
-            " ProgGAN's values are its baseline curve, scored with the search's seed: compare the shapes of the two"
-            " curves, not their values point by point. The honest comparison is the headline's and"
-            " <code>dggan compare</code>'s.</p>"
-            + page.image("final_training", plots.plot_final_training(points, metric))
+            f'<p class="muted">The best snapshot is kept as RUN/best and the last one beside it (RUN/best/last).'
+            f" {how} The headline's number is the kept snapshot scored with the search's seed.</p>"
+            + page.image("final_training", plots.plot_final_training(points, metric, proggan_route and same_seed))
             + _table(headers, shown) + _links("final_training.csv"))
 
 
@@ -426,6 +456,12 @@ def _replay_html(page: Page, replay: dict[str, Any], k_real: int, p_real: float)
         f" real search (K={k_real}, p={p_real:g}) reached <b>{_num(actual.best_score)}</b> (candidate"
         f" {actual.best_id}) for {actual.cost:,} candidates, {actual.iterations:,} candidate-iterations.</p>"
     )
+    route = replay.get("proggan_route")
+    if route is not None:
+        text += (f"<p>Its final pick then added the ProgGAN route (candidate {route['id']},"
+                 f" {_num(route['score'])}), trained by the baseline, not by the search: no replay draws it, so the"
+                 " replay compares what the search itself grew, and the plot shows the route as a line of its"
+                 " own.</p>")
     if len(etas) > 1:
         text += (f"<p>With successive halving (eta {etas[-1]}) the replay prunes each step's children by their"
                  " recorded rung scores; a child the real search pruned earlier drops out at that rung.</p>")
@@ -449,7 +485,8 @@ def _replay_html(page: Page, replay: dict[str, Any], k_real: int, p_real: float)
     plain = [c for c in cells if c.eta == 1]
     return (
         text
-        + page.image("replay", plots.plot_replay(plain, actual, k_real, p_real))
+        + page.image("replay", plots.plot_replay(plain, actual, k_real, p_real,
+                                                 None if route is None else route["score"]))
         + f"<details><summary>Replay table ({len(cells)} settings)</summary>"
         + f"{_table(headers, shown)}</details>"
         + _links("replay.csv")
@@ -476,8 +513,9 @@ def _tree_html(page: Page, rows: list[CandidateRow], key: str, route: list[Candi
     text = (
         "<p>Every candidate is a point at its step (x) and its rank by score within that step (y, best on "
         "top); grey lines join parents to children, black rings mark the kept (top-K) candidates, the red "
-        "line is the best candidate's route. Unfinished, diverged and failed candidates sit below the "
-        "finished ones.</p>"
+        "points and line are the best candidate's route. A route that leaves the tree (the ProgGAN route, which the "
+        "final pick adds and the baseline trained) is drawn dashed, round the steps it skips. Unfinished, diverged "
+        "and failed candidates sit below the finished ones.</p>"
     )
     return text + page.image("search_tree", plots.plot_search_tree(rows, key, [r.id for r in route]))
 
@@ -681,7 +719,7 @@ def _real_png(data: RunData, n: int, seed: int) -> bytes | None:
 
 def _result_html(page: Page, data: RunData, n: int, seed: int, device: str) -> str:
     head = headline(data.run, data.rows, data.final, data.settings)
-    parts = ['<div class="headline">' + "".join(f"<p>{_e(line)}</p>" for line in head.lines()
+    parts = ['<div class="headline">' + "".join(f"<p>{_text(line)}</p>" for line in head.lines()
                                                if not line.startswith("Samples:")) + "</div>"]
     figures = []
     final_ckpt = data.layout.best / CHECKPOINT_NAME
@@ -715,7 +753,10 @@ def _compare_html(c: dict[str, Any]) -> str:
     rows = []
     for label, key in (("final model", "final"), ("(a) ProgGAN, equal training", "equal_training"),
                        ("(b) ProgGAN, the search's whole compute", "equal_compute")):
-        m = c[key]
+        m = c.get(key)
+        if m is None:  # (b) left out above dggan compare's --equal-compute-limit
+            rows.append([label, f"{c.get('search_iterations', 0):,}", "left out", "", "", "", ""])
+            continue
         rows.append([label, f"{m['route_iterations']:,}", f"{m['mean']:.4g} ± {m['std']:.2g}",
                      ", ".join(f"{v:.4g}" for v in m.get("scores", [])),
                      *(["", "", ""] if key == "final" else paired(key))])
@@ -733,22 +774,36 @@ def _compare_html(c: dict[str, Any]) -> str:
         out.append(f'<p class="muted">The search picked the final model on its own draw: {c["search_draw"]:.4g}.</p>')
     if c.get("verdict_rule"):
         out.append(f'<p class="muted">Verdict rule: {_e(c["verdict_rule"])}.</p>')
-    out += [f'<p class="muted">{_e(note)}</p>' for note in c.get("notes", [])]
+    if c.get("equal_compute_skipped"):
+        out.append(f"<p>{_text(c['equal_compute_skipped'])}.</p>")
+    out += [f'<p class="muted">{_text(note)}</p>' for note in c.get("notes", [])
+            if note != c.get("equal_compute_skipped")]
     return "".join(out)
 
 
-def _published_html(table: dict[str, Any] | None) -> str:
-    """The paper's own rows of a table (``metrics.paper``), labelled as published numbers with their protocol."""
+def _published_html(table: dict[str, Any] | None, data: str | None = None) -> str:
+    """The paper's own rows of a table (``metrics.paper``), labelled as published numbers with their protocol;
+    collapsed when the run's data (``data``, a dataset spec) is not the table's dataset (a digits run)."""
     from ...search.tables import published_columns
 
     if not table:
         return ""
     headers, cells = published_columns(table)
-    return (f'<p class="muted">Published ({_e(table["name"])}, {_e(table["dataset"])}; {_e(table["protocol"])}):</p>'
-            + _table(headers, cells))
+    label = f'Published ({_e(table["name"])}, {_e(table["dataset"])}; {_e(table["protocol"])})'
+    if _same_dataset(table.get("dataset", ""), data):
+        return f'<p class="muted">{label}:</p>' + _table(headers, cells)
+    return (f'<details class="published"><summary>{label}: other data than this run\'s, for reference</summary>'
+            + _table(headers, cells) + "</details>")
 
 
-def _tables_html(tables: dict[str, Any]) -> str:
+def _same_dataset(published: str, data: str | None) -> bool:
+    """Whether a run on ``data`` (a dataset spec) measures what a published table on ``published`` does."""
+    kind = (data or "").split(":")[0].lower()
+    name = published.lower()
+    return (kind == "cifar10" and "cifar" in name) or (kind in ("lsun", "npz") and "lsun" in name)
+
+
+def _tables_html(tables: dict[str, Any], data: str | None = None) -> str:
     """The paper's Tables 1-3 (``dggan tables``, RUN/best/tables.json), each beside the paper's published rows."""
     from ...search.tables import table1_value
 
@@ -761,7 +816,7 @@ def _tables_html(tables: dict[str, Any]) -> str:
              "<h3>Table 1: the final model</h3>",
              _table(["metric", "final model"],
                     [[k, table1_value(v, stds.get(k))] for k, v in tables["table1"].items()]),
-             _published_html(published.get("table1"))]
+             _published_html(published.get("table1"), data)]
     parts.append(f"<h3>Table 2: per resolution, against ProgGAN trained as long ({_e(plan['table2'])})</h3>")
     parts.append(_table(["resolution", "route model", "training iterations", "ours", "ProgGAN", "improvement"],
                         [[f"{r['resolution']}x{r['resolution']}", r["candidate"], f"{r['route_iterations']:,}",
@@ -770,21 +825,24 @@ def _tables_html(tables: dict[str, Any]) -> str:
     t2 = published.get("table2")
     if t2:
         res2 = sorted(t2["proggan"], key=int)
-        parts.append(f'<p class="muted">Published ({_e(t2["name"])}, {_e(t2["dataset"])}; {_e(t2["protocol"])}):</p>'
-                     + _table(["model", *[f"{r}x{r}" for r in res2]],
-                              [[name, *[_num(t2[key][r]) for r in res2]]
-                               for name, key in (("ProgGAN", "proggan"), ("DGGAN", "dggan"))]))
+        label = f'Published ({_e(t2["name"])}, {_e(t2["dataset"])}; {_e(t2["protocol"])})'
+        body = _table(["model", *[f"{r}x{r}" for r in res2]],
+                      [[name, *[_num(t2[key][r]) for r in res2]]
+                       for name, key in (("ProgGAN", "proggan"), ("DGGAN", "dggan"))])
         if t2.get("note"):
-            parts.append(f'<p class="muted">Note: {_e(t2["note"])}.</p>')
+            body += f'<p class="muted">Note: {_e(t2["note"])}.</p>'
+        parts.append(f'<p class="muted">{label}:</p>{body}' if _same_dataset(t2.get("dataset", ""), data) else
+                     f'<details class="published"><summary>{label}: other data than this run\'s, for reference'
+                     f"</summary>{body}</details>")
     t3 = tables["table3"]
     levels = t3["levels"]
     parts.append(f"<h3>Table 3: SWD x 1e3 per Laplacian level at {t3['resolution']}px ({_e(t3['metric'])})</h3>")
     parts.append(_table(["model", *[str(lv) for lv in levels], "avg"],
                         [[label, *[_num(t3[key]["levels"][str(lv)], 3) for lv in levels], _num(t3[key]["avg"], 3)]
                          for label, key in (("final model", "ours"), ("ProgGAN, equal training", "proggan"))]))
-    parts.append(_published_html(published.get("table3")))
+    parts.append(_published_html(published.get("table3"), data))
     if tables.get("notes"):
-        parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in tables["notes"]) + "</ul>")
+        parts.append("<ul>" + "".join(f"<li>{_text(n)}</li>" for n in tables["notes"]) + "</ul>")
     return "".join(parts) + _links("../best/tables.md")
 
 
@@ -814,9 +872,12 @@ def sections(page: Page, data: RunData, found: Analyses, *, n_samples: int, samp
     section("overview", "Overview", lambda: _overview(data), needs_done=False)
     tables = read_json(data.layout.tables_json)
     if isinstance(tables, dict):
-        section("tables", "The paper's tables", lambda: _tables_html(tables), needs_done=False)
+        section("tables", "The paper's tables", lambda: _tables_html(tables, data.settings.get("data")),
+                needs_done=False)
+    seed = data.settings.get("seed")
     section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final,
-                                                                  str(data.settings.get("metric", "metric"))))
+                                                            str(data.settings.get("metric", "metric")),
+                                                            seed if isinstance(seed, int) else None))
     section("route", "Growing route of the best candidate", lambda: _route_html(page, data.route))
     section("capacity", "1. G-to-D capacity", lambda: _capacity_html(page, found.capacity, data.key),
             failed=errors.get("capacity"))
@@ -849,7 +910,7 @@ def page_html(run: Path, sections: list[Section], notes: list[str], snapshot: st
     if notes:
         note_html = (
             '<div class="notes" id="notes"><b>Notes</b><ul>'
-            + "".join(f"<li>{_e(n)}</li>" for n in notes)
+            + "".join(f"<li>{_text(n)}</li>" for n in notes)
             + "</ul></div>"
         )
     body = "".join(f'<section id="{sid}"><h2>{_e(title)}</h2>{content}</section>' for sid, title, content in sections)
