@@ -84,6 +84,10 @@ def test_the_proggan_route_wins_when_every_grown_candidate_is_worse(tmp_path: Pa
     assert final is not None and final.status == Status.DONE
     assert final.candidate == route.id and final.extra["proggan_route"] is True
     assert final.extra["source"] == route.checkpoint  # continued from the baseline's checkpoint: not trained twice
+    # One point, at the end: the status counts its 40 final iterations from the picked model, not from itself.
+    (point,) = final_training_curve(run)
+    assert point["final_iterations"] == 40 and point["route_iterations"] == route.route_iterations + 40
+    assert any("40 of them final" in line for line in read_status(run).lines())
 
 
 @pytest.mark.usefixtures("fake_checkpoints")

@@ -194,6 +194,16 @@ def test_a_parent_checkpoint_swapped_for_another_models_stops_the_search(tmp_pat
     # The file the ledger expects passes (here: the genome that file really holds).
     ok = run_candidate(task(sibling, "c6"))
     assert ok.status.value == "done" and not ok.retry, ok.error
+    # Every checkpoint a candidate writes says whose model it holds: a sibling's with the same genome is caught too.
+    from dggan.training.checkpoint import load_checkpoint
+
+    written = tmp_path / "c6" / "checkpoint.safetensors"
+    assert load_checkpoint(written, tensors=False).state["candidate"] == 5
+    import dataclasses
+
+    same_genome = dataclasses.replace(task(child, "c7"), parent_checkpoint=str(written), source_candidate=4)
+    refused = run_candidate(same_genome)
+    assert refused.retry and "holds candidate 5's model, but the ledger says" in (refused.error or "")
 
 
 def test_a_final_model_replaced_by_another_is_refused_by_compare(tmp_path: Path) -> None:
@@ -340,7 +350,8 @@ def test_train_refuses_flags_it_would_ignore_and_takes_a_loss(tmp_path: Path) ->
                          (["--genome", str(genome), "--channels", "32"], "--channels shape the default base genome"),
                          (["--from", str(ckpt), "--latent-size", "16"], "with the checkpoint the network is"),
                          (["--loss", "hinge"], "unknown loss 'hinge'; registered losses: r1, wgan-gp"),
-                         (["--loss-options", "[1]"], "--loss-options must be a JSON object")):
+                         (["--loss-options", "[1]"], "--loss-options must be a JSON object"),
+                         (["--data", ""], "--data is empty")):
         result = runner.invoke(app, ["train", *args, "--run-dir", str(tmp_path / "r")])
         assert result.exit_code == 2 and needle in result.output, (args, result.output)
     result = runner.invoke(app, ["train", "--iterations", "2", "--batch-size", "8", "--channels", "8",
@@ -349,3 +360,27 @@ def test_train_refuses_flags_it_would_ignore_and_takes_a_loss(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     options = json.loads((tmp_path / "r1" / "options.json").read_text())
     assert options["train"]["loss"] == "r1" and options["train"]["loss_options"] == {"every": 2}
+
+
+def test_flags_and_outputs_that_pointed_the_wrong_way(finished: Path, tmp_path: Path) -> None:
+    for args, needle in ((["compare", str(finished), "--executor", "foo"], "--executor must be inprocess, local,"
+                                                                             " ray or slurm, got 'foo'"),
+                         (["compare", str(finished), "--workers", "0"], "--workers must be >= 1, got 0"),
+                         (["compare", str(finished), "--workers", "-3"], "--workers must be >= 1, got -3"),
+                         (["genome", "base", "--out", f"{tmp_path}/"], f"--out {tmp_path} is a folder; name the file"),
+                         # a pseudo filesystem that os.access calls writable: refused before the model is loaded
+                         (["sample", str(finished / "best"), "--out", "/proc/grid.png"], "no file can be made in /proc")):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and needle in result.output, (args, result.output)
+        assert "Traceback" not in result.output and ".tmp" not in result.output
+
+
+def test_ls_shows_what_a_stopped_search_had_in_flight_as_pending(finished: Path) -> None:
+    from dggan.search.state import Status
+
+    with Ledger.open(finished / "ledger.sqlite") as ledger:  # as a kill -9 mid-candidate leaves it
+        ledger.update(2, status=Status.RUNNING)
+    table = runner.invoke(app, ["ls", str(finished)])
+    assert table.exit_code == 0 and "pending (stopped)" in table.output and "running" not in table.output
+    rows = json.loads(runner.invoke(app, ["ls", str(finished), "--json"]).output)
+    assert next(r for r in rows if r["id"] == 2)["status"] == "pending"

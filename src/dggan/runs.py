@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -251,6 +252,11 @@ def unwritable(folder: str | Path) -> str | None:
         return f"{probe} is a file, so no folder can be made there"
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{probe} is read-only (no permission to write, or a read-only filesystem)"
+    try:  # access() says yes to root everywhere, and to pseudo filesystems (/proc) where no file can be made
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return f"no file can be made in {probe} ({exc.strerror})"
     return None
 
 

@@ -32,7 +32,9 @@ class DgganGroup(TyperGroup):
             raise error_exit(str(exc)) from None
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            raise error_exit(f"{exc.strerror or exc}{where}", code=1) from None
+            # A folder where a file was asked for (or the reverse) is the user's path, not the machine's state.
+            bad_input = isinstance(exc, (IsADirectoryError, NotADirectoryError))
+            raise error_exit(f"{exc.strerror or exc}{where}", code=2 if bad_input else 1) from None
 
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:

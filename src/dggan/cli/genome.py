@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from . import options as opts
 from .app import DgganGroup, DgganTyper, app
 
 genome_app = DgganTyper(cls=DgganGroup, no_args_is_help=True, help="Make and inspect genome JSON files.")
@@ -71,5 +72,6 @@ def _emit(genome: object, out: Path | None) -> None:
     if out is None:
         typer.echo(genome.to_json())  # type: ignore[attr-defined]
     else:
+        opts.file_out(out, example="genome.json")
         atomic_write_text(out, genome.to_json() + "\n")  # type: ignore[attr-defined]
         typer.echo(f"{genome.summary()}\nwrote {out}")  # type: ignore[attr-defined]

@@ -77,14 +77,19 @@ def grid_fits(n: int, resolution: int, channels: int, flag: str = "--n") -> None
 def image_out(path: Path, flag: str = "--out") -> str:
     """The Pillow format ``path``'s suffix names; a folder, an unknown suffix or a folder that cannot be made or
     written is refused, naming ``path``."""
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder; name the image file, e.g. {flag} {path / 'grid.png'}")
     fmt = IMAGE_FORMATS.get(path.suffix.lower())
+    file_out(path, flag, example="grid.png")
     if fmt is None:
         raise ConfigError(f"{flag} {path}: unknown image type {path.suffix or '(no suffix)'!r}; end the name with"
                           f" one of {', '.join(IMAGE_FORMATS)}")
-    writable_folder(path.parent, flag, path)
     return fmt
+
+
+def file_out(path: Path, flag: str = "--out", example: str = "out.json") -> None:
+    """A file a command will write, checked before any work: not a folder, and its folder can be made and written."""
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; name the file, e.g. {flag} {path / example}")
+    writable_folder(path.parent, flag, path)
 
 
 def writable_folder(folder: Path, flag: str, named: Path | None = None) -> None:

@@ -274,13 +274,22 @@ def ls_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON array, one object per candidate")] = False,
 ) -> None:
     """List a run's candidates (a table, or JSON with --json)."""
-    from ..runs import RunLayout
+    from ..runs import RunLayout, search_lock
     from ..search.ledger import Ledger
+    from ..search.state import Status
 
     with Ledger.open(RunLayout(run).ledger, readonly=True) as ledger:
         rows = ledger.candidates()
+    # With no search holding the run, a "running" row is one a stopped search had in flight: it is pending
+    # (--resume continues it), as dggan status counts it.
+    root = RunLayout(run).root
+    running = search_lock(root)[0] or (root.name == "baseline" and search_lock(root.parent)[0])  # RUN/baseline
+    def status_of(row: Any) -> str:
+        stopped = row.status == Status.RUNNING and not running
+        return "pending" if stopped else row.status.value
+
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in rows], indent=1))
+        typer.echo(json.dumps([{**r.to_dict(), "status": status_of(r)} for r in rows], indent=1))
         return
     from rich.console import Console
     from rich.table import Table
@@ -293,7 +302,8 @@ def ls_command(
         table.add_column(col, justify="right" if col not in ("action", "status") else "left", no_wrap=True)
     for r in rows:
         table.add_row(str(r.id), str(r.parent or "-"), str(r.step), action_label(r.action, r.parent), str(r.resolution),
-                      f"{r.g_params / 1e6:.2f}M", f"{r.d_params / 1e6:.2f}M", r.status.value,
+                      f"{r.g_params / 1e6:.2f}M", f"{r.d_params / 1e6:.2f}M",
+                      status_of(r) + (" (stopped)" if status_of(r) != r.status.value else ""),
                       "-" if r.metric is None else f"{r.metric:.4g}",
                       "-" if r.normalized_metric is None else f"{r.normalized_metric:.3f}",
                       "*" if r.kept else "")

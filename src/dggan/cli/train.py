@@ -130,6 +130,9 @@ def train(
     from ..training.loss import loss_class  # (no torch: the name is checked at once)
 
     loss_class(loss)
+    if data is not None and not data.strip():  # '' would otherwise fall back to the synthetic default
+        raise ConfigError("--data is empty; give a dataset spec such as digits, synthetic or cifar10:PATH, or leave"
+                          " it out")
     parent_of_runs = _runs_parent(run_dir)
     # Every flag and file is checked here, before torch loads (seconds), so a typo answers at once.
     opts.device(device or "auto", allow_auto=True)

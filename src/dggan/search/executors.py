@@ -334,6 +334,12 @@ def executor_for(config: Any, run_dir: str | Path | None = None, **changes: Any)
     values = {"executor": config.executor, "workers": config.workers, "gpus_per_candidate": config.gpus_per_candidate,
               "threads": config.threads, "candidates_per_gpu": config.candidates_per_gpu,
               "gpu_sharing": config.gpu_sharing, **{k: v for k, v in changes.items() if v is not None}}
+    from ..errors import ConfigError
+
+    if values["executor"] not in ("inprocess", "local", "ray", "slurm"):  # one line, not make_executor's ValueError
+        raise ConfigError(f"--executor must be inprocess, local, ray or slurm, got {values['executor']!r}")
+    if not isinstance(values["workers"], int) or values["workers"] < 1:
+        raise ConfigError(f"--workers must be >= 1, got {values['workers']!r}")
     slurm = slurm_options(config, run_dir) if values["executor"] == "slurm" else None
     return make_executor(values["executor"], values["workers"], config.resolved_device(), values["gpus_per_candidate"],
                          values["threads"], values["candidates_per_gpu"], values["gpu_sharing"], slurm)

@@ -159,7 +159,8 @@ class Runner:
             eval_options=self.eval_options(eval_seed), continue_from=continue_from,
             progress=self.progress and self.executor.name == "inprocess",  # bars of other processes would garble
             threads=self.config.threads, tb_dir=str(self.tb_root / out_dir.name) if self.config.tensorboard else None,
-            source_genome_key=None if source is None else source.key())
+            source_genome_key=None if source is None else source.key(),
+            source_candidate=row.parent if parent_checkpoint is not None else None)
 
     def score_task(self, row: CandidateRow, checkpoint: Path, iteration: int, seed: int,
                    samples: bool = False) -> CandidateTask:

@@ -280,11 +280,12 @@ def final_training_curve(run_dir: str | Path) -> list[dict[str, Any]]:
     with Ledger.open(RunLayout(run_dir).ledger, readonly=True) as ledger:
         points, final = ledger.final_scores("point"), ledger.final()
         pick = json.loads(ledger.get_meta("final_pick") or "{}")
-    candidate = final.candidate if final is not None else pick.get("candidate")
-    points = [g for g in points if candidate is None or g.candidate == candidate]
-    if not points:
-        return []
-    start = points[0].route_iterations or 0
+        candidate = final.candidate if final is not None else pick.get("candidate")
+        points = [g for g in points if candidate is None or g.candidate == candidate]
+        if not points:
+            return []
+        # final iterations count from the picked model, not from the first scored point (which may come later)
+        start = ledger.get(points[0].candidate).route_iterations or 0
     chosen = (final.extra.get("snapshot") or {}).get("point") if final is not None else None
     last = max(g.index for g in points)
     return [{"point": g.index, "candidate": g.candidate, "iterations": g.iterations,

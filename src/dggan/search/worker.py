@@ -112,6 +112,7 @@ class CandidateTask:
     tb_dir: str | None = None  # TensorBoard logs of this candidate (when tensorboard is installed)
     alone: bool = False  # run with the GPU to itself (after running out of memory while sharing it)
     source_genome_key: str | None = None  # the genome parent_checkpoint / continue_from must hold (the ledger's)
+    source_candidate: int | None = None  # the candidate parent_checkpoint must say it holds (the ledger's parent)
 
 
 @dataclass
@@ -431,6 +432,7 @@ def _prepare(task: CandidateTask) -> _Job:
         if trainer.inheritance:
             write_model_description(ModelFolder(out), genome.to_json(),
                                     {k: v.to_dict() for k, v in trainer.inheritance.items()})
+    trainer.candidate = task.candidate_id  # its checkpoints say whose model they hold
     every = task.checkpoint_every or max(1, config.iterations // 4)
     end = config.iterations if task.until is None else min(task.until, config.iterations)
     board = Board(task.tb_dir, purge_step=trainer.iteration + 1)  # hides an interrupted writer's tail
@@ -443,6 +445,11 @@ def _source(task: CandidateTask, path: str) -> Any:
     checkpoint swapped for a sibling's stops the search (this is not the candidate's fault) instead of passing
     on the wrong weights."""
     ckpt = load_checkpoint(path)
+    held = ckpt.state.get("candidate")  # (checkpoints from before candidates were recorded say nothing)
+    if task.source_candidate is not None and held is not None and held != task.source_candidate:
+        raise CheckpointError(f"{path} holds candidate {held}'s model, but the ledger says candidate"
+                              f" {task.candidate_id} starts from candidate {task.source_candidate}'s: the file was"
+                              " replaced by another model's; restore it from a backup, then --resume")
     if task.source_genome_key is not None and ckpt.genome.key() != task.source_genome_key:
         raise CheckpointError(f"{path} holds genome {ckpt.genome.key()} ({ckpt.genome.summary()}), but the ledger"
                               f" says the model candidate {task.candidate_id} starts from has genome"

@@ -160,6 +160,9 @@ class Trainer:
         if self.graphed:
             self.use_static_inputs(self.graphed_step())
         self.iteration = 0
+        # Which model of a run this is (a search's candidate id): written into its checkpoints, so a checkpoint
+        # says which candidate it holds and a swapped file is caught against the ledger.
+        self.candidate: int | None = None
         self.train_seconds = 0.0  # wall time spent in train(), across resumes
         self.inheritance: dict[str, InheritanceReport] = {}
         self._one_pass = config.batch_size % min(config.mbstd_group, config.batch_size) == 0
@@ -553,7 +556,8 @@ class Trainer:
         return {"iteration": self.iteration, "total_iterations": self.config.iterations,
                 "fade_in": self.fading, "alpha": self.alpha_at(self.iteration) if self.fading else 1.0,
                 "fade_iterations": self.fade_iterations, "data": self.data.spec,
-                "train_seconds": self.train_seconds, "config": self.config.to_dict()}
+                "train_seconds": self.train_seconds, "config": self.config.to_dict(),
+                **({"candidate": self.candidate} if self.candidate is not None else {})}
 
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(path, self.genome, self.state(), self.tensors())
