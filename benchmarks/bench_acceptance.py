@@ -111,8 +111,8 @@ def one_run(out: Path, dataset: str, seed: int, data_spec: str | None, stages: S
 
 def pick_scores(run: Path, seeds: list[int]) -> dict:
     """The candidate the final training started from, scored with ``seeds`` (compare's held-out seeds)."""
+    from dggan.evaluation.compare import score_checkpoint
     from dggan.runs import RunLayout
-    from dggan.search.compare import score_checkpoint
     from dggan.search.config import load_run_config
     from dggan.search.ledger import Ledger
 

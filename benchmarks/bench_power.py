@@ -59,8 +59,8 @@ def head_to_head(out: Path, seed: int, stages: Stages) -> None:
 
 
 def gather(out: Path, seeds: list[int], stages: Stages) -> dict:
+    from dggan.evaluation.compare import describe_final
     from dggan.runs import RunLayout
-    from dggan.search.compare import describe_final
     from dggan.search.ledger import Ledger
 
     runs, heads = [], []

@@ -18,9 +18,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from dggan.execution.executors import InProcessExecutor, LocalExecutor
 from dggan.search.config import preset
 from dggan.search.driver import run_search
-from dggan.search.executors import InProcessExecutor, LocalExecutor
 
 
 def cpu_model() -> str:

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from dggan._util.threads import set_threads
-from dggan.search.compare import compare, score_checkpoint, search_iterations
+from dggan.evaluation.compare import compare, score_checkpoint, search_iterations
+from dggan.execution.state import Status
 from dggan.search.config import preset
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
-from dggan.search.state import Status
 
 HELD_OUT = {"digits": "digits:split=test"}  # presets' data -> a held-out split of the same images
 
@@ -171,8 +171,8 @@ def selection(out: Path, eval_seeds: int) -> str:
     """Re-score every full-budget candidate at the target of finished ``claim`` runs over several evaluation
     seeds, each next to the baseline curve's model at the same route iterations and the same seeds: does a
     grown architecture beat ProgGAN at equal training, and did the search's one-draw ranking pick it?"""
+    from dggan.evaluation.compare import baseline_point
     from dggan.runs import RunLayout
-    from dggan.search.compare import baseline_point
 
     seeds = [1000 + i for i in range(eval_seeds)]  # not the draws the search ranked by
     lines = [f"Evaluation seeds {seeds[0]}-{seeds[-1]}; (a) = the ProgGAN baseline at the same route iterations.", "",

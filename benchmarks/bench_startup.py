@@ -61,8 +61,8 @@ def pool_start(method: str, workers: int) -> float:
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    from dggan.search import executors
-    from dggan.search.worker import set_worker_device
+    from dggan.execution import executors
+    from dggan.execution.worker import set_worker_device
 
     start = time.perf_counter()
     if method == "forkserver":

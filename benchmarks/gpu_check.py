@@ -486,8 +486,8 @@ def allocated(ctx: Ctx) -> int | None:
 def defaults_free_memory(ctx: Ctx) -> dict[str, Any]:
     """Several candidates one after another in this process, through the worker, at the search's own defaults:
     each graphed, each trainer freed by reference counting alone, the device's memory back where it started."""
+    from dggan.execution.worker import CandidateTask, run_candidate
     from dggan.search.config import SearchConfig
-    from dggan.search.worker import CandidateTask, run_candidate
 
     n, iterations = 3, (8 if ctx.dry else 40)
     genome = small_genome(ctx)
@@ -855,7 +855,7 @@ def private_mps(folder: Path) -> Iterator[dict[str, str] | None]:
 
 
 def run_several(ctx: Ctx) -> None:
-    from dggan.search.executors import mps_running
+    from dggan.execution.executors import mps_running
 
     out: dict[str, Any] = {"res": 16, "channels": 16 if ctx.dry else 128, "runs": {},
                            "mps_already_running": mps_running()}
@@ -898,9 +898,9 @@ def run_several(ctx: Ctx) -> None:
 def tiny_search(ctx: Ctx, executor: str, **options: Any) -> dict[str, Any]:
     """A tiny search on ``executor``; on the CPU (--dry-run) tinier, on CPU workers (``workers``, ``group``:
     candidates one worker trains together, what streams sharing does on a GPU)."""
+    from dggan.execution.executors import LocalExecutor, make_executor
     from dggan.search.config import SearchConfig
     from dggan.search.driver import run_search
-    from dggan.search.executors import LocalExecutor, make_executor
     from dggan.search.ledger import Ledger
     from dggan.search.watch import graphs_line
 

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from dggan.analysis import analyses as A
+from dggan.execution.state import Status
+from dggan.execution.worker import CandidateResult, CandidateTask
 from dggan.model.actions import Action, ActionSpace, GrowthLimits
 from dggan.model.genome import Genome
 from dggan.search.algorithm import Rules, best_candidate
 from dggan.search.config import SearchConfig, create_run
 from dggan.search.driver import Search
 from dggan.search.ledger import Ledger
-from dggan.search.state import Status
-from dggan.search.worker import CandidateResult, CandidateTask
 
 BASE = Genome.base(latent_size=8, channels={4: 8, 8: 8, 16: 8, 32: 8})
 SPACE = ActionSpace(kernels=(3,), filters=(8, 16))  # 2 G + 2 D + grow_res = 5 actions

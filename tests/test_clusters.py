@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from searches import tiny
 
+from dggan.execution.executors import InProcessExecutor
 from dggan.search.driver import run_search
-from dggan.search.executors import InProcessExecutor
 from dggan.search.ledger import Ledger
 
 pytestmark = pytest.mark.slow

@@ -12,10 +12,10 @@ from searches import tiny
 from typer.testing import CliRunner
 
 from dggan.cli import app
+from dggan.evaluation.compare import Comparison, Scored, score_checkpoint
 from dggan.metrics.floor import data_floor, halves, held_out
 from dggan.metrics.seeds import HELDOUT_BASE, Paired, heldout_seeds, paired_verdict, selection_seed
 from dggan.search.algorithm import seed_for
-from dggan.search.compare import Comparison, Scored, score_checkpoint
 from dggan.search.config import load_run_config
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
@@ -202,7 +202,7 @@ def test_compare_chooses_its_threads_reuses_what_the_search_trained_and_caps_equ
     """compare once ran with one torch/BLAS thread per core (the search picks them from the free cores) and was
     19x slower on a busy machine; it scored (a) again when (a) is the final model's own checkpoint; and (b) at
     paper scale trains as long as the whole search: above --equal-compute-limit it is left out, and says so."""
-    from dggan.search import compare as compare_module
+    from dggan.evaluation import compare as compare_module
 
     run = tmp_path / "run"  # no layer may be added: the final model is the ProgGAN route's snapshot
     run_search(run, tiny(baseline="auto", max_steps=1, final_iterations=4, max_g_layers=0, max_d_layers=0,

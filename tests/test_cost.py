@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from dggan.execution.state import Status
 from dggan.model.genome import Genome
 from dggan.search.cost import CPU, GPU, cost_split, device_hours, run_cost
 from dggan.search.ledger import FinalRow, Heartbeat, Ledger, SessionRow
-from dggan.search.state import Status
 
 GENOME = Genome.base(latent_size=8, channels={4: 8, 8: 8, 16: 8})
 

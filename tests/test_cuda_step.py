@@ -12,10 +12,10 @@ import torch
 
 from dggan.data import SyntheticShapes
 from dggan.errors import ConfigError
+from dggan.execution.executors import mps_running, resolve_candidates_per_gpu
 from dggan.model.actions import Action, apply_action
 from dggan.model.genome import Genome
 from dggan.search.config import SearchConfig
-from dggan.search.executors import mps_running, resolve_candidates_per_gpu
 from dggan.training.checkpoint import load_checkpoint
 from dggan.training.cuda_graphs import (
     CapturePlan,

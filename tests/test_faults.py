@@ -27,11 +27,11 @@ from typer.testing import CliRunner
 
 from dggan.cli import app
 from dggan.errors import ConfigError, LedgerError, SearchError
-from dggan.search import worker as worker_module
+from dggan.execution import worker as worker_module
+from dggan.execution.state import Status
 from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
-from dggan.search.state import Status
 
 runner = CliRunner()
 
@@ -152,9 +152,9 @@ def test_a_lost_parent_checkpoint_stops_the_search_and_resume_continues_exactly(
     run = tmp_path / "run"
     config = fast(p=1.0, max_steps=2)
     # Run step 0 only, then lose the parent's checkpoint behind the search's back.
+    from dggan.execution.executors import InProcessExecutor
     from dggan.search.config import create_run
     from dggan.search.driver import Search
-    from dggan.search.executors import InProcessExecutor
 
     create_run(run, config)
     search = Search(run, config, InProcessExecutor("cpu"), progress=False)
@@ -307,12 +307,12 @@ def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path: Path) -
 # ---------------------------------------------------------------------- 6. orphans
 @pytest.mark.slow
 def test_workers_die_with_their_driver(tmp_path: Path) -> None:
-    from dggan.search.executors import _running  # a zombie counts as gone (tested below)
+    from dggan.execution.executors import _running  # a zombie counts as gone (tested below)
 
     script = tmp_path / "driver.py"
     script.write_text(
         "import time\n"
-        "from dggan.search.executors import LocalExecutor\n"
+        "from dggan.execution.executors import LocalExecutor\n"
         "if __name__ == '__main__':\n"
         "    ex = LocalExecutor(workers=2, device='cpu')\n"
         "    pool = ex._make_pool(); ex._pool = pool\n"
@@ -342,7 +342,7 @@ def test_workers_die_with_their_driver(tmp_path: Path) -> None:
 
 
 def test_a_worker_tells_a_dead_driver_from_a_live_one() -> None:
-    from dggan.search.executors import _running
+    from dggan.execution.executors import _running
 
     assert _running(os.getpid())
     child = subprocess.Popen(["true"])

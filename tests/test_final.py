@@ -15,15 +15,15 @@ from searches import tiny
 
 from dggan.analysis.report import render
 from dggan.analysis.report.render import Page
+from dggan.execution.state import Status
+from dggan.execution.worker import CandidateTask
 from dggan.metrics.seeds import selection_seed
 from dggan.search import driver as driver_module
 from dggan.search.algorithm import final_points, pick_by_mean
 from dggan.search.config import SearchConfig, create_run
 from dggan.search.driver import Search, run_search
 from dggan.search.ledger import Ledger
-from dggan.search.state import Status
 from dggan.search.watch import final_training_curve, read_status
-from dggan.search.worker import CandidateTask
 
 
 # ---------------------------------------------------------------------- the pure parts

@@ -20,19 +20,19 @@ from typing import Any
 import pytest
 import torch
 
-import dggan.search.worker as worker_mod
+import dggan.execution.worker as worker_mod
 import dggan.training.cuda_graphs as cuda_graphs
 import dggan.training.trainer as trainer_mod
 from dggan.data import SyntheticShapes
 from dggan.data.base import to_float
 from dggan.errors import ConfigError
+from dggan.execution.executors import LocalExecutor, RayExecutor
+from dggan.execution.state import Status
+from dggan.execution.worker import CandidateResult, CandidateTask, run_candidate, run_candidates
 from dggan.model.actions import Action, apply_action
 from dggan.model.genome import Genome
 from dggan.model.memory import check_fits, estimate
 from dggan.search.config import RUNTIME_SETTINGS, SearchConfig
-from dggan.search.executors import LocalExecutor, RayExecutor
-from dggan.search.state import Status
-from dggan.search.worker import CandidateResult, CandidateTask, run_candidate, run_candidates
 from dggan.training.checkpoint import load_checkpoint
 from dggan.training.config import RUNTIME_FIELDS
 from dggan.training.cuda_graphs import (
@@ -351,7 +351,7 @@ def test_the_local_executor_retries_alone_after_the_batch(tmp_path: Path, tiny_g
     executor = LocalExecutor(workers=1, device="cpu")
     pool = InlinePool()
     monkeypatch.setattr(executor, "_make_pool", lambda: pool)
-    monkeypatch.setattr("dggan.search.executors.run_candidates", run_and_note)
+    monkeypatch.setattr("dggan.execution.executors.run_candidates", run_and_note)
     try:
         results = list(executor.run([task(tmp_path, tiny_genome, 1, seed=1), task(tmp_path, tiny_genome, 2, seed=2)]))
     finally:

@@ -14,12 +14,12 @@ import torch
 from searches import tiny
 
 import dggan.training.trainer as trainer_mod
+from dggan.execution.state import Status
+from dggan.execution.worker import CandidateTask, run_candidate, run_candidates
 from dggan.model.genome import Genome
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
-from dggan.search.state import Status
 from dggan.search.watch import graphs_line, read_status
-from dggan.search.worker import CandidateTask, run_candidate, run_candidates
 from dggan.training.cuda_graphs import EmulatedBackend, reset_graphs_in_process
 from dggan.training.trainer import Trainer
 

@@ -11,12 +11,12 @@ from fixtures.fake_executor import CurveExecutor
 from searches import tiny
 
 from dggan.errors import ConfigError, SearchError
-from dggan.search import worker as worker_module
+from dggan.execution import worker as worker_module
+from dggan.execution.state import Status
 from dggan.search.algorithm import halving_keep
 from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
-from dggan.search.state import Status
 
 HALVING: dict[str, Any] = {
     "rung_metric": "swd16", "baseline": "auto", "p": 0.6, "iterations": 9, "checkpoint_every": 3,
@@ -141,7 +141,7 @@ def test_ls_and_report_show_pruned_candidates(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_rungs_run_in_parallel_on_the_local_executor(tmp_path: Path) -> None:
-    from dggan.search.executors import InProcessExecutor, make_executor
+    from dggan.execution.executors import InProcessExecutor, make_executor
 
     config = halving(max_steps=1, final_iterations=0, tables=False)
     run_search(tmp_path / "inprocess", config, executor=InProcessExecutor("cpu"), progress=False)

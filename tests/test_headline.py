@@ -33,7 +33,7 @@ def test_a_compared_result_gives_the_spread_instead() -> None:
 
 
 def test_a_compared_result_gives_the_paired_verdict_and_the_floor() -> None:
-    from dggan.search.compare import Comparison, Scored
+    from dggan.evaluation.compare import Comparison, Scored
 
     def scored(name: str, scores: list[float]) -> Scored:
         return Scored(name, name, 4800, scores)

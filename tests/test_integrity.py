@@ -149,7 +149,7 @@ def test_data_replaced_at_the_same_path_is_refused_on_resume(tmp_path: Path, fak
         assert ledger.get_meta("data_fingerprint")  # recorded when the run started
     run_search(run, resume=True, executor=CurveExecutor(), progress=False)  # the same data: resumes
     np.save(data, rng.integers(0, 256, (64, 3, 16, 16), dtype=np.uint8))  # other images, same path and shape
-    from dggan.search import worker
+    from dggan.execution import worker
 
     worker.open_data_cached.cache_clear()  # a new process would open the file afresh
     with pytest.raises(SearchError, match="is not the data this run started with .*restore the original files"):
@@ -169,9 +169,9 @@ def test_a_deleted_final_model_is_said_on_resume(tmp_path: Path, fake_checkpoint
 
 # ---------------------------------------------------------------------- checkpoints hold what the ledger says
 def test_a_parent_checkpoint_swapped_for_another_models_stops_the_search(tmp_path: Path) -> None:
+    from dggan.execution.worker import CandidateTask, run_candidate
     from dggan.model.actions import Action, apply_action
     from dggan.model.genome import Genome, constant_channels
-    from dggan.search.worker import CandidateTask, run_candidate
     from dggan.training.trainer import TrainConfig, Trainer
 
     config = TrainConfig(iterations=2, batch_size=8)
@@ -369,14 +369,15 @@ def test_flags_and_outputs_that_pointed_the_wrong_way(finished: Path, tmp_path: 
                          (["compare", str(finished), "--workers", "-3"], "--workers must be >= 1, got -3"),
                          (["genome", "base", "--out", f"{tmp_path}/"], f"--out {tmp_path} is a folder; name the file"),
                          # a pseudo filesystem that os.access calls writable: refused before the model is loaded
-                         (["sample", str(finished / "best"), "--out", "/proc/grid.png"], "no file can be made in /proc")):
+                         (["sample", str(finished / "best"), "--out", "/proc/grid.png"],
+                          "no file can be made in /proc")):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and needle in result.output, (args, result.output)
         assert "Traceback" not in result.output and ".tmp" not in result.output
 
 
 def test_ls_shows_what_a_stopped_search_had_in_flight_as_pending(finished: Path) -> None:
-    from dggan.search.state import Status
+    from dggan.execution.state import Status
 
     with Ledger.open(finished / "ledger.sqlite") as ledger:  # as a kill -9 mid-candidate leaves it
         ledger.update(2, status=Status.RUNNING)

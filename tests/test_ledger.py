@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from dggan.cli import app
 from dggan.errors import LedgerError
+from dggan.execution.state import Status
 from dggan.model.actions import Action, apply_action
 from dggan.model.genome import Genome
 from dggan.search.ledger import SCHEMA_VERSION, Ledger
-from dggan.search.state import Status
 
 # The version-1 schema as dggan 0.1 wrote it.
 V1_SCHEMA = """

@@ -420,8 +420,8 @@ def test_the_overview_counts_the_final_trainings_scoring_as_the_cost_split_does(
     """It read "candidate 8: done, 0 s" beside "final training 22 s" in the split: the ProgGAN route's final
     training trains nothing (the baseline had), and its 22 s are the scoring of its points."""
     from dggan.analysis.report import render
+    from dggan.execution.state import Status
     from dggan.search.ledger import FinalRow
-    from dggan.search.state import Status
 
     final = FinalRow(8, Status.DONE, 12.3, 1.0, {"proggan_route": True, "eval_seconds": 22.0}, 4200, 0.0, "b", None)
     text = render._final_text(final)

@@ -16,11 +16,11 @@ from searches import tiny
 from typer.testing import CliRunner
 
 from dggan.cli import app
-from dggan.search import worker as worker_module
+from dggan.execution import worker as worker_module
+from dggan.execution.executors import InProcessExecutor, LocalExecutor, make_executor
 from dggan.search.baseline import BaselineCurve
 from dggan.search.config import preset
 from dggan.search.driver import SearchError, run_search
-from dggan.search.executors import InProcessExecutor, LocalExecutor, make_executor
 from dggan.search.ledger import Ledger
 
 runner = CliRunner()
@@ -241,7 +241,7 @@ def test_the_fork_server_preload_leaves_cuda_alone() -> None:
             "def touched(*args, **kwargs):\n"
             "    raise SystemExit('CUDA touched')\n"
             "torch._C._cuda_getDeviceCount = torch.cuda._lazy_init = touched\n"
-            "import dggan.search.executors, dggan.search.worker\n"
+            "import dggan.execution.executors, dggan.execution.worker\n"
             "print('imported', flush=True)\n"
             "torch.cuda.is_available()\n")  # the guard itself works: this one is caught
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -325,7 +325,7 @@ def test_baseline_command_and_using_its_run(tmp_path: Path) -> None:
 def test_local_executor_survives_a_killed_worker(tmp_path: Path) -> None:
     import threading
 
-    from dggan.search.executors import LocalExecutor
+    from dggan.execution.executors import LocalExecutor
 
     config = tiny(max_steps=1, final_iterations=0, iterations=40, p=1.0)
     executor = LocalExecutor(workers=2, device="cpu")

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import searches
 
+from dggan.execution.executors import InProcessExecutor, executor_for
+from dggan.execution.worker import CandidateTask
 from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
-from dggan.search.executors import InProcessExecutor, executor_for
 from dggan.search.ledger import Ledger
-from dggan.search.worker import CandidateTask
 
 submitit = pytest.importorskip("submitit")
 
@@ -93,8 +93,8 @@ def test_sbatch_options_come_from_the_settings(tmp_path: Path, monkeypatch: pyte
 def test_requests_follow_the_device_and_are_checked_against_the_partition(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from dggan.errors import SearchError
+    from dggan.execution.slurm import Partition, job_request, partition_info
     from dggan.search.preflight import check_executor
-    from dggan.search.slurm import Partition, job_request, partition_info
 
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     stand_ins(tmp_path, **A_GPU_CLUSTER)
@@ -124,7 +124,7 @@ def test_pending_jobs_say_why_in_the_progress_line_and_status(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import time as clock
 
-    from dggan.search.slurm import pending_summary
+    from dggan.execution.slurm import pending_summary
     from dggan.search.watch import _waiting_message
 
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
@@ -143,7 +143,7 @@ def test_pending_jobs_say_why_in_the_progress_line_and_status(tmp_path: Path,
 def test_a_refused_submission_is_one_line_and_leaves_the_candidates_pending(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from dggan.errors import SearchError
-    from dggan.search.state import Status
+    from dggan.execution.state import Status
 
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     stand_ins(tmp_path / "bin", **A_GPU_CLUSTER,
@@ -158,7 +158,7 @@ def test_a_refused_submission_is_one_line_and_leaves_the_candidates_pending(tmp_
 def test_a_lost_job_says_everything_submitit_said() -> None:
     from submitit.core.utils import UncompletedJobError
 
-    from dggan.search.slurm import _result_of
+    from dggan.execution.slurm import _result_of
 
     class Lost:
         def result(self) -> Any:
@@ -179,7 +179,7 @@ def test_the_poll_interval_is_a_setting(tmp_path: Path) -> None:
 
 
 def test_a_preempted_job_requeues_the_same_task() -> None:
-    from dggan.search.slurm import CandidateJob
+    from dggan.execution.slurm import CandidateJob
 
     job = CandidateJob(task(3, Path("/nowhere")), threads=4)
     again = job.checkpoint()
@@ -264,7 +264,7 @@ def test_killed_and_preempted_jobs_resume_from_the_checkpoint(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_a_job_lost_twice_is_left_for_a_retry(tmp_path: Path) -> None:
-    from dggan.search.slurm import SlurmExecutor
+    from dggan.execution.slurm import SlurmExecutor
 
     executor = SlurmExecutor(tmp_path / "jobs", cluster="local", gpus=0, setup=("exit 3",))  # every job dies
     try:

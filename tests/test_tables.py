@@ -11,6 +11,7 @@ from searches import tiny
 from typer.testing import CliRunner
 
 from dggan.cli import app
+from dggan.evaluation.tables import tables_after_search
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
 
@@ -20,8 +21,13 @@ BASE: dict[str, Any] = {"baseline": "auto", "filters": [8], "max_steps": 1, "tab
 
 
 def test_tables_of_an_swd_search_are_written_after_the_final_training(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run_search(run, tiny(**BASE), progress=False)
+    run, config = tmp_path / "run", tmp_path / "config.json"
+    config.write_text(json.dumps(tiny(**BASE).to_dict()))
+    # run_search runs the search; judging it is evaluation's job: `dggan search` sequences the two.
+    result = runner.invoke(app, ["search", "--config", str(config), "--run-dir", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "scoring the paper's tables" in (run / "log.txt").read_text()
+    assert tables_after_search(run, progress=False) is None  # scored once
     tables = json.loads((run / "best" / "tables.json").read_text())
     assert tables["protocol"]["table1"] == ["swd32"] and not tables["protocol"]["paper_protocol"]
     assert set(tables["table1"]) == {"swd32"} and tables["table1"]["swd32"] > 0

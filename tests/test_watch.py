@@ -87,9 +87,9 @@ def test_without_tensorboard_nothing_breaks(tmp_path: Path, monkeypatch: pytest.
 # ---------------------------------------------------------------------- dggan status
 def _row(cid: int, step: int, status: str, *, res: int = 8, norm: float | None = None, train: float | None = None,
          evals: float | None = None, updated: float = 100.0, iterations: int = 100) -> Any:
+    from dggan.execution.state import Status
     from dggan.model.genome import Genome, constant_channels
     from dggan.search.ledger import CandidateRow
-    from dggan.search.state import Status
 
     genome = Genome.base(latent_size=8, channels=constant_channels(8, 8), base_resolution=8)
     return CandidateRow(id=cid, parent=None, step=step, action=None, genome=genome, resolution=res, g_params=1,

@@ -30,7 +30,7 @@ _EXPORTS: dict[str, str] = {
     "SearchConfig": "search.config", "preset": "search.config",
     "Rules": "search.algorithm",
     "run_search": "search.driver",
-    "Ledger": "search.ledger", "Status": "search.state",
+    "Ledger": "search.ledger", "Status": "execution.state",
     "evaluate": "metrics", "open_dataset": "data",
     **dict.fromkeys(("DgganError", "ConfigError", "GenomeError", "InvalidActionError", "CheckpointError",
                      "DatasetError", "MetricError", "SearchError", "LedgerError", "ReportError"), "errors"),

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..execution.state import Status
 from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, Action, action_label
 from ..search import algorithm
 from ..search.algorithm import Rules, best_candidate, halve, route, run_steps
 from ..search.ledger import CandidateRow, RungRow
-from ..search.state import Status
 
 ScoreKey = str  # "normalized_metric" or "metric"
 

@@ -12,13 +12,13 @@ from typing import Any
 
 from .._util.durations import duration  # noqa: F401 (also imported from here; it lives where quick commands load it)
 from ..errors import DgganError
+from ..execution.state import Status
 from ..model.actions import action_label
 from ..runs import RunLayout
 from ..search.algorithm import route as route_of
 from ..search.algorithm import search_result
 from ..search.cost import run_cost
 from ..search.ledger import CandidateRow, FinalRow, Ledger
-from ..search.state import Status
 
 
 def route_text(route: list[CandidateRow]) -> str:

@@ -72,6 +72,6 @@ def _emit(genome: object, out: Path | None) -> None:
     if out is None:
         typer.echo(genome.to_json())  # type: ignore[attr-defined]
     else:
-        opts.file_out(out, example="genome.json")
+        opts.file_out(out, example="base-genome.json")
         atomic_write_text(out, genome.to_json() + "\n")  # type: ignore[attr-defined]
         typer.echo(f"{genome.summary()}\nwrote {out}")  # type: ignore[attr-defined]

@@ -123,9 +123,10 @@ def _search(preset_name: str | None, config_file: Path | None, run_dir: Path | N
 
         # Absolute: paths the run records (best/metrics.json) must not depend on where it was resumed from.
         try:
-            return run_search(resume.resolve(), resume=True, progress=progress, runtime=changes)
+            summary = run_search(resume.resolve(), resume=True, progress=progress, runtime=changes)
         except SearchError as exc:
             raise with_resume_hint(exc) from None
+        return _then_tables(resume.resolve(), summary, progress)
     config = build_config(preset_name, config_file, overrides or [], shortcuts)
     if print_config:
         typer.echo(json.dumps(config.to_dict(), indent=2))
@@ -138,9 +139,22 @@ def _search(preset_name: str | None, config_file: Path | None, run_dir: Path | N
     validate_new_search(config, run_dir)  # before any folder is made
     target = run_dir or new_run_dir("runs", f"search-{preset_name or 'custom'}")
     try:
-        return run_search(target.resolve(), config, progress=progress)
+        summary = run_search(target.resolve(), config, progress=progress)
     except SearchError as exc:
         raise with_resume_hint(exc) from None
+    return _then_tables(target.resolve(), summary, progress)
+
+
+def _then_tables(run: Path, summary: SearchSummary, progress: bool) -> SearchSummary:
+    """The paper's tables after the search (its ``tables`` setting), in the same session: judging a run is
+    evaluation's job, above the search, so the command sequences the two."""
+    from ..evaluation.tables import tables_after_search
+
+    try:
+        tables_after_search(run, progress=progress)
+    except SearchError as exc:
+        raise with_resume_hint(exc) from None
+    return summary
 
 
 @app.command()
@@ -212,7 +226,7 @@ def compare_command(
         if run.is_dir():
             opts.writable_folder(run, "compare: cannot write", RunLayout(run).compare_against(against)[0])
         from .._util.threads import set_threads
-        from ..search.compare import compare_finals
+        from ..evaluation.compare import compare_finals
 
         set_threads(threads)  # scoring runs here: never one thread per busy core
         versus = compare_finals(run, against, eval_seeds=eval_seeds)
@@ -222,8 +236,8 @@ def compare_command(
     if run.is_dir():  # before the models are trained: the result must have somewhere to go
         opts.writable_folder(run, "compare: cannot write", RunLayout(run).compare_json)
     from ..analysis.headline import duration
-    from ..search.compare import compare
-    from ..search.executors import executor_for
+    from ..evaluation.compare import compare
+    from ..execution.executors import executor_for
 
     chosen = None
     if executor is not None or workers is not None:
@@ -258,8 +272,8 @@ def tables_command(
     if run.is_dir():  # before the scoring: the result must have somewhere to go
         opts.writable_folder(RunLayout(run).best, "tables: cannot write", RunLayout(run).tables_json)
     from .._util.threads import set_threads
+    from ..evaluation.tables import tables
     from ..search.config import load_run_config
-    from ..search.tables import tables
 
     set_threads(threads or load_run_config(run).threads)  # scoring runs here: never one thread per busy core
     result = tables(run, samples=samples, progress=progress)
@@ -274,9 +288,9 @@ def ls_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON array, one object per candidate")] = False,
 ) -> None:
     """List a run's candidates (a table, or JSON with --json)."""
+    from ..execution.state import Status
     from ..runs import RunLayout, search_lock
     from ..search.ledger import Ledger
-    from ..search.state import Status
 
     with Ledger.open(RunLayout(run).ledger, readonly=True) as ledger:
         rows = ledger.candidates()

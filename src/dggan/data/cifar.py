@@ -20,6 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 from .base import ArraySource, DatasetError
+from .kinds import register_dataset
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
@@ -147,6 +148,7 @@ def load_cifar10(path: str | os.PathLike[str], split: str = "train") -> tuple[np
     return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
 
+@register_dataset("cifar10", takes_path=True, example="cifar10:/path/to/data")
 class CIFAR10(ArraySource):
     """CIFAR-10 (50k training images by default, ``split="test"`` for the 10k test images), 32x32."""
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..model.genome import is_power_of_two
 from .base import ArraySource, DatasetError
+from .kinds import register_dataset
 
 SPLITS = ("train", "test", "all")
 TEST_FRACTION = 0.2
@@ -34,6 +35,7 @@ def load_digits_uint8() -> np.ndarray:
     return np.clip(np.rint(images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]
 
 
+@register_dataset("digits", takes_path=False, example="digits:res=16")
 class Digits(ArraySource):
     """The handwritten digits at ``resolution`` (8, 16, 32...), one channel, a seeded train/test split."""
 

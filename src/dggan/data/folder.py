@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..model.genome import is_power_of_two
 from .base import ArraySource, DatasetError
 from .imaging import DECODE_ERRORS, IMAGE_EXTENSIONS, crop_resize, floor_power_of_two, warn
+from .kinds import register_dataset
 
 
 def _list_files(root: Path) -> tuple[list[Path], int]:
@@ -32,6 +33,7 @@ def _list_files(root: Path) -> tuple[list[Path], int]:
     return images, others
 
 
+@register_dataset("folder", takes_path=True, example="folder:/path/to/data")
 class FolderSource(ArraySource):
     """All images under ``path`` (recursive, sorted by path), RGB, square, at ``resolution``."""
 

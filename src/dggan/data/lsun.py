@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..model.genome import is_power_of_two
 from .base import DatasetError, ImageSource
 from .imaging import DECODE_ERRORS, crop_resize, decode, warn
+from .kinds import register_dataset
 
 INSTALL_HINT = "reading LSUN needs the 'lmdb' package: pip install 'dggan[lsun]'"
 
@@ -60,6 +61,7 @@ def _check_resolution(resolution: int) -> None:
         raise DatasetError(f"lsun: resolution must be a power of two >= 4, got {resolution}")
 
 
+@register_dataset("lsun", takes_path=True, example="lsun:/path/to/data")
 class LSUNSource(ImageSource):
     """Decodes LMDB entries on demand (no preprocessing, slow per step; prefer ``export_lsun``).
 

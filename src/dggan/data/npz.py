@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import ArraySource, DatasetError
+from .kinds import register_dataset
 
 CONVERT_HINT = "save images as uint8 (e.g. np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)), NCHW or NHWC"
 
@@ -79,6 +80,7 @@ def _fingerprint(array: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+@register_dataset("npz", takes_path=True, example="npz:/path/to/data", aliases=("npy",))
 class NpySource(ArraySource):
     """Images from a .npy or .npz file (see ``load_image_array``)."""
 

@@ -12,7 +12,8 @@ Spec syntax: ``KIND[:LOCATION][?KEY=VALUE[,KEY=VALUE...]]`` (``&`` also separate
     folder:/data/faces?res=64                   res defaults to the smallest side, floored to 2^k
     npz:/data/bedroom256.npy                    .npy (memory-mapped) or .npz; NCHW or NHWC
 
-Keyword arguments to ``open_dataset`` override options given in the string.
+Keyword arguments to ``open_dataset`` override options given in the string. The kinds are registered by name
+(``dggan.data.kinds``): ``@register_dataset`` adds one.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import typing
 from typing import Any
 
 from .base import DatasetError, ImageSource
+from .kinds import DATASET_KINDS, DatasetKind, dataset_kind, dataset_kinds, register_dataset
 
-DATASET_KINDS = ("synthetic", "cifar10", "lsun", "folder", "npz", "npy", "digits")
-OPTIONS_ONLY = ("synthetic", "digits")  # kinds that take no path
+__all__ = ["DATASET_KINDS", "DatasetKind", "dataset_kind", "dataset_kinds", "open_dataset", "parse_spec",
+           "register_dataset"]
 
 # Short option names accepted in specs -> constructor keyword.
 _ALIASES = {"n": "num_images", "res": "resolution", "max": "max_images"}
@@ -36,7 +38,7 @@ _INT_RANGES = {"num_images": (1, 2**31 - 1), "max_images": (1, 2**63 - 1), "reso
                "seed": (0, 2**32 - 1)}
 
 
-def _typed(spec: str, kind: str, name: str, value: Any, hint: Any) -> Any:
+def _typed(spec: str, kind: str, entry: DatasetKind, name: str, value: Any, hint: Any) -> Any:
     """An option's value as its constructor's type says (bool is not int; "abc" is not a count), else one
     DatasetError naming the option and what it takes."""
     shown = f"{name}{f' ({_SHORT[name]})' if name in _SHORT else ''}={value}"
@@ -45,7 +47,8 @@ def _typed(spec: str, kind: str, name: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise DatasetError(f"dataset spec {spec!r}: {shown} must be a whole number, e.g. {_example(kind, name)}")
+            raise DatasetError(f"dataset spec {spec!r}: {shown} must be a whole number,"
+                               f" e.g. {_example(kind, entry, name)}")
         low, high = _INT_RANGES.get(name, (-(2**63) + 1, 2**63 - 1))
         if not low <= value <= high:
             raise DatasetError(f"dataset spec {spec!r}: {shown} must be in [{low:,}, {high:,}]")
@@ -58,9 +61,14 @@ def _typed(spec: str, kind: str, name: str, value: Any, hint: Any) -> Any:
     return str(value) if str in options and not isinstance(value, str) else value
 
 
-def _example(kind: str, name: str) -> str:
+def _example(kind: str, entry: DatasetKind, name: str) -> str:
     option = f"{_SHORT.get(name, name)}=64"
-    return f"'{kind}:{option}'" if kind in OPTIONS_ONLY else f"'{kind}:PATH?{option}'"
+    return f"'{kind}:PATH?{option}'" if entry.takes_path else f"'{kind}:{option}'"
+
+
+def _options_only(kind: str) -> bool:
+    entry = dataset_kind(kind)
+    return entry is not None and not entry.takes_path
 
 
 def _parse_value(text: str) -> Any:
@@ -77,7 +85,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     location, query = rest, ""
     if "?" in rest:
         location, _, query = rest.rpartition("?")
-    elif kind in OPTIONS_ONLY and "=" in rest:
+    elif "=" in rest and _options_only(kind):
         location, query = "", rest
     if "?" in kind:  # e.g. "synthetic?n=64"
         kind, _, query = kind.partition("?")
@@ -93,54 +101,29 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     return kind, (location or None), options
 
 
-def _source_class(kind: str) -> type[ImageSource]:
-    # Imported on demand so that e.g. a missing optional package only matters for its own kind.
-    if kind == "synthetic":
-        from .synthetic import SyntheticShapes
-
-        return SyntheticShapes
-    if kind == "digits":
-        from .digits import Digits
-
-        return Digits
-    if kind == "cifar10":
-        from .cifar import CIFAR10
-
-        return CIFAR10
-    if kind == "lsun":
-        from .lsun import LSUNSource
-
-        return LSUNSource
-    if kind == "folder":
-        from .folder import FolderSource
-
-        return FolderSource
-    from .npz import NpySource
-
-    return NpySource
-
-
 def open_dataset(spec: str, **kw: Any) -> ImageSource:
     """Open the dataset a spec names (see the module docstring); ``kw`` overrides the spec's options."""
     kind, location, options = parse_spec(spec)
-    if kind not in DATASET_KINDS:
+    entry = dataset_kind(kind)
+    if entry is None:
         raise DatasetError(f"unknown dataset kind {kind!r} in {spec!r};"
-                           f" valid kinds: {', '.join(DATASET_KINDS)}")
+                           f" valid kinds: {', '.join(dataset_kinds())}")
     options.update({_ALIASES.get(k, k): v for k, v in kw.items()})
-    cls = _source_class(kind)
-    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "path")]
+    cls = entry.cls
+    named = [p for p in inspect.signature(cls.__init__).parameters.values()
+             if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)][1:]  # after self
+    params = [p.name for p in (named[1:] if entry.takes_path else named)]  # a path kind's first is its path
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise DatasetError(f"dataset spec {spec!r}: unknown option(s) {unknown} for {kind}; valid: {params}")
     hints = typing.get_type_hints(cls.__init__)
-    options = {k: _typed(spec, kind, k, v, hints.get(k, Any)) for k, v in options.items()}
-    if kind in OPTIONS_ONLY:
+    options = {k: _typed(spec, kind, entry, k, v, hints.get(k, Any)) for k, v in options.items()}
+    if not entry.takes_path:
         if location:
-            raise DatasetError(f"dataset spec {spec!r}: {kind} takes options only, e.g."
-                               + (" 'synthetic:n=2048,res=32,seed=1'" if kind == "synthetic" else " 'digits:res=16'"))
+            raise DatasetError(f"dataset spec {spec!r}: {kind} takes options only, e.g. '{entry.example_for(kind)}'")
         source = cls(**options)
     elif not location:
-        raise DatasetError(f"dataset spec {spec!r}: {kind} needs a path, e.g. '{kind}:/path/to/data'")
+        raise DatasetError(f"dataset spec {spec!r}: {kind} needs a path, e.g. '{entry.example_for(kind)}'")
     else:
         source = cls(location, **options)
     source.spec = spec.strip()  # recorded in checkpoints, so a continued run trains on the same data

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..model.genome import is_power_of_two
 from .base import ArraySource, DatasetError
+from .kinds import register_dataset
 
 MAX_BYTES = 4 * 2**30  # the uint8 images; drawing them needs float32 copies of that size
 
@@ -56,6 +57,7 @@ def synthetic_images(num_images: int, resolution: int, seed: int = 0, max_shapes
     return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
+@register_dataset("synthetic", takes_path=False, example="synthetic:n=2048,res=32,seed=1")
 class SyntheticShapes(ArraySource):
     """The built-in default dataset (``synthetic``)."""
 

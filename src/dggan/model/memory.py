@@ -13,7 +13,7 @@ weights and Adam state.
 
 When several candidates share a GPU (``candidates_per_gpu``), each may count on its share of the card only
 (``check_fits(share=N)``: 1/N of it); the worker retries a candidate that does not fit its share, or runs out
-of memory while sharing, with the GPU to itself (``dggan.search.worker``).
+of memory while sharing, with the GPU to itself (``dggan.execution.worker``).
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ..errors import LedgerError
+from ..execution.state import Status
 from ..model.actions import Action, ActionSpace, GrowthLimits, valid_actions
 from ..model.genome import Genome
-from .state import Status
 
 
 class Candidate(Protocol):

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError, SearchError
+from ..execution.state import Status
 from ..metrics.paper import PROGGAN_FID_CIFAR10, PROGGAN_FID_LSUN_BEDROOM
 from ..runs import RunLayout
 from .config import SearchConfig
 from .ledger import CandidateRow, Ledger, RungRow
-from .state import Status
 
 # The paper's ProgGAN FIDs per resolution (CIFAR-10 in the text, LSUN bedroom in Table 2), and the
 # protocol they were measured with: FID of 50k samples against the training set (pytorch_GAN_zoo's).

@@ -129,7 +129,7 @@ class SearchConfig:
     executor: str = "inprocess"
     workers: int = 1
     gpus_per_candidate: float = 1.0
-    # Candidates sharing one GPU (see dggan.search.executors): processes per GPU (local; Ray: 1/N GPU per task)
+    # Candidates sharing one GPU (see dggan.execution.executors): processes per GPU (local; Ray: 1/N GPU per task)
     # or, with gpu_sharing "streams", candidates trained together per worker. null: 4 where they overlap (MPS
     # daemon running, or streams), else 1.
     candidates_per_gpu: int | None = None

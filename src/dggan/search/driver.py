@@ -22,6 +22,8 @@ from .._util.tensorboard import INSTALL_HINT, Board
 from .._util.tensorboard import available as board_available
 from .._util.threads import set_threads
 from ..errors import DgganError, SearchError
+from ..execution.executors import Executor, executor_for
+from ..execution.state import Status
 from ..model.actions import Action, apply_action
 from ..runs import RunLayout, run_lock
 from .algorithm import (
@@ -32,14 +34,12 @@ from .algorithm import (
 )
 from .baseline import BaselineCurve, resolutions, static_curve
 from .config import SearchConfig, create_run, load_run_config
-from .executors import Executor, executor_for
 from .final import FinalTraining
 from .integrity import check_same_data
 from .ledger import CandidateRow, FinalRow, Heartbeat, Ledger
 from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
 from .proggan import run_baseline, train_route
 from .runner import Runner
-from .state import Status
 from .watch import graphs_line
 
 __all__ = ["Search", "SearchError", "SearchSummary", "run_baseline", "run_search"]
@@ -310,12 +310,6 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
                                   f" ({str(exc).split(';')[0]}); what it had trained went with it: start a new"
                                   " search with --run-dir") from None
             raise
-        layout = RunLayout(run_dir)
-        if config.tables and summary.final_status == Status.DONE and not layout.tables_json.exists():
-            from .tables import tables
-
-            search.log("scoring the paper's tables (dggan tables) into RUN/best/tables.md")
-            tables(run_dir, executor=executor, progress=progress)
         return summary
     finally:
         if search is not None:

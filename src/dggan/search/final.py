@@ -25,6 +25,8 @@ from pathlib import Path
 
 from .._util.files import append_jsonl, atomic_write_bytes, atomic_write_json
 from ..errors import SearchError
+from ..execution.state import Status
+from ..execution.worker import CandidateResult
 from ..metrics.seeds import Paired, selection_seed
 from ..runs import ModelFolder, write_model_description
 from ..training.checkpoint import CheckpointError, load_checkpoint
@@ -35,8 +37,6 @@ from .algorithm import (
 )
 from .config import RESUME_HINT
 from .ledger import CandidateRow, FinalScore, Ledger
-from .state import Status
-from .worker import CandidateResult
 
 
 class FinalTraining:

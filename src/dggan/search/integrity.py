@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CheckpointError, SearchError
+from ..execution.state import Status
 from ..runs import RunLayout
 from .config import SearchConfig
 from .ledger import FinalRow, Ledger
-from .state import Status
 
 DATA_KEY = "data_fingerprint"  # ledger meta: the content fingerprint of the data the run trains on
 
@@ -18,7 +18,7 @@ DATA_KEY = "data_fingerprint"  # ledger meta: the content fingerprint of the dat
 def check_same_data(run_dir: str | Path, config: SearchConfig) -> None:
     """The data a run trains on is the data it started with: its fingerprint is recorded in the ledger at the
     start and compared on every resume (a file replaced at the same path would otherwise change the result)."""
-    from .worker import open_data_cached
+    from ..execution.worker import open_data_cached
 
     fingerprint = open_data_cached(config.data).fingerprint()
     with Ledger.open(RunLayout(run_dir).ledger) as ledger:

@@ -31,9 +31,9 @@ from typing import Any
 
 from .._util.files import readable
 from ..errors import LedgerError
+from ..execution.state import STATUSES, Status
 from ..model.actions import Action
 from ..model.genome import Genome
-from .state import STATUSES, Status
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)

@@ -13,14 +13,14 @@ from .config import SearchConfig
 
 
 def data_channels(config: SearchConfig) -> int:
-    from .worker import open_data_cached
+    from ..execution.worker import open_data_cached
 
     return open_data_cached(config.data).channels
 
 
 def check_data(config: SearchConfig) -> None:
     """The dataset opens, is large enough for the target resolution and holds at least one batch."""
-    from .worker import open_data_cached
+    from ..execution.worker import open_data_cached
 
     try:
         source = open_data_cached(config.data)
@@ -86,7 +86,7 @@ def check_executor(config: SearchConfig) -> None:
     """The slurm executor's submitit (and SLURM with its accounting) are here, and the partition can run the
     jobs the settings ask for, before any work starts."""
     if config.executor == "slurm":
-        from .slurm import check_slurm, job_request, partition_info
+        from ..execution.slurm import check_slurm, job_request, partition_info
 
         check_slurm(config.slurm_cluster)
         if config.slurm_cluster == "slurm":

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SearchError
+from ..execution.executors import Executor, executor_for
+from ..execution.state import Status
 from ..model.actions import Action, apply_action
 from ..runs import RunLayout, run_lock
 from .algorithm import seed_for
 from .baseline import BaselineCurve, baseline_config, longest_route, resolutions
 from .config import SearchConfig, create_run
-from .executors import Executor, executor_for
 from .preflight import data_channels, validate_new_search
 from .runner import Runner
-from .state import Status
 
 
 def extend_route(runner: Runner, needs: dict[int, int], desc: str = "baseline",

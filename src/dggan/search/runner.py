@@ -21,15 +21,15 @@ from tqdm.auto import tqdm
 from .._util.durations import duration
 from .._util.progress import progress_bar
 from ..errors import SearchError
+from ..execution.executors import Executor
+from ..execution.state import Status
+from ..execution.worker import CandidateResult, CandidateTask
 from ..metrics.refstats import default_cache_dir
 from ..runs import ModelFolder, RunLayout
 from ..training.checkpoint import load_checkpoint
 from .algorithm import best_candidate, halve
 from .config import RESUME_HINT, SearchConfig
-from .executors import Executor
 from .ledger import WAITING_KEY, CandidateRow, Ledger
-from .state import Status
-from .worker import CandidateResult, CandidateTask
 
 if TYPE_CHECKING:
     from .baseline import BaselineCurve
@@ -120,13 +120,7 @@ class Runner:
         self.close()
 
     def _log(self, message: str) -> None:
-        """To the terminal (above the progress bars) and to RUN/log.txt, so a quiet run still says it."""
-        if self.progress:
-            tqdm.write(message)
-        else:
-            print(message, file=sys.stderr, flush=True)
-        with contextlib.suppress(OSError), open(self.layout.log, "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        say(self.layout, message, self.progress)
 
     # ---------------------------------------------------------------- one candidate's task
     def eval_options(self, seed: int | None = None) -> dict[str, Any]:
@@ -323,3 +317,13 @@ class Runner:
                    f" `dggan search --resume {self.run_dir}` (nothing finished is lost) {RESUME_HINT}")
         self.log(message)
         raise SearchError(message)
+
+
+def say(layout: RunLayout, message: str, progress: bool = True) -> None:
+    """To the terminal (above the progress bars) and to RUN/log.txt, so a quiet run still says it."""
+    if progress:
+        tqdm.write(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError), open(layout.log, "a", encoding="utf-8") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")

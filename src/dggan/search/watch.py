@@ -16,10 +16,10 @@ from typing import Any
 
 from .._util.durations import duration
 from ..errors import LedgerError
+from ..execution.state import Status
 from ..runs import RunLayout, search_lock
 from .algorithm import best_per_resolution
 from .ledger import WAITING_KEY, CandidateRow, FinalRow, Ledger
-from .state import Status
 
 UNFINISHED = (Status.PENDING, Status.RUNNING)
 

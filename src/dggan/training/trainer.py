@@ -584,7 +584,7 @@ def train_together(jobs: Sequence[tuple[Trainer, Mapping[str, Any]]]) -> list[Tr
     them one after the other. ``train_seconds`` counts the wall time of the whole group.
 
     A returned exception's traceback holds this call's frame, and so every trainer of the group (and the results
-    list, itself included: a cycle): clear its frames once its text is written (``dggan.search.worker`` does).
+    list, itself included: a cycle): clear its frames once its text is written (``dggan.execution.worker`` does).
     """
     streams: list[Any] = []
     for trainer, _ in jobs:

@@ -784,7 +784,7 @@ def _compare_html(c: dict[str, Any]) -> str:
 def _published_html(table: dict[str, Any] | None, data: str | None = None) -> str:
     """The paper's own rows of a table (``metrics.paper``), labelled as published numbers with their protocol;
     collapsed when the run's data (``data``, a dataset spec) is not the table's dataset (a digits run)."""
-    from ...search.tables import published_columns
+    from ...evaluation.tables import published_columns
 
     if not table:
         return ""
@@ -805,7 +805,7 @@ def _same_dataset(published: str, data: str | None) -> bool:
 
 def _tables_html(tables: dict[str, Any], data: str | None = None) -> str:
     """The paper's Tables 1-3 (``dggan tables``, RUN/best/tables.json), each beside the paper's published rows."""
-    from ...search.tables import table1_value
+    from ...evaluation.tables import table1_value
 
     plan = tables["protocol"]
     stds = tables.get("table1_std", {})

@@ -173,7 +173,7 @@ class LocalExecutor:
             ctx = mp.get_context("spawn")
         else:
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["dggan.search.worker"])  # before the server starts; later calls no-op
+            ctx.set_forkserver_preload(["dggan.execution.worker"])  # before the server starts; later calls no-op
         queue = ctx.Queue()  # each worker takes one device; no manager process that could be orphaned
         for device in self.devices:
             queue.put((device, self.shares[device]))
@@ -292,7 +292,7 @@ def _ray_run_candidate(task: CandidateTask, device: str, share: int = 1) -> Cand
 def make_executor(name: str, workers: int = 1, device: str = "cpu", gpus_per_candidate: float = 1.0,
                   threads: int | None = None, candidates_per_gpu: int | None = 1,
                   gpu_sharing: str = "processes", slurm: dict[str, Any] | None = None) -> Executor:
-    """``slurm``: the slurm executor's options (``folder`` at least; see ``dggan.search.slurm.SlurmExecutor``)."""
+    """``slurm``: the slurm executor's options (``folder`` at least; see ``dggan.execution.slurm.SlurmExecutor``)."""
     if name == "inprocess":
         return InProcessExecutor(device)
     if name == "local":

@@ -26,16 +26,18 @@ from typing import Any
 
 from .._util.files import atomic_write_json, atomic_write_text
 from ..errors import SearchError
+from ..execution.executors import Executor
+from ..execution.state import Status
 from ..metrics.paper import published_tables
 from ..metrics.registry import parse_metric
 from ..runs import RunLayout
-from .algorithm import route
-from .baseline import resolutions
+from ..search.algorithm import route
+from ..search.baseline import resolutions
+from ..search.config import SearchConfig, load_run_config
+from ..search.ledger import CandidateRow, Ledger
+from ..search.preflight import check_data
+from ..search.runner import say
 from .compare import baseline_point, final_model, score_checkpoint, train_proggan
-from .config import SearchConfig, load_run_config
-from .executors import Executor
-from .ledger import CandidateRow
-from .preflight import check_data
 
 
 def protocol(config: SearchConfig, samples: int | None = None) -> dict[str, Any]:
@@ -160,6 +162,22 @@ def route_models(rows: list[CandidateRow], final_candidate: int) -> dict[int, Ca
     for r in route(rows, final_candidate):
         out[r.resolution] = r
     return out
+
+
+def tables_after_search(run_dir: str | Path, *, executor: Executor | None = None,
+                        progress: bool = True) -> Tables | None:
+    """The tables of a finished search whose settings ask for them (``tables``, the default), unless they are
+    there already; None when there is nothing to score. ``dggan search`` calls it after ``run_search``."""
+    layout = RunLayout(run_dir)
+    config = load_run_config(layout.root)
+    if not config.tables or layout.tables_json.exists():
+        return None
+    with Ledger.open(layout.ledger, readonly=True) as ledger:
+        final = ledger.final()
+    if final is None or final.status != Status.DONE:
+        return None
+    say(layout, "scoring the paper's tables (dggan tables) into RUN/best/tables.md", progress)
+    return tables(run_dir, executor=executor, progress=progress)
 
 
 def tables(run_dir: str | Path, *, samples: int | None = None, executor: Executor | None = None,

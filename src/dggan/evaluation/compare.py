@@ -33,15 +33,15 @@ from .._util.files import atomic_write_json, atomic_write_text
 from .._util.progress import progress_bar
 from .._util.threads import set_threads
 from ..errors import DgganError, SearchError
+from ..execution.executors import Executor, executor_for
+from ..execution.state import Status
 from ..metrics.registry import parse_metric
 from ..metrics.seeds import VERDICT_RULE, OverSeeds, Paired, heldout_seeds
 from ..runs import RunLayout, run_lock
-from .config import SearchConfig, load_run_config
-from .executors import Executor, executor_for
-from .integrity import final_checkpoint
-from .ledger import CandidateRow, FinalRow, Ledger
-from .proggan import train_route
-from .state import Status
+from ..search.config import SearchConfig, load_run_config
+from ..search.integrity import final_checkpoint
+from ..search.ledger import CandidateRow, FinalRow, Ledger
+from ..search.proggan import train_route
 
 
 @dataclass
@@ -155,9 +155,9 @@ def score_checkpoint(path: Path, config: SearchConfig, seed: int, device: str = 
                      metric: str | None = None) -> dict[str, Any]:
     """Score a checkpoint's EMA generator with ``metric`` (default: the search's) for one evaluation seed;
     the metric's whole result (``value``, SWD's per-level values, ...)."""
+    from ..execution.worker import open_data_cached
     from ..metrics import default_cache_dir, evaluate_generator
     from ..training.checkpoint import load_generator
-    from .worker import open_data_cached
 
     _, net = load_generator(path, device=device)
     opts: dict[str, Any] = {"cache_dir": config.cache_dir or str(default_cache_dir())}
@@ -411,7 +411,7 @@ class FinalsComparison:
 
 def describe_final(layout: RunLayout, final: FinalRow, rows: list[CandidateRow]) -> str:
     """A final model in words: 'ProgGAN route' or its grown actions ('G k3 f64 at 8px, res, D k7 f64 at 16px')."""
-    from .algorithm import route as route_of
+    from ..search.algorithm import route as route_of
 
     best = next(r for r in rows if r.id == final.candidate)
     if best.extra.get("proggan_route"):
@@ -433,7 +433,7 @@ def compare_finals(run_dir: str | Path, other_dir: str | Path, *, eval_seeds: in
         raise SearchError(f"{layouts[1].root} cannot be compared with {layouts[0].root}: they differ in"
                           f" {', '.join(f'{k} ({mine[k]!r} against {theirs[k]!r})' for k in clash)}; compare"
                           " searches run on the same data with the same metric and target resolution")
-    from .config import RUNTIME_SETTINGS
+    from ..search.config import RUNTIME_SETTINGS
 
     differs = {k: [mine[k], theirs.get(k)] for k in sorted(mine)
                if k not in RUNTIME_SETTINGS and mine[k] != theirs.get(k)}
