@@ -1,8 +1,9 @@
-"""docs/extending.md, proved: a loss and a metric kind defined here, outside the package, registered by name, and a
-tiny search that trains with the one and ranks with the other."""
+"""docs/extending.md, proved: a loss, a metric kind and a growth action defined here, outside the package, registered
+by name, and tiny searches that train with the loss, rank with the metric and grow with the action."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Iterator
@@ -14,11 +15,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from searches import tiny
+from test_dataset_registry import Checkers
 from torch import nn
 
 import dggan.metrics.registry as metric_registry
+import dggan.model.actions as action_registry
 import dggan.training.loss as loss_registry
+from dggan.errors import ConfigError, InvalidActionError
 from dggan.metrics import MetricJob, evaluate, parse_metric, register_metric
+from dggan.model.actions import Action, ActionSpace, GrowthLimits, action_kinds, apply_action, register_action
+from dggan.model.genome import ConvLayer, Genome, constant_channels
+from dggan.search.algorithm import Rules
+from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
 from dggan.training.loss import Autocast, Loss, Terms, register_loss
@@ -49,6 +57,23 @@ def colour_distance(job: MetricJob) -> dict[str, Any]:
 
     fake, real = mean_colour(job.fakes()), mean_colour(job.real_batches())
     return {"value": float((fake - real).abs().sum()), "num_real": min(job.num_real, len(job.real_source()))}
+
+
+# The growth action of docs/extending.md: the same new conv in G and in D.
+def grow_both(genome: Genome, action: Action, limits: GrowthLimits) -> Genome:
+    """A conv of ``kernel`` x ``filters`` added to G and the same to D, at the current resolution."""
+    for net, layers, cap in (("G", genome.g_layers, limits.max_g_layers), ("D", genome.d_layers, limits.max_d_layers)):
+        if cap is not None and len(layers) >= cap:
+            raise InvalidActionError(f"grow_both: {net} already has {len(layers)} grown layers (max {cap})")
+    layer = ConvLayer(kernel=action.kernel, filters=action.filters, resolution=genome.resolution)
+    return dataclasses.replace(genome, g_layers=genome.g_layers + (layer,), d_layers=genome.d_layers + (layer,))
+
+
+@pytest.fixture
+def grow_both_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered from here, as a user's module would at import; the registry is put back afterwards."""
+    monkeypatch.setattr(action_registry, "_ACTIONS", dict(action_registry._ACTIONS))
+    register_action("grow_both", label="GD", conv=True)(grow_both)
 
 
 @pytest.fixture
@@ -101,8 +126,87 @@ def test_bad_registrations_say_what_to_fix(registered: None) -> None:
         register_loss("hinge")(dataclass(frozen=True)(type("Hinge2", (Loss,), {})))
 
 
+def test_bad_action_registrations_say_what_to_fix(grow_both_registered: None) -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_action("grow_both", label="B", conv=True)(lambda genome, action, limits: genome)
+    with pytest.raises(ValueError, match="would parse as the registered action 'grow_g'"):
+        register_action("grow_more", label="g", conv=True)(lambda genome, action, limits: genome)
+    with pytest.raises(ValueError, match="lower-case letters"):
+        register_action("Grow:x", label="X", conv=False)
+    with pytest.raises(ValueError, match="label must be a short word"):
+        register_action("grow_x", label="G D", conv=False)
+    register_action("grow_both", label="GD", conv=True)(grow_both)  # the same function again (a re-import): fine
+
+
+def test_a_growth_action_from_outside_parses_shows_and_applies(grow_both_registered: None) -> None:
+    assert list(action_kinds()) == ["grow_g", "grow_d", "grow_res", "grow_both"]
+    action = Action("grow_both", 3, 64)
+    assert action.spec() == "grow_both:k3:f64" and action.label() == "GD k3 f64"
+    assert Action.parse("grow_both:k3:f64") == Action.parse("grow_both:3:64") == Action.parse("GD k3 f64") == action
+    assert action.to_dict() == {"kind": "grow_both", "kernel": 3, "filters": 64}
+    assert Action.from_dict(json.loads(json.dumps(action.to_dict()))) == action
+    with pytest.raises(InvalidActionError, match="kernel must be an odd positive int"):
+        Action("grow_both", 4, 64)
+    with pytest.raises(InvalidActionError, match=r"cannot parse.*registered: grow_both:k3:f64"):
+        Action.parse("grow_both")
+    genome = Genome.base(latent_size=8, channels=constant_channels(16, 16))
+    child = apply_action(genome, action)  # enabled by default: apply_action's own space takes it
+    assert child.g_layers == child.d_layers == (ConvLayer(kernel=3, filters=64, resolution=8),)
+    with pytest.raises(InvalidActionError, match="max 1"):
+        apply_action(child, action, GrowthLimits(16, max_g_layers=1))
+    # A search's space takes it only when named (ActionSpace.extra): after the paper's actions, in its order.
+    with pytest.raises(InvalidActionError, match="grow_both is disabled in this action space"):
+        apply_action(genome, action, space=ActionSpace())
+    space = ActionSpace(kernels=(3,), filters=(8, 16), grow_d=False, extra=("grow_both",))
+    assert [a.label() for a in space.actions()] == ["G k3 f8", "G k3 f16", "res", "GD k3 f8", "GD k3 f16"]
+    for bad, needle in ((("grow_g",), "one of the paper's actions"), (("nope",), "unknown action kind 'nope'"),
+                        (("grow_both", "grow_both"), "more than once")):
+        with pytest.raises(InvalidActionError, match=needle):
+            ActionSpace(extra=bad)
+
+
+def test_the_actions_setting_names_registered_actions(grow_both_registered: None, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dggan.cli import app
+
+    result = CliRunner().invoke(app, ["search", "--run-dir", str(tmp_path / "r"), "--set", 'actions=["nope"]'])
+    assert result.exit_code == 2 and "unregistered growth action(s) 'nope'" in result.output, result.output
+    assert "@register_action" in result.output and "docs/extending.md" in result.output
+    assert "registered beyond the paper's three: grow_both" in result.output and not (tmp_path / "r").exists()
+    for actions, needle in ((["grow_g"], "switched by grow_g"), (["grow_both", "grow_both"], "more than once")):
+        with pytest.raises(ConfigError, match=needle):
+            tiny(actions=actions)
+    with pytest.raises(ConfigError, match="max_steps is null"):
+        tiny(actions=["grow_both"], max_steps=None, max_g_layers=1, max_d_layers=1)
+    config = tiny(actions="grow_both")  # --set actions=grow_both: one name
+    assert config.actions == ("grow_both",) and config.rules().space.extra == ("grow_both",)
+    # Settings written before the setting existed (a ledger's, options.json) take the paper's actions alone.
+    old = {k: v for k, v in tiny().to_dict().items() if k != "actions"}
+    assert SearchConfig.from_dict(old).actions == () and Rules.from_settings(old).space.extra == ()
+
+
+def test_a_growth_action_from_outside_runs_a_search(grow_both_registered: None, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = tiny(actions=["grow_both"], grow_g=False, grow_d=False, filters=[8], p=1.0, max_steps=1,
+                  final_iterations=2)
+    run_search(run, config, progress=False)
+    with Ledger.open(run / "ledger.sqlite", readonly=True) as ledger:
+        rows = ledger.candidates()
+    grown = [r for r in rows if r.action is not None and r.action.kind == "grow_both"]
+    assert grown and all(r.status.value == "done" for r in grown)
+    assert all(r.genome.g_layers and r.genome.d_layers for r in grown)
+    assert {r.action.label() for r in rows if r.action is not None} == {"GD k3 f8", "res"}  # type: ignore[union-attr]
+    from dggan.analysis.analyses import action_effects
+    from dggan.analysis.plots import ACTION_PALETTE, kind_colors, plot_action_effects
+
+    effects = action_effects(rows)
+    assert [e.label for e in effects] == ["res", "GD k3 f8"]  # registration order: the paper's first
+    assert kind_colors()["grow_both"] == ACTION_PALETTE[0] and plot_action_effects(effects).startswith(b"\x89PNG")
+
+
 def test_the_doc_shows_the_code_tested_here() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
-    for example in (Hinge, colour_distance):
+    for example in (Hinge, colour_distance, grow_both, Checkers):
         for line in inspect.getsource(example).splitlines():
             assert line.strip() in doc, f"docs/extending.md lacks {line.strip()!r} of the tested {example.__name__}"

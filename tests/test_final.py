@@ -18,10 +18,10 @@ from dggan.analysis.report.render import Page
 from dggan.execution.state import Status
 from dggan.execution.worker import CandidateTask
 from dggan.metrics.seeds import selection_seed
-from dggan.search import driver as driver_module
 from dggan.search.algorithm import final_points, pick_by_mean
 from dggan.search.config import SearchConfig, create_run
 from dggan.search.driver import Search, run_search
+from dggan.search.final import FinalTraining
 from dggan.search.ledger import Ledger
 from dggan.search.watch import final_training_curve, read_status
 
@@ -282,18 +282,18 @@ def test_a_real_final_training_killed_between_segments_resumes_exactly(tmp_path:
     config = tiny(max_steps=1, final_iterations=4, final_snapshots=3, final_pick_candidates=1, tensorboard=False)
     run_search(tmp_path / "whole", config, progress=False)
     calls = {"n": 0}
-    real = driver_module.Search._log_point
+    real = FinalTraining._log_point
 
-    def stop_after_first_point(self: Search, score: Any, count: int, start_route: int) -> None:
+    def stop_after_first_point(self: FinalTraining, score: Any, count: int, start_route: int) -> None:
         real(self, score, count, start_route)
         calls["n"] += 1
         if calls["n"] == 2:
             raise Interrupted  # after the second point is recorded, before the next segment
 
-    monkeypatch.setattr(driver_module.Search, "_log_point", stop_after_first_point)
+    monkeypatch.setattr(FinalTraining, "_log_point", stop_after_first_point)
     with pytest.raises(Interrupted):
         run_search(tmp_path / "run", config, progress=False)
-    monkeypatch.setattr(driver_module.Search, "_log_point", real)
+    monkeypatch.setattr(FinalTraining, "_log_point", real)
     run_search(tmp_path / "run", resume=True, progress=False)
     runs = []
     for name in ("whole", "run"):

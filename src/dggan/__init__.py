@@ -19,6 +19,7 @@ __version__ = "0.3.0"
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Action", "ActionSpace", "GrowthLimits", "apply_action", "valid_actions"), "model.actions"),
+    "register_action": "model.actions",
     **dict.fromkeys(("ConvLayer", "Genome", "constant_channels", "proggan_channels"), "model.genome"),
     "Generator": "model.networks", "Discriminator": "model.networks",
     "InheritanceReport": "model.inherit", "inherit_weights": "model.inherit",

@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 
 from ..execution.state import Status
-from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, Action, action_label
+from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, Action, action_kinds, action_label
 from ..search import algorithm
 from ..search.algorithm import Rules, best_candidate, halve, route, run_steps
 from ..search.ledger import CandidateRow, RungRow
 
 ScoreKey = str  # "normalized_metric" or "metric"
-
-_KIND_ORDER = {"grow_g": 0, "grow_d": 1, "grow_res": 2}
 
 __all__ = ["action_label"]  # re-exported for the report; the rest is listed in dggan.analysis
 
@@ -45,7 +43,8 @@ def action_key(action: Action | None) -> tuple[str, int, int] | None:
 
 
 def _action_sort_key(key: tuple[str, int, int]) -> tuple[int, str, int, int]:
-    return (_KIND_ORDER.get(key[0], 3), key[0], key[1], key[2])
+    order = list(action_kinds())  # registration order: grow_g, grow_d, grow_res, then the others
+    return (order.index(key[0]) if key[0] in order else len(order), key[0], key[1], key[2])
 
 
 def score_key(rows: Sequence[CandidateRow]) -> ScoreKey:
@@ -161,7 +160,7 @@ def action_effects(rows: Sequence[CandidateRow], key: ScoreKey = "normalized_met
         rs = np.asarray(ratios.get(akey, []), dtype=float)
         n = len(rs) + diverged[akey]
         improved = int((rs < 1.0).sum())
-        action = Action(akey[0]) if akey[0] == "grow_res" else Action(akey[0], akey[1], akey[2])  # type: ignore[arg-type]
+        action = Action(akey[0], akey[1] or None, akey[2] or None)  # 0: an action without kernel and filters
         out.append(
             ActionEffect(
                 label=action.label(),
@@ -405,7 +404,8 @@ class _Replay:
 # Only the action space, the limits and max_steps are read from them: K, p and the seed are the replay's own.
 _REPLAY_DEFAULTS: dict[str, Any] = {"top_k": None, "p": 1.0, "seed": 0, "kernels": list(PAPER_KERNELS),
                                     "filters": list(PAPER_FILTERS), "grow_g": True, "grow_d": True,
-                                    "grow_res": True, "max_g_layers": None, "max_d_layers": None, "max_steps": None}
+                                    "grow_res": True, "actions": [], "max_g_layers": None, "max_d_layers": None,
+                                    "max_steps": None}
 
 
 def _trained(r: CandidateRow) -> bool:

@@ -19,13 +19,26 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+from ..model.actions import action_kinds
 from ..model.genome import Genome, LayerSpec, d_plan, g_plan
 from ..search.ledger import CandidateRow
 from .analyses import ActionEffect, Capacity, PruningRisk, ReplayCell, ReplayRun, ScoreKey, score
 
-KIND_COLORS = {"grow_g": "#1f77b4", "grow_d": "#ff7f0e", "grow_res": "#2ca02c"}
 ROUTE_COLOR = "#d62728"
+# Colours of registered actions that name none (the paper's three name theirs: blue G, orange D, green res).
+ACTION_PALETTE = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 DPI = 100
+
+
+def kind_colors() -> dict[str, str]:
+    """Every registered action's colour, in registration order: its own, else the next of ``ACTION_PALETTE``."""
+    out, spare = {}, 0
+    for name, kind in action_kinds().items():
+        if kind.color is None:
+            out[name], spare = ACTION_PALETTE[spare % len(ACTION_PALETTE)], spare + 1
+        else:
+            out[name] = kind.color
+    return out
 
 
 def _png(fig: Figure) -> bytes:
@@ -160,7 +173,8 @@ def plot_action_effects(effects: Sequence[ActionEffect]) -> bytes:
     fig = Figure(figsize=(max(8.0, 0.42 * len(effects) + 3), 7.5), layout="constrained")
     ax_share, ax_ratio = fig.subplots(2, 1, sharex=True)
     x = np.arange(len(effects))
-    colors = [KIND_COLORS.get(e.kind, "gray") for e in effects]
+    palette = kind_colors()
+    colors = [palette.get(e.kind, "gray") for e in effects]
     shares = [100 * (e.improved_share or 0.0) for e in effects]
     ax_share.bar(x, shares, color=colors)
     for xi, e, s in zip(x, effects, shares, strict=True):
@@ -176,7 +190,8 @@ def plot_action_effects(effects: Sequence[ActionEffect]) -> bytes:
     ax_ratio.set_ylabel("child / parent score (mean ± std)")
     ax_ratio.set_xticks(x)
     ax_ratio.set_xticklabels([e.label for e in effects], rotation=60, ha="right", fontsize=8)
-    ax_ratio.legend(handles=[Patch(color=c, label=k) for k, c in KIND_COLORS.items()], loc="upper left",
+    shown = {"grow_g", "grow_d", "grow_res", *(e.kind for e in effects)}  # the paper's three, and any other taken
+    ax_ratio.legend(handles=[Patch(color=c, label=k) for k, c in palette.items() if k in shown], loc="upper left",
                     bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
     for ax in (ax_share, ax_ratio):
         ax.grid(axis="y", alpha=0.3)

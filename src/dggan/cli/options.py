@@ -118,7 +118,17 @@ Data = Annotated[str | None, typer.Option(
     metavar="SPEC", help="Dataset spec: digits, synthetic, cifar10:PATH, lsun:PATH, folder:PATH or npz:PATH, options"
                          " after a colon (synthetic:n=2048,res=16) [default: the settings' or the checkpoint's]")]
 Progress = Annotated[bool, typer.Option(help="Show progress: bars on a terminal, plain lines in a log")]
-Executor = Annotated[str | None, typer.Option(metavar="NAME", help="inprocess, local, ray or slurm")]
+
+
+def executor_help() -> str:
+    """``--executor``'s help, from the registry: each executor's name and where it runs the candidates."""
+    from ..execution.executors import executor_kinds
+
+    kinds = [f"{kind.name} ({kind.help})" for kind in executor_kinds().values()]
+    return f"Where candidates run: {', '.join(kinds[:-1])} or {kinds[-1]}; a plugin may register more"
+
+
+Executor = Annotated[str | None, typer.Option(metavar="NAME", help=executor_help())]
 Workers = Annotated[int | None, typer.Option(metavar="N", help="Worker processes (local) / CPUs (ray)")]
 Sets = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE",

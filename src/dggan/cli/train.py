@@ -82,6 +82,10 @@ def train(
                                            " (non-saturating logistic with lazy R1)")] = "wgan-gp",
     loss_options: Annotated[str | None, typer.Option(help="The loss's options as JSON, e.g. '{\"gamma\": 1}'"
                                                           " for r1")] = None,
+    plugins: Annotated[list[str] | None, typer.Option(
+        "--plugin", metavar="MODULE",
+        help="Import this module first (on PYTHONPATH or installed): the losses and metrics it registers can then"
+             " be named; repeat for several. The checkpoint records it")] = None,
     fade_fraction: Annotated[float, typer.Option(help="Share of a grow_res child's iterations spent fading in")] = 0.5,
     device: opts.Device = None,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (CUDA only)")] = False,
@@ -127,8 +131,10 @@ def train(
         raise ConfigError(f"--loss-options: {exc}") from None
     if not isinstance(options, dict):
         raise ConfigError(f"--loss-options must be a JSON object such as '{{\"gamma\": 1}}', got {loss_options!r}")
+    from .._util.plugins import import_plugins
     from ..training.loss import loss_class  # (no torch: the name is checked at once)
 
+    import_plugins(plugins or [], "--plugin")  # before the loss's name is checked: a plugin may register it
     loss_class(loss)
     if data is not None and not data.strip():  # '' would otherwise fall back to the synthetic default
         raise ConfigError("--data is empty; give a dataset spec such as digits, synthetic or cifar10:PATH, or leave"
@@ -178,7 +184,8 @@ def train(
     else:
         config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, fade_fraction=fade_fraction,
                              device=device, bf16=bf16, seed=seed, log_every=log_every, cuda_graphs=cuda_graphs,
-                             graph_self_check=graph_self_check, loss=loss, loss_options=options)
+                             graph_self_check=graph_self_check, loss=loss, loss_options=options,
+                             plugins=tuple(plugins or ()))
         if parent is not None:
             parent_ckpt = load_checkpoint(parent)
             data = _data_for(parent_ckpt, data)

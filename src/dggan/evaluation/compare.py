@@ -417,8 +417,7 @@ def describe_final(layout: RunLayout, final: FinalRow, rows: list[CandidateRow])
     if best.extra.get("proggan_route"):
         return f"candidate {best.id}: the ProgGAN route"
     steps = [r for r in route_of(rows, best.id) if r.action is not None]
-    words = [("res" if a.kind == "grow_res" else f"{a.kind[-1].upper()} k{a.kernel} f{a.filters}")
-             + f" at {r.resolution}px" for r in steps if (a := r.action) is not None]
+    words = [f"{a.label()} at {r.resolution}px" for r in steps if (a := r.action) is not None]
     return f"candidate {best.id}: " + (", ".join(words) or "its initial genome")
 
 

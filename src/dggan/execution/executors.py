@@ -22,23 +22,49 @@ would have to be taken by every candidate, and Ray places tasks on GPUs itself.)
 
 Every executor runs the same ``run_candidate`` on the same task (seed included), so on the CPU the
 ledger does not depend on the executor.
+
+Executors are found by name in a registry (``register_executor``): the four above register here, and a module
+of one's own (imported first, e.g. through the ``plugins`` setting) can add one. Naming an executor, listing them
+and checking the settings load neither torch nor Ray nor submitit: this module imports the worker, the process
+pools and the engines only where an executor is made or run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import os
-import tempfile
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._util.threads import default_threads, set_threads
 from .state import Status
-from .worker import CandidateResult, CandidateTask, run_candidate, run_candidates, set_worker_device
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .worker import CandidateResult, CandidateTask
+
+# The worker's names this module used to import at its top: the worker imports torch, so they load on first use
+# (``executors.run_candidates`` and ``from dggan.execution.executors import CandidateTask`` still work).
+_FROM_WORKER = ("CandidateResult", "CandidateTask", "run_candidate", "run_candidates", "set_worker_device")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_WORKER:
+        from . import worker
+
+        globals()[name] = value = getattr(worker, name)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _worker(name: str) -> Any:
+    """The worker's ``name`` as this module holds it (a test may have replaced it here)."""
+    return globals()[name] if name in globals() else __getattr__(name)
+
 
 GPU_SHARING = ("processes", "streams")
 SHARED_CANDIDATES = 4  # candidates per GPU when sharing is worth it (MPS running, or streams)
@@ -64,20 +90,35 @@ def resolve_candidates_per_gpu(setting: int | None, sharing: str = "processes", 
 
 
 class Executor(Protocol):
+    """What the search asks of an executor. ``name``: how it is recorded (the ledger's sessions).
+    ``in_process``: the candidates run in the driver's own process, one after another, so the driver's device,
+    torch threads and progress bars are theirs (else each worker picks its device and threads, and shows no bars).
+    ``run``: train the tasks and yield one result per task as each finishes, in any order; never raise for a
+    candidate's own failure (``run_candidate`` turns it into its result). ``close``: give back the workers."""
+
     name: str
+    in_process: bool
 
     def run(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]: ...
 
     def close(self) -> None: ...
 
 
+def runs_in_process(executor: Executor) -> bool:
+    """Whether ``executor`` runs its candidates in this process (an executor that does not say: no)."""
+    return bool(getattr(executor, "in_process", False))
+
+
 class InProcessExecutor:
     name = "inprocess"
+    in_process = True
 
     def __init__(self, device: str = "cpu"):
         self.device = device
 
     def run(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
+        from .worker import run_candidate, set_worker_device
+
         set_worker_device(self.device)
         for task in tasks:
             yield run_candidate(task)
@@ -88,6 +129,8 @@ class InProcessExecutor:
 
 def _init_local_worker(devices: Any, threads: int, driver: int) -> None:
     import threading
+
+    from .worker import set_worker_device
 
     device, share = devices.get()
     set_worker_device(device, share)
@@ -134,6 +177,7 @@ class LocalExecutor:
     """
 
     name = "local"
+    in_process = False
 
     def __init__(self, workers: int | None = None, device: str = "cpu", threads: int | None = None,
                  candidates_per_gpu: int | None = 1, gpu_sharing: str = "processes", group: int | None = None):
@@ -166,6 +210,9 @@ class LocalExecutor:
         self._pool: ProcessPoolExecutor | None = None
 
     def _make_pool(self) -> ProcessPoolExecutor:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
         # Workers fork from a server that has imported torch and the worker once (a spawned worker spends
         # seconds on those imports, each time a pool starts or a lost worker is replaced). The server never
         # touches CUDA, so its children may, as spawned ones can; each candidate seeds its own RNGs.
@@ -195,6 +242,12 @@ class LocalExecutor:
             yield from self._run_batch([dataclasses.replace(task, alone=True)])
 
     def _run_batch(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        from .worker import CandidateResult
+
+        run_candidates = _worker("run_candidates")
         pending = {task.candidate_id: task for task in tasks}
         for attempt in range(2):  # one retry of what was lost if a worker process dies
             if not pending:
@@ -229,9 +282,12 @@ class RayExecutor:
     """Ray core tasks. Connects to ``RAY_ADDRESS`` when set, otherwise starts a local instance."""
 
     name = "ray"
+    in_process = False
 
     def __init__(self, workers: int | None = None, device: str = "cpu", gpus_per_candidate: float = 1.0,
                  max_retries: int = 2, candidates_per_gpu: int | None = 1):
+        import tempfile
+
         try:
             import ray
         except ImportError:
@@ -259,6 +315,8 @@ class RayExecutor:
         self._device = "cuda" if use_gpu else "cpu"
 
     def run(self, tasks: list[CandidateTask]) -> Iterator[CandidateResult]:
+        from .worker import CandidateResult
+
         ray = self._ray
         refs = {self._remote.remote(task, self._device, self.share): task for task in tasks}
         while refs:
@@ -284,29 +342,120 @@ class RayExecutor:
 
 
 def _ray_run_candidate(task: CandidateTask, device: str, share: int = 1) -> CandidateResult:
+    from .worker import run_candidate, set_worker_device
+
     set_threads(1)
     set_worker_device(device, share)
     return run_candidate(task)
 
 
+# ---------------------------------------------------------------------- the registry: executors by name
+ExecutorFactory = Callable[[Any, "Path | None"], Executor]
+ExecutorCheck = Callable[[Any], None]
+_Factory = TypeVar("_Factory", bound=ExecutorFactory)
+
+
+@dataclass(frozen=True)
+class ExecutorKind:
+    """A registered executor: ``factory(settings, run_dir)`` makes it, ``help`` says in a few words where it runs
+    the candidates (``--executor``'s help), ``check(settings)`` (optional) asks before any work whether it can."""
+
+    name: str
+    factory: ExecutorFactory
+    help: str
+    check: ExecutorCheck | None = None
+
+
+_EXECUTORS: dict[str, ExecutorKind] = {}
+
+
+def register_executor(name: str, *, help: str, check: ExecutorCheck | None = None) -> Callable[[_Factory], _Factory]:
+    """Decorator: ``factory(settings, run_dir) -> Executor`` is the executor the setting ``executor=name``
+    (``--executor name``) runs candidates on.
+
+    ``settings`` is the search's settings (a ``SearchConfig``: typed loosely, this layer is below the search; read
+    what your executor needs: ``workers``, ``threads``, ``resolved_device()``, ...), ``run_dir`` the run folder
+    (None when there is none, e.g. ``make_executor``). The factory is called when a search (a baseline, a
+    comparison) starts, and its executor closed when that ends. ``help``: a few words for ``--executor``'s help
+    (where the candidates run). ``check(settings)``: called before a run folder is made or any work is done (and on
+    ``--resume``); raise a ``DgganError`` that names the setting and the fix. A factory rather than a class: what an
+    executor needs of the settings differs per executor, its class keeps a plain constructor (tests and benchmarks
+    make one directly), and the class itself may be imported lazily (Ray, submitit)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", name):
+        raise ValueError(f"register_executor: {name!r} is not a name for --executor (letters, digits, _ . -)")
+    if not isinstance(help, str) or not help.strip():
+        raise ValueError(f"register_executor({name!r}): help must say in a few words where it runs candidates")
+
+    def add(factory: _Factory) -> _Factory:
+        if not callable(factory):
+            raise TypeError(f"register_executor({name!r}): {factory!r} must be a function (settings, run_dir) ->"
+                            " Executor")
+        known = _EXECUTORS.get(name)
+        where = (getattr(factory, "__module__", None), getattr(factory, "__qualname__", None))
+        if known is not None and (known.factory.__module__, known.factory.__qualname__) != where:
+            raise ValueError(f"executor {name!r} is already registered ({known.factory.__module__}."
+                             f"{known.factory.__qualname__}); pick another name")
+        _EXECUTORS[name] = ExecutorKind(name, factory, help.strip(), check)
+        return factory
+
+    return add
+
+
+def executor_names() -> tuple[str, ...]:
+    """Every registered executor's name, the built-in ones first, in the order they were registered."""
+    return tuple(_EXECUTORS)
+
+
+def executor_kinds() -> dict[str, ExecutorKind]:
+    return dict(_EXECUTORS)
+
+
+def executor_choices() -> str:
+    """The registered names as a message lists them: ``inprocess, local, ray or slurm``."""
+    names = executor_names()
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+def executor_kind(name: str, what: str = "--executor") -> ExecutorKind:
+    """The executor registered as ``name``; a one-line ``ConfigError`` listing the registered names if none is."""
+    from ..errors import ConfigError
+
+    if not isinstance(name, str) or name not in _EXECUTORS:
+        raise ConfigError(f"{what} must be {executor_choices()}, got {name!r}")
+    return _EXECUTORS[name]
+
+
+def check_executor_settings(settings: Any) -> None:
+    """The check the executor ``settings.executor`` registered, if any (before any work)."""
+    kind = executor_kind(settings.executor, "executor")
+    if kind.check is not None:
+        kind.check(settings)
+
+
+@dataclass(frozen=True)
+class _Values:
+    """``make_executor``'s explicit values, read as a factory reads a search's settings."""
+
+    executor: str
+    workers: int
+    device: str
+    gpus_per_candidate: float
+    threads: int | None
+    candidates_per_gpu: int | None
+    gpu_sharing: str
+
+    def resolved_device(self) -> str:
+        return self.device
+
+
 def make_executor(name: str, workers: int = 1, device: str = "cpu", gpus_per_candidate: float = 1.0,
                   threads: int | None = None, candidates_per_gpu: int | None = 1,
-                  gpu_sharing: str = "processes", slurm: dict[str, Any] | None = None) -> Executor:
-    """``slurm``: the slurm executor's options (``folder`` at least; see ``dggan.execution.slurm.SlurmExecutor``)."""
-    if name == "inprocess":
-        return InProcessExecutor(device)
-    if name == "local":
-        return LocalExecutor(workers, device, threads, candidates_per_gpu, gpu_sharing)
-    if name == "ray":
-        return RayExecutor(workers, device, gpus_per_candidate, candidates_per_gpu=candidates_per_gpu)
-    if name == "slurm":
-        from .slurm import SlurmExecutor  # submitit loads only for this executor
-
-        if not slurm or "folder" not in slurm:
-            raise ValueError("the slurm executor needs its options, a folder at least: use executor_for(config,"
-                             " run_dir)")
-        return SlurmExecutor(**slurm)
-    raise ValueError(f"unknown executor {name!r}; use inprocess, local, ray or slurm")
+                  gpu_sharing: str = "processes") -> Executor:
+    """An executor by name from explicit values (tests, benchmarks), for executors that need no more of the
+    settings than these; a search's settings (the slurm executor's included): ``executor_for``."""
+    kind = executor_kind(name, "make_executor: name")
+    return kind.factory(_Values(name, workers, device, gpus_per_candidate, threads, candidates_per_gpu, gpu_sharing),
+                        None)
 
 
 def slurm_options(config: Any, run_dir: str | Path | None) -> dict[str, Any]:
@@ -329,17 +478,56 @@ def slurm_options(config: Any, run_dir: str | Path | None) -> dict[str, Any]:
 
 
 def executor_for(config: Any, run_dir: str | Path | None = None, **changes: Any) -> Executor:
-    """The executor a search's settings ask for (``changes`` override them, e.g. ``workers=4``); ``run_dir``
-    is where the slurm executor keeps its jobs (RUN/slurm)."""
-    values = {"executor": config.executor, "workers": config.workers, "gpus_per_candidate": config.gpus_per_candidate,
-              "threads": config.threads, "candidates_per_gpu": config.candidates_per_gpu,
-              "gpu_sharing": config.gpu_sharing, **{k: v for k, v in changes.items() if v is not None}}
+    """The executor a search's settings (a ``SearchConfig``) ask for, made by its registered factory; ``changes``
+    override settings (e.g. ``executor="local", workers=4``; None: unchanged); ``run_dir`` is the run folder (the
+    slurm executor keeps its jobs in RUN/slurm)."""
     from ..errors import ConfigError
 
-    if values["executor"] not in ("inprocess", "local", "ray", "slurm"):  # one line, not make_executor's ValueError
-        raise ConfigError(f"--executor must be inprocess, local, ray or slurm, got {values['executor']!r}")
-    if not isinstance(values["workers"], int) or values["workers"] < 1:
-        raise ConfigError(f"--workers must be >= 1, got {values['workers']!r}")
-    slurm = slurm_options(config, run_dir) if values["executor"] == "slurm" else None
-    return make_executor(values["executor"], values["workers"], config.resolved_device(), values["gpus_per_candidate"],
-                         values["threads"], values["candidates_per_gpu"], values["gpu_sharing"], slurm)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    name, workers = changes.get("executor", config.executor), changes.get("workers", config.workers)
+    kind = executor_kind(name)  # one line, for a name from the command line (compare --executor) too
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers!r}")
+    settings = dataclasses.replace(config, **changes) if changes else config
+    return kind.factory(settings, None if run_dir is None else Path(run_dir))
+
+
+# ---------------------------------------------------------------------- the built-in executors
+@register_executor("inprocess", help="one after another in this process")
+def _inprocess(settings: Any, run_dir: Path | None) -> Executor:
+    return InProcessExecutor(settings.resolved_device())
+
+
+@register_executor("local", help="worker processes of this machine, pinned to its GPUs")
+def _local(settings: Any, run_dir: Path | None) -> Executor:
+    return LocalExecutor(settings.workers, settings.resolved_device(), settings.threads, settings.candidates_per_gpu,
+                         settings.gpu_sharing)
+
+
+@register_executor("ray", help="Ray tasks, here or on a Ray cluster")
+def _ray(settings: Any, run_dir: Path | None) -> Executor:
+    return RayExecutor(settings.workers, settings.resolved_device(), settings.gpus_per_candidate,
+                       candidates_per_gpu=settings.candidates_per_gpu)
+
+
+def _check_slurm(settings: Any) -> None:
+    """submitit, and SLURM with its accounting, are here, and the partition can run the jobs the settings ask for."""
+    from .slurm import check_slurm, job_request, partition_info
+
+    check_slurm(settings.slurm_cluster)
+    if settings.slurm_cluster == "slurm":
+        job_request(partition_info(settings.slurm_partition), settings.slurm_gpus, settings.slurm_cpus_per_task,
+                    settings.device)
+
+
+# Registered here, not in slurm.py: naming an executor must import neither submitit nor the worker (torch).
+@register_executor("slurm", help="SLURM jobs through submitit", check=_check_slurm)
+def _slurm(settings: Any, run_dir: Path | None) -> Executor:
+    from .slurm import SlurmExecutor  # submitit loads only for this executor
+
+    if not hasattr(settings, "slurm_cluster"):
+        raise ValueError("the slurm executor needs a search's settings: use executor_for(config, run_dir)")
+    return SlurmExecutor(**slurm_options(settings, run_dir))
+
+
+BUILTIN_EXECUTORS = executor_names()  # inprocess, local, ray, slurm

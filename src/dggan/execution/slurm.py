@@ -230,6 +230,7 @@ class SlurmExecutor:
     submitit; yields their results as the jobs finish."""
 
     name = "slurm"
+    in_process = False  # (registered in executors.py, which imports this module only to make one)
 
     def __init__(self, folder: str | Path, *, cluster: str = "slurm", partition: str | None = None,
                  gpus: int | None = None, cpus_per_task: int | None = None, time_min: int = 24 * 60,

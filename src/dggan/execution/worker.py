@@ -40,6 +40,7 @@ import torch
 
 from .._util.files import append_jsonl, atomic_write_text
 from .._util.images import save_grid
+from .._util.plugins import import_plugins
 from .._util.tensorboard import Board
 from .._util.threads import set_threads
 from ..data.base import ImageSource
@@ -97,7 +98,7 @@ class CandidateTask:
     genome_json: str
     parent_checkpoint: str | None
     out_dir: str
-    train: dict[str, Any]
+    train: dict[str, Any]  # a TrainConfig's to_dict, its plugins included (imported before the candidate runs)
     data: str
     metric: str
     inherit_policy: str = "adapt"
@@ -392,6 +393,9 @@ class _Job:
 
 
 def _prepare(task: CandidateTask) -> _Job:
+    # The settings' plugins first (TrainConfig's ``plugins``, in ``task.train``): in a worker process of its own,
+    # the loss, metric or action names they register are known only once they are imported here.
+    import_plugins(task.train.get("plugins") or (), f"candidate {task.candidate_id}: plugins")
     out = Path(task.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if task.threads:

@@ -57,7 +57,7 @@ class Candidate(Protocol):
 
 C = TypeVar("C", bound=Candidate)
 
-# The settings Algorithm 1 reads (``Rules.from_settings``).
+# The settings Algorithm 1 reads (``Rules.from_settings``); ``selection`` and ``actions``, newer, have defaults.
 _RULE_KEYS = ("top_k", "p", "seed", "kernels", "filters", "grow_g", "grow_d", "grow_res", "target_resolution",
               "max_g_layers", "max_d_layers", "max_steps")
 
@@ -231,7 +231,9 @@ class Rules:
                               " search (options.json / the ledger's settings)")
         space = ActionSpace(kernels=tuple(settings["kernels"]), filters=tuple(settings["filters"]),
                             grow_g=bool(settings["grow_g"]), grow_d=bool(settings["grow_d"]),
-                            grow_res=bool(settings["grow_res"]))
+                            grow_res=bool(settings["grow_res"]),
+                            # ledgers written before registered actions took the paper's three alone
+                            extra=tuple(settings.get("actions") or ()))
         limits = GrowthLimits(int(settings["target_resolution"]), settings["max_g_layers"], settings["max_d_layers"])
         values: dict[str, Any] = {"top_k": settings["top_k"], "p": float(settings["p"]),
                                   "seed": int(settings["seed"]), "space": space, "limits": limits,

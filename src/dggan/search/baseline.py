@@ -125,6 +125,16 @@ class BaselineCurve:
                    data["kind"])
 
 
+@dataclass
+class Curves:
+    """What a runner divides its scores by: the baseline at a candidate's whole budget (``full``) and at halving's
+    intermediate rungs (``rungs``: the baseline's own scores at the same fraction of its budget). Written by whoever
+    trains the baseline (``SearchBaseline`` for a search, ``train_route`` for a ProgGAN route); a runner reads it."""
+
+    full: BaselineCurve | None = None
+    rungs: BaselineCurve | None = None
+
+
 def _interp(pts: tuple[tuple[int, float], ...], x: int) -> float:
     """Linear interpolation, held constant outside the points."""
     xs = [p[0] for p in pts]

@@ -10,17 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from .._util.files import JSONFileError, atomic_write_json, read_json_file
+from .._util.plugins import import_plugins
 from .._util.settings import check_device_name, check_range, coerce, normalize_fields
 from ..errors import ConfigError, InvalidActionError, SearchError
+from ..execution.executors import BUILTIN_EXECUTORS, executor_choices, executor_names
 from ..metrics.registry import metric_kind, metric_kinds, metric_spec
-from ..model.actions import PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits
+from ..model.actions import PAPER_ACTIONS, PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits, action_kinds
 from ..model.genome import Genome, is_int, is_power_of_two, proggan_channels
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir, os_error
 from ..training.config import TrainConfig
 from .algorithm import SELECTIONS, Rules
 from .ledger import Ledger
 
-EXECUTORS = ("inprocess", "local", "ray", "slurm")
+EXECUTORS = BUILTIN_EXECUTORS  # the built-in executors; executor_names(): every registered one (plugins' too)
 _TRAIN = TrainConfig()  # the training knobs' defaults, so the search's defaults cannot drift from them
 # TrainConfig fields the search sets per candidate rather than from a setting of the same name.
 SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
@@ -72,6 +74,9 @@ class SearchConfig:
     grow_g: bool = True
     grow_d: bool = True
     grow_res: bool = True
+    # Registered growth actions beyond the paper's three to add to the action space (@register_action,
+    # docs/extending.md), taken after them in this order.
+    actions: tuple[str, ...] = ()
     max_g_layers: int | None = None
     max_d_layers: int | None = None
     max_steps: int | None = 12
@@ -99,6 +104,9 @@ class SearchConfig:
     beta2: float = _TRAIN.beta2
     loss: str = _TRAIN.loss  # the objective by its registered name: wgan-gp (the paper's) or r1 (StyleGAN2's)
     loss_options: dict[str, Any] = field(default_factory=dict)  # the loss's own, e.g. {"gamma": 1, "every": 16}
+    # Modules imported before any other setting is checked, by the driver and by every worker before its candidate
+    # (their @register_loss, @register_metric, @register_executor... add names): ["my_losses"], on PYTHONPATH.
+    plugins: tuple[str, ...] = _TRAIN.plugins
     gp_lambda: float = _TRAIN.gp_lambda
     drift: float = _TRAIN.drift
     ema_beta: float = _TRAIN.ema_beta
@@ -126,7 +134,7 @@ class SearchConfig:
     eval_batch_size: int = 64
     inception_weights: str | None = None
     cache_dir: str | None = None  # reference statistics cache (default: ~/.cache/dggan or $DGGAN_CACHE)
-    executor: str = "inprocess"
+    executor: str = "inprocess"  # a registered executor's name (dggan.execution.executors.register_executor)
     workers: int = 1
     gpus_per_candidate: float = 1.0
     # Candidates sharing one GPU (see dggan.execution.executors): processes per GPU (local; Ray: 1/N GPU per task)
@@ -153,6 +161,8 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         normalize_fields(self, "search config")
+        # First: the modules it names register the losses, metrics and executors the other settings may name.
+        import_plugins(self.plugins, "search config: plugins")
 
         def need(ok: bool, message: str) -> None:
             if not ok:
@@ -181,8 +191,7 @@ class SearchConfig:
         need(self.inherit_policy in ("adapt", "fresh"), "inherit_policy must be 'adapt' or 'fresh'")
         need(self.new_layer_init in ("random", "identity"), "new_layer_init must be 'random' or 'identity'")
         check_device_name(self.device, "search config: device", allow_auto=True)
-        need(self.executor in EXECUTORS, f"executor must be {', '.join(EXECUTORS[:-1])} or {EXECUTORS[-1]}, got"
-             f" {self.executor!r}")
+        need(self.executor in executor_names(), f"executor must be {executor_choices()}, got {self.executor!r}")
         need(self.workers >= 1, "workers must be >= 1")
         need(0 < self.gpus_per_candidate <= 8, "gpus_per_candidate must be in (0, 8]")
         need(self.candidates_per_gpu is None or 1 <= self.candidates_per_gpu <= 64,
@@ -198,8 +207,21 @@ class SearchConfig:
             value = getattr(self, name)
             for item in value if isinstance(value, tuple) else (value,):
                 check_range("search config", name, item, low, high)
-        need(bool(self.kernels and self.filters) or not (self.grow_g or self.grow_d),
-             f"kernels and filters must each list at least one value while grow_g or grow_d is on, got kernels"
+        registered = action_kinds()
+        unknown = [name for name in self.actions if name not in registered]
+        others = ", ".join(name for name in registered if name not in PAPER_ACTIONS) or "none"
+        need(not unknown, f"actions names unregistered growth action(s) {', '.join(map(repr, unknown))};"
+             f" registered beyond the paper's three: {others} (register one with @register_action in a module"
+             " imported first, e.g. one the plugins setting names: docs/extending.md)")
+        paper = [name for name in self.actions if name in PAPER_ACTIONS]
+        need(not paper, f"actions lists {', '.join(paper)}: the paper's actions are switched by grow_g, grow_d and"
+             " grow_res; actions names the other registered ones (@register_action, docs/extending.md)")
+        twice = sorted({name for name in self.actions if self.actions.count(name) > 1})
+        need(not twice, f"actions names {', '.join(twice)} more than once")
+        convs = [name for name in self.actions if registered[name].conv]
+        need(bool(self.kernels and self.filters) or not (self.grow_g or self.grow_d or convs),
+             f"kernels and filters must each list at least one value while grow_g or grow_d"
+             f"{''.join(f' or {name}' for name in convs)} is on, got kernels"
              f" {list(self.kernels)} and filters {list(self.filters)}")
         try:
             self.action_space().actions()
@@ -211,6 +233,9 @@ class SearchConfig:
              f"max_steps is null and nothing limits the {' and '.join(endless)} layers, so the search would grow"
              f" forever; set max_steps, or max_{endless[0].lower() if endless else 'g'}_layers"
              f"{' and max_d_layers' if len(endless) == 2 else ''}")
+        need(self.max_steps is not None or not self.actions,
+             f"max_steps is null, and nothing says the registered actions {list(self.actions)} stop growing; set"
+             " max_steps")
         need(self.grow_res or self.target_resolution == self.base_resolution,
              "grow_res is disabled, so the search can never reach target_resolution; enable it or set"
              " target_resolution = base_resolution")
@@ -267,7 +292,7 @@ class SearchConfig:
     # ------------------------------------------------------------------ derived objects
     def action_space(self) -> ActionSpace:
         return ActionSpace(kernels=tuple(self.kernels), filters=tuple(self.filters), grow_g=self.grow_g,
-                           grow_d=self.grow_d, grow_res=self.grow_res)
+                           grow_d=self.grow_d, grow_res=self.grow_res, extra=tuple(self.actions))
 
     def limits(self) -> GrowthLimits:
         return GrowthLimits(self.target_resolution, self.max_g_layers, self.max_d_layers)

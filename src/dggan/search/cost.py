@@ -102,14 +102,22 @@ class CostSplit:
                 "total": self.total, "baseline_share": self.share(self.baseline), "text": self.text()}
 
 
+def work_seconds(rows: Iterable[CandidateRow], final: FinalRow | None = None) -> tuple[float, float]:
+    """(training, scoring) seconds recorded in a ledger: its candidates' and its final training's (the pick, the
+    points and the reported score are its scoring). Every view of a run's cost adds them up here."""
+    rows = list(rows)
+    train = sum(r.train_seconds or 0.0 for r in rows) + ((final.train_seconds or 0.0) if final else 0.0)
+    scoring = sum(r.eval_seconds or 0.0 for r in rows) + (float(final.extra.get("eval_seconds") or 0.0) if final
+                                                           else 0.0)
+    return train, scoring
+
+
 def _seconds(r: CandidateRow) -> float:
-    return (r.train_seconds or 0.0) + (r.eval_seconds or 0.0)
+    return sum(work_seconds([r]))
 
 
 def _final_seconds(final: FinalRow | None) -> float:
-    if final is None:
-        return 0.0
-    return (final.train_seconds or 0.0) + float(final.extra.get("eval_seconds") or 0.0)
+    return sum(work_seconds([], final))
 
 
 def after(rows: Iterable[CandidateRow], until: float | None) -> tuple[list[CandidateRow], list[CandidateRow]]:

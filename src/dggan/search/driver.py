@@ -22,23 +22,22 @@ from .._util.tensorboard import INSTALL_HINT, Board
 from .._util.tensorboard import available as board_available
 from .._util.threads import set_threads
 from ..errors import DgganError, SearchError
-from ..execution.executors import Executor, executor_for
+from ..execution.executors import Executor, executor_for, runs_in_process
 from ..execution.state import Status
 from ..model.actions import Action, apply_action
 from ..runs import RunLayout, run_lock
 from .algorithm import (
-    best_candidate,
     best_per_resolution,
     run_steps,
     seed_for,
 )
-from .baseline import BaselineCurve, resolutions, static_curve
 from .config import SearchConfig, create_run, load_run_config
-from .final import FinalTraining
+from .cost import work_seconds
+from .final import FinalTraining, best_at_target
 from .integrity import check_same_data
-from .ledger import CandidateRow, FinalRow, Heartbeat, Ledger
+from .ledger import CandidateRow, Heartbeat, Ledger
 from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
-from .proggan import run_baseline, train_route
+from .proggan import SearchBaseline, run_baseline
 from .runner import Runner
 from .watch import graphs_line
 
@@ -80,67 +79,19 @@ class SearchSummary:
         return ""
 
 
-class Search(FinalTraining):
-    """One run folder's search: reads the ledger, does the next thing, writes the result back."""
+class Search:
+    """One run folder's search: reads the ledger, does the next thing, writes the result back. Composed of the
+    ``runner`` (candidates -> executor -> ledger), the ``baseline`` it normalises by (trained on demand with the
+    auto baseline) and, at the end, the ``FinalTraining``."""
 
     def __init__(self, run_dir: str | Path, config: SearchConfig, executor: Executor, progress: bool = True,
                  log: Callable[[str], None] | None = None):
         self.runner = Runner(run_dir, config, executor, progress, log)
+        self.baseline = SearchBaseline(self.runner)
         self.layout, self.run_dir, self.ledger = self.runner.layout, self.runner.run_dir, self.runner.ledger
-        self.config, self.executor, self.progress, self.log = config, executor, progress, self.runner.log
+        self.config, self.executor, self.log = config, executor, self.runner.log
         self.rules = config.rules()
-        self.runner.curve = self.runner.rung_curve = static_curve(config)
         self._board = Board(None)
-
-    # ---------------------------------------------------------------- the baseline
-    def baseline(self, needs: dict[int, int] | None = None) -> BaselineCurve:
-        """The baseline curve, trained (``auto``) far enough to cover ``needs`` ({res: route iterations})."""
-        curve = self.runner.curve
-        if curve is not None and (not needs or self.config.baseline != "auto"
-                                  or all(curve.covers(r, i) for r, i in needs.items())):
-            if self.config.baseline != "auto" and self.ledger.get_meta("baseline") is None:
-                self.ledger.set_meta("baseline", curve.to_json())  # what the report shows as used
-            return curve
-        if self.config.baseline != "auto":
-            raise SearchError("internal: a static baseline has no curve")  # static_curve always returns one
-        stored = self.ledger.get_meta("baseline")
-        if stored and curve is None:
-            curve = self.runner.curve = BaselineCurve.from_json(stored)
-            rungs = self.ledger.get_meta("baseline_rungs")
-            self.runner.rung_curve = BaselineCurve.from_json(rungs) if rungs else curve
-            if not needs or all(curve.covers(r, i) for r, i in needs.items()):
-                return curve
-        first = self.config.initial_iterations or self.config.iterations
-        least = {res: first + k * self.config.iterations for k, res in enumerate(resolutions(self.config))}
-        wanted = {res: max(i, (needs or {}).get(res, 0)) for res, i in least.items()}
-        with train_route(self.layout.baseline.root, self.config, [wanted], self.executor, self.progress,
-                         self.log, tb_root=self.layout.tb / "baseline") as proggan:
-            assert proggan.curve is not None
-            # Intermediate rungs are compared with the baseline's own scores at the same fraction of its budget.
-            self.runner.curve = proggan.curve
-            self.runner.rung_curve = BaselineCurve.from_rungs(proggan.ledger.candidates(), proggan.ledger.rungs(),
-                                                              self.config.rung_metric or self.config.metric, "auto")
-        self.ledger.set_meta("baseline_rungs", self.runner.rung_curve.to_json())
-        self.ledger.set_meta("baseline", proggan.curve.to_json())
-        return proggan.curve
-
-    def _reuse_baseline_start(self, candidate: int) -> None:
-        """With the auto baseline, the first initial candidate is exactly the baseline's first one (same
-        genome, seed and budget): take its result instead of training it twice."""
-        sub = self.layout.baseline
-        if self.config.baseline != "auto" or not sub.ledger.exists():
-            return
-        row = self.ledger.get(candidate)
-        with Ledger.open(sub.ledger, readonly=True) as ledger:
-            twin = next((r for r in ledger.candidates(step=0, status=Status.DONE)
-                         if r.genome == row.genome and r.seed == row.seed), None)
-        if twin is None or twin.metric is None or twin.checkpoint is None:
-            return
-        normalized, info = self.baseline().normalize(twin.metric, row.resolution, row.route_iterations)
-        self.ledger.update(candidate, status=Status.DONE, metric=twin.metric, normalized_metric=normalized,
-                           extra={**twin.extra, **info, "reused": f"baseline candidate {twin.id}"},
-                           train_seconds=0.0, eval_seconds=0.0,
-                           checkpoint=self.layout.relative(sub.resolve(twin.checkpoint)))
 
     # ---------------------------------------------------------------- Algorithm 1 (algorithm.Steps)
     def candidates(self, step: int) -> Sequence[CandidateRow]:
@@ -150,7 +101,7 @@ class Search(FinalTraining):
             needs: dict[int, int] = {}
             for r in rows:
                 needs[r.resolution] = max(needs.get(r.resolution, 0), r.route_iterations or 0)
-            self.baseline(needs)  # equal-training normalisation: the baseline covers every route of this step
+            self.baseline.train_to(needs)  # equal-training normalisation: the baseline covers every route of this step
             self.runner.train_candidates(rows, f"step {step}", step=step)
         return self.ledger.candidates(step=step)
 
@@ -176,8 +127,7 @@ class Search(FinalTraining):
             for i, (parent, action) in enumerate(pairs)])
 
     def best_at_target(self) -> CandidateRow | None:
-        return best_candidate(self.ledger.candidates(status=Status.DONE), self.config.target_resolution,
-                              exact=True)
+        return best_at_target(self.ledger, self.config)
 
     # ---------------------------------------------------------------- TensorBoard
     def _open_board(self) -> Board:
@@ -211,12 +161,12 @@ class Search(FinalTraining):
         device = None if self.runner.device == "worker" else self.runner.device
         # The session's wall time is on record every 30 s, so a kill -9 loses at most that (dggan status, cost).
         with run_lock(self.run_dir), Heartbeat(self.layout.ledger, device=device, threads=self.config.threads) as beat:
-            if self.executor.name == "inprocess":
+            if runs_in_process(self.executor):  # the candidates train with this process's threads
                 threads = set_threads(self.config.threads)
                 beat.threads = threads
                 self.log(f"torch threads: {threads} ({'set' if self.config.threads else 'chosen from the free cores'})")
             first = self.config.initial_iterations or self.config.iterations
-            self.baseline({self.config.base_resolution: first})
+            self.baseline.train_to({self.config.base_resolution: first})
             if not self.ledger.candidates(step=0):
                 channels = data_channels(self.config)  # 1 for greyscale data such as digits
                 first_id = self.ledger.max_id() + 1
@@ -224,11 +174,11 @@ class Search(FinalTraining):
                                                    "seed": seed_for(self.config.seed, first_id + i),
                                                    "iterations": first, "route_iterations": first}
                                                   for i, g in enumerate(self.config.initial_genomes(channels))])
-                self._reuse_baseline_start(ids[0])
+                self.baseline.reuse_start(ids[0])
             with self._open_board() as self._board:
                 step, _ = run_steps(self.rules, self)
                 if self.config.final_iterations > 0 or self.config.baseline != "none":
-                    self.final()
+                    FinalTraining(self.runner, self.baseline, self._board).train()
                     final = self.ledger.final()
                     if final is not None:
                         self._board.scalars({"final_normalized": final.normalized_metric,
@@ -242,10 +192,10 @@ class Search(FinalTraining):
         graphs = graphs_line(rows)
         if graphs is not None:  # a fallback is said where the run ends, not only in a worker's stderr
             self.log(graphs)
-        train_s, eval_s = _work_seconds(rows, final)
+        train_s, eval_s = work_seconds(rows, final)
         if self.layout.baseline.ledger.exists():  # the auto baseline's work is part of this run
             with Ledger.open(self.layout.baseline.ledger, readonly=True) as sub:
-                sub_train, sub_eval = _work_seconds(sub.candidates(), sub.final())
+                sub_train, sub_eval = work_seconds(sub.candidates(), sub.final())
             train_s, eval_s = train_s + sub_train, eval_s + sub_eval
         sessions = json.loads(self.ledger.get_meta("sessions") or "[]")
         sessions.append({"ended": time.time(), "wall_seconds": wall, "executor": self.executor.name})
@@ -263,13 +213,6 @@ class Search(FinalTraining):
             "wall_seconds": summary.total_wall_seconds, "train_seconds": train_s, "eval_seconds": eval_s,
             "candidates": summary.candidates, "executor": self.executor.name}))
         return summary
-
-
-def _work_seconds(rows: list[CandidateRow], final: FinalRow | None) -> tuple[float, float]:
-    """Training and scoring seconds recorded in a ledger (the final training counts as training)."""
-    train = sum(r.train_seconds or 0 for r in rows) + ((final.train_seconds or 0) if final else 0)
-    evals = sum(r.eval_seconds or 0 for r in rows) + ((final.extra.get("eval_seconds", 0) or 0) if final else 0)
-    return train, evals
 
 
 def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resume: bool = False,

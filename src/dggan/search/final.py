@@ -24,24 +24,37 @@ import statistics
 from pathlib import Path
 
 from .._util.files import append_jsonl, atomic_write_bytes, atomic_write_json
+from .._util.tensorboard import Board
 from ..errors import SearchError
 from ..execution.state import Status
 from ..execution.worker import CandidateResult
 from ..metrics.seeds import Paired, selection_seed
 from ..runs import ModelFolder, write_model_description
 from ..training.checkpoint import CheckpointError, load_checkpoint
-from .algorithm import (
-    final_points,
-    pick_by_mean,
-    rank,
-)
-from .config import RESUME_HINT
+from .algorithm import best_candidate, final_points, pick_by_mean, rank
+from .config import RESUME_HINT, SearchConfig
 from .ledger import CandidateRow, FinalScore, Ledger
+from .proggan import SearchBaseline
+from .runner import Runner
+
+
+def best_at_target(ledger: Ledger, config: SearchConfig) -> CandidateRow | None:
+    """The best finished candidate at exactly the target resolution (Algorithm 1's one "best")."""
+    return best_candidate(ledger.candidates(status=Status.DONE), config.target_resolution, exact=True)
 
 
 class FinalTraining:
-    """The final pick and training of a ``Search`` (a mixin: it reads the search's ledger, runner, config,
-    layout, executor, log and baseline)."""
+    """The final pick and training of a search: ``train()`` does both (resuming from the ledger), through the
+    search's runner, normalised by its baseline; ``board`` gets the final training's points."""
+
+    def __init__(self, runner: Runner, baseline: SearchBaseline, board: Board | None = None):
+        self.runner, self.baseline = runner, baseline
+        self.config, self.ledger, self.layout = runner.config, runner.ledger, runner.layout
+        self.executor, self.log, self.run_dir = runner.executor, runner.log, runner.run_dir
+        self.board = board if board is not None else Board(None)
+
+    def best_at_target(self) -> CandidateRow | None:
+        return best_at_target(self.ledger, self.config)
 
     # ---------------------------------------------------------------- the ProgGAN route in the race
     def add_proggan_route(self) -> CandidateRow | None:
@@ -66,7 +79,7 @@ class FinalTraining:
                      " so it does not enter the final pick")
             return None
         root = min((r for r in rows if r.parent is None), key=lambda r: r.id)  # the route's own start
-        normalized, info = self.baseline().normalize(twin.metric, twin.resolution, twin.route_iterations)
+        normalized, info = self.baseline.train_to().normalize(twin.metric, twin.resolution, twin.route_iterations)
         # A continuation (no action) of the route's start: a replay neither draws it nor starts from it.
         cid = self.ledger.add_finished(
             {"step": best.step, "parent": root.id, "action": None, "genome": twin.genome, "seed": twin.seed,
@@ -113,7 +126,7 @@ class FinalTraining:
                   ref: dict | None) -> tuple[float | None, dict]:
         """``metric`` (scored with ``seed``) normalised by ProgGAN scored with the same seed (``ref``), with how;
         without ``ref`` by the baseline curve, scored with the search's seed (a fixed baseline is a number)."""
-        curve = self.baseline()
+        curve = self.baseline.train_to()
         normalized, info = curve.normalize(metric, resolution, route)
         if metric is None or ref is None:
             return normalized, {**info, "baseline_same_seed": not curve.varies or seed == self.config.seed}
@@ -212,7 +225,7 @@ class FinalTraining:
         return self.ledger.get(chosen)
 
     # ---------------------------------------------------------------- the final training
-    def final(self) -> None:
+    def train(self) -> None:
         """Train the pick ``final_iterations`` more into RUN/best as segments (a task each, continuing in the same
         folder from its own checkpoint), scored at ``final_points`` with a selection seed; the best snapshot is
         copied aside as it appears and becomes RUN/best (the last one RUN/best/last), then is scored once with
@@ -233,7 +246,7 @@ class FinalTraining:
             return
         extra_its = self.config.final_iterations
         start_route = best.route_iterations or 0
-        curve = self.baseline({best.resolution: start_route + extra_its})  # the ProgGAN baseline at equal training
+        curve = self.baseline.train_to({best.resolution: start_route + extra_its})  # ProgGAN at equal training
         source = self.runner.checkpoint_of(best.id)
         start = _iteration_of(Path(source), best.id)
         grid = [i - start_route for i, _ in curve.points.get(best.resolution, ())] if curve.varies else []
@@ -338,7 +351,7 @@ class FinalTraining:
         with contextlib.suppress(OSError):
             self.layout.best.mkdir(exist_ok=True)
             append_jsonl(self.layout.best_model.stats, row)
-        self._board.scalars({"metric": score.metric, "proggan": proggan,
+        self.board.scalars({"metric": score.metric, "proggan": proggan,
                              "normalized": score.normalized_metric}, score.route_iterations or 0, "final/")
         if count > 1:
             route = score.route_iterations or 0
@@ -348,7 +361,7 @@ class FinalTraining:
                 shown = "diverged"
             else:
                 shown = f"{self.config.metric} {score.metric:.4g}"
-                if proggan is not None and not self.baseline().varies:
+                if proggan is not None and not self.baseline.train_to().varies:
                     shown += f", the fixed baseline {proggan:.4g}: {score.normalized_metric:.3f} of it"
                 elif proggan is not None and score.extra.get("baseline_same_seed"):
                     shown += f", ProgGAN as long {proggan:.4g}: {score.normalized_metric:.3f} of ProgGAN"
@@ -358,7 +371,7 @@ class FinalTraining:
     def _finish_final(self, best: CandidateRow, points: dict[int, FinalScore], single: bool, source: str,
                       start_route: int) -> None:
         """RUN/best := the best snapshot (RUN/best/last the last), scored with the search's seed; the final row."""
-        model, curve = self.layout.best_model, self.baseline()
+        model, curve = self.layout.best_model, self.baseline.train_to()
         finished = [g for g in points.values() if g.metric is not None]
         last = points[max(points)]
         seconds = sum(float(g.extra.get("eval_seconds", 0.0)) + float(g.extra.get("baseline_eval_seconds", 0.0))

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from .._util.files import readable
-from ..errors import LedgerError
+from .._util.plugins import import_plugins
+from ..errors import ConfigError, InvalidActionError, LedgerError
 from ..execution.state import STATUSES, Status
 from ..model.actions import Action
 from ..model.genome import Genome
@@ -354,7 +355,16 @@ class Ledger:
         except sqlite3.Error as exc:  # e.g. a read-only folder, where the write-ahead log cannot be made
             raise LedgerError(f"{path}: cannot open the ledger for writing ({exc}); check the folder's"
                               " permissions and free space") from None
-        return cls(path, conn, version)
+        ledger = cls(path, conn, version)
+        ledger._import_plugins()
+        return ledger
+
+    def _import_plugins(self) -> None:
+        """The run's ``plugins``, imported so that its rows read back (a growth action a plugin registered).
+        One that cannot be imported here is said where it matters (a row naming its action), not at open: a view
+        of a run whose loss plugin is elsewhere still works."""
+        with suppress(ConfigError, sqlite3.Error, LedgerError, json.JSONDecodeError):
+            import_plugins(self.settings().get("plugins") or (), f"{self.path}: plugins")
 
     @classmethod
     def _version(cls, path: Path) -> int:
@@ -743,6 +753,13 @@ def _row(r: sqlite3.Row, path: Path) -> CandidateRow:
             iterations=r["iterations"] if "iterations" in keys else None,
             route_iterations=r["route_iterations"] if "route_iterations" in keys else None,
             updated=r["updated"] if "updated" in keys else None)
+    except InvalidActionError as exc:
+        if "unknown action kind" not in str(exc):
+            raise LedgerError(f"{path}: candidate {r['id']} is unreadable ({exc}); the ledger was edited or"
+                              " damaged: restore it from a backup") from None
+        raise LedgerError(f"{path}: candidate {r['id']} took a growth action that no imported module registers"
+                          f" ({exc}); a plugin of this run registers it: put the modules of its `plugins` setting on"
+                          " PYTHONPATH") from None
     except (ValueError, TypeError) as exc:  # a broken genome, action or JSON in one row
         raise LedgerError(f"{path}: candidate {r['id']} is unreadable ({exc}); the ledger was edited or"
                           " damaged: restore it from a backup") from None

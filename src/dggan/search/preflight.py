@@ -70,11 +70,9 @@ def check_sizes(config: SearchConfig) -> None:
     space = config.action_space()
     for genome in config.initial_genomes():
         check_fits(genome, config.batch_size, device, config.memory_limit_gb, "an initial genome", **graphs)
-        for kind, enabled in (("grow_g", config.grow_g), ("grow_d", config.grow_d)):
-            if not enabled:
-                continue
+        for kind in dict.fromkeys(a.kind for a in space.actions() if a.kernel is not None):  # the conv actions
             try:
-                grown = apply_action(genome, Action(kind, max(config.kernels), max(config.filters)),  # type: ignore[arg-type]
+                grown = apply_action(genome, Action(kind, max(config.kernels), max(config.filters)),
                                      config.limits(), space)
             except InvalidActionError:  # e.g. max_g_layers = 0: that layer is never grown
                 continue
@@ -83,15 +81,11 @@ def check_sizes(config: SearchConfig) -> None:
 
 
 def check_executor(config: SearchConfig) -> None:
-    """The slurm executor's submitit (and SLURM with its accounting) are here, and the partition can run the
-    jobs the settings ask for, before any work starts."""
-    if config.executor == "slurm":
-        from ..execution.slurm import check_slurm, job_request, partition_info
+    """What the executor registered to check before any work starts (the slurm executor: submitit, SLURM with
+    its accounting, and a partition that can run the jobs the settings ask for)."""
+    from ..execution.executors import check_executor_settings
 
-        check_slurm(config.slurm_cluster)
-        if config.slurm_cluster == "slurm":
-            job_request(partition_info(config.slurm_partition), config.slurm_gpus, config.slurm_cpus_per_task,
-                        config.device)
+    check_executor_settings(config)
 
 
 def validate_new_search(config: SearchConfig, run_dir: str | Path | None = None) -> None:

@@ -16,8 +16,9 @@ from ..execution.state import Status
 from ..model.actions import Action, apply_action
 from ..runs import RunLayout, run_lock
 from .algorithm import seed_for
-from .baseline import BaselineCurve, baseline_config, longest_route, resolutions
+from .baseline import BaselineCurve, Curves, baseline_config, longest_route, resolutions, static_curve
 from .config import SearchConfig, create_run
+from .ledger import Ledger
 from .preflight import data_channels, validate_new_search
 from .runner import Runner
 
@@ -80,11 +81,12 @@ def extend_route(runner: Runner, needs: dict[int, int], desc: str = "baseline",
 
 def route_runner(root: Path, search_config: SearchConfig, executor: Executor, progress: bool = True,
                  log: Callable[[str], None] | None = None, tb_root: Path | None = None) -> Runner:
-    """The ProgGAN route of ``search_config``'s search in the run folder ``root`` (made when missing)."""
+    """The ProgGAN route of ``search_config``'s search in the run folder ``root`` (made when missing). Its
+    ``curves`` are its own: ``full`` is the route's curve once ``extend_route`` has trained it."""
     sub = baseline_config(search_config)
     if not RunLayout(root).ledger.exists():
         create_run(root, sub)
-    return Runner(root, sub, executor, progress, log, tb_root=tb_root)
+    return Runner(root, sub, executor, progress, log, tb_root=tb_root, curves=Curves())
 
 
 def train_route(root: Path, search_config: SearchConfig, needs: Iterable[dict[int, int]], executor: Executor,
@@ -96,7 +98,7 @@ def train_route(root: Path, search_config: SearchConfig, needs: Iterable[dict[in
     runner = route_runner(root, search_config, executor, progress, log, tb_root)
     try:
         for need in needs:
-            runner.curve = extend_route(runner, need, desc, stride)
+            runner.curves.full = extend_route(runner, need, desc, stride)
     except BaseException:
         runner.close()
         raise
@@ -122,3 +124,69 @@ def run_baseline(run_dir: str | Path, config: SearchConfig, *, executor: Executo
     finally:
         if own:
             executor.close()
+
+
+class SearchBaseline:
+    """The ProgGAN baseline a search divides its scores by: a fixed curve, or (``auto``) the ProgGAN route trained
+    in RUN/baseline on demand, as far as the search's candidates reach. It owns the runner's ``curves``."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+        self.config, self.ledger, self.layout = runner.config, runner.ledger, runner.layout
+        runner.curves.full = runner.curves.rungs = static_curve(self.config)
+
+    @property
+    def curves(self) -> Curves:
+        return self.runner.curves
+
+    def train_to(self, needs: dict[int, int] | None = None) -> BaselineCurve:
+        """The baseline curve, its route trained further first (``auto``) where it does not cover ``needs``
+        ({res: route iterations}); with no needs, as far as it was trained (its first budget at least)."""
+        curves, config = self.curves, self.config
+        curve = curves.full
+        if curve is not None and (not needs or config.baseline != "auto"
+                                  or all(curve.covers(r, i) for r, i in needs.items())):
+            if config.baseline != "auto" and self.ledger.get_meta("baseline") is None:
+                self.ledger.set_meta("baseline", curve.to_json())  # what the report shows as used
+            return curve
+        if config.baseline != "auto":
+            raise SearchError("internal: a static baseline has no curve")  # static_curve always returns one
+        stored = self.ledger.get_meta("baseline")
+        if stored and curve is None:
+            curve = curves.full = BaselineCurve.from_json(stored)
+            rungs = self.ledger.get_meta("baseline_rungs")
+            curves.rungs = BaselineCurve.from_json(rungs) if rungs else curve
+            if not needs or all(curve.covers(r, i) for r, i in needs.items()):
+                return curve
+        first = config.initial_iterations or config.iterations
+        least = {res: first + k * config.iterations for k, res in enumerate(resolutions(config))}
+        wanted = {res: max(i, (needs or {}).get(res, 0)) for res, i in least.items()}
+        runner = self.runner
+        with train_route(self.layout.baseline.root, config, [wanted], runner.executor, runner.progress,
+                         runner.log, tb_root=self.layout.tb / "baseline") as proggan:
+            assert proggan.curves.full is not None
+            curves.full = proggan.curves.full
+            # Intermediate rungs are compared with the baseline's own scores at the same fraction of its budget.
+            curves.rungs = BaselineCurve.from_rungs(proggan.ledger.candidates(), proggan.ledger.rungs(),
+                                                    config.rung_metric or config.metric, "auto")
+        self.ledger.set_meta("baseline_rungs", curves.rungs.to_json())
+        self.ledger.set_meta("baseline", curves.full.to_json())
+        return curves.full
+
+    def reuse_start(self, candidate: int) -> None:
+        """With the auto baseline, the first initial candidate is exactly the baseline's first one (same genome,
+        seed and budget): take its result instead of training it twice."""
+        sub = self.layout.baseline
+        if self.config.baseline != "auto" or not sub.ledger.exists():
+            return
+        row = self.ledger.get(candidate)
+        with Ledger.open(sub.ledger, readonly=True) as ledger:
+            twin = next((r for r in ledger.candidates(step=0, status=Status.DONE)
+                         if r.genome == row.genome and r.seed == row.seed), None)
+        if twin is None or twin.metric is None or twin.checkpoint is None:
+            return
+        normalized, info = self.train_to().normalize(twin.metric, row.resolution, row.route_iterations)
+        self.ledger.update(candidate, status=Status.DONE, metric=twin.metric, normalized_metric=normalized,
+                           extra={**twin.extra, **info, "reused": f"baseline candidate {twin.id}"},
+                           train_seconds=0.0, eval_seconds=0.0,
+                           checkpoint=self.layout.relative(sub.resolve(twin.checkpoint)))

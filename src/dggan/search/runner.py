@@ -14,25 +14,23 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from .._util.durations import duration
 from .._util.progress import progress_bar
 from ..errors import SearchError
-from ..execution.executors import Executor
+from ..execution.executors import Executor, runs_in_process
 from ..execution.state import Status
 from ..execution.worker import CandidateResult, CandidateTask
 from ..metrics.refstats import default_cache_dir
 from ..runs import ModelFolder, RunLayout
 from ..training.checkpoint import load_checkpoint
 from .algorithm import best_candidate, halve
+from .baseline import Curves
 from .config import RESUME_HINT, SearchConfig
 from .ledger import WAITING_KEY, CandidateRow, Ledger
-
-if TYPE_CHECKING:
-    from .baseline import BaselineCurve
 
 # (candidate, rung index, (its own iterations at that rung, metric), whether it is its last rung)
 Todo = tuple[CandidateRow, int, tuple[int, str], bool]
@@ -94,7 +92,7 @@ class Runner:
     """One run folder's candidates: builds their tasks, hands them to the executor, records the results."""
 
     def __init__(self, run_dir: str | Path, config: SearchConfig, executor: Executor, progress: bool = True,
-                 log: Callable[[str], None] | None = None, tb_root: Path | None = None):
+                 log: Callable[[str], None] | None = None, tb_root: Path | None = None, curves: Curves | None = None):
         self.layout = RunLayout(run_dir)
         self.run_dir = self.layout.root
         # TensorBoard logs: RUN/tb; a baseline trained inside a run logs under that run's RUN/tb/baseline.
@@ -104,10 +102,10 @@ class Runner:
         self.progress = progress
         self.log = log or self._log
         self.ledger = Ledger.open(self.layout.ledger)
-        self.device = "worker" if executor.name != "inprocess" else config.resolved_device()
-        # What scores are normalised by: the whole budget's and intermediate rungs' baseline (set by the owner).
-        self.curve: BaselineCurve | None = None
-        self.rung_curve: BaselineCurve | None = None
+        # In the driver's process, candidates train on its device; elsewhere, each worker picks its own.
+        self.device = config.resolved_device() if runs_in_process(executor) else "worker"
+        # What scores are normalised by (the owner trains the baseline and updates it; none: raw metrics).
+        self.curves = curves if curves is not None else Curves()
 
     def close(self) -> None:
         """Close the ledger (its write-ahead log is folded back in, so the run folder is left clean)."""
@@ -151,7 +149,7 @@ class Runner:
             inherit_policy=self.config.inherit_policy, new_layer_init=self.config.new_layer_init,
             checkpoint_every=self.config.checkpoint_every, sample_grid=self.config.sample_grid,
             eval_options=self.eval_options(eval_seed), continue_from=continue_from,
-            progress=self.progress and self.executor.name == "inprocess",  # bars of other processes would garble
+            progress=self.progress and runs_in_process(self.executor),  # bars of other processes would garble
             threads=self.config.threads, tb_dir=str(self.tb_root / out_dir.name) if self.config.tensorboard else None,
             source_genome_key=None if source is None else source.key(),
             source_candidate=row.parent if parent_checkpoint is not None else None)
@@ -195,7 +193,7 @@ class Runner:
     def record(self, result: CandidateResult, row: CandidateRow, rung: int, rung_its: int, last: bool) -> None:
         """A candidate's score at a rung (the last rung is its whole budget: its result)."""
         route = (row.route_iterations or 0) - self.own_budget(row) + rung_its
-        curve = self.curve if last else self.rung_curve
+        curve = self.curves.full if last else self.curves.rungs
         normalized, info = None, {}
         if result.status == Status.DONE and curve is not None:
             normalized, info = curve.normalize(result.metric, row.resolution, route)
@@ -251,7 +249,8 @@ class Runner:
         bar = progress_bar(total=len(tasks), desc=desc, unit="cand", disable=None if self.progress else True,
                            detail=IterationProgress(tasks) if self.progress else None)
         # A ProgGAN route's own runner (baseline "none") holds its own curve: ProgGAN over itself says nothing.
-        normalized = self.curve is not None and self.curve.kind != "none" and self.config.baseline != "none"
+        full = self.curves.full
+        normalized = full is not None and full.kind != "none" and self.config.baseline != "none"
         label = f"best {self.config.metric}/ProgGAN"
         if hasattr(self.executor, "on_wait"):  # the slurm executor says why its jobs wait (squeue's reason)
             self.executor.on_wait = lambda message: self._waiting(bar, message)

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._util.plugins import import_plugins
 from .._util.settings import coerce, normalize_fields
 from ..errors import ConfigError
 from .loss import Loss, make_loss
@@ -56,9 +57,13 @@ class TrainConfig:
     divergence_threshold: float = 1e5  # |D loss| beyond this counts as an exploding critic
     check_every: int = 10  # how often (iterations) losses are pulled to the host and checked
     memory_limit_gb: float | None = None  # refuse genomes estimated to need more (default: the device's memory)
+    # Modules imported before anything else is checked (their losses and metrics register themselves): in the
+    # process that reads these settings and in every worker that trains a candidate with them.
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         normalize_fields(self, "train config")
+        import_plugins(self.plugins, "train config: plugins")
         checks = [
             (self.iterations >= 1, "iterations must be >= 1"),
             (self.batch_size >= 2, "batch_size must be >= 2 (minibatch stddev needs a batch)"),

@@ -15,6 +15,7 @@ from ...errors import GenomeError, LedgerError, ReportError
 from ...runs import LEDGER_NAME, RunLayout
 from ...search.algorithm import route, search_result
 from ...search.baseline import BaselineCurve
+from ...search.cost import work_seconds
 from ...search.ledger import CandidateRow, FinalRow, Ledger, RungRow
 from .. import analyses
 
@@ -112,7 +113,7 @@ def _run_seconds(layout: RunLayout) -> tuple[float | None, float | None]:
     try:
         if layout.baseline.ledger.is_file():
             with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
-                baseline = sum((r.train_seconds or 0.0) + (r.eval_seconds or 0.0) for r in sub.candidates())
+                baseline = sum(work_seconds(sub.candidates()))
         with Ledger.open(layout.ledger, readonly=True) as ledger:
             wall = ledger.session_seconds() or None
     except (LedgerError, ValueError, sqlite3.Error):

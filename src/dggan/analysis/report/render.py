@@ -20,6 +20,7 @@ from typing import Any
 
 from ..._util.files import atomic_write_bytes
 from ...runs import CHECKPOINT_NAME, SAMPLES_NAME, RunLayout
+from ...search.cost import work_seconds
 from ...search.ledger import CandidateRow, FinalRow
 from ...search.watch import final_training_curve
 from .. import analyses, plots
@@ -154,8 +155,7 @@ def _overview(data: RunData) -> str:
         ("K (top-K kept) / p (sampling probability)", f"{k} / {p:g}"),
         ("Metric", f"{settings.get('metric', '?')} (lower is better); analyses use {key}"),
         ("ProgGAN baseline", _baseline_text(data)),
-        ("Candidates' training and scoring", duration(sum((r.train_seconds or 0.0) + (r.eval_seconds or 0.0)
-                                                          for r in rows))),
+        ("Candidates' training and scoring", duration(sum(work_seconds(rows)))),
         ("ProgGAN baseline's training and scoring", duration(data.baseline_seconds)),
         ("Wall time of the search (every session)", duration(data.wall_seconds)),
         *_cost_items(data),
@@ -169,7 +169,7 @@ def _final_text(final: FinalRow | None) -> str:
     the points, the reported score). The ProgGAN route trains nothing here: the baseline already had."""
     if final is None:
         return "not recorded"
-    train, scoring = final.train_seconds or 0.0, float(final.extra.get("eval_seconds") or 0.0)
+    train, scoring = work_seconds([], final)
     text = (f"candidate {final.candidate}: {final.status.value}; {duration(train + scoring)}: training"
             f" {duration(train)}, scoring {duration(scoring)}")
     if final.extra.get("proggan_route"):
