@@ -501,7 +501,7 @@ def defaults_free_memory(ctx: Ctx) -> dict[str, Any]:
         try:
             start, start_reserved = allocated(ctx), torch.cuda.memory_reserved() if ctx.cuda else None
             for i in range(n):
-                train = search.train_config(iterations, seed=i, device=ctx.device).to_dict()
+                train = search.train_config(iterations, seed=i, device=ctx.device)
                 task = CandidateTask(candidate_id=i + 1, genome_json=genome.to_json(), parent_checkpoint=None,
                                      out_dir=f"{tmp}/c{i + 1:05d}", train=train, data=data, metric="swd64",
                                      sample_grid=0, eval_options={"batch_size": 32})

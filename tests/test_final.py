@@ -98,7 +98,7 @@ def test_the_proggan_routes_final_training_is_the_baselines_own(tmp_path: Path) 
         final, points = ledger.final(), ledger.final_scores("point")
     assert final is not None and final.extra["proggan_route"] is True and len(points) == 5
     best_tasks = [t for t in executor.tasks if Path(t.out_dir).name == "best"]
-    assert best_tasks and all(t.until == t.train["iterations"] - 1 for t in best_tasks)  # nothing trained twice
+    assert best_tasks and all(t.until == t.train.iterations - 1 for t in best_tasks)  # nothing trained twice
     assert all(g.extra["checkpoint"].startswith("baseline/") for g in points[1:])
     last = run / "best" / "last" / "checkpoint.safetensors"
     assert read_iteration(last) == read_iteration(run / points[-1].extra["checkpoint"])
@@ -139,7 +139,7 @@ def test_the_pick_is_the_best_mean_over_selection_seeds_and_records_the_spread(t
     best = min(pick["candidates"], key=lambda c: (c["mean"], c["id"]))
     assert pick["candidate"] == best["id"] == final.candidate and final.extra["pick"] == pick
     scoring = [t for t in executor.tasks if int(t.eval_options["seed"]) in seeds]
-    assert scoring and all(t.until == t.train["iterations"] - 1 for t in scoring)  # they only score
+    assert scoring and all(t.until == t.train.iterations - 1 for t in scoring)  # they only score
 
 
 # ---------------------------------------------------------------------- the best snapshot
@@ -237,7 +237,7 @@ def test_a_grown_final_model_is_normalised_by_proggan_on_the_same_seed(tmp_path:
         assert g.normalized_metric == pytest.approx(g.metric / g.extra["baseline"])
     proggan_tasks = [t for t in executor.tasks if "baseline" in Path(t.out_dir).parts and t.until is not None
                      and int(t.eval_options["seed"]) != 0]
-    assert proggan_tasks and all(t.until == t.train["iterations"] - 1 for t in proggan_tasks)  # scored, not trained
+    assert proggan_tasks and all(t.until == t.train.iterations - 1 for t in proggan_tasks)  # scored, not trained
 
 
 def _is_final(task: CandidateTask) -> bool:

@@ -114,7 +114,8 @@ def emulated(genome: Genome, data: SyntheticShapes, cfg: TrainConfig = CFG) -> t
 def task(tmp_path: Path, genome: Genome, cid: int = 1, **train: Any) -> CandidateTask:
     return CandidateTask(candidate_id=cid, genome_json=genome.to_json(), parent_checkpoint=None,
                          out_dir=str(tmp_path / f"c{cid:05d}"),
-                         train={"iterations": 6, "batch_size": 8, "log_every": 3, "device": "cpu", **train},
+                         train=TrainConfig(**{"iterations": 6, "batch_size": 8, "log_every": 3, "device": "cpu",
+                                              **train}),
                          data="synthetic:n=64,res=16", metric="swd32", sample_grid=0,
                          eval_options={"batch_size": 32})
 

@@ -21,7 +21,7 @@ from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
 from dggan.search.watch import graphs_line, read_status
 from dggan.training.cuda_graphs import EmulatedBackend, reset_graphs_in_process
-from dggan.training.trainer import Trainer
+from dggan.training.trainer import TrainConfig, Trainer
 
 STICKY = "CUDA error: an illegal memory access was encountered (simulated)"
 
@@ -37,7 +37,8 @@ def _graphs_allowed_again() -> Iterator[None]:
 def task(tmp_path: Path, genome: Genome, cid: int = 1, **train: Any) -> CandidateTask:
     return CandidateTask(candidate_id=cid, genome_json=genome.to_json(), parent_checkpoint=None,
                          out_dir=str(tmp_path / f"c{cid:05d}"),
-                         train={"iterations": 6, "batch_size": 8, "log_every": 3, "device": "cpu", **train},
+                         train=TrainConfig(**{"iterations": 6, "batch_size": 8, "log_every": 3, "device": "cpu",
+                                              **train}),
                          data="synthetic:n=64,res=16", metric="swd32", sample_grid=0,
                          eval_options={"batch_size": 32})
 

@@ -185,7 +185,7 @@ def test_a_parent_checkpoint_swapped_for_another_models_stops_the_search(tmp_pat
 
     def task(expected: Genome, out: str) -> CandidateTask:
         return CandidateTask(candidate_id=5, genome_json=child.to_json(), parent_checkpoint=str(swapped),
-                             out_dir=str(tmp_path / out), train=config.to_dict(), data=data, metric="swd16",
+                             out_dir=str(tmp_path / out), train=config, data=data, metric="swd16",
                              sample_grid=0, eval_options={"batch_size": 8, "seed": 0}, source_genome_key=expected.key())
 
     refused = run_candidate(task(parent, "c5"))

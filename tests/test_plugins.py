@@ -266,17 +266,25 @@ def test_train_takes_a_plugin_and_its_checkpoint_records_it(tmp_path: Path, plug
     assert train["loss"] == "hinge" and train["plugins"] == [plugin]
 
 
+def arrived(**fields: object) -> TrainConfig:
+    """A task's settings as a worker process unpickles them: no check runs, its plugins are not imported yet."""
+    config = TrainConfig()
+    for name, value in fields.items():
+        object.__setattr__(config, name, value)
+    return config
+
+
 def test_a_worker_imports_the_plugins_its_task_names(tmp_path: Path, plugin: str) -> None:
     """What every worker runs first (local pool processes, Ray tasks, SLURM jobs): the task's plugins."""
     task = CandidateTask(candidate_id=3, genome_json="{}", parent_checkpoint=None, out_dir=str(tmp_path / "c3"),
-                         train={"plugins": ["no_such_plugin_mod"]}, data="synthetic", metric="swd32")
+                         train=arrived(plugins=("no_such_plugin_mod",)), data="synthetic", metric="swd32")
     result = run_candidate(task)
     assert result.retry and "candidate 3: plugins: cannot import the plugin module 'no_such_plugin_mod'" in \
         (result.error or "")  # not the candidate's fault: the search stops with this, the candidate stays pending
     assert plugin not in sys.modules
     import dataclasses
 
-    result = run_candidate(dataclasses.replace(task, train={"plugins": [plugin]}))
+    result = run_candidate(dataclasses.replace(task, train=arrived(plugins=(plugin,))))
     assert plugin in sys.modules and "hinge" in loss_registry._LOSSES  # imported, then the next step failed
     assert "plugins" not in (result.error or "")
 

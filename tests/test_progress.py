@@ -74,7 +74,7 @@ def test_a_plain_line_says_the_iterations_and_the_time_left(tmp_path) -> None:
     folder = tmp_path / "c00012"
     folder.mkdir()
     (folder / "stats.jsonl").write_text(json.dumps({"iteration": 4800}) + "\n")  # where it continues from
-    task = SimpleNamespace(out_dir=str(folder), until=None, train={"iterations": 6200}, continue_from=None)
+    task = SimpleNamespace(out_dir=str(folder), until=None, train=SimpleNamespace(iterations=6200), continue_from=None)
     now = [0.0]
     detail = IterationProgress([task], clock=lambda: now[0])  # type: ignore[list-item]
     assert detail() == "0/1,400 iterations"

@@ -21,6 +21,7 @@ from dggan.execution.worker import CandidateTask
 from dggan.search.config import SearchConfig
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
+from dggan.training.config import TrainConfig
 
 submitit = pytest.importorskip("submitit")
 
@@ -42,8 +43,8 @@ def comparable(run: Path) -> list[tuple[Any, ...]]:
 
 
 def task(cid: int, out: Path) -> CandidateTask:
-    return CandidateTask(candidate_id=cid, genome_json="{}", parent_checkpoint=None, out_dir=str(out), train={},
-                         data="synthetic", metric="swd32")
+    return CandidateTask(candidate_id=cid, genome_json="{}", parent_checkpoint=None, out_dir=str(out),
+                         train=TrainConfig(), data="synthetic", metric="swd32")
 
 
 def stand_ins(bin_dir: Path, **scripts: str) -> None:

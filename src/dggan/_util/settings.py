@@ -2,7 +2,11 @@
 
 ``TrainConfig`` and ``SearchConfig`` are frozen dataclasses. ``coerce`` turns values from JSON files and
 ``--set KEY=VALUE`` into each field's type (``--set lr=1`` is a float, ``--set data=123`` a string) and
-``normalize_fields`` rejects what cannot be converted, naming the field, before any range check runs.
+``normalize_fields`` rejects what cannot be converted, naming the field, before any range check runs. What a
+setting accepts beyond its type (a range, choices) is its field's metadata, ``setting(default, low=..., ...)``,
+and ``check_fields`` is the one validator that reads it; the CLI's flags read the same metadata
+(``dggan.cli.options``). ``settings_of`` gives a dataclass another one's fields (SearchConfig every TrainConfig
+knob), each defined once.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import re
 import types
 import typing
 from functools import cache
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from ..errors import ConfigError
 
 # Integers must fit what SQLite (the ledger) and C longs (numpy, torch) hold: a larger one would be accepted
 # here and fail later with OverflowError, after a run folder exists.
 INT_LIMIT = 2**63
+T = TypeVar("T", bound=type)
 # The most samples a metric may ask for: 100x the paper's 50k, far beyond any use, far below an overflow.
 class _Bad(ValueError):
     """A value of the right kind that is still not acceptable; its text says why (joined to the error)."""
@@ -186,13 +191,149 @@ def parse_assignment(item: str) -> tuple[str, Any]:
         return key, value  # plain strings need no quotes: --set data=cifar10:/data
 
 
-def check_range(source: str, name: str, value: int | float | None, low: float, high: float) -> None:
-    """``low <= value <= high`` (None passes: the field's default applies), else a ConfigError naming the field
-    and the bound it crossed."""
-    if value is not None and value < low:
-        raise ConfigError(f"{source}: {name} must be >= {low:,}, got {value:,}")
-    if value is not None and value > high:
-        raise ConfigError(f"{source}: {name} must be <= {high:,}, got {value:,}")
+# ---------------------------------------------------------------------- what each setting accepts
+# A setting's range and choices live in its dataclass field's metadata (``setting(default, low=..., ...)``), spelled
+# once: ``check_fields`` checks every field of a TrainConfig or SearchConfig against them, and the CLI's flags
+# that set the same thing read them (``dggan.cli.options.setting_flag``, ``setting_range``).
+SPEC_KEY = "dggan.setting"  # the metadata key of a field's Spec
+SEED_RANGE = (0, 2**32 - 1)  # seeds are 32-bit everywhere: the seed settings, --seed, a dataset spec's seed=
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What a setting accepts beyond its type: ``low <= value`` (``low < value`` with ``low_open``), ``value <=
+    high`` (``<`` with ``high_open``), one of ``choices`` (a tuple, or a function giving the registered names),
+    a power of two, or what ``check(value, name)`` accepts (it raises the ConfigError itself). A list setting's
+    items are checked one by one; null (where the type allows it) always passes. ``note`` is said after what
+    is allowed ("(GiB)"), ``null`` what null means ("the device's own memory")."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] | typing.Callable[[], typing.Sequence[str]] | None = None
+    power_of_two: bool = False
+    check: typing.Callable[[Any, str], object] | None = None
+    note: str = ""
+    null: str = ""
+
+    def allowed(self) -> tuple[str, ...] | None:
+        """The choices (the registered names now, for a function), or None for a setting without choices."""
+        if self.choices is None:
+            return None
+        return tuple(self.choices() if callable(self.choices) else self.choices)
+
+    def range(self) -> tuple[float, float]:
+        """``(low, high)``, unbounded sides as -inf/inf."""
+        return (-math.inf if self.low is None else self.low, math.inf if self.high is None else self.high)
+
+    def validate(self, name: str, value: Any, nullable: bool = False) -> None:
+        """Raise ConfigError("{name} must be ..., got {value}") when ``value`` (one item of a list setting) is not
+        accepted; ``nullable``: say "or null" (the field's type allows it)."""
+        if value is None:
+            return
+        if self.check is not None:
+            self.check(value, name)
+        tail = f" {self.note}" if self.note else ""
+        if nullable:
+            tail += f" or null ({self.null})" if self.null else " or null"
+        allowed = self.allowed()
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{name} must be {one_of(allowed)}{tail}, got {value!r}")
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if below or above:
+            if self.low is not None and self.high is not None and isinstance(value, float):
+                what = (f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}",
+                        str(value))  # a float's interval: "p must be in (0, 1], got 1.5"
+            elif below:
+                what = (f"{'>' if self.low_open else '>='} {self.low:,}", f"{value:,}")
+            else:
+                what = (f"{'<' if self.high_open else '<='} {self.high:,}", f"{value:,}")
+            raise ConfigError(f"{name} must be {what[0]}{tail}, got {what[1]}")
+        if self.power_of_two and isinstance(value, int) and value & (value - 1):
+            raise ConfigError(f"{name} must be a power of two{tail}, got {value}")
+
+
+def one_of(names: typing.Sequence[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``: the choices as a message lists them."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, low: float | None = None,
+            above: float | None = None, high: float | None = None, below: float | None = None,
+            choices: tuple[str, ...] | typing.Callable[[], typing.Sequence[str]] | None = None,
+            power_of_two: bool = False, check: typing.Callable[[Any, str], object] | None = None, note: str = "",
+            null: str = "") -> Any:
+    """A dataclass field with what it accepts in its metadata: ``low``/``high`` inclusive bounds, ``above``/
+    ``below`` exclusive ones (``lr: float = setting(1e-3, above=0)``), ``choices``, ``power_of_two``, ``check``
+    (see ``Spec``); ``factory`` for a mutable default."""
+    if low is not None and above is not None or high is not None and below is not None:
+        raise TypeError("setting(): give low or above, high or below, not both")
+    spec = Spec(low=above if low is None else low, high=below if high is None else high, low_open=above is not None,
+                high_open=below is not None, choices=choices, power_of_two=power_of_two, check=check, note=note,
+                null=null)
+    return dataclasses.field(default=default, default_factory=factory, metadata={SPEC_KEY: spec})
+
+
+def spec_of(cls: type, name: str) -> Spec | None:
+    """The Spec of a dataclass's field ``name`` (None: only its type is checked); KeyError if it has no such field."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return fields[name].metadata.get(SPEC_KEY)
+
+
+def check_fields(obj: Any, source: str) -> None:
+    """THE validator: every field of the dataclass ``obj`` against its field's Spec (range, choices, power of two,
+    check), a list setting item by item; the first that is not accepted raises a ConfigError naming ``source``,
+    the setting, what it accepts and the value. Run after ``normalize_fields`` (the types are right by then);
+    what relates two settings (target_resolution >= base_resolution) the dataclass checks itself."""
+    types_ = field_types(type(obj))
+    for f in dataclasses.fields(obj):
+        spec = f.metadata.get(SPEC_KEY)
+        if spec is None:
+            continue
+        value = getattr(obj, f.name)
+        nullable = type(None) in _options(types_[f.name])
+        for item in value if isinstance(value, tuple) else (value,):
+            spec.validate(f"{source}: {f.name}", item, nullable)
+
+
+def settings_of(source: type, exclude: typing.Iterable[str] = (), at: str = "INCLUDED") -> typing.Callable[[T], T]:
+    """Class decorator, under ``@dataclass``: the class gets every field of the dataclass ``source`` but
+    ``exclude``, each with its type, default and Spec as ``source`` declares it, in ``source``'s order, where the
+    class body holds the annotation ``{at}: ClassVar[None]`` (else after its own fields). One definition of each
+    setting: a field added to ``source`` (or to a subclass given as ``source``) is the class's too, with nothing
+    to copy. A field of the class's own that ``source`` has too must be in ``exclude``: spelled twice, it would
+    drift (TypeError). ``cls.settings_source`` is ``source``."""
+    excluded = frozenset(exclude)
+
+    def include(cls: T) -> T:
+        own = dict(cls.__dict__.get("__annotations__", {}))
+        theirs = {f.name: f for f in dataclasses.fields(source)}
+        unknown = sorted(excluded - set(theirs))
+        twice = sorted(set(own) & set(theirs) - excluded)
+        if unknown or twice:
+            raise TypeError(f"{cls.__name__}: {source.__name__} has no field(s) {unknown} to exclude" if unknown else
+                            f"{cls.__name__} declares {twice}, fields of {source.__name__}: drop them (they are"
+                            f" included) or exclude them (the class's own)")
+        types_ = field_types(source)
+        added: dict[str, Any] = {}
+        for name, f in theirs.items():
+            if name in excluded:
+                continue
+            added[name] = types_[name]
+            setattr(cls, name, dataclasses.field(default=f.default, default_factory=f.default_factory, init=f.init,
+                                                 repr=f.repr, hash=f.hash, compare=f.compare, metadata=f.metadata))
+        ordered: dict[str, Any] = {}
+        for name, tp in own.items():
+            ordered.update(added if name == at else {name: tp})
+        if at not in own:
+            ordered.update(added)
+        cls.__annotations__ = ordered
+        cls.settings_source = source  # type: ignore[attr-defined]
+        return cls
+
+    return include
 
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")

@@ -51,12 +51,12 @@ def eval_command(
     the data it was trained on (or --data). The seed (default 0) draws the latents and SWD's samples."""
     from .train import resolve_checkpoint
 
-    opts.bounded(batch_size, "--batch-size", 1, 2**20)
+    opts.setting_flag(batch_size, "--batch-size", "eval_batch_size")
     spec: Any = opts.metric(metric)
     opts.device(device or "auto", allow_auto=True)
     seed = int(opts.seed(0 if seed is None else seed))
     if threads is not None:
-        opts.bounded(threads, "--threads", 1, 4096)
+        opts.setting_flag(threads, "--threads", "threads")
     checkpoint = resolve_checkpoint(checkpoint)
     opts.writable_folder(checkpoint.parent, "eval: cannot append to", checkpoint.parent / METRICS_FILE)
     from .._util.files import append_jsonl
@@ -112,12 +112,12 @@ def ref_command(
     if data is None or resolution is None:
         raise ConfigError("ref needs --data SPEC and --resolution N (the data and the resolution to cache"
                           " statistics for)")
-    opts.bounded(batch_size, "--batch-size", 1, 2**20)
+    opts.setting_flag(batch_size, "--batch-size", "eval_batch_size")
     spec: Any = opts.metric(metric)
     opts.device(device or "auto", allow_auto=True)
     opts.resolution(resolution)
     if threads is not None:
-        opts.bounded(threads, "--threads", 1, 4096)
+        opts.setting_flag(threads, "--threads", "threads")
     from .._util.threads import set_threads
     from ..data import open_dataset
     from ..metrics import default_cache_dir, fid_reference, get_inception, reference_features

@@ -24,12 +24,12 @@ def genome_base(
     out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of printing it")] = None,
 ) -> None:
     """Print (or write) a base genome. ProgGAN's network at the base resolution."""
+    from ..model.genome import MAX_WIDTH, Genome, constant_channels, proggan_channels
     from . import options as opts
 
     opts.resolution(max_resolution, "--max-resolution")
     if channels is not None:
-        opts.bounded(channels, "--channels", 1, 2**31 - 1)
-    from ..model.genome import Genome, constant_channels, proggan_channels
+        opts.bounded(channels, "--channels", 1, MAX_WIDTH)  # a genome's width, no setting
 
     chans = constant_channels(max_resolution, channels) if channels else proggan_channels(max_resolution)
     _emit(Genome.base(latent_size=latent_size, base_resolution=base_resolution, channels=chans,

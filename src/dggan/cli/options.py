@@ -6,15 +6,14 @@ the 10-30 s torch start-up) and raising ``ConfigError`` (exit status 2) naming t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from .._util.settings import check_device_name
+from .._util.settings import Spec, check_device_name, spec_of
 from ..errors import ConfigError
 from ..metrics.registry import metric_spec
 
-SEED_MAX = 2**32 - 1  # seeds are 32-bit everywhere (the search's seed setting too)
 # Sample grids: a grid beyond 16,384 images (128 x 128) is no picture; the memory check below bounds the rest.
 MAX_SAMPLES = 16_384
 MAX_GRID_BYTES = 2 * 2**30  # the float grid before it becomes a PNG/JPEG
@@ -29,27 +28,71 @@ def device(value: str, flag: str = "--device", allow_auto: bool = False) -> str:
     return check_device_name(value, flag, allow_auto)
 
 
+# ---------------------------------------------------------------------- flags that set a setting
+# A flag that sets what a setting sets (--seed, --iterations, --threads, --new-layers...) reads the setting's range
+# and choices from its field's metadata (dggan._util.settings.setting), never a copy: `--seed -1` and
+# `--set seed=-1` are refused alike.
+def setting_spec(name: str) -> Spec:
+    """What the setting ``name`` accepts: its field of SearchConfig, the settings users type (the training knobs
+    are TrainConfig's own fields there; the seed the 32-bit one), else of TrainConfig (log_every). Torch-free,
+    imported when a flag is checked. KeyError: no such setting, or one without a range or choices."""
+    from ..search.config import SearchConfig
+    from ..training.config import TrainConfig
+
+    try:
+        found = spec_of(SearchConfig, name)
+    except KeyError:
+        found = spec_of(TrainConfig, name)
+    if found is None:
+        raise KeyError(f"the setting {name!r} has no range or choices")
+    return found
+
+
+def setting_range(name: str) -> tuple[float, float]:
+    """``(low, high)`` of the setting ``name`` (-inf/inf where unbounded), e.g. ``bounded(v, flag,
+    *setting_range("iterations"))``."""
+    return setting_spec(name).range()
+
+
+def setting_choices(name: str) -> tuple[str, ...]:
+    """The values the setting ``name`` takes (the registered names now, for a registry's)."""
+    allowed = setting_spec(name).allowed()
+    if allowed is None:
+        raise KeyError(f"the setting {name!r} has no choices")
+    return allowed
+
+
+def setting_flag(value: Any, flag: str, name: str) -> Any:
+    """``flag`` checked against everything the setting ``name`` accepts (range, power of two, choices), in the
+    words ``--set {name}=...`` gets, naming the flag: "--seed must be >= 0, got -1"."""
+    spec = setting_spec(name)
+    allowed = spec.allowed()
+    if allowed is not None:
+        return choice(value, flag, allowed)
+    spec.validate(flag, value)
+    return value
+
+
 def seed(value: int, flag: str = "--seed") -> int:
-    return bounded(value, flag, 0, SEED_MAX)
+    return setting_flag(value, flag, "seed")
 
 
 def bounded(value: int | float, flag: str, low: float, high: float) -> int | float:
-    if value < low:
-        raise ConfigError(f"{flag} must be >= {low:,}, got {value:,}")
-    if value > high:
-        raise ConfigError(f"{flag} must be <= {high:,}, got {value:,}")
+    """A flag that sets no setting (--n, --samples), in the same words: "--n must be <= 16,384, got 20,000"."""
+    Spec(low=low, high=high).validate(flag, value)
     return value
 
 
 def resolution(value: int, flag: str = "--resolution", low: int = 4) -> int:
-    """A power of two in [low, 65,536] (what a genome's scales and the datasets hold)."""
-    bounded(value, flag, low, 2**16)
-    if value & (value - 1):
-        raise ConfigError(f"{flag} must be a power of two, got {value}")
+    """A power of two in [low, 65,536]: a genome's bounds (model.genome), which the resolution settings take too."""
+    from ..model.genome import MAX_RESOLUTION
+
+    Spec(low=low, high=MAX_RESOLUTION, power_of_two=True).validate(flag, value)
     return value
 
 
 def choice(value: str, flag: str, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed`` (a setting's: ``setting_choices(name)``), quoted in the message."""
     if value not in allowed:
         raise ConfigError(f"{flag} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
     return value
@@ -164,9 +207,6 @@ SHARED = {"--device": Device, "--seed": Seed, "--threads": Threads, "--run-dir":
 
 def resolve_device(value: str | None) -> str:
     """``--device`` after torch has loaded: None and auto become cuda when there is a GPU, else cpu."""
-    value = device(value or "auto", allow_auto=True)
-    if value != "auto":
-        return value
-    import torch
+    from ..training.devices import resolve_device as decide  # (the one decision)
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return decide(value or None, "--device")

@@ -221,7 +221,7 @@ def compare_command(
     import time
 
     if threads is not None:
-        opts.bounded(threads, "--threads", 1, 4096)
+        opts.setting_flag(threads, "--threads", "threads")
     if against is not None:
         if run.is_dir():
             opts.writable_folder(run, "compare: cannot write", RunLayout(run).compare_against(against)[0])
@@ -268,7 +268,7 @@ def tables_command(
     """The paper's Tables 1-3 for a run. The final model's FID/IS (or the search's metric), per resolution
     against ProgGAN at equal training, SWD per level; writes RUN/best/tables.json and tables.md."""
     if threads is not None:
-        opts.bounded(threads, "--threads", 1, 4096)
+        opts.setting_flag(threads, "--threads", "threads")
     if run.is_dir():  # before the scoring: the result must have somewhere to go
         opts.writable_folder(RunLayout(run).best, "tables: cannot write", RunLayout(run).tables_json)
     from .._util.threads import set_threads

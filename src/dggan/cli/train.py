@@ -11,8 +11,6 @@ from ..errors import CheckpointError, ConfigError
 from . import options as opts
 from .app import app
 
-BUDGET = 10**12  # iterations, as the search's settings bound them
-
 
 def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint file, or a folder holding one (a run folder's ``best/``, a candidate's folder). A path that
@@ -143,87 +141,86 @@ def train(
     # Every flag and file is checked here, before torch loads (seconds), so a typo answers at once.
     opts.device(device or "auto", allow_auto=True)
     seed = int(opts.seed(0 if seed is None else seed))
-    opts.choice(new_layers, "--new-layers", ("random", "identity"))
+    opts.setting_flag(new_layers, "--new-layers", "new_layer_init")
     opts.resolution(max_resolution, "--max-resolution")
-    for flag, value, low, high in (("--iterations", iterations, 1, BUDGET), ("--batch-size", batch_size, 2, 2**20),
-                                   ("--channels", channels, 1, 2**31 - 1), ("--latent-size", latent_size, 1, 2**31 - 1),
-                                   ("--checkpoint-every", checkpoint_every, 0, BUDGET),
-                                   ("--log-every", log_every, 1, BUDGET),
-                                   ("--threads", 1 if threads is None else threads, 1, 4096)):
-        opts.bounded(value, flag, low, high)
+    # The ranges are the settings' own (their field metadata): one definition for --set, configs and these flags.
+    for flag, value, name in (("--iterations", iterations, "iterations"), ("--batch-size", batch_size, "batch_size"),
+                              ("--latent-size", latent_size, "latent_size"), ("--log-every", log_every, "log_every"),
+                              ("--threads", threads, "threads"), ("--lr", lr, "lr"),
+                              ("--fade-fraction", fade_fraction, "fade_fraction")):
+        if value is not None:
+            opts.setting_flag(value, flag, name)
+    from ..model.genome import MAX_WIDTH
+
+    opts.bounded(channels, "--channels", 1, MAX_WIDTH)  # a genome's width, not a setting
+    opts.bounded(checkpoint_every, "--checkpoint-every", *opts.setting_range("checkpoint_every"))
     opts.writable_folder(run_dir or Path("runs"), "--run-dir")
     from_checkpoint = resolve_checkpoint(from_checkpoint) if from_checkpoint is not None else None
     parent = resolve_checkpoint(parent) if parent is not None else None
     from ..model.genome import Genome
 
     genome_from_file = Genome.from_file(genome_file) if genome_file else None
-    from .._util.files import append_jsonl, atomic_write_json
-    from .._util.images import save_grid
+    from .._util.files import atomic_write_json
     from .._util.threads import set_threads
     from ..data import open_dataset
     from ..model.actions import Action, GrowthLimits, apply_action  # torch loads here, after the arguments are checked
     from ..model.genome import constant_channels
-    from ..runs import ModelFolder, new_run_dir, write_model_description
+    from ..runs import ModelFolder, new_run_dir
     from ..training.checkpoint import load_checkpoint
-    from ..training.trainer import TrainConfig, Trainer
+    from ..training.run import ModelRun, build_trainer
+    from ..training.trainer import TrainConfig
 
     chosen = set_threads(threads)
     device = opts.resolve_device(device)
-    start_iteration = 0
     if from_checkpoint is not None:
         ckpt = load_checkpoint(from_checkpoint)
         data = _data_for(ckpt, data)
-        runtime = {"cuda_graphs": cuda_graphs, "graph_self_check": graph_self_check}
-        trainer = Trainer.resume(ckpt, open_dataset(data), device=device, runtime=runtime)
-        start_iteration = trainer.iteration
-        if iterations <= trainer.iteration:
-            raise ConfigError(f"{ckpt.path} is at iteration {trainer.iteration}; pass --iterations above it"
-                              " (the total to train up to)")
-        trainer.extend(iterations)
+        at = ckpt.state.get("iteration", 0)  # (checked by load_checkpoint)
+        if iterations <= at:
+            raise ConfigError(f"{ckpt.path} is at iteration {at}; pass --iterations above it (the total to train"
+                              " up to)")
+        runtime = {"device": device, "cuda_graphs": cuda_graphs, "graph_self_check": graph_self_check}
+        trainer = build_trainer(open_dataset(data), resume=ckpt, until=iterations, runtime=runtime)
         desc = f"train-{ckpt.genome.key()}-resumed"
     else:
         config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, fade_fraction=fade_fraction,
                              device=device, bf16=bf16, seed=seed, log_every=log_every, cuda_graphs=cuda_graphs,
                              graph_self_check=graph_self_check, loss=loss, loss_options=options,
                              plugins=tuple(plugins or ()))
+        parent_ckpt = None
         if parent is not None:
             parent_ckpt = load_checkpoint(parent)
             data = _data_for(parent_ckpt, data)
-            child = apply_action(parent_ckpt.genome, Action.parse(action or ""),
-                                 GrowthLimits(target_resolution=max(parent_ckpt.genome.channel_map)))
-            trainer = Trainer.child_of(parent_ckpt, child, config, open_dataset(data),
-                                       new_layers=new_layers)  # type: ignore[arg-type]
+            genome = apply_action(parent_ckpt.genome, Action.parse(action or ""),
+                                  GrowthLimits(target_resolution=max(parent_ckpt.genome.channel_map)))
+            source = open_dataset(data)
         else:
             data = data or "synthetic"
             source = open_dataset(data)
             genome = (genome_from_file or
                       Genome.base(latent_size=latent_size, channels=constant_channels(max_resolution, channels),
                                   image_channels=source.channels))
-            trainer = Trainer(genome, config, source)
+        trainer = build_trainer(source, config, genome=genome, parent=parent_ckpt,
+                                new_layers=new_layers)  # type: ignore[arg-type]
         desc = f"train-{trainer.genome.key()}"
+    start_iteration = trainer.iteration
 
     if run_dir is None or parent_of_runs:
         out = new_run_dir(run_dir or "runs", desc)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         out = run_dir
-    folder = ModelFolder(out)
+    run = ModelRun(ModelFolder(out), trainer)  # the one training driver, as for every candidate of a search
+    folder = run.folder
     atomic_write_json(folder.options, {
         "command": "train", "data": data, "train": trainer.config.to_dict(), "threads": chosen,
         "from": str(from_checkpoint) if from_checkpoint else None, "parent": str(parent) if parent else None,
         "action": action, "genome": trainer.genome.to_dict()})
-    write_model_description(folder, trainer.genome.to_json(),
-                            {k: v.to_dict() for k, v in trainer.inheritance.items()} or None)
+    run.begin()  # genome.json, inheritance.json
     typer.echo(f"run folder: {out}\n{trainer.genome.summary()}\ntorch threads: {chosen}")
-    ckpt_path = folder.checkpoint
-
-    def grid_at(iteration: int) -> None:
-        save_grid(trainer.sample(64, seed=0), folder.samples_at(iteration))
-
-    result = trainer.train(progress=progress, on_log=lambda row: append_jsonl(folder.stats, row),
-                           checkpoint_path=ckpt_path, checkpoint_every=checkpoint_every, on_checkpoint=grid_at)
-    trainer.save(ckpt_path)
-    save_grid(trainer.sample(64, seed=0), folder.samples)
+    result = run.train(progress=progress, checkpoint_every=checkpoint_every, grids=64)  # a grid by each checkpoint
+    ckpt_path = run.save()
+    run.save_samples(64)
     atomic_write_json(folder.result, result.to_dict())
     span = f" ({start_iteration} -> {result.iterations})" if start_iteration else ""
     typer.echo(f"{result.status}: trained {result.trained} iterations{span} in {result.seconds:.1f}s"

@@ -23,6 +23,8 @@ import types
 import typing
 from typing import Any
 
+from .._util.settings import SEED_RANGE
+from ..model.genome import MAX_RESOLUTION
 from .base import DatasetError, ImageSource
 from .kinds import DATASET_KINDS, DatasetKind, dataset_kind, dataset_kinds, register_dataset
 
@@ -34,8 +36,8 @@ _ALIASES = {"n": "num_images", "res": "resolution", "max": "max_images"}
 _SHORT = {v: k for k, v in _ALIASES.items()}
 # Ranges of the integer options, checked where the spec is read (a huge or negative count would otherwise
 # reach numpy as an OverflowError or an allocation that never ends).
-_INT_RANGES = {"num_images": (1, 2**31 - 1), "max_images": (1, 2**63 - 1), "resolution": (4, 2**16),
-               "seed": (0, 2**32 - 1)}
+_INT_RANGES = {"num_images": (1, 2**31 - 1), "max_images": (1, 2**63 - 1), "resolution": (4, MAX_RESOLUTION),
+               "seed": SEED_RANGE}  # the seed's and the resolution's as the settings' (one definition each)
 
 
 def _typed(spec: str, kind: str, entry: DatasetKind, name: str, value: Any, hint: Any) -> Any:

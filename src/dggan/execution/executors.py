@@ -170,7 +170,8 @@ def _running(pid: int) -> bool:
 class LocalExecutor:
     """Worker processes pinned to the GPUs (at least one per GPU, ``candidates_per_gpu`` per GPU with
     ``processes`` sharing), or ``workers`` CPU processes splitting the cores between them. ``device``: ``cuda``
-    uses every GPU, ``cuda:N`` GPU N only.
+    uses every GPU, ``cuda:N`` GPU N only, ``auto`` every GPU when there is one (``resolve_device``); a GPU this
+    machine does not have is refused.
 
     ``group``: candidates one worker trains together (streams sharing: ``candidates_per_gpu``; else 1).
     ``shares``: candidates training at once on each device (its workers times ``group``), what each worker is told.
@@ -183,13 +184,14 @@ class LocalExecutor:
                  candidates_per_gpu: int | None = 1, gpu_sharing: str = "processes", group: int | None = None):
         import torch
 
+        from ..training.devices import pick_device, resolve_device
+
         if gpu_sharing not in GPU_SHARING:
             raise ValueError(f"gpu_sharing must be one of {GPU_SHARING}, got {gpu_sharing!r}")
         self.group = 1
-        if device.startswith("cuda") and torch.cuda.is_available():
-            index, count = torch.device(device).index, torch.cuda.device_count()
-            if index is not None and index >= count:
-                raise ValueError(f"device {device!r} requested but only {count} CUDA device(s) exist")
+        device = resolve_device(device)
+        if device.startswith("cuda"):
+            index, count = pick_device(device).index, torch.cuda.device_count()  # (refuses a GPU it does not have)
             devices = [f"cuda:{i}" for i in range(count)] if index is None else [f"cuda:{index}"]
             per_gpu = resolve_candidates_per_gpu(candidates_per_gpu, gpu_sharing)
             if gpu_sharing == "streams":

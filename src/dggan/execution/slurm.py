@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SearchError
+from ..training import devices
 from .state import Status
 from .worker import CandidateResult, CandidateTask
 
@@ -221,7 +222,10 @@ def pending_summary(job_ids: list[str]) -> str | None:
 
 def task_key(task: CandidateTask) -> str:
     """The same task (candidate, rung, settings) gives the same key: the id under which its job is kept."""
-    text = json.dumps(dataclasses.asdict(task), sort_keys=True, default=str)
+    fields = dataclasses.asdict(task)  # (its TrainConfig as a dict, as tasks carried their settings before)
+    if fields.pop("worker_device"):  # and said the worker's own device so: the same tasks keep their keys
+        fields["train"]["device"] = "worker"
+    text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
@@ -242,7 +246,7 @@ class SlurmExecutor:
         if cluster == "slurm":
             gpus, cpus_per_task = job_request(partition_info(partition), gpus, cpus_per_task, device)
         else:  # this machine's processes: its GPUs and cores
-            gpus = gpus if gpus is not None else 0 if device == "cpu" or not _has_cuda() else 1
+            gpus = gpus if gpus is not None else 0 if devices.resolve_device(device) == "cpu" else 1
             cpus_per_task = cpus_per_task if cpus_per_task is not None else max(1, min(4, os.cpu_count() or 1))
         self.folder = Path(folder)
         self.cluster = cluster
@@ -361,12 +365,6 @@ class SlurmExecutor:
     def close(self) -> None:
         for job in list(self._live):
             self._cancel(job)
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _result_of(job: Any) -> CandidateResult | str:

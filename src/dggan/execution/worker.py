@@ -1,5 +1,10 @@
 """One candidate's whole job (train or resume, checkpoint, sample, score), runnable in any process.
 
+Its model trains through the one training driver (``dggan.training.run``, as ``dggan train``'s does): the trainer
+built fresh, as a child or continued, the model's description, stats.jsonl, checkpoints and samples. What is the
+search's is here: the task, the device its executor placed it on, rungs, scoring, the CUDA-graph fallback, retries,
+TensorBoard, which candidate a checkpoint holds.
+
 ``run_candidate`` takes a plain, picklable task and never raises. What happens to a candidate is its
 result: a NaN/exploding run is ``diverged``, an architecture that cannot be built or does not fit the
 device is ``failed``. Anything else (a full disk, a missing parent checkpoint, data that moved, a bug)
@@ -27,8 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
-import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -38,8 +41,7 @@ from typing import Any
 
 import torch
 
-from .._util.files import append_jsonl, atomic_write_text
-from .._util.images import save_grid
+from .._util.files import atomic_write_text
 from .._util.plugins import import_plugins
 from .._util.tensorboard import Board
 from .._util.threads import set_threads
@@ -48,9 +50,11 @@ from ..errors import ConfigError, GenomeError
 from ..model.genome import Genome
 from ..model.memory import check_fits
 from ..runs import ModelFolder, write_model_description
+from ..training import devices
+from ..training import run as model_run  # the one training driver (dggan train's too)
 from ..training.checkpoint import CheckpointError, load_checkpoint
-from ..training.config import RUNTIME_FIELDS
 from ..training.cuda_graphs import GraphedStep, graphs_enabled, release_cached_memory
+from ..training.run import ModelRun
 from ..training.trainer import TrainConfig, Trainer, TrainResult, train_together
 from .state import Status
 
@@ -98,7 +102,7 @@ class CandidateTask:
     genome_json: str
     parent_checkpoint: str | None
     out_dir: str
-    train: dict[str, Any]  # a TrainConfig's to_dict, its plugins included (imported before the candidate runs)
+    train: TrainConfig  # its plugins are imported before the candidate runs (a worker process may not have them)
     data: str
     metric: str
     inherit_policy: str = "adapt"
@@ -114,6 +118,9 @@ class CandidateTask:
     alone: bool = False  # run with the GPU to itself (after running out of memory while sharing it)
     source_genome_key: str | None = None  # the genome parent_checkpoint / continue_from must hold (the ledger's)
     source_candidate: int | None = None  # the candidate parent_checkpoint must say it holds (the ledger's parent)
+    # Train on the device its executor placed this worker on (``set_worker_device``; none placed: ``resolve_device``'s
+    # choice), not ``train.device``: the search's process does not know where an executor's workers run.
+    worker_device: bool = False
 
 
 @dataclass
@@ -231,7 +238,7 @@ def run_candidates(tasks: list[CandidateTask]) -> list[CandidateResult]:
             jobs.append(_failure(task, exc))
     training = [job for job in jobs if isinstance(job, _Job) and job.needs_training]
     with _training():
-        outcomes = train_together([(job.trainer, job.train_kwargs()) for job in training])
+        outcomes = train_together([(job.trainer, job.train_args()) for job in training])
     _clear_failed(outcomes)  # each failed candidate's error holds that candidate, not the whole group
     trained = {id(job): outcome for job, outcome in zip(training, outcomes, strict=True)}
     del outcomes, training
@@ -295,7 +302,7 @@ def _train_alone(job: _Job) -> TrainResult | Exception | None:
         return None
     try:
         with _training():
-            return job.trainer.train(**job.train_kwargs())
+            return job.trainer.train(**job.train_args())
     except Exception as exc:  # noqa: BLE001
         return exc
 
@@ -312,7 +319,7 @@ def _retry_eagerly(failed: _Job, error: Exception) -> CandidateResult:
     task = failed.task
     first = f"{type(error).__name__}: {error}"
     with contextlib.suppress(OSError):
-        atomic_write_text(ModelFolder(failed.out).graphs_error, "".join(traceback.format_exception(error)))
+        atomic_write_text(failed.folder.graphs_error, "".join(traceback.format_exception(error)))
     record = {**failed.trainer.graph_record(), "mode": "retried eagerly", "why": f"graphed training failed: {first}"}
     _drop_traceback(error)  # written out; its frames held the trainer too
     failed.trainer = None  # its graph's memory goes before the retry allocates
@@ -320,7 +327,7 @@ def _retry_eagerly(failed: _Job, error: Exception) -> CandidateResult:
         # Never after a failed capture in this process; raises after a sticky error: then the retry fails, and
         # says so.
         release_cached_memory()
-        job = _prepare(dataclasses.replace(task, train={**task.train, "cuda_graphs": False}))
+        job = _prepare(dataclasses.replace(task, train=dataclasses.replace(task.train, cuda_graphs=False)))
         job.graphs = record
         with job.board:
             return _conclude(job, _train_alone(job))
@@ -350,44 +357,46 @@ def _failure(task: CandidateTask, exc: Exception) -> CandidateResult:
     return CandidateResult(task.candidate_id, Status.FAILED, error=error, retry=True)
 
 
-@dataclass
-class _Job:
-    """A candidate set up for training: its trainer and where its outputs go."""
+@dataclass(eq=False)
+class _Job(ModelRun):
+    """A candidate set up for training: its model's run (``dggan.training.run``: its trainer and its folder), and
+    what the search adds to it (the rung it trains up to, TensorBoard, how CUDA graphs went)."""
 
     task: CandidateTask
-    out: Path
     genome: Genome
     config: TrainConfig
     data: ImageSource
-    trainer: Any
     end: int
     every: int
     board: Board  # its TensorBoard writer (does nothing without tensorboard)
     graphs: dict[str, Any] | None = None  # set when this is the eager retry of a graphed run that failed
     _logged_graphs: dict[str, Any] | None = None
 
+    @property
+    def out(self) -> Path:
+        return self.folder.root
+
     def graph_record(self) -> dict[str, Any]:
         return self.graphs if self.graphs is not None else self.trainer.graph_record()
 
     @property
     def ckpt_path(self) -> Path:
-        return ModelFolder(self.out).checkpoint
+        return self.folder.checkpoint
 
     @property
     def needs_training(self) -> bool:
         return self.trainer.iteration < self.end or (self.trainer.fading and self.end == self.config.iterations)
 
-    def train_kwargs(self) -> dict[str, Any]:
-        return {"until": self.end, "progress": self.task.progress, "checkpoint_path": self.ckpt_path,
-                "checkpoint_every": self.every, "desc": f"{self.out.name} {self.genome.resolution}px",
-                "on_log": self.on_log}
+    def train_args(self) -> dict[str, Any]:
+        """Its ``Trainer.train`` arguments (the driver's ``train_kwargs``): up to its rung, lines by ``on_log``."""
+        return self.train_kwargs(self.end, progress=self.task.progress, checkpoint_every=self.every,
+                                 desc=f"{self.out.name} {self.genome.resolution}px", on_log=self.on_log)
 
     def on_log(self, row: dict[str, float]) -> None:
         graphs = self.graph_record()
-        line: dict[str, Any] = dict(row)
-        if graphs != self._logged_graphs:  # how it runs, on the first line and whenever that changes
-            line["graphs"], self._logged_graphs = graphs, graphs
-        append_jsonl(ModelFolder(self.out).stats, line)
+        changed = graphs != self._logged_graphs  # how it runs: on the first line and whenever that changes
+        self._logged_graphs = graphs
+        self.log(row, **({"graphs": graphs} if changed else {}))
         self.board.scalars({k: v for k, v in row.items() if k != "iteration"}, int(row["iteration"]), "train/")
         _honour_preemption(self.trainer, self.ckpt_path, self.board)
 
@@ -395,17 +404,21 @@ class _Job:
 def _prepare(task: CandidateTask) -> _Job:
     # The settings' plugins first (TrainConfig's ``plugins``, in ``task.train``): in a worker process of its own,
     # the loss, metric or action names they register are known only once they are imported here.
-    import_plugins(task.train.get("plugins") or (), f"candidate {task.candidate_id}: plugins")
+    if isinstance(task.train, dict):  # pickled before tasks carried a TrainConfig (a SLURM job requeued since)
+        import_plugins(task.train.get("plugins") or (), f"candidate {task.candidate_id}: plugins")
+        placed = task.train.get("device") in (None, "worker")
+        task = dataclasses.replace(task, worker_device=placed, train=TrainConfig.from_dict(
+            {**task.train, "device": "cpu"} if placed else task.train))
+    import_plugins(task.train.plugins, f"candidate {task.candidate_id}: plugins")
     out = Path(task.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if task.threads:
         set_threads(task.threads)
     genome = Genome.from_json(task.genome_json, source=f"candidate {task.candidate_id}")
-    train_dict = dict(task.train)
-    if train_dict.get("device") in (None, "worker"):
-        train_dict["device"] = _WORKER_DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
-    config = TrainConfig.from_dict(train_dict)
-    runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}  # how to run: this task's, not the checkpoint's
+    config = task.train
+    if task.worker_device:  # where its executor placed this worker
+        config = dataclasses.replace(config, device=_WORKER_DEVICE or devices.resolve_device(None))
+    runtime = model_run.runtime_of(config)  # how to run: this task's, not the checkpoint's
     share = _share(task)
     if share > 1:  # its share of the GPU, before anything is built (the trainer checks the whole card)
         try:
@@ -415,33 +428,29 @@ def _prepare(task: CandidateTask) -> _Job:
         except ConfigError as exc:
             raise ShareTooSmall(str(exc)) from None
     data = open_data_cached(task.data)
-    ckpt_path = ModelFolder(out).checkpoint
-    write_model_description(ModelFolder(out), genome.to_json())  # also for a genome that cannot be built
+    folder = ModelFolder(out)
+    write_model_description(folder, genome.to_json())  # also for a genome that cannot be built
 
-    trainer = _resume_if_possible(ckpt_path, genome, data, runtime)
+    trainer = model_run.resume_in(folder, genome, data, runtime)  # this candidate's interrupted run, if any
     if trainer is None and task.continue_from is not None:
-        trainer = Trainer.resume(_source(task, task.continue_from), data, runtime=runtime)
-        trainer.extend(config.iterations)
+        trainer = model_run.build_trainer(data, resume=_source(task, task.continue_from), until=config.iterations,
+                                          runtime=runtime)
         trainer.train_seconds = 0.0  # this candidate's clock counts its own training, not its source's
     if trainer is None:
         parent = None if task.parent_checkpoint is None else _source(task, task.parent_checkpoint)
         try:
-            if parent is None:
-                trainer = Trainer(genome, config, data)
-            else:
-                trainer = Trainer.child_of(parent, genome, config, data, policy=task.inherit_policy,  # type: ignore[arg-type]
-                                           new_layers=task.new_layer_init)  # type: ignore[arg-type]
+            trainer = model_run.build_trainer(data, config, genome=genome, parent=parent,
+                                              policy=task.inherit_policy,  # type: ignore[arg-type]
+                                              new_layers=task.new_layer_init)  # type: ignore[arg-type]
         except (ConfigError, GenomeError, RuntimeError) as exc:  # this architecture cannot be built here
             raise CandidateFailure(str(exc)) from exc
-        if trainer.inheritance:
-            write_model_description(ModelFolder(out), genome.to_json(),
-                                    {k: v.to_dict() for k, v in trainer.inheritance.items()})
     trainer.candidate = task.candidate_id  # its checkpoints say whose model they hold
     every = task.checkpoint_every or max(1, config.iterations // 4)
     end = config.iterations if task.until is None else min(task.until, config.iterations)
     board = Board(task.tb_dir, purge_step=trainer.iteration + 1)  # hides an interrupted writer's tail
-    _forget_stats_after(ModelFolder(out), trainer.iteration)  # and so in stats.jsonl
-    return _Job(task, out, genome, config, data, trainer, end, every, board)
+    job = _Job(folder, trainer, task=task, genome=genome, config=config, data=data, end=end, every=every, board=board)
+    job.begin()  # genome.json, inheritance.json; and stats.jsonl as the board: nothing past where it starts
+    return job
 
 
 def _source(task: CandidateTask, path: str) -> Any:
@@ -462,30 +471,6 @@ def _source(task: CandidateTask, path: str) -> Any:
     return ckpt
 
 
-def _forget_stats_after(folder: ModelFolder, iteration: int) -> None:
-    """Drop the training lines a stopped run logged past ``iteration``, the checkpoint it resumes from (it logs
-    them again as it retrains them, and a line cut short by a kill is no line), so stats.jsonl reads as one
-    uninterrupted run. The final training's scored points (``final_point``) stay."""
-    try:
-        lines = folder.stats.read_text(encoding="utf-8").splitlines(keepends=True)
-    except FileNotFoundError:
-        return
-
-    def kept(line: str) -> bool:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            return False
-        if not isinstance(row, dict) or "final_point" in row:
-            return True
-        logged = row.get("iteration", 0)
-        return not isinstance(logged, (int, float)) or logged <= iteration
-
-    keep = [line for line in lines if line.endswith("\n") and kept(line)]
-    if len(keep) < len(lines):
-        atomic_write_text(folder.stats, "".join(keep))
-
-
 def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateResult:
     """Checkpoint, sample and score a candidate after its training (``outcome``; None: it needed none)."""
     task, trainer, ckpt_path = job.task, job.trainer, job.ckpt_path
@@ -499,10 +484,10 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
             return CandidateResult(task.candidate_id, Status(outcome.status), train_seconds=trainer.train_seconds,
                                    error=outcome.reason, extra={"stats": outcome.stats, "graphs": graphs},
                                    iterations=trainer.iteration)
-        trainer.save(ckpt_path)
+        job.save()
         _honour_preemption(trainer, ckpt_path, job.board)  # asked for after the last logged iteration
     elif not ckpt_path.exists():
-        trainer.save(ckpt_path)  # e.g. a final training of 0 extra iterations: the result still lives here
+        job.save()  # e.g. a final training of 0 extra iterations: the result still lives here
 
     start = time.perf_counter()
     if not torch.isfinite(trainer.sample(8, seed=1)).all():
@@ -513,8 +498,7 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
     value = float(scores["value"])
     job.board.scalars({task.metric: value}, trainer.iteration, "metric/")
     if task.sample_grid:
-        samples = trainer.sample(task.sample_grid, seed=0)
-        save_grid(samples, ModelFolder(job.out).samples)
+        samples = job.save_samples(task.sample_grid)
         job.board.images("samples", samples, trainer.iteration)
     eval_seconds = time.perf_counter() - start
     extra = {**{k: v for k, v in scores.items() if k not in ("value", "metric")}, "graphs": graphs}
@@ -523,22 +507,6 @@ def _conclude(job: _Job, outcome: TrainResult | Exception | None) -> CandidateRe
     return CandidateResult(task.candidate_id, Status.DONE, metric=value, extra=extra,
                            train_seconds=trainer.train_seconds, eval_seconds=eval_seconds, checkpoint=str(ckpt_path),
                            iterations=trainer.iteration)
-
-
-def _resume_if_possible(ckpt_path: Path, genome: Genome, data: ImageSource,
-                        runtime: dict[str, Any]) -> Trainer | None:
-    """Pick up an interrupted candidate from its own latest checkpoint, if it has a usable one."""
-    if not ckpt_path.exists():
-        return None
-    try:
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.genome != genome:
-            raise CheckpointError(f"{ckpt_path}: holds another genome")
-        return Trainer.resume(ckpt, data, runtime=runtime)
-    except CheckpointError:
-        # A checkpoint cut short by a crash: keep it for inspection, train again from the start.
-        os.replace(ckpt_path, ckpt_path.with_suffix(".corrupt"))
-        return None
 
 
 def evaluate_trainer(trainer: Trainer, data: ImageSource, task: CandidateTask) -> dict[str, Any]:

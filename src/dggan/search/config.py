@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .._util.files import JSONFileError, atomic_write_json, read_json_file
 from .._util.plugins import import_plugins
-from .._util.settings import check_device_name, check_range, coerce, normalize_fields
+from .._util.settings import SEED_RANGE, check_device_name, check_fields, coerce, normalize_fields, setting, settings_of
 from ..errors import ConfigError, InvalidActionError, SearchError
-from ..execution.executors import BUILTIN_EXECUTORS, executor_choices, executor_names
+from ..execution.executors import BUILTIN_EXECUTORS, executor_names
 from ..metrics.registry import metric_kind, metric_kinds, metric_spec
 from ..model.actions import PAPER_ACTIONS, PAPER_FILTERS, PAPER_KERNELS, ActionSpace, GrowthLimits, action_kinds
-from ..model.genome import Genome, is_int, is_power_of_two, proggan_channels
+from ..model.genome import MAX_KERNEL, MAX_RESOLUTION, MAX_WIDTH, Genome, is_int, proggan_channels
 from ..runs import LEDGER_NAME, OPTIONS_NAME, RunLayout, check_new_run_dir, os_error
-from ..training.config import TrainConfig
+from ..training.config import BUDGET, MAX_BATCH, TrainConfig
 from .algorithm import SELECTIONS, Rules
 from .ledger import Ledger
 
 EXECUTORS = BUILTIN_EXECUTORS  # the built-in executors; executor_names(): every registered one (plugins' too)
-_TRAIN = TrainConfig()  # the training knobs' defaults, so the search's defaults cannot drift from them
-# TrainConfig fields the search sets per candidate rather than from a setting of the same name.
+# TrainConfig fields the search sets per candidate rather than from a setting of the same name: every other
+# TrainConfig field is a search setting, the same field (settings_of), never a copy.
 SEARCH_MANAGED = frozenset({"iterations", "seed", "device", "log_every"})
 
 # Settings that say where and how fast a search runs, not what it computes: --resume may change them.
@@ -40,121 +41,99 @@ RESUME_HINT = (f"(--resume may change only the runtime settings {', '.join(sorte
                " any other setting needs a new search with --run-dir)")
 
 
-# Upper (and lower) bounds of the integer settings: far beyond any real search, yet small enough that nothing
-# derived from them (seeds times 100,003, sums of budgets, tensor sizes) overflows a C long or the ledger.
-_BUDGET = 10**12  # iterations
-_WIDTH = 2**31 - 1  # channels and filters: a C int, what torch's conv layers hold
-INT_RANGES: dict[str, tuple[int, int]] = {
-    "seed": (0, 2**32 - 1), "latent_size": (1, _WIDTH), "initial_channels": (8, _WIDTH), "filters": (1, _WIDTH),
-    "kernels": (1, 255), "base_resolution": (4, 2**16), "target_resolution": (4, 2**16), "top_k": (1, 10**6),
-    "max_g_layers": (0, 10**4), "max_d_layers": (0, 10**4), "max_steps": (1, 10**6), "halving_eta": (1, 1000),
-    "iterations": (1, _BUDGET), "initial_iterations": (1, _BUDGET), "final_iterations": (0, _BUDGET),
-    "fade_iterations": (1, _BUDGET), "final_pick_candidates": (1, 1000), "final_pick_seeds": (1, 100),
-    "final_snapshots": (1, 1000), "checkpoint_every": (0, _BUDGET), "check_every": (1, _BUDGET),
-    "batch_size": (2, 2**20), "mbstd_group": (1, 2**20), "eval_batch_size": (1, 2**20), "sample_grid": (0, 10**4),
-    "workers": (1, 4096), "threads": (1, 4096), "slurm_gpus": (0, 1024), "slurm_cpus_per_task": (1, 4096),
-    "slurm_time_min": (1, 10**7), "slurm_max_timeouts": (0, 10**6), "slurm_array_parallelism": (1, 10**6),
-}
+_device_or_auto = functools.partial(check_device_name, allow_auto=True)
 
+
+# The bounds of the search's own settings are their fields' metadata (the training settings' are TrainConfig's):
+# far beyond any real search, yet small enough that nothing derived from them (seeds times 100,003, sums of
+# budgets, tensor sizes) overflows a C long or the ledger. Widths, kernels and resolutions: a genome's bounds
+# (MAX_WIDTH, a C int, what torch's conv layers hold).
 @dataclass(frozen=True)
+@settings_of(TrainConfig, exclude=SEARCH_MANAGED, at="TRAINING")
 class SearchConfig:
-    """Every knob of Algorithm 1 and of the candidates' training. See ``PRESETS`` for the paper's values."""
+    """Every knob of Algorithm 1 and of the candidates' training. See ``PRESETS`` for the paper's values. Each
+    field's range and choices are its metadata (``setting``), checked by ``check_fields`` and read by the CLI; the
+    training knobs are TrainConfig's own fields (``settings_of``), not copies."""
 
     data: str = "synthetic"
     metric: str = "swd1k"
     baseline: Any = "auto"  # "auto" | "none" | a paper baseline name | path of a baseline run | {res: value}
-    initial_channels: tuple[int, ...] = (512,)
-    latent_size: int = 128
-    base_resolution: int = 8
-    target_resolution: int = 32
-    top_k: int = 20
-    p: float = 0.4
-    kernels: tuple[int, ...] = PAPER_KERNELS
-    filters: tuple[int, ...] = PAPER_FILTERS
+    initial_channels: tuple[int, ...] = setting((512,), low=8, high=MAX_WIDTH)
+    latent_size: int = setting(128, low=1, high=MAX_WIDTH)
+    base_resolution: int = setting(8, low=4, high=MAX_RESOLUTION, power_of_two=True)  # d0
+    target_resolution: int = setting(32, low=4, high=MAX_RESOLUTION, power_of_two=True)
+    top_k: int = setting(20, low=1, high=10**6)  # K
+    p: float = setting(0.4, above=0, high=1)
+    kernels: tuple[int, ...] = setting(PAPER_KERNELS, low=1, high=MAX_KERNEL)
+    filters: tuple[int, ...] = setting(PAPER_FILTERS, low=1, high=MAX_WIDTH)
     grow_g: bool = True
     grow_d: bool = True
     grow_res: bool = True
     # Registered growth actions beyond the paper's three to add to the action space (@register_action,
     # docs/extending.md), taken after them in this order.
     actions: tuple[str, ...] = ()
-    max_g_layers: int | None = None
-    max_d_layers: int | None = None
-    max_steps: int | None = 12
+    max_g_layers: int | None = setting(None, low=0, high=10**4)
+    max_d_layers: int | None = setting(None, low=0, high=10**4)
+    max_steps: int | None = setting(12, low=1, high=10**6)
     # How a step's parents are kept: "beam" (the paper's top-K by score) or "random" (K finished children drawn
     # at random, and halving's rungs drawn too: random growth, the baseline that measures what ranking buys).
-    selection: str = "beam"
+    selection: str = setting("beam", choices=SELECTIONS)
     # Successive halving inside every step (beyond the paper; 1 = off): children are scored at rungs of
     # their budget (halving_min_fraction, x halving_eta, ..., 1) and only the best 1/eta go on.
-    halving_eta: int = 1
-    halving_min_fraction: float = 1 / 9
+    halving_eta: int = setting(1, low=1, high=1000, note="(1: no successive halving)")
+    halving_min_fraction: float = setting(1 / 9, above=0, high=1)
     rung_metric: str | None = None  # the cheaper metric intermediate rungs are scored with (default: metric)
-    iterations: int = 100_000
-    initial_iterations: int | None = None  # default: iterations
-    final_iterations: int = 100_000
+    iterations: int = setting(100_000, low=1, high=BUDGET)  # every candidate's budget
+    initial_iterations: int | None = setting(None, low=1, high=BUDGET)  # default: iterations
+    final_iterations: int = setting(100_000, low=0, high=BUDGET)
     # The final pick and training (beyond the paper): the best `final_pick_candidates` at the target are re-scored
     # over `final_pick_seeds` selection seeds and picked by their mean (1 candidate: the best by its own score);
     # the final training is scored at `final_snapshots` points (its start included) and its best snapshot kept.
-    final_pick_candidates: int = 3
-    final_pick_seeds: int = 3
-    final_snapshots: int = 6
-    # Training: every TrainConfig knob (see dggan.training.trainer), with its defaults.
-    batch_size: int = _TRAIN.batch_size
-    lr: float = _TRAIN.lr
-    beta1: float = _TRAIN.beta1
-    beta2: float = _TRAIN.beta2
-    loss: str = _TRAIN.loss  # the objective by its registered name: wgan-gp (the paper's) or r1 (StyleGAN2's)
-    loss_options: dict[str, Any] = field(default_factory=dict)  # the loss's own, e.g. {"gamma": 1, "every": 16}
-    # Modules imported before any other setting is checked, by the driver and by every worker before its candidate
-    # (their @register_loss, @register_metric, @register_executor... add names): ["my_losses"], on PYTHONPATH.
-    plugins: tuple[str, ...] = _TRAIN.plugins
-    gp_lambda: float = _TRAIN.gp_lambda
-    drift: float = _TRAIN.drift
-    ema_beta: float = _TRAIN.ema_beta
-    ema_rampup: float | None = _TRAIN.ema_rampup
-    fade_fraction: float = _TRAIN.fade_fraction
-    fade_iterations: int | None = _TRAIN.fade_iterations
-    mbstd_group: int = _TRAIN.mbstd_group
-    flip: bool = _TRAIN.flip
-    divergence_threshold: float = _TRAIN.divergence_threshold
-    check_every: int = _TRAIN.check_every
-    memory_limit_gb: float | None = _TRAIN.memory_limit_gb
-    inherit_policy: str = "adapt"
-    new_layer_init: str = "random"  # "identity": grown convs start as identities (beyond the paper)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    bf16: bool = False
-    cuda_graphs: bool = _TRAIN.cuda_graphs  # CUDA: one captured graph per iteration, replayed (training.cuda_graphs)
-    graph_self_check: bool = _TRAIN.graph_self_check  # each new graph checked against eager once
-    cudnn_benchmark: bool = _TRAIN.cudnn_benchmark
-    channels_last: bool | None = _TRAIN.channels_last  # None: with bf16
-    allow_tf32: bool = _TRAIN.allow_tf32  # TF32 math for float32 convs and matmuls (CUDA); off: fp32 is fp32
-    checkpoint_every: int = 0  # iterations between in-candidate checkpoints (0: a quarter of the budget)
-    sample_grid: int = 36  # images in each candidate's samples.png (0: none)
+    final_pick_candidates: int = setting(3, low=1, high=1000)
+    final_pick_seeds: int = setting(3, low=1, high=100)
+    final_snapshots: int = setting(6, low=1, high=1000)
+    # Training: every TrainConfig field but SEARCH_MANAGED goes here, in TrainConfig's order, with its type, default,
+    # range and choices as dggan.training.config declares them (settings_of): a field added there is a setting here.
+    TRAINING: ClassVar[None]
+    inherit_policy: str = setting("adapt", choices=("adapt", "fresh"))
+    # "identity": grown convs start as identities (beyond the paper)
+    new_layer_init: str = setting("random", choices=("random", "identity"))
+    seed: int = setting(0, low=SEED_RANGE[0], high=SEED_RANGE[1])  # the search's: candidates' seeds derive from it
+    device: str = setting("auto", check=_device_or_auto)  # auto | cpu | cuda | cuda:N
+    checkpoint_every: int = setting(0, low=0, high=BUDGET, note="(0: a quarter of the budget)")  # in-candidate
+    sample_grid: int = setting(36, low=0, high=10**4)  # images in each candidate's samples.png (0: none)
     tables: bool = True  # after the final training, the paper's Tables 1-3 into RUN/best (dggan tables)
-    eval_batch_size: int = 64
+    eval_batch_size: int = setting(64, low=1, high=MAX_BATCH)
     inception_weights: str | None = None
     cache_dir: str | None = None  # reference statistics cache (default: ~/.cache/dggan or $DGGAN_CACHE)
-    executor: str = "inprocess"  # a registered executor's name (dggan.execution.executors.register_executor)
-    workers: int = 1
-    gpus_per_candidate: float = 1.0
+    # A registered executor's name (dggan.execution.executors.register_executor), plugins' too.
+    executor: str = setting("inprocess", choices=executor_names)
+    workers: int = setting(1, low=1, high=4096)
+    gpus_per_candidate: float = setting(1.0, above=0, high=8)
     # Candidates sharing one GPU (see dggan.execution.executors): processes per GPU (local; Ray: 1/N GPU per task)
     # or, with gpu_sharing "streams", candidates trained together per worker. null: 4 where they overlap (MPS
     # daemon running, or streams), else 1.
-    candidates_per_gpu: int | None = None
-    gpu_sharing: str = "processes"  # processes | streams (local executor only)
-    threads: int | None = None  # torch CPU threads per candidate (default: the executor's choice)
+    candidates_per_gpu: int | None = setting(None, low=1, high=64, null="auto")
+    gpu_sharing: str = setting("processes", choices=("processes", "streams"))  # streams: local executor only
+    # torch CPU threads per candidate (default: the executor's choice)
+    threads: int | None = setting(None, low=1, high=4096)
     tensorboard: bool = True  # losses, metrics and samples under RUN/tb when tensorboard is installed ([tb] extra)
     # The slurm executor (submitit, the [slurm] extra): every candidate a SLURM job, a batch of them one job array.
-    slurm_cluster: str = "slurm"  # "local": the same jobs as processes of this machine (try a SLURM setup)
+    # slurm_cluster "local": the same jobs as processes of this machine (try a SLURM setup).
+    slurm_cluster: str = setting("slurm", choices=("slurm", "local"),
+                                 note="(slurm: sbatch; local: this machine's processes, for tests)")
     slurm_partition: str | None = None
     # GPUs per candidate job (0: CPU jobs); null: one when the device is CUDA, or `auto` on a partition with GPUs.
-    slurm_gpus: int | None = None
+    slurm_gpus: int | None = setting(None, low=0, high=1024, note="(0: CPU jobs)", null="by the device")
     # CPUs per job, also its torch threads unless `threads` is set; null: 4, or all a node has if fewer.
-    slurm_cpus_per_task: int | None = None
-    slurm_time_min: int = 24 * 60  # a job's time limit; a longer candidate is requeued and resumes
-    slurm_max_timeouts: int = 20  # requeues after hitting the time limit (preemptions do not count)
-    slurm_array_parallelism: int = 256  # jobs of one array running at once
-    slurm_poll_s: float | None = None  # seconds between the driver's looks at its jobs (null: 15; 0.5 locally)
+    slurm_cpus_per_task: int | None = setting(None, low=1, high=4096)
+    # A job's time limit; a longer candidate is requeued and resumes.
+    slurm_time_min: int = setting(24 * 60, low=1, high=10**7, note="(minutes)")
+    # Requeues after hitting the time limit (preemptions do not count).
+    slurm_max_timeouts: int = setting(20, low=0, high=10**6)
+    slurm_array_parallelism: int = setting(256, low=1, high=10**6)  # jobs of one array running at once
+    # Seconds between the driver's looks at its jobs (null: 15; 0.5 locally).
+    slurm_poll_s: float | None = setting(None, low=0.05, high=3600, note="seconds")
     slurm_extra: dict[str, Any] = field(default_factory=dict)  # more sbatch options: {"account": "lab", "mem": "64G"}
     slurm_setup: tuple[str, ...] = ()  # shell lines run before each job ("module load cuda", "source .venv/...")
     slurm_folder: str | None = None  # submitit's job files and logs (default RUN/slurm; a shared filesystem)
@@ -163,50 +142,19 @@ class SearchConfig:
         normalize_fields(self, "search config")
         # First: the modules it names register the losses, metrics and executors the other settings may name.
         import_plugins(self.plugins, "search config: plugins")
+        check_fields(self, "search config")  # every field's range and choices (its metadata)
 
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(f"search config: {message}")
 
-        need(isinstance(self.top_k, int) and self.top_k >= 1, f"top_k (K) must be an int >= 1, got {self.top_k!r}")
-        need(0 < self.p <= 1, f"p must be in (0, 1], got {self.p!r}")
-        need(self.selection in SELECTIONS, f"selection must be {' or '.join(SELECTIONS)} (random growth), got"
-             f" {self.selection!r}")
-        need(is_power_of_two(self.base_resolution) and self.base_resolution >= 4,
-             f"base_resolution (d0) must be a power of two >= 4, got {self.base_resolution!r}")
-        need(is_power_of_two(self.target_resolution), f"target_resolution must be a power of two, got"
-             f" {self.target_resolution!r}")
+        # What relates settings to each other or to the registries; each setting's own range is checked above.
         need(self.target_resolution >= self.base_resolution,
              f"target_resolution {self.target_resolution} is below base_resolution {self.base_resolution}")
-        need(len(self.initial_channels) >= 1 and all(c >= 8 for c in self.initial_channels),
-             f"initial_channels must list widths >= 8, got {list(self.initial_channels)}")
-        need(self.latent_size >= 1, f"latent_size must be >= 1, got {self.latent_size}")
-        need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0 (0: a quarter of the budget), got"
-             f" {self.checkpoint_every}")
-        need(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
-        need(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1 or null")
-        need(self.initial_iterations is None or self.initial_iterations >= 1, "initial_iterations must be >= 1")
-        need(self.final_iterations >= 0, "final_iterations must be >= 0")
-        need(self.inherit_policy in ("adapt", "fresh"), "inherit_policy must be 'adapt' or 'fresh'")
-        need(self.new_layer_init in ("random", "identity"), "new_layer_init must be 'random' or 'identity'")
-        check_device_name(self.device, "search config: device", allow_auto=True)
-        need(self.executor in executor_names(), f"executor must be {executor_choices()}, got {self.executor!r}")
-        need(self.workers >= 1, "workers must be >= 1")
-        need(0 < self.gpus_per_candidate <= 8, "gpus_per_candidate must be in (0, 8]")
-        need(self.candidates_per_gpu is None or 1 <= self.candidates_per_gpu <= 64,
-             f"candidates_per_gpu must be in [1, 64] or null (auto), got {self.candidates_per_gpu}")
-        need(self.gpu_sharing in ("processes", "streams"), f"gpu_sharing must be processes or streams, got"
-             f" {self.gpu_sharing!r}")
+        need(len(self.initial_channels) >= 1, "initial_channels must list at least one width, got []")
         need(self.gpu_sharing == "processes" or self.executor != "ray",
              "gpu_sharing=streams is for the local executor; Ray shares GPUs between processes (fractional GPUs)")
-        need(self.threads is None or self.threads >= 1, "threads must be >= 1 or null")
-        need(self.eval_batch_size >= 1 and self.sample_grid >= 0, "eval_batch_size >= 1 and sample_grid >= 0")
         self._check_slurm(need)
-        for name, (low, high) in INT_RANGES.items():
-            value = getattr(self, name)
-            for item in value if isinstance(value, tuple) else (value,):
-                check_range("search config", name, item, low, high)
         registered = action_kinds()
         unknown = [name for name in self.actions if name not in registered]
         others = ", ".join(name for name in registered if name not in PAPER_ACTIONS) or "none"
@@ -244,8 +192,6 @@ class SearchConfig:
         lower = ", ".join(f"{k}..." for k, kind in sorted(metric_kinds().items()) if kind.lower_is_better)
         need(spec.lower_is_better, f"metric {self.metric!r} is higher-is-better; the search ranks candidates by"
              f" a lower-is-better metric ({lower})")
-        need(self.halving_eta >= 1, f"halving_eta must be >= 1 (1: no successive halving), got {self.halving_eta}")
-        need(0 < self.halving_min_fraction <= 1, "halving_min_fraction must be in (0, 1]")
         if self.rung_metric is not None and self.halving_eta > 1:  # without halving it is never used
             rung = metric_spec(self.rung_metric, "search config: rung_metric")
             cheaper = f"e.g. {spec.kind}{max(1, spec.num_fake // 4)}"
@@ -266,23 +212,11 @@ class SearchConfig:
         need(not isinstance(self.baseline, str) or bool(self.baseline.strip()),
              "baseline is empty; use auto, none, a baseline run folder, paper-cifar10, paper-lsun-bedroom or"
              " {res: value}")
-        need(self.memory_limit_gb is None or self.memory_limit_gb > 0,
-             f"memory_limit_gb must be > 0 (GiB) or null (the device's own memory), got {self.memory_limit_gb}")
         need(bool(str(self.data).strip()), "data is empty; give a dataset spec such as digits, synthetic or"
              " cifar10:/path")
 
     def _check_slurm(self, need: Any) -> None:
-        need(self.slurm_cluster in ("slurm", "local"), f"slurm_cluster must be 'slurm' (sbatch) or 'local' (this"
-             f" machine's processes, for tests), got {self.slurm_cluster!r}")
-        need(self.slurm_gpus is None or self.slurm_gpus >= 0, f"slurm_gpus must be >= 0 (0: CPU jobs) or null (by"
-             f" the device), got {self.slurm_gpus}")
-        need(self.slurm_cpus_per_task is None or self.slurm_cpus_per_task >= 1,
-             f"slurm_cpus_per_task must be >= 1 or null, got {self.slurm_cpus_per_task}")
-        need(self.slurm_poll_s is None or 0.05 <= self.slurm_poll_s <= 3600,
-             f"slurm_poll_s must be in [0.05, 3600] seconds or null, got {self.slurm_poll_s}")
-        need(self.slurm_time_min >= 1, f"slurm_time_min must be >= 1 (minutes), got {self.slurm_time_min}")
-        need(self.slurm_max_timeouts >= 0, f"slurm_max_timeouts must be >= 0, got {self.slurm_max_timeouts}")
-        need(self.slurm_array_parallelism >= 1, "slurm_array_parallelism must be >= 1")
+        """slurm_extra's options (the other slurm settings' ranges are their metadata)."""
         bad = sorted(k for k, v in self.slurm_extra.items()
                      if not k or not isinstance(v, (str, int, float, bool)) or isinstance(v, bool) and not v
                      or is_int(v) and abs(v) >= 2**63 or isinstance(v, float) and not math.isfinite(v))
@@ -325,18 +259,15 @@ class SearchConfig:
                 for c in self.initial_channels]
 
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
+        from ..training.devices import resolve_device  # (the one decision: auto is a GPU when there is one)
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)
 
     def train_config(self, iterations: int, seed: int = 0, device: str = "cpu") -> TrainConfig:
         """A candidate's training settings: every shared knob from here, budget and seed per candidate."""
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig)
-                  if f.name not in SEARCH_MANAGED}
-        return TrainConfig(**shared, iterations=iterations, seed=seed, device=device,
-                           log_every=max(1, min(100, iterations)))
+        train = self.settings_source  # TrainConfig (settings_of): the class whose fields these are
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(train) if f.name not in SEARCH_MANAGED}
+        return train(**shared, iterations=iterations, seed=seed, device=device, log_every=max(1, min(100, iterations)))
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

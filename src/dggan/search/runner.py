@@ -45,7 +45,7 @@ class IterationProgress:
         self.spans = []
         for t in tasks:
             stats = ModelFolder(Path(t.out_dir)).stats
-            end = t.until if t.until is not None else int(t.train["iterations"])
+            end = t.until if t.until is not None else int(t.train.iterations)
             self.spans.append((stats, min(end, _start_iteration(stats, t.continue_from)), end))
         self.total = sum(end - start for _, start, end in self.spans)
         self.clock = clock
@@ -136,8 +136,10 @@ class Runner:
 
     def task(self, row: CandidateRow, iterations: int, out_dir: Path, parent_checkpoint: str | None = None,
              continue_from: str | None = None, eval_seed: int | None = None) -> CandidateTask:
-        train = self.config.train_config(iterations, seed=row.seed, device="cpu").to_dict()
-        train["device"] = self.device
+        # In this process, the driver's device; elsewhere the device each worker's executor placed it on (the
+        # config's "cpu" stands for it: ``worker_device``).
+        placed = self.device == "worker"
+        train = self.config.train_config(iterations, seed=row.seed, device="cpu" if placed else self.device)
         # The genome the checkpoint it starts from must hold (checked by the worker): a file swapped for another
         # model's would otherwise pass on the wrong weights without a word.
         source = (row.genome if continue_from is not None else
@@ -152,7 +154,7 @@ class Runner:
             progress=self.progress and runs_in_process(self.executor),  # bars of other processes would garble
             threads=self.config.threads, tb_dir=str(self.tb_root / out_dir.name) if self.config.tensorboard else None,
             source_genome_key=None if source is None else source.key(),
-            source_candidate=row.parent if parent_checkpoint is not None else None)
+            source_candidate=row.parent if parent_checkpoint is not None else None, worker_device=placed)
 
     def score_task(self, row: CandidateRow, checkpoint: Path, iteration: int, seed: int,
                    samples: bool = False) -> CandidateTask:

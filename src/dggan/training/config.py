@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._util.plugins import import_plugins
-from .._util.settings import coerce, normalize_fields
+from .._util.settings import check_device_name, check_fields, coerce, normalize_fields, setting
 from ..errors import ConfigError
 from .loss import Loss, make_loss
 
@@ -16,28 +16,41 @@ from .loss import Loss, make_loss
 RUNTIME_FIELDS = ("device", "cuda_graphs", "graph_self_check", "cudnn_benchmark", "channels_last", "allow_tf32")
 
 
+# Upper bounds of the training settings: far beyond any real run, yet small enough that nothing derived from them
+# (seeds times 100,003, sums of budgets, tensor sizes) overflows a C long or the ledger.
+BUDGET = 10**12  # iterations
+MAX_BATCH = 2**20  # images in a batch
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    iterations: int = 1000
-    batch_size: int = 16
-    lr: float = 1e-3
-    beta1: float = 0.0
-    beta2: float = 0.99
+    """One candidate's training settings. Each field's range and choices are its metadata (``setting``), read by
+    the one validator (``check_fields``), by every search (``SearchConfig`` holds these fields as its own, defined
+    here once) and by the CLI's flags for them (``dggan.cli.options.setting_flag``)."""
+
+    # The total a run trains up to: a search's candidate budget (at most BUDGET) plus, for its final training, the
+    # final iterations, so bounded only by the type here.
+    iterations: int = setting(1000, low=1)
+    batch_size: int = setting(16, low=2, high=MAX_BATCH)  # >= 2: minibatch stddev needs a batch
+    lr: float = setting(1e-3, above=0)
+    beta1: float = setting(0.0, low=0, below=1)
+    beta2: float = setting(0.99, low=0, below=1)
     # The objective, by its registered name (dggan.training.loss): "wgan-gp", the paper's, or "r1", StyleGAN2's.
     loss: str = "wgan-gp"
     loss_options: dict[str, Any] = field(default_factory=dict)  # the loss's own options, e.g. {"gamma": 1} for r1
-    gp_lambda: float = 10.0  # WGAN-GP's, top-level for compatibility
-    drift: float = 0.001
-    ema_beta: float = 0.999
+    gp_lambda: float = setting(10.0, low=0)  # WGAN-GP's, top-level for compatibility
+    drift: float = setting(0.001, low=0)
+    ema_beta: float = setting(0.999, low=0, below=1)
     # EMA ramp-up (StyleGAN2's, beyond the paper): the average's half-life in images grows with the images
     # seen, beta = min(ema_beta, 0.5 ** (batch / (seen * ema_rampup))), so a short run's EMA is not mostly its
     # random initial weights. None: a fixed ema_beta (ProgGAN).
-    ema_rampup: float | None = None
-    fade_fraction: float = 0.5  # share of a grow_res child's iterations spent fading in
-    fade_iterations: int | None = None  # or an absolute length (pytorch_GAN_zoo: 600 alpha steps x 32 = 19,200)
-    mbstd_group: int = 4
+    ema_rampup: float | None = setting(None, above=0)
+    fade_fraction: float = setting(0.5, above=0, high=1)  # share of a grow_res child's iterations spent fading in
+    # or an absolute length (pytorch_GAN_zoo: 600 alpha steps x 32 = 19,200), at most the iterations
+    fade_iterations: int | None = setting(None, low=1, high=BUDGET)
+    mbstd_group: int = setting(4, low=1, high=MAX_BATCH)
     flip: bool = False
-    device: str = "cpu"
+    device: str = setting("cpu", check=check_device_name)  # cpu, cuda or cuda:N
     bf16: bool = False  # bf16 autocast for forward passes (CUDA only)
     # CUDA only (the CPU ignores them): record one training iteration as a CUDA graph and replay it (see
     # dggan.training.cuda_graphs); let cuDNN time its algorithms for each conv shape (a candidate's shapes never
@@ -52,11 +65,14 @@ class TrainConfig:
     # TF32 tensor-core math for float32 convs and matmuls (CUDA, Ampere and later: ~10 mantissa bits instead of 23).
     # Off, so that "fp32" means float32; cuDNN's own default would be on.
     allow_tf32: bool = False
-    seed: int = 0
-    log_every: int = 100
-    divergence_threshold: float = 1e5  # |D loss| beyond this counts as an exploding critic
-    check_every: int = 10  # how often (iterations) losses are pulled to the host and checked
-    memory_limit_gb: float | None = None  # refuse genomes estimated to need more (default: the device's memory)
+    # A candidate's seed is derived from the search's 32-bit one (search.algorithm.seed_for: seed x 100,003 + id),
+    # so it is wider than the seeds users type (SEED_RANGE: SearchConfig's seed, --seed).
+    seed: int = setting(0, low=0)
+    log_every: int = setting(100, low=1, high=BUDGET)
+    divergence_threshold: float = setting(1e5, above=0)  # |D loss| beyond this counts as an exploding critic
+    check_every: int = setting(10, low=1, high=BUDGET)  # how often (iterations) losses are pulled and checked
+    # Refuse genomes estimated to need more (default: the device's memory).
+    memory_limit_gb: float | None = setting(None, above=0, note="(GiB)", null="the device's own memory")
     # Modules imported before anything else is checked (their losses and metrics register themselves): in the
     # process that reads these settings and in every worker that trains a candidate with them.
     plugins: tuple[str, ...] = ()
@@ -64,29 +80,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         normalize_fields(self, "train config")
         import_plugins(self.plugins, "train config: plugins")
-        checks = [
-            (self.iterations >= 1, "iterations must be >= 1"),
-            (self.batch_size >= 2, "batch_size must be >= 2 (minibatch stddev needs a batch)"),
-            (self.lr > 0, "lr must be > 0"),
-            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)"),
-            (self.gp_lambda >= 0 and self.drift >= 0, "gp_lambda and drift must be >= 0"),
-            (0 <= self.ema_beta < 1, "ema_beta must be in [0, 1)"),
-            (self.ema_rampup is None or self.ema_rampup > 0, "ema_rampup must be > 0 or null"),
-            (0 < self.fade_fraction <= 1, "fade_fraction must be in (0, 1]"),
-            (self.fade_iterations is None or 1 <= self.fade_iterations <= self.iterations,
-             f"fade_iterations must be in [1, iterations = {self.iterations}] (a child must finish fading in), got"
-             f" {self.fade_iterations}"),
-            (self.mbstd_group >= 1, "mbstd_group must be >= 1"),
-            (self.log_every >= 1 and self.check_every >= 1, "log_every and check_every must be >= 1"),
-            (self.divergence_threshold > 0, "divergence_threshold must be > 0"),
-            (self.memory_limit_gb is None or self.memory_limit_gb > 0,
-             f"memory_limit_gb must be > 0 (GiB) or null (the device's own memory), got {self.memory_limit_gb}"),
-            (self.device == "cpu" or self.device.startswith("cuda"),
-             f"device must be cpu or cuda[:N], got {self.device!r}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"train config: {message}")
+        check_fields(self, "train config")  # every field's range and choices (its metadata)
+        if self.fade_iterations is not None and self.fade_iterations > self.iterations:
+            raise ConfigError(f"train config: fade_iterations must be in [1, iterations = {self.iterations}] (a child"
+                              f" must finish fading in), got {self.fade_iterations}")
         self.make_loss()  # the loss's name and options
 
     def to_dict(self) -> dict[str, Any]:

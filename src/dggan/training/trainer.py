@@ -65,6 +65,7 @@ from .cuda_graphs import (
     set_tf32,
     weak,
 )
+from .devices import pick_device  # (also imported from here)
 
 
 @dataclass
@@ -79,17 +80,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def pick_device(device: str) -> torch.device:
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-        index = torch.device(device).index
-        if index is not None and index >= torch.cuda.device_count():
-            raise ConfigError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA"
-                              " device(s) exist")
-    return torch.device(device)
 
 
 _FIRST_OPTIMIZER_DONE = False
