@@ -14,8 +14,9 @@ import pytest
 
 from dggan.execution.state import Status
 from dggan.model.genome import Genome
-from dggan.search.cost import CPU, GPU, cost_split, device_hours, run_cost
+from dggan.search.cost import CPU, GPU, cost_split, device_hours
 from dggan.search.ledger import FinalRow, Heartbeat, Ledger, SessionRow
+from dggan.search.view import run_cost
 
 GENOME = Genome.base(latent_size=8, channels={4: 8, 8: 8, 16: 8})
 
@@ -56,7 +57,7 @@ def test_a_ledger_without_heartbeats_reads_its_listed_sessions(tmp_path: Path) -
         assert ledger.sessions() == [] and ledger.session_seconds() == 0.0
         ledger.set_meta("sessions", json.dumps([{"ended": 50.0, "wall_seconds": 20.0}]))
     with Ledger.open(tmp_path / "ledger.sqlite", readonly=True) as ro:
-        assert ro.sessions() == [SessionRow("meta:0", 30.0, 50.0, True)]
+        assert ro.sessions() == [SessionRow("meta:0", 30.0, 50.0, True, completed=True)]
 
 
 def test_heartbeat_records_a_clean_session(tmp_path: Path) -> None:

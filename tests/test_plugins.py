@@ -90,8 +90,8 @@ def test_a_registered_executor_runs_the_candidates_of_a_search(registered: None,
     assert made.tasks >= len(statuses) > 2 and set(statuses) == {Status.DONE}
     assert summary.candidates == len(statuses)
     with Ledger.open(tmp_path / "run" / "ledger.sqlite", readonly=True) as ledger:
-        sessions = json.loads(ledger.get_meta("sessions") or "[]")
-    assert [s["executor"] for s in sessions] == ["counting"]
+        sessions = ledger.sessions()
+    assert [s.completed for s in sessions] == [True]  # one session, recorded once, run to its end
     assert made.in_process  # its candidates train with the driver's device and threads
     assert "torch threads: 1" in (tmp_path / "run" / "log.txt").read_text()
 

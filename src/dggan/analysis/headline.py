@@ -17,8 +17,8 @@ from ..model.actions import action_label
 from ..runs import RunLayout
 from ..search.algorithm import route as route_of
 from ..search.algorithm import search_result
-from ..search.cost import run_cost
-from ..search.ledger import CandidateRow, FinalRow, Ledger
+from ..search.ledger import CandidateRow, FinalRow
+from ..search.view import RunView, run_cost
 
 
 def route_text(route: list[CandidateRow]) -> str:
@@ -145,11 +145,11 @@ def comparison_text(c: dict[str, Any]) -> str:
     return text
 
 
-def is_proggan_route(layout: RunLayout, rows: list[CandidateRow], final: FinalRow) -> bool:
+def is_proggan_route(layout: RunLayout, rows: list[CandidateRow], final: FinalRow, view: RunView | None = None) -> bool:
     """Whether the final model's architecture is the ProgGAN route's: the search picked the ProgGAN route itself
     (``final.extra["proggan_route"]``), or a candidate it grew has that architecture: the auto baseline has the
     same genome at that resolution, or (without one) its route is the first initial genome grown by
-    ``grow_res`` alone."""
+    ``grow_res`` alone. ``view``: the run's, when read already (its baseline's view is read once)."""
     if final.extra.get("proggan_route"):
         return True
     best = next((r for r in rows if r.id == final.candidate), None)
@@ -157,8 +157,9 @@ def is_proggan_route(layout: RunLayout, rows: list[CandidateRow], final: FinalRo
         return False
     if layout.baseline.ledger.is_file():
         try:
-            with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
-                keys = {r.genome.key() for r in sub.candidates() if r.resolution == best.resolution}
+            sub = view.baseline if view is not None else None
+            sub = sub or RunView.read(layout.baseline.root)
+            keys = {r.genome.key() for r in sub.rows if r.resolution == best.resolution}
             return best.genome.key() in keys
         except DgganError:
             return False
@@ -169,12 +170,13 @@ def is_proggan_route(layout: RunLayout, rows: list[CandidateRow], final: FinalRo
 
 
 def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final: FinalRow | None = None,
-             settings: dict[str, Any] | None = None) -> Headline:
-    """The headline of the run in ``run_dir`` (rows, final and settings are read when not given)."""
+             settings: dict[str, Any] | None = None, view: RunView | None = None) -> Headline:
+    """The headline of the run in ``run_dir`` (rows, final and settings are its view's when not given; ``view``:
+    the run's, when read already)."""
     layout = RunLayout(run_dir)
     if rows is None or settings is None:
-        with Ledger.open(layout.ledger, readonly=True) as ledger:
-            rows, final, settings = ledger.candidates(), ledger.final(), ledger.settings()
+        view = view or RunView.read(layout.root)
+        rows, final, settings = view.rows, view.final, view.settings
     target = settings.get("target_resolution")
     metric = str(settings.get("metric", "metric"))
     best = search_result(rows, None if final is None else final.candidate, target)
@@ -192,13 +194,13 @@ def headline(run_dir: str | Path, rows: list[CandidateRow] | None = None, final:
         return Headline(metric, target, None if best is None else best.id, None, None, None, None, None,
                         route_text(route_of(rows, best.id)) if best else "–", comparison, None, reason)
     samples = layout.best_model.samples
-    cost = run_cost(layout.root)
+    cost = run_cost(view or layout.root)
     return Headline(
         metric=metric, target_resolution=target, candidate=final.candidate, final_metric=final.metric,
         final_normalized=final.normalized_metric, route_iterations=final.extra.get("route_iterations"),
         baseline_value=final.extra.get("baseline"), baseline_kind=final.extra.get("baseline_kind"),
         route=route_text(route_of(rows, final.candidate)), comparison=comparison,
         samples=samples if samples.is_file() else None, run_dir=str(run_dir),
-        proggan_route=is_proggan_route(layout, rows, final), cost=cost.lines() if cost is not None else [],
+        proggan_route=is_proggan_route(layout, rows, final, view), cost=cost.lines() if cost is not None else [],
         seed=settings.get("seed") if isinstance(settings.get("seed"), int) else None,
         final_iterations=(final.extra.get("snapshot") or {}).get("final_iterations"))

@@ -289,15 +289,15 @@ def ls_command(
 ) -> None:
     """List a run's candidates (a table, or JSON with --json)."""
     from ..execution.state import Status
-    from ..runs import RunLayout, search_lock
-    from ..search.ledger import Ledger
+    from ..runs import search_lock
+    from ..search.view import RunView
 
-    with Ledger.open(RunLayout(run).ledger, readonly=True) as ledger:
-        rows = ledger.candidates()
+    view = RunView.read(run)
+    rows = view.rows
     # With no search holding the run, a "running" row is one a stopped search had in flight: it is pending
     # (--resume continues it), as dggan status counts it.
-    root = RunLayout(run).root
-    running = search_lock(root)[0] or (root.name == "baseline" and search_lock(root.parent)[0])  # RUN/baseline
+    root = view.root
+    running = view.locked or (root.name == "baseline" and search_lock(root.parent)[0])  # RUN/baseline
     def status_of(row: Any) -> str:
         stopped = row.status == Status.RUNNING and not running
         return "pending" if stopped else row.status.value

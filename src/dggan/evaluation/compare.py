@@ -40,8 +40,9 @@ from ..metrics.seeds import VERDICT_RULE, OverSeeds, Paired, heldout_seeds
 from ..runs import RunLayout, run_lock
 from ..search.config import SearchConfig, load_run_config
 from ..search.integrity import final_checkpoint
-from ..search.ledger import CandidateRow, FinalRow, Ledger
+from ..search.ledger import CandidateRow, FinalRow
 from ..search.proggan import train_route
+from ..search.view import RunView
 
 
 @dataclass
@@ -218,12 +219,12 @@ def train_proggan(layout: RunLayout, config: SearchConfig, needs: list[dict[int,
 
 def final_model(layout: RunLayout, config: SearchConfig) -> tuple[FinalRow, list[CandidateRow], int]:
     """(the final row, every candidate, the final model's route iterations); SearchError without one."""
-    with Ledger.open(layout.ledger, readonly=True) as ledger:
-        final, rows = ledger.final(), ledger.candidates()
+    view = RunView.read(layout.root)
+    final, rows = view.final, view.rows
     if final is None or final.status != Status.DONE or not final.checkpoint:
         raise SearchError(f"{layout.root}: the search has no final model yet (status:"
                           f" {None if final is None else final.status}); let it finish (--resume) first")
-    final_checkpoint(layout, final)  # RUN/best holds the model the ledger says it does
+    final_checkpoint(layout, final, view)  # RUN/best holds the model the ledger says it does
     best = next(r for r in rows if r.id == final.candidate)
     route = int(final.extra.get("route_iterations") or (best.route_iterations or 0) + config.final_iterations)
     return final, rows, route
@@ -359,8 +360,7 @@ def _route_rows(layout: RunLayout, config: SearchConfig) -> list[CandidateRow]:
     sub = layout.baseline if config.baseline == "auto" else layout.compare_baseline
     if not sub.ledger.is_file():
         return []
-    with Ledger.open(sub.ledger, readonly=True) as ledger:
-        return ledger.candidates()
+    return RunView.read(sub.root).rows
 
 
 # ---------------------------------------------------------------------- one search's final model against another's

@@ -34,9 +34,10 @@ from ..runs import RunLayout
 from ..search.algorithm import route
 from ..search.baseline import resolutions
 from ..search.config import SearchConfig, load_run_config
-from ..search.ledger import CandidateRow, Ledger
+from ..search.ledger import CandidateRow
 from ..search.preflight import check_data
 from ..search.runner import say
+from ..search.view import RunView
 from .compare import baseline_point, final_model, score_checkpoint, train_proggan
 
 
@@ -172,8 +173,7 @@ def tables_after_search(run_dir: str | Path, *, executor: Executor | None = None
     config = load_run_config(layout.root)
     if not config.tables or layout.tables_json.exists():
         return None
-    with Ledger.open(layout.ledger, readonly=True) as ledger:
-        final = ledger.final()
+    final = RunView.read(layout.root).final
     if final is None or final.status != Status.DONE:
         return None
     say(layout, "scoring the paper's tables (dggan tables) into RUN/best/tables.md", progress)

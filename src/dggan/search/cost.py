@@ -6,24 +6,24 @@ the training went (candidates, the ProgGAN baseline, the final training).
   in order, from the candidate's own record (``extra["device"]``/``extra["threads"]``), the session it finished
   in (``Ledger.sessions``: the heartbeat records the session's device and threads), the run's settings (an
   explicit ``device`` and ``threads``); failing all three it is counted as one CPU thread, and says so.
-- **Wall time**: ``Ledger.session_seconds``, every session including one ended by ``kill -9``.
+- **Wall time**: ``RunView.session_seconds``, every session including one ended by ``kill -9``.
 - **The split**: the auto baseline's training and scoring against the candidates' and the final training's.
   The README's "about 1/K of a step" holds at paper scale (K = 20 and ~200 children per step); at demo scale
   (K = 2, a handful of children) the baseline is a much larger share, and this split says how large.
+
+These are pure functions of a ledger's rows; a run folder's cost is read through its view
+(``search.view.RunView.cost``, ``search.view.run_cost``).
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._util.durations import duration
-from ..errors import LedgerError
-from ..runs import RunLayout, search_lock
-from .ledger import CandidateRow, FinalRow, Ledger, SessionRow
+from .ledger import CandidateRow, FinalRow, SessionRow
 
 GPU, CPU = "GPU-hours", "CPU core-hours"
 
@@ -199,23 +199,3 @@ class RunCost:
                 "wall_seconds": self.wall_seconds, "sessions": self.sessions,
                 "unfinished_sessions": self.unfinished_sessions}
 
-
-def run_cost(run_dir: Any) -> RunCost | None:
-    """The cost of the run in ``run_dir``, read-only (safe while it runs); None without a readable ledger."""
-    layout = RunLayout(run_dir)
-    try:
-        with Ledger.open(layout.ledger, readonly=True) as ledger:
-            rows, final, settings, sessions = ledger.candidates(), ledger.final(), ledger.settings(), ledger.sessions()
-        base_rows: list[CandidateRow] = []
-        base_final = None
-        if layout.baseline.ledger.is_file():
-            with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
-                base_rows, base_final = sub.candidates(), sub.final()
-    except (LedgerError, sqlite3.Error, ValueError):
-        return None
-    # Once no search runs, baseline rows recorded after its last session are dggan compare's, not the search's.
-    until = None if search_lock(layout.root)[0] or not sessions else max(s.last_seen for s in sessions) + 5.0
-    return RunCost(split=cost_split(rows, final, base_rows, base_final, until),
-                   device_hours=device_hours(rows, final, settings, sessions, after(base_rows, until)[0], base_final),
-                   wall_seconds=sum(s.seconds for s in sessions), sessions=len(sessions),
-                   unfinished_sessions=sum(not s.ended for s in sessions))

@@ -10,7 +10,6 @@ its ProgGAN route in ``proggan``; this module only sequences them.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,10 +34,11 @@ from .config import SearchConfig, create_run, load_run_config
 from .cost import work_seconds
 from .final import FinalTraining, best_at_target
 from .integrity import check_same_data
-from .ledger import CandidateRow, Heartbeat, Ledger
+from .ledger import CandidateRow, Heartbeat
 from .preflight import check_data, check_device, check_executor, check_metric, data_channels, validate_new_search
 from .proggan import SearchBaseline, run_baseline
 from .runner import Runner
+from .view import RunView
 from .watch import graphs_line
 
 __all__ = ["Search", "SearchError", "SearchSummary", "run_baseline", "run_search"]
@@ -183,9 +183,10 @@ class Search:
                     if final is not None:
                         self._board.scalars({"final_normalized": final.normalized_metric,
                                              "final_metric": final.metric}, step, "search/")
-        return self._summary(step, time.perf_counter() - start)
+        return self._summary(step, time.perf_counter() - start, beat)
 
-    def _summary(self, step: int, wall: float) -> SearchSummary:
+    def _summary(self, step: int, wall: float, beat: Heartbeat) -> SearchSummary:
+        """The session ran to its end: its heartbeat row says so (``completed``, what `dggan status` reads)."""
         rows = self.ledger.candidates()
         final = self.ledger.final()
         best = self.best_at_target()
@@ -194,12 +195,9 @@ class Search:
             self.log(graphs)
         train_s, eval_s = work_seconds(rows, final)
         if self.layout.baseline.ledger.exists():  # the auto baseline's work is part of this run
-            with Ledger.open(self.layout.baseline.ledger, readonly=True) as sub:
-                sub_train, sub_eval = work_seconds(sub.candidates(), sub.final())
+            sub_train, sub_eval = RunView.read(self.layout.baseline.root).work_seconds()
             train_s, eval_s = train_s + sub_train, eval_s + sub_eval
-        sessions = json.loads(self.ledger.get_meta("sessions") or "[]")
-        sessions.append({"ended": time.time(), "wall_seconds": wall, "executor": self.executor.name})
-        self.ledger.set_meta("sessions", json.dumps(sessions))
+        self.ledger.note_session(beat.session, beat.started, beat.clock(), ended=True, completed=True)
         summary = SearchSummary(
             run_dir=self.run_dir, steps=step + 1, candidates=len(rows), best_id=best.id if best else None,
             best_normalized=best.normalized_metric if best else None,
@@ -209,9 +207,6 @@ class Search:
             final_normalized=final.normalized_metric if final else None,
             final_route_iterations=final.extra.get("route_iterations") if final else None,
             final_needed=self.config.final_iterations > 0 or self.config.baseline != "none", graphs=graphs)
-        self.ledger.set_meta("last_summary", json.dumps({
-            "wall_seconds": summary.total_wall_seconds, "train_seconds": train_s, "eval_seconds": eval_s,
-            "candidates": summary.candidates, "executor": self.executor.name}))
         return summary
 
 

@@ -11,6 +11,7 @@ from ..execution.state import Status
 from ..runs import RunLayout
 from .config import SearchConfig
 from .ledger import FinalRow, Ledger
+from .view import RunView
 
 DATA_KEY = "data_fingerprint"  # ledger meta: the content fingerprint of the data the run trains on
 
@@ -31,17 +32,17 @@ def check_same_data(run_dir: str | Path, config: SearchConfig) -> None:
                               " search with --run-dir")
 
 
-def final_checkpoint(layout: RunLayout, final: FinalRow) -> Path:
+def final_checkpoint(layout: RunLayout, final: FinalRow, view: RunView | None = None) -> Path:
     """The final model's checkpoint, checked: it exists and holds the genome of the candidate the ledger says the
-    final training trained (``RUN/best`` replaced by another model would otherwise be reported as the result)."""
+    final training trained (``RUN/best`` replaced by another model would otherwise be reported as the result).
+    ``view``: the run's, when read already."""
     if final.status != Status.DONE or not final.checkpoint:
         raise SearchError(f"{layout.root}: the search has no final model yet (status: {final.status}); let it"
                           " finish (dggan search --resume) first")
     path = layout.resolve(final.checkpoint)
     from ..training.checkpoint import load_checkpoint
 
-    with Ledger.open(layout.ledger, readonly=True) as ledger:
-        expected = ledger.get(final.candidate).genome
+    expected = (view or RunView.read(layout.root)).candidate(final.candidate).genome
     try:
         held = load_checkpoint(path, tensors=False).genome
     except CheckpointError as exc:

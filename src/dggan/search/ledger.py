@@ -11,7 +11,9 @@ to ``ledger.sqlite.v1``, when a search resumes it.
 
 The ``heartbeats`` table (created on first use, so any version-2 ledger takes it without a migration) holds
 one row per search session, rewritten by its heartbeat (``Heartbeat``, ``note_session``): a session ended by
-``kill -9`` still counts up to its last beat in ``session_seconds``.
+``kill -9`` still counts up to its last beat in ``session_seconds``. It is the one record of a run's sessions: the
+driver sets a session's ``completed`` (a column added on first use to a table made before it) when the session
+ran to its end. Runs made before that listed their completed sessions in the ``sessions`` meta key, still read.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +114,8 @@ CREATE TABLE IF NOT EXISTS heartbeats (
     last_seen REAL NOT NULL,
     ended INTEGER NOT NULL DEFAULT 0,
     device TEXT,
-    threads INTEGER
+    threads INTEGER,
+    completed INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -305,6 +308,7 @@ class SessionRow:
     ended: bool  # it closed cleanly; False for a running session or one that was killed
     device: str | None = None  # "cpu" | "cuda" where the session trained
     threads: int | None = None  # torch CPU threads per candidate, where known
+    completed: bool = False  # it ran to its end (the driver said so); False for one that raised or was killed
 
     @property
     def seconds(self) -> float:
@@ -316,6 +320,7 @@ class Ledger:
         self.path = Path(path)
         self._conn = conn
         self.version = version
+        self._heartbeats_ready = False
 
     # ------------------------------------------------------------------ open / create
     @classmethod
@@ -451,43 +456,68 @@ class Ledger:
     def get_meta(self, key: str) -> str | None:
         return self._meta(key)
 
+    def meta(self) -> dict[str, str]:
+        """Every meta key and its value, in one read (what ``search.view.RunView`` holds)."""
+        return {r["key"]: r["value"] for r in self._conn.execute("SELECT key, value FROM meta")}
+
     # ------------------------------------------------------------------ sessions (wall time over every session)
     def note_session(self, session: str, started: float, last_seen: float, *, ended: bool = False,
-                     device: str | None = None, threads: int | None = None) -> None:
+                     device: str | None = None, threads: int | None = None, completed: bool = False) -> None:
         """Record that ``session`` (started at ``started``, unix time) was alive at ``last_seen``; called
-        periodically (``Heartbeat``), so a session that is killed keeps its time up to its last beat."""
+        periodically (``Heartbeat``), so a session that is killed keeps its time up to its last beat.
+        ``completed``: the session ran to its end (the driver says so once, after its last step)."""
         with self._writing():
-            self._conn.execute(_HEARTBEATS)
+            self._heartbeats_table()
             self._conn.execute(
-                "INSERT INTO heartbeats (session, started, last_seen, ended, device, threads) VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO heartbeats (session, started, last_seen, ended, device, threads, completed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(session) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen),"
                 " ended = MAX(ended, excluded.ended), device = COALESCE(excluded.device, device),"
-                " threads = COALESCE(excluded.threads, threads)",
-                (session, started, last_seen, int(ended), device, threads))
+                " threads = COALESCE(excluded.threads, threads), completed = MAX(completed, excluded.completed)",
+                (session, started, last_seen, int(ended), device, threads, int(completed)))
+
+    def _heartbeats_table(self) -> None:
+        """The heartbeats table, made on first use; one made before ``completed`` existed gets the column."""
+        if self._heartbeats_ready:
+            return
+        self._conn.execute(_HEARTBEATS)
+        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(heartbeats)")}
+        if "completed" not in columns:
+            self._conn.execute("ALTER TABLE heartbeats ADD COLUMN completed INTEGER NOT NULL DEFAULT 0")
+        self._heartbeats_ready = True
 
     def sessions(self) -> list[SessionRow]:
-        """Every session, oldest first: the heartbeats' and, for sessions before heartbeats were recorded, the
-        ones the ``sessions`` meta key lists (written only when a session ran to its end). A meta entry whose
+        """Every session, oldest first: the heartbeats' rows (``completed`` when the session ran to its end; a
+        table from before that column reads as not completed). A run made before sessions were recorded once also
+        lists its completed sessions in the ``sessions`` meta key: those are read too, and a listed session whose
         time span overlaps a heartbeat session is that session (a run's sessions never overlap: the run lock)."""
         beats: list[SessionRow] = []
         exists = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'heartbeats'")
         if exists.fetchone() is not None:
-            beats = [SessionRow(r["session"], r["started"], r["last_seen"], bool(r["ended"]), r["device"], r["threads"])
-                     for r in self._conn.execute("SELECT * FROM heartbeats ORDER BY started")]
+            cursor = self._conn.execute("SELECT * FROM heartbeats ORDER BY started")
+            has_completed = "completed" in {d[0] for d in cursor.description}  # not in a table made before it
+            for r in cursor:
+                completed = bool(r["completed"]) if has_completed else False
+                beats.append(SessionRow(r["session"], r["started"], r["last_seen"], bool(r["ended"]), r["device"],
+                                        r["threads"], completed))
         try:
             listed = json.loads(self._meta("sessions") or "[]")
         except json.JSONDecodeError:
             listed = []
+        if not isinstance(listed, list) or not listed:  # a run made since: the heartbeats are the whole record
+            return beats
         out = list(beats)
         for i, entry in enumerate(listed):
             end = float(entry.get("ended") or 0.0)
             start = end - float(entry.get("wall_seconds") or 0.0)
-            same = next((b for b in beats if b.started <= end and start <= b.last_seen), None)
-            if same is None:
-                out.append(SessionRow(f"meta:{i}", start, end, True))
-            elif end - start > same.seconds:  # the driver's own clock ran to the very end
-                out[out.index(same)] = SessionRow(same.session, min(same.started, start), max(same.last_seen, end),
-                                                  True, same.device, same.threads)
+            j = next((j for j, b in enumerate(out[:len(beats)]) if b.started <= end and start <= b.last_seen), None)
+            if j is None:
+                out.append(SessionRow(f"meta:{i}", start, end, True, completed=True))
+                continue
+            same = out[j]
+            if end - start > same.seconds:  # the driver's own clock ran to the very end
+                same = replace(same, started=min(same.started, start), last_seen=max(same.last_seen, end), ended=True)
+            out[j] = replace(same, completed=True)
         return sorted(out, key=lambda r: r.started)
 
     def session_seconds(self) -> float:

@@ -2,7 +2,8 @@
 search runs (the ledger is opened read-only, stats files are only read).
 
 ``compute_status`` is a pure function from the ledger's rows (and the newest training stats of the
-unfinished candidates) to a ``SearchStatus``; ``read_status`` gathers its inputs from a run folder.
+unfinished candidates) to a ``SearchStatus``; ``read_status`` gathers its inputs from a run folder's view
+(``search.view.RunView``, the ledger read once).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ..errors import LedgerError
 from ..execution.state import Status
 from ..runs import RunLayout, search_lock
 from .algorithm import best_per_resolution
-from .ledger import WAITING_KEY, CandidateRow, FinalRow, Ledger
+from .ledger import WAITING_KEY, CandidateRow, FinalRow
+from .view import RunView, run_cost
 
 UNFINISHED = (Status.PENDING, Status.RUNNING)
 
@@ -271,21 +273,20 @@ def newest_line(path: Path) -> Progress | None:
     return None
 
 
-def final_training_curve(run_dir: str | Path) -> list[dict[str, Any]]:
+def final_training_curve(run_dir: str | Path | RunView) -> list[dict[str, Any]]:
     """The final training's metric at each of its scored points (selection seed), with ProgGAN's at the same
     route iterations and which point became RUN/best (``chosen``) and RUN/best/last (``last``): what a report
     plots. ProgGAN is scored with the point's own seed (``proggan_same_seed``; a run from before that was scored
     by the baseline curve, the search's seed: then only the shapes compare). Empty before the final training
-    scored any point. Read-only."""
-    with Ledger.open(RunLayout(run_dir).ledger, readonly=True) as ledger:
-        points, final = ledger.final_scores("point"), ledger.final()
-        pick = json.loads(ledger.get_meta("final_pick") or "{}")
-        candidate = final.candidate if final is not None else pick.get("candidate")
-        points = [g for g in points if candidate is None or g.candidate == candidate]
-        if not points:
-            return []
-        # final iterations count from the picked model, not from the first scored point (which may come later)
-        start = ledger.get(points[0].candidate).route_iterations or 0
+    scored any point. Read-only (a run folder or its view)."""
+    view = run_dir if isinstance(run_dir, RunView) else RunView.read(run_dir)
+    final = view.final
+    candidate = final.candidate if final is not None else view.meta_json("final_pick", {}).get("candidate")
+    points = [g for g in view.scores("point") if candidate is None or g.candidate == candidate]
+    if not points:
+        return []
+    # final iterations count from the picked model, not from the first scored point (which may come later)
+    start = view.candidate(points[0].candidate).route_iterations or 0
     chosen = (final.extra.get("snapshot") or {}).get("point") if final is not None else None
     last = max(g.index for g in points)
     return [{"point": g.index, "candidate": g.candidate, "iterations": g.iterations,
@@ -301,15 +302,15 @@ def read_status(run_dir: str | Path) -> SearchStatus:
     if not layout.ledger.is_file():
         raise LedgerError(f"{layout.root}: no {layout.ledger.name} here, so this is not a search run folder (or the"
                           " search has not started yet); pass the folder given to `dggan search --run-dir`")
-    locked, pid = search_lock(layout.root)
+    view = RunView.read(layout.root)
+    locked, pid = view.locked, view.pid
     parent = RunLayout(layout.root.resolve().parent)
     is_baseline = layout.root.resolve() == parent.baseline.root and parent.ledger.is_file()
     if not locked and is_baseline:
         locked, pid = search_lock(parent.root)  # RUN/baseline is written by the search that holds RUN's lock
-    with Ledger.open(layout.ledger, readonly=True) as ledger:
-        rows, final, settings = ledger.candidates(), ledger.final(), ledger.settings()
-        completed = ledger.get_meta("sessions") is not None  # written when a session runs to its end
-        waiting = _waiting_message(ledger.get_meta(WAITING_KEY)) if locked else None
+    rows = view.rows
+    completed = view.completed  # a session ran to its end
+    waiting = _waiting_message(view.get_meta(WAITING_KEY)) if locked else None
     if is_baseline:  # extended by its search on demand, it records no sessions: finished when nothing is left
         completed = completed or not any(r.status in UNFINISHED for r in rows)
     progress = {}
@@ -319,13 +320,12 @@ def read_status(run_dir: str | Path) -> SearchStatus:
             if line is not None:
                 progress[r.id] = line
     baseline_unfinished = 0
-    if locked and layout.baseline.ledger.is_file():
-        with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
-            baseline_unfinished = sum(r.status in UNFINISHED for r in sub.candidates())
-    status = compute_status(rows, final, settings, run=str(layout.root), locked=locked, pid=pid,
+    if locked and view.baseline is not None:
+        baseline_unfinished = sum(r.status in UNFINISHED for r in view.baseline.rows)
+    status = compute_status(rows, view.final, view.settings, run=str(layout.root), locked=locked, pid=pid,
                             completed=completed, progress=progress, baseline_unfinished=baseline_unfinished)
-    status.cost = cost_lines(layout)
-    return replace(status, final_points=final_training_curve(layout.root), waiting=waiting)
+    status.cost = cost_lines(view)
+    return replace(status, final_points=final_training_curve(view), waiting=waiting)
 
 
 def _waiting_message(raw: str | None) -> str | None:
@@ -339,9 +339,7 @@ def _waiting_message(raw: str | None) -> str | None:
     return f"{said['message']} ({duration(max(0.0, time.time() - float(said.get('at') or 0)))} ago)"
 
 
-def cost_lines(layout: RunLayout) -> list[str]:
+def cost_lines(run: RunLayout | RunView) -> list[str]:
     """The run's device-hours and wall time so far, every session counted (``search.cost``)."""
-    from .cost import run_cost
-
-    cost = run_cost(layout.root)
+    cost = run_cost(run if isinstance(run, RunView) else run.root)
     return [] if cost is None else cost.lines()

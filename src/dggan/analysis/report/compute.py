@@ -15,8 +15,8 @@ from ...errors import GenomeError, LedgerError, ReportError
 from ...runs import LEDGER_NAME, RunLayout
 from ...search.algorithm import route, search_result
 from ...search.baseline import BaselineCurve
-from ...search.cost import work_seconds
-from ...search.ledger import CandidateRow, FinalRow, Ledger, RungRow
+from ...search.ledger import CandidateRow, FinalRow, RungRow
+from ...search.view import RunView
 from .. import analyses
 
 T = TypeVar("T")
@@ -41,6 +41,7 @@ class RunData:
     rungs: list[RungRow] = field(default_factory=list)  # successive halving's rung scores
     baseline_seconds: float | None = None  # the auto baseline's training and scoring
     wall_seconds: float | None = None  # every session of the search, start to end
+    view: RunView | None = None  # the run as read (search.view): the ledger read once
 
     @property
     def run(self) -> Path:
@@ -92,7 +93,8 @@ def read_run(run_dir: str | Path) -> RunData:
             f"{run}: no {LEDGER_NAME} here, so this is not a search run folder (or the search"
             f" crashed before it started){hint}"
         )
-    rows, settings, final, curve, rungs = _read_ledger(layout.ledger)
+    view, curve = _read_view(layout)
+    rows, settings, final, rungs = view.rows, view.settings, view.final, view.rungs
     if not settings:
         settings = read_json(layout.options) or {}
     key = analyses.score_key(rows)
@@ -103,39 +105,36 @@ def read_run(run_dir: str | Path) -> RunData:
     k, p = analyses.search_hyperparameters(rows, settings) if rows else (0, 0.0)
     return RunData(layout, rows, settings, final, key, Counter(r.status.value for r in rows), done, best,
                    route(rows, best.id) if best is not None else [], k, p, curve, rungs,
-                   *_run_seconds(layout))
+                   *_run_seconds(view), view=view)
 
 
-def _run_seconds(layout: RunLayout) -> tuple[float | None, float | None]:
+def _run_seconds(view: RunView) -> tuple[float | None, float | None]:
     """(the auto baseline's training and scoring seconds, the search's wall seconds over all sessions, a killed
     one up to its last heartbeat)."""
-    baseline = wall = None
+    baseline = None
     try:
-        if layout.baseline.ledger.is_file():
-            with Ledger.open(layout.baseline.ledger, readonly=True) as sub:
-                baseline = sum(work_seconds(sub.candidates()))
-        with Ledger.open(layout.ledger, readonly=True) as ledger:
-            wall = ledger.session_seconds() or None
+        if view.baseline is not None:
+            baseline = sum(view.baseline.work_seconds())
     except (LedgerError, ValueError, sqlite3.Error):
         pass
-    return baseline, wall
+    return baseline, view.session_seconds() or None
 
 
-def _read_ledger(path: Path) -> tuple[list[CandidateRow], dict[str, Any], FinalRow | None, BaselineCurve | None,
-                                      list[RungRow]]:
+def _read_view(layout: RunLayout) -> tuple[RunView, BaselineCurve | None]:
+    """The run's view and the baseline curve it normalised by; ReportError when the ledger cannot be read."""
     fix = "; rebuild the report with the dggan release that wrote this run, or check that the file is the run's ledger"
     try:
-        ledger = Ledger.open(path, readonly=True)
-    except LedgerError as exc:
+        view = RunView.read(layout.root)
+    except LedgerError as exc:  # says what is wrong with the file, and what to do
         raise ReportError(f"cannot read the run's ledger: {exc}") from None
+    except (sqlite3.Error, GenomeError, json.JSONDecodeError, ValueError) as exc:
+        raise ReportError(f"{layout.ledger}: the ledger is unreadable ({exc}){fix}") from None
     try:
-        stored = ledger.get_meta("baseline")  # the baseline the search resolved and used
+        stored = view.get_meta("baseline")  # the baseline the search resolved and used
         curve = BaselineCurve.from_json(stored) if stored else None
-        return ledger.candidates(), ledger.settings(), ledger.final(), curve, ledger.rungs()
-    except (sqlite3.Error, GenomeError, json.JSONDecodeError, LedgerError, ValueError) as exc:
-        raise ReportError(f"{path}: the ledger is unreadable ({exc}){fix}") from None
-    finally:
-        ledger.close()
+    except (GenomeError, json.JSONDecodeError, ValueError) as exc:
+        raise ReportError(f"{layout.ledger}: the ledger is unreadable ({exc}){fix}") from None
+    return view, curve
 
 
 def read_json(path: Path) -> Any:

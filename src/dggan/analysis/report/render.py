@@ -22,6 +22,7 @@ from ..._util.files import atomic_write_bytes
 from ...runs import CHECKPOINT_NAME, SAMPLES_NAME, RunLayout
 from ...search.cost import work_seconds
 from ...search.ledger import CandidateRow, FinalRow
+from ...search.view import RunView
 from ...search.watch import final_training_curve
 from .. import analyses, plots
 from ..headline import duration, headline
@@ -179,9 +180,9 @@ def _final_text(final: FinalRow | None) -> str:
 
 def _cost_items(data: RunData) -> list[tuple[str, str]]:
     """Device-hours and where the training went (``search.cost``); nothing when the ledger cannot say."""
-    from ...search.cost import run_cost
+    from ...search.view import run_cost
 
-    cost = run_cost(data.run)
+    cost = run_cost(data.view or data.run)
     if cost is None:
         return []
     items = [("Device-hours (training and scoring, baseline included)", cost.device_hours.text())]
@@ -230,7 +231,7 @@ def _settings_html(settings: dict[str, Any], run: Path) -> str:
 
 
 def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow | None, metric: str,
-               seed_of: int | None = None) -> str:
+               seed_of: int | None = None, view: RunView | None = None) -> str:
     if best is None:
         return '<p class="muted">No best candidate.</p>'
     g = best.genome
@@ -267,7 +268,7 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
                   "–" if seed is None else seed, _num(route), _num(of_final), duration(final.train_seconds),
                   _Raw('<a href="../best/">RUN/best</a>'), final.error or ""]],
             )
-            + _final_curve_html(page, run, metric, bool(final.extra.get("proggan_route")))
+            + _final_curve_html(page, view or run, metric, bool(final.extra.get("proggan_route")))
         )
     html_parts.append(
         "<h3>G and D layers, by resolution</h3>"
@@ -278,7 +279,7 @@ def _best_html(page: Page, run: Path, best: CandidateRow | None, final: FinalRow
     return "".join(html_parts)
 
 
-def _final_curve_html(page: Page, run: Path, metric: str, proggan_route: bool = False) -> str:
+def _final_curve_html(page: Page, run: Path | RunView, metric: str, proggan_route: bool = False) -> str:
     """The metric over the final training beside ProgGAN's at the same route iterations, and which snapshot
     became RUN/best; nothing when the final training kept no snapshots (``final_snapshots`` = 1)."""
     points = final_training_curve(run)
@@ -718,7 +719,7 @@ def _real_png(data: RunData, n: int, seed: int) -> bytes | None:
 
 
 def _result_html(page: Page, data: RunData, n: int, seed: int, device: str) -> str:
-    head = headline(data.run, data.rows, data.final, data.settings)
+    head = headline(data.run, data.rows, data.final, data.settings, view=data.view)
     parts = ['<div class="headline">' + "".join(f"<p>{_text(line)}</p>" for line in head.lines()
                                                if not line.startswith("Samples:")) + "</div>"]
     figures = []
@@ -877,7 +878,7 @@ def sections(page: Page, data: RunData, found: Analyses, *, n_samples: int, samp
     seed = data.settings.get("seed")
     section("best", "Best architecture", lambda: _best_html(page, data.run, data.best, data.final,
                                                             str(data.settings.get("metric", "metric")),
-                                                            seed if isinstance(seed, int) else None))
+                                                            seed if isinstance(seed, int) else None, data.view))
     section("route", "Growing route of the best candidate", lambda: _route_html(page, data.route))
     section("capacity", "1. G-to-D capacity", lambda: _capacity_html(page, found.capacity, data.key),
             failed=errors.get("capacity"))
