@@ -293,7 +293,21 @@ def test_a_worker_imports_the_plugins_its_task_names(tmp_path: Path, plugin: str
 def test_local_workers_train_with_a_plugin_loss(tmp_path: Path, plugin: str) -> None:
     """A search on the local executor (worker processes forked from a server that may have started long before)
     trains with a loss that only the plugin registers."""
-    config = tiny(executor="local", workers=1, plugins=[plugin], loss="hinge", max_steps=1, final_iterations=0)
+    workers_train_with_the_plugin_loss(tmp_path, tiny(executor="local", workers=1, plugins=[plugin], loss="hinge",
+                                                      max_steps=1, final_iterations=0))
+
+
+@pytest.mark.slow
+def test_ray_workers_train_with_a_plugin_loss(tmp_path: Path, plugin: str, ray_instance: object | None) -> None:
+    """Ray's workers were started (with the suite's Ray instance) before the plugin's folder existed: the driver's
+    module search path travels with each task, so they find it on this machine."""
+    if ray_instance is None:
+        pytest.skip("Ray is not installed")
+    workers_train_with_the_plugin_loss(tmp_path, tiny(executor="ray", workers=2, plugins=[plugin], loss="hinge",
+                                                      max_steps=1, final_iterations=0))
+
+
+def workers_train_with_the_plugin_loss(tmp_path: Path, config: SearchConfig) -> None:
     run_search(tmp_path / "run", config, progress=False)
     statuses = ledger_statuses(tmp_path / "run")
     assert len(statuses) > 2 and set(statuses) == {Status.DONE}

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,7 +321,8 @@ class RayExecutor:
         from .worker import CandidateResult
 
         ray = self._ray
-        refs = {self._remote.remote(task, self._device, self.share): task for task in tasks}
+        paths = _search_path(tasks)
+        refs = {self._remote.remote(task, self._device, self.share, paths): task for task in tasks}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
@@ -333,7 +335,7 @@ class RayExecutor:
                     continue
                 if result.retry_alone and not task.alone:  # out of memory while sharing: again, on a whole GPU
                     task = dataclasses.replace(task, alone=True)
-                    refs[self._remote.options(num_gpus=1).remote(task, self._device, 1)] = task
+                    refs[self._remote.options(num_gpus=1).remote(task, self._device, 1, paths)] = task
                     continue
                 yield result
 
@@ -343,9 +345,20 @@ class RayExecutor:
             self._started = False
 
 
-def _ray_run_candidate(task: CandidateTask, device: str, share: int = 1) -> CandidateResult:
+def _search_path(tasks: list[CandidateTask]) -> tuple[str, ...]:
+    """The driver's module search path when a task names plugins: Ray's workers outlive the driver's sys.path (they
+    may have started before the plugin's folder was added), so the folders travel with the tasks."""
+    if not any(task.train.plugins for task in tasks):
+        return ()
+    return tuple(os.path.abspath(p) for p in sys.path if p)
+
+
+def _ray_run_candidate(task: CandidateTask, device: str, share: int = 1,
+                       search_path: tuple[str, ...] = ()) -> CandidateResult:
     from .worker import run_candidate, set_worker_device
 
+    # After the worker's own entries (so they keep precedence), the driver's folders that exist on this node.
+    sys.path.extend(p for p in search_path if p not in sys.path and os.path.isdir(p))
     set_threads(1)
     set_worker_device(device, share)
     return run_candidate(task)
