@@ -392,7 +392,8 @@ class FakeRay:
         self.calls: list[tuple[int, bool, int, float | None]] = []
         self._num_gpus: float | None = None
 
-    def remote(self, task: CandidateTask, device: str, share: int) -> Ref:
+    def remote(self, task: CandidateTask, device: str, share: int, search_path: tuple[str, ...] = ()) -> Ref:
+        assert search_path == ()  # the driver's module search path travels only when a task names plugins
         self.calls.append((task.candidate_id, task.alone, share, self._num_gpus))
         self._num_gpus = None
         return Ref(self.outcome(task, share))
