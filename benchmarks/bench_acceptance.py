@@ -89,24 +89,25 @@ def run_logged(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def one_run(out: Path, dataset: str, seed: int, data_spec: str | None, stages: Stages) -> None:
-    name = f"{dataset}-s{seed}"
+def search_and_compare(out: Path, name: str, new_search: list[str], stages: Stages) -> None:
+    """``dggan search`` (one torch thread) into out/NAME, with ``new_search``'s flags, or resumed when the folder is
+    there from a killed run; then ``dggan compare`` on three held-out seeds; each stage once (``stages``)."""
     run, log = out / name, out / f"{name}.log"
     dggan = [str(Path(sys.executable).with_name("dggan"))]
     if stages.get(f"{name}/search") is None:
         resumed = run.exists()
         cmd = dggan + ["search", "--no-progress", "--set", "threads=1"]
-        if resumed:
-            cmd += ["--resume", str(run)]
-        else:
-            cmd += ["--preset", "demo", "--run-dir", str(run), "--set", f"seed={seed}"]
-            if data_spec:
-                cmd += ["--data", data_spec]
+        cmd += ["--resume", str(run)] if resumed else ["--run-dir", str(run), *new_search]
         stages.put(f"{name}/search", {"wall_s": run_logged(cmd, log), "resumed": resumed})
     if stages.get(f"{name}/compare") is None:
         cmd = dggan + ["compare", str(run), "--eval-seeds", "3", "--no-progress"]
         stages.put(f"{name}/compare", {"wall_s": run_logged(cmd, log)})
     print(f"{name}: done", flush=True)
+
+
+def one_run(out: Path, dataset: str, seed: int, data_spec: str | None, stages: Stages) -> None:
+    data = ["--data", data_spec] if data_spec else []
+    search_and_compare(out, f"{dataset}-s{seed}", ["--preset", "demo", "--set", f"seed={seed}", *data], stages)
 
 
 def pick_scores(run: Path, seeds: list[int]) -> dict:

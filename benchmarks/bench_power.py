@@ -25,7 +25,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench_acceptance import Stages, mean_std, run_logged  # this script's folder is on sys.path
+from bench_acceptance import Stages, mean_std, run_logged, search_and_compare  # this script's folder is on sys.path
 
 from dggan._util.files import atomic_write_json, atomic_write_text
 
@@ -33,20 +33,9 @@ SELECTIONS = ("beam", "random")
 
 
 def one_search(out: Path, selection: str, seed: int, preset: str, stages: Stages, sets: list[str]) -> None:
-    name = f"{selection}-s{seed}"
-    run, log = out / name, out / f"{name}.log"
-    dggan = [str(Path(sys.executable).with_name("dggan"))]
-    if stages.get(f"{name}/search") is None:
-        resumed = run.exists()
-        cmd = dggan + ["search", "--no-progress", "--set", "threads=1"]
-        cmd += (["--resume", str(run)] if resumed else
-                ["--preset", preset, "--run-dir", str(run), "--set", f"seed={seed}", "--set", f"selection={selection}",
-                 *[arg for kv in sets for arg in ("--set", kv)]])
-        stages.put(f"{name}/search", {"wall_s": run_logged(cmd, log), "resumed": resumed})
-    if stages.get(f"{name}/compare") is None:
-        cmd = dggan + ["compare", str(run), "--eval-seeds", "3", "--no-progress"]
-        stages.put(f"{name}/compare", {"wall_s": run_logged(cmd, log)})
-    print(f"{name}: done", flush=True)
+    search_and_compare(out, f"{selection}-s{seed}",
+                       ["--preset", preset, "--set", f"seed={seed}", "--set", f"selection={selection}",
+                        *[arg for kv in sets for arg in ("--set", kv)]], stages)
 
 
 def head_to_head(out: Path, seed: int, stages: Stages) -> None:

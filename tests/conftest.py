@@ -10,6 +10,7 @@ import torch
 
 from dggan.data import SyntheticShapes
 from dggan.model.genome import Genome, constant_channels
+from dggan.training.cuda_graphs import reset_graphs_in_process
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -76,3 +77,12 @@ def fake_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     from fixtures.fake_executor import patch_checkpoints
 
     patch_checkpoints(monkeypatch)
+
+
+@pytest.fixture
+def graphs_allowed_again() -> Iterator[None]:
+    """A capture failure turns CUDA graphs off for the process: a test of graph failures starts, and leaves the
+    next test, as a fresh process would (``pytestmark = pytest.mark.usefixtures("graphs_allowed_again")``)."""
+    reset_graphs_in_process()
+    yield
+    reset_graphs_in_process()

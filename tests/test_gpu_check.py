@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -18,18 +17,12 @@ import torch
 
 from dggan.data import SyntheticShapes
 from dggan.model.genome import Genome
-from dggan.training.cuda_graphs import reset_graphs_in_process
 from dggan.training.trainer import TrainConfig, Trainer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
-@pytest.fixture(autouse=True)
-def _graphs_allowed_again() -> Iterator[None]:
-    """A capture failure turns graphs off for the process: each test starts as a fresh process would."""
-    reset_graphs_in_process()
-    yield
-    reset_graphs_in_process()
+pytestmark = pytest.mark.usefixtures("graphs_allowed_again")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,6 @@ from dggan.training.cuda_graphs import (
     graphs_enabled,
     graphs_off_in_process,
     release_cached_memory,
-    reset_graphs_in_process,
     set_tf32,
 )
 from dggan.training.trainer import TrainConfig, Trainer
@@ -51,12 +50,7 @@ CAPTURE = RuntimeError("operation not permitted when stream is capturing")
 STICKY = "CUDA error: an illegal memory access was encountered (simulated)"
 
 
-@pytest.fixture(autouse=True)
-def _graphs_allowed_again() -> Iterator[None]:
-    """A capture failure turns graphs off for the process: each test starts as a fresh process would."""
-    reset_graphs_in_process()
-    yield
-    reset_graphs_in_process()
+pytestmark = pytest.mark.usefixtures("graphs_allowed_again")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -24,19 +23,13 @@ from dggan.training.cuda_graphs import (
     EmulatedGraph,
     first_mismatch,
     graphs_off_in_process,
-    reset_graphs_in_process,
 )
 from dggan.training.trainer import TrainConfig, Trainer
 
 CFG = TrainConfig(iterations=10, batch_size=8, log_every=5, seed=11)
 
 
-@pytest.fixture(autouse=True)
-def _graphs_allowed_again() -> Iterator[None]:
-    """A capture failure turns graphs off for the process: each test starts as a fresh process would."""
-    reset_graphs_in_process()
-    yield
-    reset_graphs_in_process()
+pytestmark = pytest.mark.usefixtures("graphs_allowed_again")  # tests/conftest.py
 
 
 def emulated(genome: Genome, data: SyntheticShapes, cfg: TrainConfig = CFG) -> tuple[Trainer, EmulatedBackend]:

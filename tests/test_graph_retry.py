@@ -5,7 +5,6 @@ monkeypatching, and run through ``EmulatedBackend``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,13 @@ from dggan.model.genome import Genome
 from dggan.search.driver import run_search
 from dggan.search.ledger import Ledger
 from dggan.search.watch import graphs_line, read_status
-from dggan.training.cuda_graphs import EmulatedBackend, reset_graphs_in_process
+from dggan.training.cuda_graphs import EmulatedBackend
 from dggan.training.trainer import TrainConfig, Trainer
 
 STICKY = "CUDA error: an illegal memory access was encountered (simulated)"
 
 
-@pytest.fixture(autouse=True)
-def _graphs_allowed_again() -> Iterator[None]:
-    """A capture failure turns graphs off for the process: each test starts as a fresh process would."""
-    reset_graphs_in_process()
-    yield
-    reset_graphs_in_process()
+pytestmark = pytest.mark.usefixtures("graphs_allowed_again")  # tests/conftest.py
 
 
 def task(tmp_path: Path, genome: Genome, cid: int = 1, **train: Any) -> CandidateTask:

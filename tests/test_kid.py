@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures.images import UInt8Images
 from typer.testing import CliRunner
 
 from dggan.cli import app
@@ -17,17 +18,6 @@ from dggan.errors import ConfigError, SearchError
 from dggan.metrics import MetricWarning, evaluate, metric_kinds, parse_metric, refstats, to_uint8
 from dggan.search.config import SearchConfig
 from dggan.search.preflight import check_metric
-
-
-class _UInt8Images(torch.utils.data.Dataset):
-    def __init__(self, images: torch.Tensor):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
 
 
 def _serve(images: torch.Tensor):  # type: ignore[no-untyped-def]
@@ -62,7 +52,7 @@ def test_kid_matches_torch_fidelity(random_inception: Path, tmp_path: Path) -> N
     with pytest.warns(MetricWarning, match="has 4 images, fewer than the 5 .* using all of them"):
         ours = evaluate("kid5", _serve(to_float(fakes, 16)), real, 16, cache_dir=tmp_path,
                         inception_weights=random_inception, batch_size=5, progress=False)
-    theirs = calculate_metrics(input1=_UInt8Images(fakes), input2=_UInt8Images(to_uint8(to_float(real.array, 16))),
+    theirs = calculate_metrics(input1=UInt8Images(fakes), input2=UInt8Images(to_uint8(to_float(real.array, 16))),
                                cuda=False, kid=True, kid_subset_size=4, batch_size=5, save_cpu_ram=True,
                                feature_extractor_weights_path=str(random_inception), verbose=False, cache=False)
     assert abs(ours["value"]) > 1e-4  # the random network separates the two sets: the comparison means something

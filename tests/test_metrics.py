@@ -10,6 +10,7 @@ import scipy.linalg
 import scipy.ndimage
 import torch
 import torch.nn.functional as F
+from fixtures.images import UInt8Images
 
 from dggan.data import ArraySource, SyntheticShapes, to_float
 from dggan.metrics import (
@@ -124,17 +125,6 @@ def test_weights_holding_objects_are_refused(tmp_path):
         InceptionFeatures(path)
 
 
-class _UInt8Images(torch.utils.data.Dataset):
-    def __init__(self, images: torch.Tensor):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
-
-
 def _serve(images: torch.Tensor):
     """A ``generate`` that hands out ``images`` (float) in order."""
     pos = {"i": 0}
@@ -181,7 +171,7 @@ def test_fid_matches_torch_fidelity(random_inception, tmp_path, monkeypatch):
     ours = evaluate("fid3", _serve(to_float(fakes, 16)), real, 16, cache_dir=tmp_path,
                     inception_weights=random_inception, batch_size=3, progress=False)
     real_at_16 = to_uint8(to_float(real.array, 16))
-    theirs = calculate_metrics(input1=_UInt8Images(fakes), input2=_UInt8Images(real_at_16), cuda=False, fid=True,
+    theirs = calculate_metrics(input1=UInt8Images(fakes), input2=UInt8Images(real_at_16), cuda=False, fid=True,
                                feature_extractor_weights_path=str(random_inception), batch_size=3,
                                save_cpu_ram=True, verbose=False, cache=False)
     assert ours["value"] > 1e-3  # the random network separates the two sets: the comparison means something
@@ -195,7 +185,7 @@ def test_is_matches_torch_fidelity(random_inception):
     fakes = torch.from_numpy(SyntheticShapes(11, 16, seed=1).array)
     ours = evaluate("is11", _serve(to_float(fakes, 16)), None, 16, inception_weights=random_inception,
                     batch_size=11, progress=False)
-    theirs = calculate_metrics(input1=_UInt8Images(fakes), cuda=False, isc=True, batch_size=11,
+    theirs = calculate_metrics(input1=UInt8Images(fakes), cuda=False, isc=True, batch_size=11,
                                feature_extractor_weights_path=str(random_inception), save_cpu_ram=True,
                                verbose=False, cache=False)
     assert ours["value"] > 1.0 + 1e-6  # 1.0 would mean identical class distributions

@@ -133,6 +133,18 @@ def loss_class(name: str) -> type[Loss]:
     return _LOSSES[name]
 
 
+def critic_logits(D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                  one_pass: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's float32 logits on ``real`` and ``fake``: one forward of both when ``one_pass`` (minibatch-stddev groups
+    cannot straddle the halves), else one each. Call it under the loss's ``autocast()``."""
+    import torch
+
+    if one_pass:
+        d_real, d_fake = D(torch.cat([real, fake])).float().chunk(2)
+        return d_real, d_fake
+    return D(real).float(), D(fake).float()
+
+
 def make_loss(config: LossSettings) -> Loss:
     """The loss ``config`` (a ``TrainConfig``) names, with its options."""
     return loss_class(config.loss).from_config(config)
@@ -159,10 +171,7 @@ class WGANGP(Loss):
         import torch
 
         with autocast():
-            if one_pass:
-                d_real, d_fake = D(torch.cat([real, fake])).float().chunk(2)
-            else:
-                d_real, d_fake = D(real).float(), D(fake).float()
+            d_real, d_fake = critic_logits(D, real, fake, one_pass)
             mixed = torch.lerp(fake.float(), real, eps).requires_grad_(True)
             d_mixed = D(mixed).float()
         (grad,) = torch.autograd.grad(d_mixed.sum(), mixed, create_graph=True)
@@ -213,14 +222,10 @@ class R1(Loss):
 
     def critic(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, autocast: Autocast,
                one_pass: bool = True) -> Terms:
-        import torch
         import torch.nn.functional as F
 
         with autocast():
-            if one_pass:
-                d_real, d_fake = D(torch.cat([real, fake])).float().chunk(2)
-            else:
-                d_real, d_fake = D(real).float(), D(fake).float()
+            d_real, d_fake = critic_logits(D, real, fake, one_pass)
         loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
         return Terms(loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()})
 
